@@ -1,0 +1,3 @@
+from pacscopy.cli import main
+
+main()

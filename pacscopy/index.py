@@ -1,0 +1,248 @@
+"""The DuckDB index: open it, migrate it, load named SQL, run it with parameters.
+
+The index is a plain DuckDB file that a PACS administrator can open with the
+``duckdb`` CLI. Its schema lives in ``sql/schema/NNNN_name.sql``; each file is
+applied once, in one transaction, and recorded in ``schema_migrations``. All
+other SQL lives in named files under ``sql/`` too, and values always travel
+as ``$parameters``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from pacscopy.errors import IndexFileError, QueryError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INDEX = "pacscopy.duckdb"
+_MIGRATION = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+def sql_dir() -> Path:
+    """Where the SQL files are: inside the package in a wheel, beside it in a checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "sql", here.parent / "sql"):
+        if (candidate / "schema").is_dir():
+            return candidate
+    raise IndexFileError(f"pacscopy's SQL files are missing (looked in {here / 'sql'}): reinstall pacscopy")
+
+
+@cache
+def load_sql(name: str) -> str:
+    """Text of ``sql/<name>.sql`` (``name`` may contain a sub-folder)."""
+    path = sql_dir() / f"{name}.sql"
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise QueryError(f"no SQL file named {name!r} in {sql_dir()}") from None
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """All schema migrations as (version, name, sql), in order."""
+    out = []
+    for p in sorted((sql_dir() / "schema").iterdir()):
+        m = _MIGRATION.match(p.name)
+        if m:
+            out.append((int(m.group(1)), m.group(2), p.read_text(encoding="utf-8")))
+    return out
+
+
+def default_index_path() -> str:
+    return os.environ.get("PACSCOPY_INDEX") or DEFAULT_INDEX
+
+
+def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
+    try:
+        return duckdb.connect(path, read_only=read_only)
+    except duckdb.IOException as e:
+        msg = str(e).splitlines()[0]
+        if "lock" in msg.lower():
+            raise IndexFileError(
+                f"index {path} is in use by another pacscopy or duckdb process: wait for it or close it"
+            ) from None
+        raise IndexFileError(f"{path} is not a pacscopy index (DuckDB says: {msg})") from None
+    except duckdb.Error as e:
+        raise IndexFileError(f"cannot open index {path}: {str(e).splitlines()[0]}") from None
+
+
+def _secure(path: str) -> None:
+    """The index holds patient data: readable by its owner only (also its WAL)."""
+    for p in (path, path + ".wal"):
+        try:
+            os.chmod(p, 0o600)
+        except FileNotFoundError:
+            pass
+
+
+def open_index(path: str | None = None, *, create: bool = False, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open (and with ``create``, create and migrate) the index at ``path``.
+
+    Without ``create`` a missing file is an error rather than a new empty
+    index: a typo in ``--index`` must not silently start a second migration.
+    """
+    path = path or default_index_path()
+    exists = os.path.exists(path)
+    if not exists and not create:
+        raise IndexFileError(f"no index at {path}: run 'pacscopy scan ROOT --index {path}' first")
+    if os.path.isdir(path):
+        raise IndexFileError(f"{path} is a folder, not an index file")
+    if not exists:
+        old = os.umask(0o077)
+        try:
+            con = _connect(path, read_only=False)
+        finally:
+            os.umask(old)
+    else:
+        con = _connect(path, read_only=read_only)
+    if not read_only:
+        _secure(path)
+        migrate(con, path)
+    else:
+        _require_pacscopy(con, path)
+    return con
+
+
+def _require_pacscopy(con: duckdb.DuckDBPyConnection, path: str) -> None:
+    tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    if "schema_migrations" not in tables:
+        raise IndexFileError(f"{path} is a DuckDB file but not a pacscopy index (no schema_migrations table)")
+
+
+def migrate(con: duckdb.DuckDBPyConnection, path: str = "index") -> list[int]:
+    """Apply every migration not yet recorded; return the versions applied."""
+    tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    if "schema_migrations" not in tables:
+        if tables:
+            raise IndexFileError(
+                f"{path} is a DuckDB file with other tables but not a pacscopy index: refusing to touch it"
+            )
+        con.execute(load_sql("ops/create_migrations"))
+    done = {r[0] for r in con.execute("SELECT version FROM schema_migrations").fetchall()}
+    applied = []
+    for version, name, sql in migrations():
+        if version in done:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(sql)
+            con.execute(load_sql("ops/record_migration"), {"version": version, "name": name})
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        log.info("applied schema migration %04d_%s", version, name)
+        applied.append(version)
+    return applied
+
+
+def run(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
+    """Run the named SQL file with ``$parameters``."""
+    return con.execute(load_sql(name), params or {})
+
+
+def run_script(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any] | None = None) -> None:
+    """Run a multi-statement SQL file; ``$parameters`` are bound per statement."""
+    for stmt in split_statements(load_sql(name)):
+        used = {k: v for k, v in (params or {}).items() if f"${k}" in stmt}
+        con.execute(stmt, used)
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split a SQL script on semicolons outside quotes and comments."""
+    out, buf, quote, i = [], [], None, 0
+    while i < len(sql):
+        ch = sql[i]
+        if quote:
+            buf.append(ch)
+            if ch == quote:
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+            buf.append(ch)
+        elif sql.startswith("--", i):
+            j = sql.find("\n", i)
+            j = len(sql) if j < 0 else j
+            buf.append(sql[i:j])
+            i = j
+            continue
+        elif ch == ";":
+            stmt = "".join(buf).strip()
+            if _has_code(stmt):
+                out.append(stmt)
+            buf = []
+        else:
+            buf.append(ch)
+        i += 1
+    stmt = "".join(buf).strip()
+    if _has_code(stmt):
+        out.append(stmt)
+    return out
+
+
+def _has_code(stmt: str) -> bool:
+    return any(line.strip() and not line.strip().startswith("--") for line in stmt.splitlines())
+
+
+def named_queries() -> dict[str, Path]:
+    """Queries shipped in ``sql/queries`` and checks in ``sql/checks``, by name."""
+    out: dict[str, Path] = {}
+    for sub in ("queries", "checks"):
+        d = sql_dir() / sub
+        if d.is_dir():
+            for p in sorted(d.glob("*.sql")):
+                out.setdefault(p.stem, p)
+    return out
+
+
+def description(sql: str) -> str:
+    """First comment line of a SQL file: its one-line description."""
+    for line in sql.splitlines():
+        line = line.strip()
+        if line.startswith("--"):
+            return line.lstrip("- ").strip()
+        if line:
+            break
+    return ""
+
+
+def query(
+    path: str | None, sql: str, params: dict[str, Any] | None = None
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run user SQL read-only; return (column names, rows)."""
+    con = open_index(path, read_only=True)
+    try:
+        try:
+            statements = split_statements(sql)
+            if not statements:
+                raise QueryError("the SQL is empty")
+            cur = None
+            for stmt in statements:
+                cur = con.execute(stmt, params or {}) if params else con.execute(stmt)
+            assert cur is not None
+            if cur.description is None:
+                return [], []
+            cols = [d[0] for d in cur.description]
+            return cols, cur.fetchall()
+        except duckdb.Error as e:
+            first = str(e).strip().splitlines()[0]
+            if "read-only" in first.lower() or "read only" in first.lower():
+                raise QueryError(f"query is read-only: the index was not changed ({first})") from None
+            raise QueryError(f"SQL error: {first}") from None
+    finally:
+        con.close()
+
+
+def insert_columns(con: duckdb.DuckDBPyConnection, name: str, columns: dict[str, Sequence[Any]], **extra: Any) -> None:
+    """Bulk write: each column a list, bound as one ``$parameter`` and unnested in SQL."""
+    params: dict[str, Any] = {k: list(v) for k, v in columns.items()}
+    params.update(extra)
+    con.execute(load_sql(name), params)

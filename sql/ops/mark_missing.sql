@@ -1,0 +1,5 @@
+-- Files seen by an earlier scan that are gone now. Header values stay for the record.
+UPDATE files
+SET status = 'missing', reason = 'vanished', detail = 'not found by scan ' || $scan_id::VARCHAR,
+    scanned_at = now()::TIMESTAMP, scan_id = $scan_id
+WHERE path IN (SELECT unnest($paths)) AND status <> 'missing';

@@ -1,0 +1,81 @@
+"""Shared fixtures: real sample files, synthetic archives, and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pydicom
+import pytest
+
+from pacscopy.cli import main
+from pacscopy.synth import Manifest, make_archive
+
+PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]):
+    """Run the pacscopy CLI in-process; return exit code, stdout, stderr."""
+
+    def run(*args: str) -> Result:
+        capsys.readouterr()
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as e:
+            code = int(e.code or 0)
+        cap = capsys.readouterr()
+        return Result(code, cap.out, cap.err)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def pydicom_files() -> Path:
+    assert PYDICOM_FILES.is_dir(), "pydicom's bundled test files are missing"
+    return PYDICOM_FILES
+
+
+@pytest.fixture(scope="session")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Manifest:
+    """A synthetic archive with every defect and conflict planted (read-only: copy to modify)."""
+    return make_archive(tmp_path_factory.mktemp("archive") / "arch")
+
+
+@pytest.fixture(scope="session")
+def scanned(archive: Manifest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The planted archive, scanned once into an index (read-only for tests)."""
+    index = tmp_path_factory.mktemp("idx") / "planted.duckdb"
+    try:
+        main(["scan", str(archive.root), "--index", str(index), "--quiet", "--workers", "2"])
+    except SystemExit as e:
+        assert not e.code
+    return index
+
+
+def rows(index: Path, sql: str, params: dict | None = None) -> list[tuple]:
+    con = duckdb.connect(str(index), read_only=True)
+    try:
+        return con.execute(sql, params or {}).fetchall()
+    finally:
+        con.close()
+
+
+def copy_tree(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst, symlinks=True, ignore=shutil.ignore_patterns("*.sock", "a_fifo.dcm"))
+    return dst
+
+
+def have(cmd: str) -> bool:
+    return shutil.which(cmd) is not None or os.path.exists(cmd)

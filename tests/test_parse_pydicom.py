@@ -1,0 +1,182 @@
+"""Every file pydicom ships, classified as a careful human would.
+
+pydicom reads most of the broken ones without complaint; these expectations
+were set by looking at each file (hex dump, pydicom's own README notes).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from pacscopy.dicomparse import find_lost_block, inspect_bytes
+from pacscopy.scan import read_and_inspect
+
+from .conftest import PYDICOM_FILES
+
+# Everything not listed here must be "ok".
+NOT_OK = {
+    # No StudyInstanceUID at all: a target cannot file it under any study.
+    "JPEGLSNearLossless_08.dcm": ("corrupt", "missing_study_instance_uid"),
+    "JPEGLSNearLossless_16.dcm": ("corrupt", "missing_study_instance_uid"),
+    "SC_rgb_jls_lossy_line.dcm": ("corrupt", "missing_study_instance_uid"),
+    "SC_rgb_jls_lossy_sample.dcm": ("corrupt", "missing_study_instance_uid"),
+    # Pixel data declares 8192 bytes, the file ends 62 bytes short; pydicom reads it silently.
+    "MR_truncated.dcm": ("corrupt", "truncated"),
+    # A sequence runs past the end of the file.
+    "rtplan_truncated.dcm": ("corrupt", "truncated"),
+    # The meta says JPEG Baseline (explicit VR) but the dataset is implicit VR.
+    "SC_rgb_jpeg.dcm": ("corrupt", "encoding_mismatch"),
+    # Test fragments without any SOPInstanceUID in the dataset.
+    "UN_sequence.dcm": ("corrupt", "missing_sop_instance_uid"),
+    "empty_charset_LEI.dcm": ("corrupt", "missing_sop_instance_uid"),
+    "meta_missing_tsyntax.dcm": ("corrupt", "missing_sop_instance_uid"),
+    "nested_priv_SQ.dcm": ("corrupt", "missing_sop_instance_uid"),
+    "no_meta_group_length.dcm": ("corrupt", "missing_sop_instance_uid"),
+    "priv_SQ.dcm": ("corrupt", "missing_sop_instance_uid"),
+    # "CT_small without meta", but with one stray 0x20 byte before the dataset.
+    "no_meta.dcm": ("corrupt", "unparseable"),
+    "README.txt": ("not_dicom", None),
+    "crayons.icc": ("not_dicom", None),
+    "rtplan.dump": ("not_dicom", None),
+    "rtstruct.dump": ("not_dicom", None),
+    "test1.json": ("not_dicom", None),
+    "test_PN.json": ("not_dicom", None),
+    "zipMR.gz": ("not_dicom", None),
+    "dicomdirtests/README.txt": ("not_dicom", None),
+    "dicomdirtests/TINY_ALPHA/README": ("not_dicom", None),
+    "dicomdirtests/DICOMDIR": ("dicomdir", None),
+    "dicomdirtests/DICOMDIR-bigEnd": ("dicomdir", None),
+    "dicomdirtests/DICOMDIR-empty.dcm": ("dicomdir", None),
+    "dicomdirtests/DICOMDIR-implicit": ("dicomdir", None),
+    "dicomdirtests/DICOMDIR-nopatient": ("dicomdir", None),
+    "dicomdirtests/DICOMDIR-reordered": ("dicomdir", None),
+    "dicomdirtests/TINY_ALPHA/DICOMDIR": ("dicomdir", None),
+    # Records were removed without fixing the item lengths: a damaged DICOMDIR.
+    "dicomdirtests/DICOMDIR-nooffset": ("dicomdir", "truncated"),
+}
+
+ALL_FILES = sorted(str(p.relative_to(PYDICOM_FILES)) for p in PYDICOM_FILES.rglob("*") if p.is_file())
+
+
+def test_sample_set_is_complete() -> None:
+    assert len(ALL_FILES) > 150
+    for name in ("MR_truncated.dcm", "ExplVR_BigEndNoMeta.dcm", "image_dfl.dcm", "liver_1frame.dcm"):
+        assert name in ALL_FILES
+    assert set(NOT_OK) <= set(ALL_FILES)
+
+
+@pytest.mark.parametrize("rel", ALL_FILES)
+def test_pydicom_file_status(rel: str) -> None:
+    row = read_and_inspect(os.fsencode(PYDICOM_FILES / rel))
+    expected = NOT_OK.get(rel, ("ok", None))
+    assert (row["status"], row["reason"]) == expected, row.get("detail")
+
+
+OK_FILES = [r for r in ALL_FILES if r not in NOT_OK]
+ATTRS = {
+    "sop_instance_uid": "SOPInstanceUID", "sop_class_uid": "SOPClassUID",
+    "study_instance_uid": "StudyInstanceUID", "series_instance_uid": "SeriesInstanceUID",
+    "patient_id": "PatientID", "patient_name": "PatientName", "patient_birth_date": "PatientBirthDate",
+    "accession_number": "AccessionNumber", "modality": "Modality", "study_date": "StudyDate",
+    "study_description": "StudyDescription", "instance_number": "InstanceNumber",
+}
+
+
+@pytest.mark.parametrize("rel", OK_FILES)
+def test_header_values_match_pydicom(rel: str) -> None:
+    """The lean walker must read the same values pydicom does."""
+    row = read_and_inspect(os.fsencode(PYDICOM_FILES / rel))
+    ds = pydicom.dcmread(PYDICOM_FILES / rel, stop_before_pixels=True, force=True)
+    for col, kw in ATTRS.items():
+        v = ds.get(kw)
+        if v is None or v == "":
+            assert row[col] is None, (col, row[col])
+        elif col == "instance_number":
+            assert row[col] == int(v)
+        else:
+            assert row[col] == str(v).strip(), (col, row[col], str(v))
+
+
+def test_transfer_syntax_detected_for_raw_datasets() -> None:
+    row = read_and_inspect(os.fsencode(PYDICOM_FILES / "ExplVR_BigEndNoMeta.dcm"))
+    assert row["has_meta"] is False and row["dataset_offset"] == 0
+    assert row["transfer_syntax_uid"] == "1.2.840.10008.1.2.2"
+    row = read_and_inspect(os.fsencode(PYDICOM_FILES / "MR_small_implicit.dcm"))
+    assert row["has_meta"] is True and row["transfer_syntax_uid"] == "1.2.840.10008.1.2"
+
+
+def test_dataset_offset_points_at_the_dataset() -> None:
+    """The sender streams from dataset_offset: it must be exactly where pydicom's meta ends."""
+    for rel in ("CT_small.dcm", "MR_small_bigendian.dcm", "JPEG2000.dcm"):
+        p = PYDICOM_FILES / rel
+        row = read_and_inspect(os.fsencode(p))
+        with open(p, "rb") as f:
+            pydicom.filereader.read_preamble(f, False)
+            pydicom.filereader._read_file_meta_info(f)
+            assert row["dataset_offset"] == f.tell()
+
+
+def test_truncated_file_keeps_its_header_values() -> None:
+    """A corrupt copy must still be matchable to an intact copy elsewhere."""
+    row = read_and_inspect(os.fsencode(PYDICOM_FILES / "MR_truncated.dcm"))
+    ds = pydicom.dcmread(PYDICOM_FILES / "MR_truncated.dcm", stop_before_pixels=True)
+    assert row["status"] == "corrupt"
+    assert row["sop_instance_uid"] == ds.SOPInstanceUID
+    assert row["patient_id"] == ds.PatientID
+
+
+def test_natural_zero_run_at_end_is_not_a_lost_block() -> None:
+    data = (PYDICOM_FILES / "liver_1frame.dcm").read_bytes()
+    assert data.endswith(bytes(9000))
+    assert find_lost_block(data) is None
+
+
+@pytest.mark.parametrize(
+    "start,length,flagged",
+    [
+        (4096, 4096, True),  # one aligned block in the middle
+        (8192, 8192, True),  # two blocks
+        (4100, 8192, False),  # starts off a boundary
+        (4096, 5000, False),  # ends off a boundary, not at the end
+        (4096, 3000, False),  # too short
+    ],
+)
+def test_lost_block_signature(start: int, length: int, flagged: bool) -> None:
+    data = bytearray(b"\x01" * 20000)
+    data[start : start + length] = bytes(length)
+    assert (find_lost_block(bytes(data)) is not None) == flagged
+
+
+def test_zero_run_to_end_of_file_from_boundary_is_flagged() -> None:
+    data = bytearray(b"\x07" * 10000)
+    data[8192:] = bytes(len(data) - 8192)  # 1808 bytes: too short
+    assert find_lost_block(bytes(data)) is None
+    data = bytearray(b"\x07" * 14000)
+    data[8192:] = bytes(len(data) - 8192)  # 5808 bytes to EOF from a boundary
+    assert find_lost_block(bytes(data)) == 8192
+
+
+@pytest.mark.parametrize("cut", [0, 10, 131, 200, 300, 700, 1200])
+def test_every_cut_of_a_good_file_is_corrupt_or_not_dicom(cut: int) -> None:
+    data = (PYDICOM_FILES / "CT_small.dcm").read_bytes()[:cut]
+    ins = inspect_bytes(data)
+    assert ins.status in ("corrupt", "not_dicom"), (cut, ins)
+    if cut > 132:
+        assert (ins.status, ins.reason) == ("corrupt", "truncated")
+
+
+def test_random_garbage_never_raises() -> None:
+    import random
+
+    rnd = random.Random(3)
+    base = (PYDICOM_FILES / "CT_small.dcm").read_bytes()
+    for _ in range(300):
+        data = bytearray(base)
+        for _ in range(rnd.randint(1, 20)):
+            data[rnd.randrange(len(data))] = rnd.randrange(256)
+        ins = inspect_bytes(bytes(data[: rnd.randrange(len(data))]))
+        assert ins.status in ("ok", "corrupt", "suspect", "not_dicom", "dicomdir")
