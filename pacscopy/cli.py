@@ -169,7 +169,9 @@ def _root(
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one error boundary for the whole CLI."""
     try:
-        app(args=argv, standalone_mode=False)
+        rc = app(args=argv, standalone_mode=False)
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)  # typer.Exit inside a command comes back as a return value
     except PacscopyError as e:
         typer.echo(f"pacscopy: error: {e}", err=True)
         sys.exit(e.exit_code)

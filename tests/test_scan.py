@@ -1,0 +1,181 @@
+"""Scanning: the planted archive, incremental rescans, crash recovery, permissions."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import xxhash
+
+from pacscopy.synth import make_archive, make_corpus
+
+from .conftest import rows
+
+
+def _by_rel(index: Path, root: Path) -> dict[str, tuple]:
+    prefix = str(root) + "/"
+    return {
+        r[0][len(prefix):]: r[1:]
+        for r in rows(index, "SELECT path, status, reason, path_bytes, xxh3, sop_instance_uid FROM files")
+        if r[0].startswith(prefix)
+    }
+
+
+def test_every_planted_file_has_the_expected_status(archive, scanned) -> None:
+    got = _by_rel(scanned, archive.root)
+    for rel, want in {**archive.expected, **archive.specials}.items():
+        assert rel in got, f"{rel} not indexed"
+        status, reason = got[rel][0], got[rel][1]
+        if want.status == "ok":
+            assert status == "ok", (rel, status, reason)
+        else:
+            assert (status, reason) == (want.status, want.reason), rel
+    # nothing unexpected: every indexed file is in the manifest
+    assert set(got) == set(archive.expected) | set(archive.specials)
+
+
+def test_healthy_files_are_all_ok_and_count(archive, scanned) -> None:
+    healthy = [r for r, w in archive.expected.items() if w.status == "ok"]
+    assert len(healthy) >= 36
+    got = _by_rel(scanned, archive.root)
+    assert all(got[r][0] == "ok" for r in healthy)
+
+
+def test_non_utf8_name_is_kept_losslessly(archive, scanned) -> None:
+    got = _by_rel(scanned, archive.root)
+    rel = "vol1/J\\xe9r\\xf4me_\\xc4rzte.dcm"
+    status, _, path_bytes, digest, _ = got[rel]
+    assert status == "ok"
+    assert b"\xe9" in path_bytes
+    with open(path_bytes, "rb") as f:  # the sender can open it from the index
+        assert xxhash.xxh3_128_hexdigest(f.read()) == digest
+    assert got["vol1/Müller_Ørsted_画像.dcm"][0] == "ok"
+
+
+def test_index_is_owner_only(scanned) -> None:
+    assert stat.S_IMODE(os.stat(scanned).st_mode) == 0o600
+
+
+def test_scan_summary_and_volume_label(tmp_path, cli, archive) -> None:
+    root = tmp_path / "VOL_2004_A"
+    make_archive(root, patients=1, studies_per_patient=1, defects=False, conflicts=False, specials=False)
+    idx = tmp_path / "i.duckdb"
+    r = cli("scan", root, "--index", idx, "--workers", "1")
+    assert r.code == 0, r.err
+    assert "ok" in r.out and "new" in r.out
+    assert {v for (v,) in rows(idx, "SELECT DISTINCT volume FROM files")} == {"VOL_2004_A"}
+    r = cli("scan", root, "--index", idx, "--volume", "tape7", "--rehash", "-q")
+    assert r.code == 0 and r.out == ""
+    assert {v for (v,) in rows(idx, "SELECT DISTINCT volume FROM files")} == {"tape7"}
+
+
+def test_incremental_rescan(tmp_path, cli) -> None:
+    root = tmp_path / "vol"
+    make_archive(root, patients=2, studies_per_patient=1, defects=False, conflicts=False, specials=False)
+    idx = tmp_path / "i.duckdb"
+    assert cli("scan", root, "--index", idx, "-q").code == 0
+    (n,) = rows(idx, "SELECT count(*) FROM files")[0]
+    r = cli("scan", root, "--index", idx)
+    assert f"0 new, 0 changed, {n} unchanged, 0 missing; read 0 files" in r.out
+    files = sorted(p for p in root.rglob("*.dcm") if str(p).isascii())
+    first_seen = rows(idx, "SELECT first_seen FROM files WHERE path = $p", {"p": str(files[1])})[0][0]
+    files[0].unlink()
+    with open(files[1], "ab") as f:
+        f.write(b"\0\0")  # changed size
+    (root / "vol1" / "new.dcm").write_bytes(files[2].read_bytes())
+    r = cli("scan", root, "--index", idx)
+    assert f"1 new, 1 changed, {n - 2} unchanged, 1 missing; read 2 files" in r.out
+    assert rows(idx, "SELECT status, reason FROM files WHERE path = $p", {"p": str(files[0])}) == [("missing", "vanished")]
+    assert rows(idx, "SELECT first_seen FROM files WHERE path = $p", {"p": str(files[1])})[0][0] == first_seen
+    r = cli("scan", root, "--index", idx, "--rehash")
+    assert f"read {n} files" in r.out
+    (cnt, distinct) = rows(idx, "SELECT count(*), count(DISTINCT path) FROM files")[0]
+    assert cnt == distinct == n + 1
+    # a second root adds to the same index
+    other = tmp_path / "other"
+    make_archive(other, seed=99, patients=1, studies_per_patient=1, defects=False, conflicts=False, specials=False)
+    assert cli("scan", other, "--index", idx, "-q").code == 0
+    assert rows(idx, "SELECT count(DISTINCT root) FROM files")[0][0] == 2
+    # the missing file comes back
+    files[0].write_bytes(files[2].read_bytes())
+    r = cli("scan", root, "--index", idx)
+    assert "1 changed" in r.out
+    assert rows(idx, "SELECT status FROM files WHERE path = $p", {"p": str(files[0])}) == [("ok",)]
+
+
+def test_kill_minus_9_then_rescan_completes(tmp_path) -> None:
+    root = tmp_path / "corpus"
+    make_corpus(root, 4000, 20_000)
+    idx = tmp_path / "k.duckdb"
+    cmd = [sys.executable, "-m", "pacscopy", "scan", str(root), "--index", str(idx), "-q", "--workers", "2"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE)
+    # wait until some batches are committed, then kill without warning
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+        wal = Path(str(idx) + ".wal")
+        if wal.exists() and wal.stat().st_size > 200_000:
+            break
+    killed = proc.poll() is None
+    if killed:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    (cnt, distinct, ok) = rows(idx, "SELECT count(*), count(DISTINCT path), count(*) FILTER (status = 'ok') FROM files")[0]
+    assert cnt == distinct == ok == 4000
+    scans = rows(idx, "SELECT scan_id, finished IS NOT NULL FROM scans ORDER BY scan_id")
+    assert scans[-1][1] is True
+    if killed:
+        assert len(scans) == 2 and scans[0][1] is False, scans
+
+
+def test_unreadable_file_as_unprivileged_user(tmp_path) -> None:
+    """Root reads everything, so drop to 'nobody' to get a real EACCES."""
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or not setpriv:
+        pytest.skip("needs root and setpriv to run as another user")
+    base = Path("/tmp") / f"pacscopy-perm-{os.getpid()}"
+    shutil.rmtree(base, ignore_errors=True)
+    try:
+        root = base / "vol"
+        make_archive(root, patients=1, studies_per_patient=1, defects=False, conflicts=False, specials=False)
+        secret = next(p for p in root.rglob("*.dcm") if str(p).isascii())
+        for p in [base, *base.rglob("*")]:
+            os.chmod(p, 0o755 if p.is_dir() else 0o644)
+        os.chmod(secret, 0o000)
+        locked = root / "locked"
+        locked.mkdir(mode=0o700)
+        (locked / "x.dcm").write_bytes(b"x")
+        os.chmod(base, 0o777)
+        idx = base / "p.duckdb"
+        r = subprocess.run(
+            [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "pacscopy",
+             "scan", str(root), "--index", str(idx), "-q", "--workers", "1"],
+            capture_output=True, text=True, env={**os.environ, "HOME": str(base)},
+        )
+        assert r.returncode == 0, r.stderr
+        got = dict(((p, (s, d)) for p, s, d in rows(idx, "SELECT path, status, detail FROM files")))
+        assert got[str(secret)][0] == "unreadable" and "Permission denied" in got[str(secret)][1]
+        assert got[str(locked)][0] == "unreadable" and "cannot list folder" in got[str(locked)][1]
+        assert sum(1 for s, _ in got.values() if s == "ok") == len(got) - 2
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_file_changed_into_fifo_after_walk_does_not_hang(tmp_path) -> None:
+    from pacscopy.scan import read_and_inspect
+
+    p = tmp_path / "x.dcm"
+    os.mkfifo(p)
+    row = read_and_inspect(os.fsencode(p))  # O_NONBLOCK: returns at once
+    assert row["status"] == "skipped"
+    row = read_and_inspect(os.fsencode(tmp_path / "gone.dcm"))
+    assert row["status"] == "unreadable" and "No such file" in row["detail"]
