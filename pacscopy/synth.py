@@ -370,3 +370,24 @@ def make_corpus(root: Path, count: int, size: int, *, frames: int = 1, seed: int
         p.write_bytes(part10_bytes(ds))
         out.append(p)
     return out
+
+
+def _main(argv: list[str] | None = None) -> int:
+    """``python -m pacscopy.synth DIR``: write the demo archive (synthetic + pydicom's samples)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m pacscopy.synth", description=_main.__doc__)
+    ap.add_argument("dest", type=Path)
+    ap.add_argument("--no-pydicom", action="store_true", help="only the synthetic archive")
+    ap.add_argument("--seed", type=int, default=7)
+    args = ap.parse_args(argv)
+    man = make_archive(args.dest / "synthetic", seed=args.seed)
+    n = len(man.expected) + len(man.specials)
+    if not args.no_pydicom:
+        n += len(copy_pydicom_samples(args.dest / "pydicom_samples"))
+    print(f"wrote {n} entries under {args.dest}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())
