@@ -152,6 +152,80 @@ def query(
         typer.echo(render.render(fmt.value, cols, rows))
 
 
+@app.command()
+def check(
+    names: Annotated[Optional[list[str]], typer.Argument(help="Checks to run (default: all).", show_default=False)] = None,
+    index: IndexOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")] = False,
+) -> None:
+    """Run the SQL checks into 'findings' and rebuild the plan (decisions are kept)."""
+    from tqdm import tqdm
+
+    from pacscopy.checks import run_checks
+
+    con = idx.open_index(_index(index))
+    bar: Any = None
+
+    def on_total(n: int) -> None:
+        nonlocal bar
+        if n and not quiet:
+            bar = tqdm(total=n, unit="file", desc="content hashes", file=sys.stderr, dynamic_ncols=True)
+
+    def on_progress(n: int) -> None:
+        if bar is not None:
+            bar.update(n)
+
+    try:
+        res = run_checks(con, names, on_hash_total=on_total, on_hash_progress=on_progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    try:
+        if not quiet:
+            rows = idx.run(con, "ops/findings_summary").fetchall()
+            typer.echo(render.table(["check", "severity", "files", "instances"], rows))
+            typer.echo("")
+            rows = idx.run(con, "ops/disposition_summary").fetchall()
+            typer.echo(render.table(["disposition", "instances", "decided", "bytes"],
+                                    [(d, n, k, render.human_bytes(b)) for d, n, k, b in rows]))
+    finally:
+        con.close()
+
+
+class Action(str, Enum):
+    send = "send"
+    skip = "skip"
+    hold = "hold"
+
+
+@app.command()
+def decide(
+    sop: Annotated[Optional[str], typer.Option("--sop", help="SOPInstanceUID to decide on.")] = None,
+    action: Annotated[Optional[Action], typer.Option("--action", help="What to do with it.")] = None,
+    note: Annotated[Optional[str], typer.Option("--note", help="Why (kept for the audit trail).")] = None,
+    path: Annotated[Optional[str], typer.Option("--path", help="With send: which copy to send.")] = None,
+    csv_file: Annotated[Optional[Path], typer.Option("--csv", help="CSV of decisions: sop_instance_uid,action,note[,path].")] = None,
+    index: IndexOpt = None,
+) -> None:
+    """Override the plan for instances; decisions survive every re-run of check."""
+    from pacscopy.checks import Decision, read_decisions_csv, record_decisions
+
+    if csv_file is not None:
+        if sop or action or note or path:
+            fail("give either --csv FILE or --sop/--action/--note, not both")
+        decisions = read_decisions_csv(csv_file)
+    else:
+        if not (sop and action and note):
+            fail("give --sop UID --action send|skip|hold --note TEXT (or --csv FILE)")
+        decisions = [Decision(sop, action.value, note, path)]
+    con = idx.open_index(_index(index))
+    try:
+        n = record_decisions(con, decisions)
+    finally:
+        con.close()
+    typer.echo(f"recorded {n} decision{'s' if n != 1 else ''}")
+
+
 def version_callback(value: bool) -> None:
     if value:
         typer.echo(f"pacscopy {__version__}")

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 #: Columns written for every file, in the order of a result row.
 COLUMNS = (
-    "path", "path_bytes", "volume", "root", "size", "mtime_us", "mtime_ns", "xxh3", "status",
+    "path", "path_bytes", "volume", "root", "size", "mtime_us", "mtime_ns", "xxh3", "dataset_xxh3", "status",
     "reason", "detail", "has_meta", "dataset_offset", "transfer_syntax_uid", "detected_syntax",
     "meta_sop_class_uid", "meta_sop_instance_uid",
     *sorted(set(TEXT_TAGS.values()) | set(US_TAGS.values()) - {"samples_per_pixel", "bits_allocated"}),
@@ -187,6 +187,9 @@ def _inspect_into(row: dict[str, Any], data: bytes | memoryview) -> dict[str, An
     )
     for key in _VALUE_COLUMNS:
         row[key] = ins.values.get(key)
+    off = ins.dataset_offset
+    if off is not None and ins.status in ("ok", "suspect", "corrupt"):
+        row["dataset_xxh3"] = row["xxh3"] if off == 0 else xxhash.xxh3_128_hexdigest(data[off:])
     if isinstance(data, memoryview):
         data.release()
     return row

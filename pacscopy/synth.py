@@ -11,7 +11,9 @@ is seeded: the same call writes the same bytes.
 
 from __future__ import annotations
 
+import copy
 import os
+import warnings
 import random
 import shutil
 from dataclasses import dataclass, field
@@ -129,8 +131,18 @@ def _meta(ds: Dataset, syntax: str) -> FileMetaDataset:
     return meta
 
 
+def _for_syntax(ds: Dataset, syntax: str) -> Dataset:
+    """pydicom writes OW bytes as they are: swap 16-bit pixels for big endian ourselves."""
+    if syntax != ExplicitVRBigEndian or "PixelData" not in ds or ds.get("BitsAllocated") != 16:
+        return ds
+    ds = copy.deepcopy(ds)
+    ds.PixelData = np.frombuffer(ds.PixelData, dtype="<u2").astype(">u2").tobytes()
+    return ds
+
+
 def part10_bytes(ds: Dataset, syntax: str = ExplicitVRLittleEndian) -> bytes:
     """Encode ``ds`` as a Part 10 file (preamble, DICM, meta, dataset)."""
+    ds = _for_syntax(ds, syntax)
     ds.file_meta = _meta(ds, syntax)
     buf = BytesIO()
     dcmwrite(buf, ds, enforce_file_format=True)
@@ -139,6 +151,7 @@ def part10_bytes(ds: Dataset, syntax: str = ExplicitVRLittleEndian) -> bytes:
 
 def raw_bytes(ds: Dataset, syntax: str = ImplicitVRLittleEndian) -> bytes:
     """Encode ``ds`` as a bare dataset: no preamble, no meta (as old archives hold)."""
+    ds = _for_syntax(ds, syntax)
     buf = DicomBytesIO()
     buf.is_little_endian = syntax != ExplicitVRBigEndian
     buf.is_implicit_VR = syntax == ImplicitVRLittleEndian
@@ -149,7 +162,7 @@ def raw_bytes(ds: Dataset, syntax: str = ImplicitVRLittleEndian) -> bytes:
 def meta_bytes(ds: Dataset, syntax: str) -> bytes:
     """Preamble + DICM + file meta only."""
     full = part10_bytes(ds, syntax)
-    return full[: len(full) - len(raw_bytes(ds, syntax))]
+    return full[: len(full) - len(raw_bytes(copy.deepcopy(ds), syntax))]
 
 
 def make_archive(
@@ -211,21 +224,24 @@ def make_archive(
 
     # Deep nesting and non-ASCII names: healthy files in awkward places.
     deep = "vol1/deep/" + "/".join(f"d{n}" for n in range(30)) + "/IMDEEP.dcm"
-    ds = healthy[0][1].copy()
+    ds = copy.deepcopy(healthy[0][1])
     ds.SOPInstanceUID, ds.InstanceNumber = uid(), 90
     write(deep, part10_bytes(ds))
     man.add(deep)
-    ds = healthy[1][1].copy()
+    healthy.append((deep, ds))
+    ds = copy.deepcopy(healthy[1][1])
     ds.SOPInstanceUID, ds.InstanceNumber = uid(), 91
     utf8_name = "vol1/Müller_Ørsted_画像.dcm"
     write(utf8_name, part10_bytes(ds))
     man.add(utf8_name)
-    ds = healthy[2][1].copy()
+    healthy.append((utf8_name, ds))
+    ds = copy.deepcopy(healthy[2][1])
     ds.SOPInstanceUID, ds.InstanceNumber = uid(), 92
     latin1 = os.fsencode(str(root)) + b"/vol1/J\xe9r\xf4me_\xc4rzte.dcm"  # Latin-1 bytes, not UTF-8
     with open(latin1, "wb") as f:
         f.write(part10_bytes(ds))
     man.add("vol1/J\\xe9r\\xf4me_\\xc4rzte.dcm")
+    healthy.append(("vol1/J\\xe9r\\xf4me_\\xc4rzte.dcm", ds))
 
     if defects:
         _plant_defects(root, man, healthy, uid, rng, write)
@@ -240,15 +256,16 @@ def _plant_defects(root: Path, man: Manifest, healthy: list[tuple[str, Dataset]]
                    rng: np.random.Generator, write: object) -> None:
     w = write  # type: ignore[assignment]
 
+    # Damaged files belong to a patient and study of their own, so that they
+    # do not take part in the ID conflicts planted elsewhere.
+    study, series = uid(), uid()
+
     def fresh(i: int, rows: int = 64, cols: int = 64) -> Dataset:
-        src = healthy[i][1]
-        ds = make_dataset(
-            uid, rng, patient_id=src.PatientID, patient_name=str(src.PatientName),
-            birth_date=src.PatientBirthDate, study_uid=src.StudyInstanceUID,
-            series_uid=src.SeriesInstanceUID, accession=src.AccessionNumber,
-            study_date=src.StudyDate, instance_number=100 + i, rows=rows, columns=cols,
+        return make_dataset(
+            uid, rng, patient_id="PID08000", patient_name="DAMAGED^DORA", birth_date="19700707",
+            study_uid=study, series_uid=series, accession="ACC80000", study_date="20010101",
+            instance_number=100 + i, rows=rows, columns=cols,
         )
-        return ds
 
     full = part10_bytes(fresh(0))
     w("bad/truncated_pixels.dcm", full[: len(full) - 3000])
@@ -301,6 +318,9 @@ def _plant_defects(root: Path, man: Manifest, healthy: list[tuple[str, Dataset]]
     w("bad/no_sop_uid.dcm", buf.getvalue())
     man.add("bad/no_sop_uid.dcm", "corrupt", "missing_sop_instance_uid", "corrupt_file",
             "missing_required_attribute", "meta_sop_instance_mismatch")
+    for rel, reason in list(man.expected.items()):
+        if rel.startswith("bad/") and reason.status in ("corrupt", "suspect"):
+            reason.checks.add("corrupt_file")
     # A declared length that cannot be right: PixelData says 4 GB - 2.
     ok = bytearray(part10_bytes(fresh(9)))
     pos = ok.rfind(b"\xe0\x7f\x10\x00OW")
@@ -311,7 +331,99 @@ def _plant_defects(root: Path, man: Manifest, healthy: list[tuple[str, Dataset]]
 
 def _plant_conflicts(root: Path, man: Manifest, healthy: list[tuple[str, Dataset]], uid: _UIDs,
                      rng: np.random.Generator, write: object) -> None:
-    """Filled in by the checks stage (duplicates and ID conflicts)."""
+    """One case of every duplicate and ID conflict the checks must find."""
+    w = write  # type: ignore[assignment]
+
+    members = list(healthy)  # every sound file, for the group checks
+    marks: list[tuple[object, str]] = []
+
+    def mark(pred: object, check: str) -> None:
+        marks.append((pred, check))  # applied at the end, when every member is known
+
+    def put(rel: str, ds: Dataset, data: bytes, *checks: str) -> None:
+        w(rel, data)
+        man.add(rel, "ok", None, *checks)
+        members.append((rel, ds))
+
+    def new_instance(src: Dataset, **changes: object) -> Dataset:
+        ds = copy.deepcopy(src)
+        ds.SOPInstanceUID = uid()
+        ds.InstanceNumber = 500 + uid.n
+        for k, v in changes.items():
+            setattr(ds, k, v)
+        return ds
+
+    # duplicate_identical: the same file restored twice
+    rel0, ds0 = healthy[3]
+    put("vol2/dup_identical.dcm", ds0, (root / rel0).read_bytes(), "duplicate_identical")
+    man.expected[rel0].checks.add("duplicate_identical")
+    # duplicate_reencoded: the same object, once Part 10 explicit little endian, once big endian
+    rel1, ds1 = healthy[4]
+    put("vol2/dup_reencoded_be.dcm", ds1, part10_bytes(copy.deepcopy(ds1), ExplicitVRBigEndian), "duplicate_reencoded")
+    man.expected[rel1].checks.add("duplicate_reencoded")
+    # duplicate_conflict: same SOPInstanceUID, different content
+    rel2, ds2 = healthy[5]
+    c = copy.deepcopy(ds2)
+    c.InstitutionName = "Other Hospital"
+    put("vol2/dup_conflict.dcm", c, part10_bytes(c, ExplicitVRLittleEndian), "duplicate_conflict")
+    man.expected[rel2].checks.add("duplicate_conflict")
+    # corrupt copy of an instance that has an intact copy: recoverable
+    rel3, ds3 = healthy[7]
+    data = (root / rel3).read_bytes()
+    w("vol2/truncated_copy.dcm", data[: len(data) - 1000])
+    man.add("vol2/truncated_copy.dcm", "corrupt", "truncated", "corrupt_file")
+
+    p1, p2, p3, p3b = healthy[0][1], healthy[12][1], healthy[24][1], healthy[30][1]  # patients 2 and 3 (p3b: 3's second study)
+    assert len({p2.PatientID, p3.PatientID}) == 2 and p3b.StudyInstanceUID != p3.StudyInstanceUID
+    # study_uid_multiple_patients: another patient's image filed under patient 3's second study
+    ds = new_instance(p3b, PatientID="PID09001", PatientName="ROE^RICHARD", PatientBirthDate="19800101",
+                      SeriesInstanceUID=uid(), AccessionNumber="ACC90001")
+    put("vol2/study_other_patient.dcm", ds, part10_bytes(ds), "study_uid_multiple_patients")
+    mark(lambda d: d.StudyInstanceUID == p3b.StudyInstanceUID, "study_uid_multiple_patients")
+    # series_uid_multiple_studies: patient 2's series reused in a new study of the same patient
+    ds = new_instance(p2, StudyInstanceUID=uid(), AccessionNumber="ACC90002")
+    put("vol2/series_other_study.dcm", ds, part10_bytes(ds), "series_uid_multiple_studies")
+    mark(lambda d: d.SeriesInstanceUID == p2.SeriesInstanceUID, "series_uid_multiple_studies")
+    # accession_multiple_patients: patient 3's accession number on another patient's study
+    ds = new_instance(p3, PatientID="PID09002", PatientName="POE^EDGAR", PatientBirthDate="19090119",
+                      StudyInstanceUID=uid(), SeriesInstanceUID=uid())
+    put("vol2/accession_other_patient.dcm", ds, part10_bytes(ds), "accession_multiple_patients")
+    mark(lambda d: d.AccessionNumber == p3.AccessionNumber, "accession_multiple_patients")
+    # patient_id_inconsistent_demographics: patient 2's ID with another name and birth date
+    ds = new_instance(p2, PatientName="DOE^JOHNNY", PatientBirthDate="19610203", StudyInstanceUID=uid(),
+                      SeriesInstanceUID=uid(), AccessionNumber="ACC90003")
+    put("vol2/patient_other_name.dcm", ds, part10_bytes(ds), "patient_id_inconsistent_demographics")
+    mark(lambda d: d.PatientID == p2.PatientID, "patient_id_inconsistent_demographics")
+    # ... while case, whitespace and a trailing ^ are not a conflict (patient 1)
+    ds = new_instance(p1, PatientName=str(p1.PatientName).lower() + " ^")
+    put("vol2/patient_name_case.dcm", ds, part10_bytes(ds))
+    # invalid_uid: a component with a leading zero
+    ds = new_instance(p1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about the invalid UID we plant on purpose
+        ds.SOPInstanceUID = ROOT_UID + ".05.1"
+        data = part10_bytes(ds)
+    put("vol2/invalid_uid.dcm", ds, data, "invalid_uid")
+    # missing_required_attribute: empty PatientID, in a study of its own
+    ds = new_instance(p1, PatientID="", PatientName="NOID^NORA", StudyInstanceUID=uid(),
+                      SeriesInstanceUID=uid(), AccessionNumber="ACC90004")
+    put("vol2/empty_patient_id.dcm", ds, part10_bytes(ds), "missing_required_attribute")
+    # private_sop_class: a vendor-private class (warning) and an enhanced one (info)
+    ds = new_instance(p1, SOPClassUID=PRIVATE_SOP_CLASS)
+    put("vol2/private_class.dcm", ds, part10_bytes(ds), "private_sop_class")
+    ds = new_instance(p1, SOPClassUID="1.2.840.10008.5.1.4.1.1.2.1")  # Enhanced CT Image Storage
+    put("vol2/enhanced_class.dcm", ds, part10_bytes(ds), "private_sop_class")
+    # meta_sop_instance_mismatch: the file meta names another instance
+    ds = new_instance(p1)
+    data = part10_bytes(ds)
+    other = uid()
+    other = other + "9" * (len(ds.SOPInstanceUID) - len(other)) if len(other) < len(ds.SOPInstanceUID) else other[: len(ds.SOPInstanceUID)]
+    data = data.replace(ds.SOPInstanceUID.encode(), other.encode(), 1)  # the first occurrence is in the meta
+    put("vol2/meta_mismatch.dcm", ds, data, "meta_sop_instance_mismatch")
+    for pred, check in marks:
+        for rel, mds in members:
+            if pred(mds):  # type: ignore[operator]
+                man.expected[rel].checks.add(check)
 
 
 def _plant_specials(root: Path, man: Manifest) -> None:

@@ -8,6 +8,7 @@ CREATE TABLE files (
     mtime                 TIMESTAMP,
     mtime_ns              BIGINT,
     xxh3                  VARCHAR,              -- xxh3_128 of the whole file, hex
+    dataset_xxh3          VARCHAR,              -- xxh3_128 of the dataset bytes after the file meta (what C-STORE sends)
     status                VARCHAR NOT NULL,     -- ok | corrupt | suspect | dicomdir | not_dicom | unreadable | skipped | missing
     reason                VARCHAR,              -- machine-readable reason where status <> 'ok'
     detail                VARCHAR,              -- human-readable detail (offsets, OS error)

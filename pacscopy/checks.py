@@ -1,0 +1,329 @@
+"""Checks: find in SQL what would go wrong on the target, before anything is sent.
+
+Each check is one SELECT in ``sql/checks/<check_id>.sql`` returning the fixed
+columns ``severity, path, sop_instance_uid, group_key, detail, recoverable``;
+``run_checks`` rebuilds the ``findings`` rows of the checks it runs and then
+the automatic plan, in one transaction, so a killed run leaves the previous
+state intact. The one thing SQL cannot do, comparing the decoded content of
+two differently encoded copies of an instance, is done here in Python, and
+only for the members of duplicate groups.
+"""
+
+from __future__ import annotations
+
+import csv
+import getpass
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import xxhash
+
+from pacscopy.errors import InputError
+from pacscopy.index import insert_columns, load_sql, run, run_script, sql_dir
+
+log = logging.getLogger(__name__)
+
+ACTIONS = ("send", "skip", "hold")
+
+
+def check_names() -> list[str]:
+    """Every shipped check id (the file names in ``sql/checks``)."""
+    return sorted(p.stem for p in (sql_dir() / "checks").glob("*.sql"))
+
+
+@dataclass
+class CheckResult:
+    checks: list[str]
+    hashed: int = 0
+    findings: dict[str, int] = field(default_factory=dict)  # check -> files
+    dispositions: dict[str, int] = field(default_factory=dict)
+
+
+def refresh_sop_classes(con: duckdb.DuckDBPyConnection) -> None:
+    """Load pydicom's SOP class dictionary (names, retired, enhanced) into ``sop_classes``."""
+    from pydicom._uid_dict import UID_dictionary
+
+    cols: dict[str, list[Any]] = {k: [] for k in ("uid", "name", "keyword", "retired", "enhanced")}
+    for uid, (name, kind, _info, retired, keyword) in UID_dictionary.items():
+        if kind != "SOP Class":
+            continue
+        cols["uid"].append(uid)
+        cols["name"].append(name)
+        cols["keyword"].append(keyword)
+        cols["retired"].append(retired == "Retired")
+        cols["enhanced"].append("Enhanced" in name and "Storage" in name)
+    run_script(con, "ops/insert_sop_classes", cols)
+
+
+def run_checks(
+    con: duckdb.DuckDBPyConnection,
+    names: Iterable[str] | None = None,
+    *,
+    on_hash_total: Callable[[int], None] | None = None,
+    on_hash_progress: Callable[[int], None] | None = None,
+) -> CheckResult:
+    """Run the named checks (default: all), then rebuild the plan."""
+    available = check_names()
+    wanted = list(names) if names else available
+    unknown = [n for n in wanted if n not in available]
+    if unknown:
+        raise InputError(f"unknown check {unknown[0]!r}; the checks are: {', '.join(available)}")
+    res = CheckResult(wanted)
+    refresh_sop_classes(con)
+    if {"duplicate_reencoded", "duplicate_conflict"} & set(wanted) or not names:
+        res.hashed = compute_content_hashes(con, on_total=on_hash_total, on_progress=on_hash_progress)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for name in wanted:
+            sql = load_sql(f"checks/{name}").strip().rstrip(";")
+            con.execute(load_sql("ops/delete_findings"), {"check_id": name})
+            # The check file is package SQL, not user input: it is wrapped, never formatted with values.
+            con.execute(
+                "INSERT INTO findings (check_id, severity, path, sop_instance_uid, group_key, detail, recoverable) "
+                f"SELECT $check_id, severity, path, sop_instance_uid, group_key, detail, recoverable FROM ({sql})",
+                {"check_id": name},
+            )
+        run_script(con, "ops/build_plan")
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    res.findings = {r[0]: r[1] for r in run(con, "ops/findings_per_check").fetchall()}
+    res.dispositions = {r[0]: r[1] for r in run(con, "ops/disposition_summary").fetchall()}
+    return res
+
+
+# -- canonical content hash ---------------------------------------------------
+
+def _norm(value: Any) -> Any:
+    """A value in a form that does not depend on its encoding."""
+    from pydicom.multival import MultiValue
+    from pydicom.sequence import Sequence
+
+    if isinstance(value, Sequence):
+        return tuple(_dataset_digest(item)[0] for item in value)
+    if isinstance(value, (MultiValue, list, tuple)):
+        return tuple(_norm(v) for v in value)
+    if isinstance(value, bytes):
+        stripped = value.rstrip(b"\x00 ")
+        if stripped.isascii() and all(32 <= c < 127 or c in (9, 10, 13) for c in stripped):
+            return stripped.decode("ascii").strip()  # a private text element read as UN
+        return value
+    if isinstance(value, float):
+        return repr(value)
+    if value is None:
+        return ""
+    text = str(value)
+    return text.rstrip("\x00 ").strip()
+
+
+def _dataset_digest(ds: Any) -> tuple[str, dict[str, str]]:
+    elements: dict[str, str] = {}
+    for elem in ds:
+        # Not content: the file meta, group lengths (they change with the VR encoding),
+        # trailing padding, and the pixel data (compared separately, decoded).
+        if elem.tag.group == 0x0002 or elem.tag.element == 0x0000 or elem.tag in (0x7FE00010, 0xFFFCFFFC):
+            continue
+        try:
+            v = elem.value
+        except Exception as e:  # a value pydicom cannot convert still has an identity
+            v = f"<unreadable: {e}>"
+        key = elem.keyword or f"({elem.tag.group:04X},{elem.tag.element:04X})"
+        if isinstance(v, bytes) and elem.VR in ("OW", "OF", "OD", "OL") and not ds.is_little_endian:
+            import numpy as np
+
+            width = {"OW": 2, "OF": 4, "OD": 8, "OL": 4}[elem.VR]
+            v = np.frombuffer(v, dtype=f">u{width}").astype(f"<u{width}").tobytes()
+        elements[key] = xxhash.xxh3_64_hexdigest(repr(_norm(v)).encode("utf-8", "surrogatepass"))
+    digest = xxhash.xxh3_128_hexdigest(repr(sorted(elements.items())).encode())
+    return digest, elements
+
+
+def content_digest(path: bytes) -> dict[str, Any]:
+    """Canonical hashes of one file: every element in tag order (group 0002 excluded), pixels decoded if possible."""
+    import warnings
+
+    import pydicom
+
+    out: dict[str, Any] = {"content_hash": None, "pixel_hash": None, "pixel_decoded": False,
+                           "note": None, "keys": [], "values": []}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(os.fsdecode(path), force=True)
+            digest, elements = _dataset_digest(ds)
+            if "PixelData" in ds:
+                ts = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+                try:
+                    arr = ds.pixel_array
+                    out["pixel_hash"] = xxhash.xxh3_128_hexdigest(
+                        f"{arr.shape}|{arr.dtype.str.lstrip('<>=|')}".encode() + arr.astype(arr.dtype.newbyteorder("<")).tobytes()
+                    )
+                    out["pixel_decoded"] = True
+                except Exception as e:
+                    raw = ds.PixelData
+                    out["pixel_hash"] = xxhash.xxh3_128_hexdigest(raw)
+                    name = getattr(ts, "name", ts) or "unknown syntax"
+                    out["note"] = f"pixel data of {name} not decoded ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
+                elements["PixelData"] = out["pixel_hash"]
+                digest = xxhash.xxh3_128_hexdigest(repr(sorted(elements.items())).encode())
+    except Exception as e:
+        out["note"] = f"cannot read for comparison: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
+        return out
+    out["content_hash"] = digest
+    out["keys"], out["values"] = list(elements), list(elements.values())
+    return out
+
+
+def _digest_many(items: list[tuple[str, bytes, str]]) -> list[dict[str, Any]]:
+    out = []
+    for path, pb, x in items:
+        d = content_digest(pb)
+        d["path"], d["xxh3"] = path, x
+        out.append(d)
+    return out
+
+
+def compute_content_hashes(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    workers: int | None = None,
+    on_total: Callable[[int], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> int:
+    """Hash the content of every duplicate-group member not hashed yet; return how many."""
+    todo = [(r[0], bytes(r[1]), r[2]) for r in run(con, "ops/content_hash_todo").fetchall()]
+    if on_total:
+        on_total(len(todo))
+    if not todo:
+        return 0
+    cols = ("path", "xxh3", "content_hash", "pixel_hash", "pixel_decoded", "note", "keys", "values")
+    batch: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        if batch:
+            insert_columns(con, "ops/upsert_content_hashes", {c: [b[c] for b in batch] for c in cols})
+            batch.clear()
+
+    workers = workers or os.cpu_count() or 1
+    chunks = [todo[i : i + 16] for i in range(0, len(todo), 16)]
+    if workers > 1 and len(todo) > 64:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("forkserver")
+        with ctx.Pool(workers) as pool:
+            results: Iterable[list[dict[str, Any]]] = pool.imap_unordered(_digest_many, chunks)
+            for rows in results:
+                batch.extend(rows)
+                if on_progress:
+                    on_progress(len(rows))
+                if len(batch) >= 2000:
+                    flush()
+    else:
+        for chunk in chunks:
+            rows = _digest_many(chunk)
+            batch.extend(rows)
+            if on_progress:
+                on_progress(len(rows))
+    flush()
+    return len(todo)
+
+
+# -- decisions ------------------------------------------------------------------
+
+@dataclass
+class Decision:
+    sop_instance_uid: str
+    action: str
+    note: str
+    path: str | None = None
+
+
+def record_decisions(con: duckdb.DuckDBPyConnection, decisions: list[Decision]) -> int:
+    """Validate every decision against the index, then store them all (or none)."""
+    for i, d in enumerate(decisions):
+        _validate(con, d, f"decision {i + 1}" if len(decisions) > 1 else "decision")
+    user = _user()
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for d in decisions:
+            run(con, "ops/upsert_decision", {"sop": d.sop_instance_uid, "action": d.action, "path": d.path,
+                                             "note": d.note, "by": user})
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return len(decisions)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return str(os.getuid())
+
+
+def _validate(con: duckdb.DuckDBPyConnection, d: Decision, where: str) -> None:
+    if d.action not in ACTIONS:
+        raise InputError(f"{where}: action {d.action!r} is not one of {', '.join(ACTIONS)}")
+    if not d.sop_instance_uid:
+        raise InputError(f"{where}: no SOPInstanceUID given")
+    if not d.note or not d.note.strip():
+        raise InputError(f"{where}: a note is required (say why, for the audit trail)")
+    known = run(con, "ops/files_of_sop", {"sop": d.sop_instance_uid}).fetchall()
+    if not known:
+        raise InputError(f"{where}: SOPInstanceUID {d.sop_instance_uid} is not in the index")
+    if d.path is not None:
+        match = [r for r in known if r[0] == d.path]
+        if not match:
+            raise InputError(f"{where}: {d.path} is not a file of SOPInstanceUID {d.sop_instance_uid}")
+        if d.action != "send":
+            raise InputError(f"{where}: --path only makes sense with --action send")
+        if match[0][1] == "missing":
+            raise InputError(f"{where}: {d.path} has vanished from the source (status missing)")
+
+
+def read_decisions_csv(path: Path) -> list[Decision]:
+    """Read ``sop_instance_uid,action,note[,path]`` rows; errors name the line."""
+    try:
+        f = open(path, newline="", encoding="utf-8-sig")
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror}") from None
+    out = []
+    with f:
+        reader = csv.reader(f)
+        try:
+            header = [h.strip().lower() for h in next(reader)]
+        except StopIteration:
+            raise InputError(f"{path}: the file is empty") from None
+        except csv.Error as e:
+            raise InputError(f"{path}, line 1: {e}") from None
+        required = {"sop_instance_uid", "action", "note"}
+        if not required <= set(header):
+            raise InputError(
+                f"{path}, line 1: header must name sop_instance_uid, action, note (and optionally path); got {','.join(header)}"
+            )
+        try:
+            for row in reader:
+                line = reader.line_num
+                if not any(c.strip() for c in row):
+                    continue
+                if len(row) != len(header):
+                    raise InputError(f"{path}, line {line}: expected {len(header)} fields, found {len(row)}")
+                rec = dict(zip(header, (c.strip() for c in row)))
+                d = Decision(rec["sop_instance_uid"], rec["action"].lower(), rec["note"], rec.get("path") or None)
+                if d.action not in ACTIONS:
+                    raise InputError(f"{path}, line {line}: action {rec['action']!r} is not one of {', '.join(ACTIONS)}")
+                if not d.sop_instance_uid or not d.note:
+                    raise InputError(f"{path}, line {line}: sop_instance_uid and note must not be empty")
+                out.append(d)
+        except csv.Error as e:
+            raise InputError(f"{path}, line {reader.line_num}: {e}") from None
+    if not out:
+        raise InputError(f"{path}: no decisions in the file")
+    return out

@@ -1,0 +1,65 @@
+-- Rebuild the automatic disposition of every SOPInstanceUID (decisions are applied by the plan view).
+DELETE FROM plan_auto;
+INSERT INTO plan_auto
+WITH cand AS (
+    SELECT f.*, h.content_hash
+    FROM files f
+    LEFT JOIN content_hashes h ON h.path = f.path AND h.xxh3 = f.xxh3
+    WHERE f.sop_instance_uid IS NOT NULL AND f.status IN ('ok', 'suspect', 'corrupt', 'missing')
+),
+ranked AS (
+    -- the copy to send: sound first, then a Part 10 file in explicit VR little endian,
+    -- then any Part 10 file, then the most recent scan
+    SELECT *, row_number() OVER (
+        PARTITION BY sop_instance_uid
+        ORDER BY status = 'ok' DESC, status = 'suspect' DESC, status = 'corrupt' DESC,
+                 coalesce(has_meta AND transfer_syntax_uid = '1.2.840.10008.1.2.1', false) DESC,
+                 coalesce(has_meta, false) DESC, scanned_at DESC, path
+    ) AS rnk
+    FROM cand
+),
+sop AS (
+    SELECT sop_instance_uid,
+           count(*) AS copies,
+           count(*) FILTER (WHERE status = 'ok') AS sound,
+           count(*) FILTER (WHERE status IN ('corrupt', 'suspect')) AS damaged,
+           count(DISTINCT coalesce(content_hash, dataset_xxh3)) FILTER (WHERE status = 'ok') AS contents
+    FROM cand
+    GROUP BY 1
+),
+holds AS (
+    SELECT sop_instance_uid, string_agg(DISTINCT check_id, ', ' ORDER BY check_id) AS checks
+    FROM findings
+    WHERE sop_instance_uid IS NOT NULL
+      AND (check_id IN ('study_uid_multiple_patients', 'series_uid_multiple_studies',
+                        'accession_multiple_patients', 'patient_id_inconsistent_demographics')
+           OR (check_id = 'missing_required_attribute' AND group_key LIKE '%PatientID%'))
+    GROUP BY 1
+)
+SELECT
+    r.sop_instance_uid,
+    r.path,
+    CASE WHEN s.sound = 0 THEN 'quarantine'
+         WHEN s.contents > 1 THEN 'hold'
+         WHEN h.checks IS NOT NULL THEN 'hold'
+         ELSE 'send' END AS disposition,
+    CASE WHEN s.sound = 0 AND r.status = 'missing' THEN 'missing: every copy vanished from the source'
+         WHEN s.sound = 0 THEN r.status || ': ' || coalesce(r.reason, '?') || ', no intact copy'
+         WHEN s.contents > 1 THEN 'held: conflict, ' || s.sound || ' copies with different content (duplicate_conflict)'
+         WHEN h.checks IS NOT NULL THEN 'held: ID conflict (' || h.checks || ')'
+         ELSE 'send' || CASE WHEN s.sound > 1 THEN '; ' || (s.sound - 1) || ' duplicate cop'
+                                 || CASE WHEN s.sound = 2 THEN 'y' ELSE 'ies' END || ' skipped' ELSE '' END
+                     || CASE WHEN s.damaged > 0 THEN '; intact copy of ' || s.damaged || ' damaged file'
+                                 || CASE WHEN s.damaged > 1 THEN 's' ELSE '' END ELSE '' END
+    END AS why,
+    s.copies,
+    s.sound,
+    r.sop_class_uid,
+    r.transfer_syntax_uid,
+    r.study_instance_uid,
+    r.patient_id,
+    r.size
+FROM ranked r
+JOIN sop s USING (sop_instance_uid)
+LEFT JOIN holds h USING (sop_instance_uid)
+WHERE r.rnk = 1;
