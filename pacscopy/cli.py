@@ -12,6 +12,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, Optional
 
+import duckdb
 import typer
 
 from pacscopy import __version__
@@ -226,6 +227,240 @@ def decide(
     typer.echo(f"recorded {n} decision{'s' if n != 1 else ''}")
 
 
+class ReportFormat(str, Enum):
+    table = "table"
+    json = "json"
+    html = "html"
+
+
+@app.command()
+def report(
+    index: IndexOpt = None,
+    fmt: Annotated[ReportFormat, typer.Option("--format", help="Output format.")] = ReportFormat.table,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write to this file instead of stdout.")] = None,
+    show_phi: Annotated[bool, typer.Option("--show-phi", help="Include patient names in finding details.")] = False,
+) -> None:
+    """Counts per status, volume, modality and year; findings per check; dispositions."""
+    from pacscopy import report as rep
+
+    con = idx.open_index(_index(index), read_only=True)
+    try:
+        data = rep.build(con, show_phi=show_phi)
+    finally:
+        con.close()
+    text = {"table": rep.to_text, "json": rep.to_json, "html": rep.to_html}[fmt.value](data)
+    if out is None:
+        typer.echo(text)
+    else:
+        try:
+            out.write_text(text, encoding="utf-8")
+        except OSError as e:
+            fail(f"cannot write {out}: {e.strerror}")
+        typer.echo(f"wrote {out}", err=True)
+
+
+TargetOpt = Annotated[str, typer.Option("--target", help="Target as AE@host:port, e.g. ORTHANC@127.0.0.1:4242.",
+                                        show_default=False)]
+CallingOpt = Annotated[str, typer.Option("--calling-ae", help="Our AE title.")]
+
+
+@app.command()
+def probe(
+    target: TargetOpt,
+    index: IndexOpt = None,
+    calling_ae: CallingOpt = "PACSCOPY",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the target.")] = 10.0,
+) -> None:
+    """C-ECHO the target and record which (SOP class, transfer syntax) pairs it accepts."""
+    from pacscopy.checks import run_checks
+    from pacscopy.dicomnet import Target
+    from pacscopy.probe import probe as do_probe
+
+    t = Target.parse(target)
+    con = idx.open_index(_index(index))
+    try:
+        res = do_probe(con, t, calling_ae, timeout)
+        typer.echo(f"{res.target}: C-ECHO 0x{res.echo_status:04X}; {res.accepted} of {res.pairs} "
+                   f"(SOP class, transfer syntax) pairs accepted in {res.associations} association(s)")
+        run_checks(con, [])  # re-plan: refused pairs become 'blocked'
+        rows = idx.run(con, "ops/disposition_summary").fetchall()
+        typer.echo(render.table(["disposition", "instances", "decided", "bytes"],
+                                [(d, n, k, render.human_bytes(b)) for d, n, k, b in rows]))
+    finally:
+        con.close()
+
+
+@app.command()
+def send(
+    target: TargetOpt,
+    index: IndexOpt = None,
+    associations: Annotated[int, typer.Option(min=1, max=32, help="Parallel associations.")] = 2,
+    max_rate: Annotated[Optional[str], typer.Option(help="Cap on bytes/s over all associations, e.g. 40MB/s.")] = None,
+    window: Annotated[Optional[str], typer.Option(help="Send only inside this daily window, e.g. 19:00-06:30.")] = None,
+    where: Annotated[Optional[str], typer.Option(help="SQL predicate on the queue (columns of ops/send_queue.sql).")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=0, help="Send at most N instances.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be sent; send nothing.")] = False,
+    transcode: Annotated[bool, typer.Option("--transcode", help="Also send blocked instances decompressed.")] = False,
+    calling_ae: CallingOpt = "PACSCOPY",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each answer (DIMSE/ACSE).")] = 20.0,
+    retries: Annotated[int, typer.Option(min=0, help="Retries per instance for retryable failures.")] = 4,
+    wait_for_target: Annotated[float, typer.Option(help="Seconds to wait for a target that went down.")] = 120.0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Send what the plan says 'send' with C-STORE: parallel, throttled, resumable."""
+    from tqdm import tqdm
+
+    from pacscopy.dicomnet import Target
+    from pacscopy.send import SendOptions, Window, parse_rate, queue_size
+    from pacscopy.send import send as do_send
+
+    t = Target.parse(target)
+    opts = SendOptions(associations=associations, calling_ae=calling_ae, max_rate=parse_rate(max_rate),
+                       window=Window.parse(window) if window else None, where=where, limit=limit,
+                       timeout=timeout, retries=retries, wait_for_target=wait_for_target, transcode=transcode)
+    con = idx.open_index(_index(index))
+    try:
+        if dry_run:
+            n, b = queue_size(con, t, opts)
+            typer.echo(f"dry run: {n} instances, {render.human_bytes(b)} would be sent to {t}")
+            rows = con.execute(
+                "SELECT sop_class_uid, send_syntax, count(*), sum(size) FROM (" + _queue_for_display(opts)
+                + ") GROUP BY ALL ORDER BY 3 DESC",
+                {"target": str(t), "transcode": transcode, "limit": limit if limit is not None else 2**62},
+            ).fetchall()
+            typer.echo(render.table(["sop_class_uid", "transfer_syntax", "instances", "bytes"],
+                                    [(c, ts, k, render.human_bytes(x)) for c, ts, k, x in rows], max_width=70))
+            return
+        bar: Any = None
+
+        def on_total(n: int, nbytes: int) -> None:
+            nonlocal bar
+            if not quiet and n:
+                bar = tqdm(total=n, unit="inst", desc=f"send {t.ae}", file=sys.stderr, dynamic_ncols=True)
+                bar.mb = 0.0
+
+        def on_progress(msg: dict[str, Any]) -> None:
+            if bar is not None and msg["outcome"] in ("stored", "warning", "failed"):
+                bar.mb += (msg["bytes"] or 0) / 1e6
+                bar.update(1)
+                el = bar.format_dict.get("elapsed") or 0
+                if el:
+                    bar.set_postfix_str(f"{bar.mb / el:.1f} MB/s", refresh=False)
+
+        def on_wait(opens: Any) -> None:
+            typer.echo(f"outside the window {opts.window}: waiting until {opens:%Y-%m-%d %H:%M}", err=True)
+
+        try:
+            res = do_send(con, t, opts, on_total=on_total, on_progress=on_progress, on_wait=on_wait)
+        finally:
+            if bar is not None:
+                bar.close()
+        rate = res.bytes_sent / 1e6 / res.seconds if res.seconds else 0.0
+        lines = [f"send run {res.run_id} to {res.target}: {res.outcome}",
+                 f"  queued:    {res.queued} instances ({render.human_bytes(res.bytes_queued)})",
+                 f"  stored:    {res.stored}",
+                 f"  warnings:  {res.warnings} (stored, possibly coerced)",
+                 f"  failed:    {res.failed}"]
+        lines += [f"    {k}: {v}" for k, v in sorted(res.failed_by_status.items())]
+        lines += [f"  retries:   {res.retries}"]
+        if res.source_changed:
+            lines.append(f"  source changed since scan (not sent): {res.source_changed}")
+        if res.not_sent:
+            lines.append(f"  not sent:  {res.left}")
+            lines += [f"    {k}: {v}" for k, v in res.not_sent.items()]
+        if res.target_error:
+            lines.append(f"  target: {res.target_error}")
+        lines.append(f"  {render.human_bytes(res.bytes_sent)} in {res.seconds:.1f} s, average {rate:.1f} MB/s")
+        typer.echo("\n".join(lines))
+    finally:
+        con.close()
+    if res.failed or res.left:
+        raise typer.Exit(1)
+
+
+def _queue_for_display(opts: Any) -> str:
+    from pacscopy.send import queue_sql
+
+    return queue_sql(opts.where)
+
+
+@app.command()
+def status(
+    target: TargetOpt,
+    index: IndexOpt = None,
+) -> None:
+    """Progress towards a target, with an estimated finish at the latest run's rate."""
+    import datetime as dt
+
+    from pacscopy.dicomnet import Target
+
+    t = Target.parse(target)
+    cols, rows = idx.query(_index(index), idx.load_sql("ops/send_status"), {"target": str(t)})
+    r = dict(zip(cols, rows[0]))
+    typer.echo(f"target {t}")
+    typer.echo(f"  planned to send: {r['planned']} instances ({render.human_bytes(r['planned_bytes'])})")
+    typer.echo(f"  stored:          {r['stored']} (+{r['warnings']} with warnings)")
+    typer.echo(f"  failed:          {r['failed']}")
+    typer.echo(f"  left:            {r['left_to_send']}")
+    if r["run_id"] is not None and r["ended"] and r["instances"]:
+        secs = max((r["ended"] - r["started"]).total_seconds(), 1e-3)
+        per_s = r["instances"] / secs
+        eta = dt.datetime.now() + dt.timedelta(seconds=r["left_to_send"] / per_s) if per_s else None
+        typer.echo(f"  latest run {r['run_id']}: {per_s:.1f} instances/s, {r['bytes'] / 1e6 / secs:.1f} MB/s")
+        if eta and r["left_to_send"]:
+            typer.echo(f"  estimated finish at that rate: {eta:%Y-%m-%d %H:%M} (sending around the clock)")
+    elif r["left_to_send"]:
+        typer.echo("  no send run yet: no rate to estimate a finish from")
+
+
+@app.command(name="map")
+def map_(
+    csv_file: Annotated[Path, typer.Option("--csv", help="CSV: old_id,new_id[,issuer]", show_default=False)],
+    index: IndexOpt = None,
+) -> None:
+    """Load a PatientID mapping; mapped instances are rewritten at send time."""
+    from pacscopy.send import load_patient_map
+
+    con = idx.open_index(_index(index))
+    try:
+        n = load_patient_map(con, str(csv_file))
+    finally:
+        con.close()
+    typer.echo(f"loaded {n} PatientID mapping{'s' if n != 1 else ''}")
+
+
+@app.command()
+def receive(
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free port).")],
+    storage: Annotated[Path, typer.Option(help="Folder to write received objects to.")],
+    ae: Annotated[str, typer.Option("--ae", help="Our AE title.")] = "PACSCOPY_RX",
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+) -> None:
+    """Run a Storage SCP that writes what it receives into a folder (a dry-run target)."""
+    from pacscopy.receive import Receiver
+
+    try:
+        storage.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        fail(f"cannot create {storage}: {e.strerror}")
+    rx = Receiver(storage, port=port, ae_title=ae, host=host)
+    try:
+        actual = rx.start()
+    except OSError as e:
+        fail(f"cannot listen on {host}:{port}: {e.strerror}")
+    typer.echo(f"receiving as {ae}@{host}:{actual} into {storage} (Ctrl-C to stop)", err=True)
+    try:
+        import time as _t
+
+        while True:
+            _t.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        rx.stop()
+        typer.echo(f"received {rx.received} objects", err=True)
+
+
 def version_callback(value: bool) -> None:
     if value:
         typer.echo(f"pacscopy {__version__}")
@@ -261,6 +496,12 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         typer.echo("pacscopy: interrupted; everything written so far is kept", err=True)
         sys.exit(130)
+    except duckdb.Error as e:  # an index problem the library did not foresee: still one line
+        if os.environ.get("PACSCOPY_DEBUG"):
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        typer.echo(f"pacscopy: error: index: {first} (PACSCOPY_DEBUG=1 shows the traceback)", err=True)
+        sys.exit(3)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,14 @@ sop AS (
     FROM cand
     GROUP BY 1
 ),
+probed AS (
+    -- blocked is judged against the most recently probed target (pacscopy probe)
+    SELECT target FROM target_capabilities ORDER BY probed_at DESC, target LIMIT 1
+),
+caps AS (
+    SELECT sop_class_uid, transfer_syntax_uid, accepted
+    FROM target_capabilities WHERE target = (SELECT target FROM probed)
+),
 holds AS (
     SELECT sop_instance_uid, string_agg(DISTINCT check_id, ', ' ORDER BY check_id) AS checks
     FROM findings
@@ -42,11 +50,15 @@ SELECT
     CASE WHEN s.sound = 0 THEN 'quarantine'
          WHEN s.contents > 1 THEN 'hold'
          WHEN h.checks IS NOT NULL THEN 'hold'
+         WHEN b.refused THEN 'blocked'
          ELSE 'send' END AS disposition,
     CASE WHEN s.sound = 0 AND r.status = 'missing' THEN 'missing: every copy vanished from the source'
          WHEN s.sound = 0 THEN r.status || ': ' || coalesce(r.reason, '?') || ', no intact copy'
          WHEN s.contents > 1 THEN 'held: conflict, ' || s.sound || ' copies with different content (duplicate_conflict)'
          WHEN h.checks IS NOT NULL THEN 'held: ID conflict (' || h.checks || ')'
+         WHEN b.refused THEN 'blocked: ' || (SELECT target FROM probed) || ' refuses '
+              || coalesce(sc.name, r.sop_class_uid) || ' in ' || coalesce(r.transfer_syntax_uid, '?')
+              || coalesce('; sendable decompressed to ' || b.transcode_to || ' with send --transcode', '')
          ELSE 'send' || CASE WHEN s.sound > 1 THEN '; ' || (s.sound - 1) || ' duplicate cop'
                                  || CASE WHEN s.sound = 2 THEN 'y' ELSE 'ies' END || ' skipped' ELSE '' END
                      || CASE WHEN s.damaged > 0 THEN '; intact copy of ' || s.damaged || ' damaged file'
@@ -58,8 +70,22 @@ SELECT
     r.transfer_syntax_uid,
     r.study_instance_uid,
     r.patient_id,
-    r.size
+    r.size,
+    CASE WHEN b.refused THEN b.transcode_to END AS transcode_to
 FROM ranked r
 JOIN sop s USING (sop_instance_uid)
 LEFT JOIN holds h USING (sop_instance_uid)
+LEFT JOIN sop_classes sc ON sc.uid = r.sop_class_uid
+LEFT JOIN (
+    SELECT r2.sop_instance_uid,
+           (SELECT count(*) FROM probed) > 0 AND ok.sop_class_uid IS NULL AS refused,
+           tc.ts AS transcode_to
+    FROM ranked r2
+    LEFT JOIN (SELECT sop_class_uid, transfer_syntax_uid FROM caps WHERE accepted) ok
+           ON ok.sop_class_uid = r2.sop_class_uid AND ok.transfer_syntax_uid = r2.transfer_syntax_uid
+    LEFT JOIN (SELECT sop_class_uid, arg_max(transfer_syntax_uid, transfer_syntax_uid = '1.2.840.10008.1.2.1') AS ts
+               FROM caps WHERE accepted AND transfer_syntax_uid IN ('1.2.840.10008.1.2.1', '1.2.840.10008.1.2')
+               GROUP BY 1) tc ON tc.sop_class_uid = r2.sop_class_uid
+    WHERE r2.rnk = 1
+) b USING (sop_instance_uid)
 WHERE r.rnk = 1;

@@ -81,7 +81,8 @@ CREATE TABLE plan_auto (
     transfer_syntax_uid VARCHAR,
     study_instance_uid  VARCHAR,
     patient_id       VARCHAR,
-    size             BIGINT
+    size             BIGINT,
+    transcode_to     VARCHAR             -- blocked only: a syntax the target accepts for this class after decompression
 );
 
 -- The plan: one row per SOPInstanceUID, the automatic disposition overridden by decisions.
@@ -103,7 +104,8 @@ SELECT
     a.transfer_syntax_uid,
     a.study_instance_uid,
     a.patient_id,
-    a.size
+    a.size,
+    a.transcode_to
 FROM plan_auto a
 LEFT JOIN decisions d USING (sop_instance_uid);
 

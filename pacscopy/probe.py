@@ -1,0 +1,75 @@
+"""Probe a target: what (SOP class, transfer syntax) pairs does it accept?
+
+Every pair present in the plan is proposed as its own presentation context
+(one transfer syntax each, so acceptance is known per pair), plus the two
+uncompressed syntaxes for every class, to know whether a refused compressed
+object could be sent decompressed. At most 128 contexts per association.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import duckdb
+
+from pacscopy.dicomnet import Target, echo, make_ae, nodelay_handlers
+from pacscopy.errors import PacscopyError
+from pacscopy.index import insert_columns, run
+
+UNCOMPRESSED = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
+MAX_CONTEXTS = 128
+
+
+class ProbeError(PacscopyError):
+    """The target did not answer C-ECHO or refused every association."""
+
+
+@dataclass
+class ProbeResult:
+    target: str
+    echo_status: int
+    pairs: int
+    accepted: int
+    associations: int
+
+
+def probe(con: duckdb.DuckDBPyConnection, target: Target, calling_ae: str = "PACSCOPY",
+          timeout: float = 10) -> ProbeResult:
+    status = echo(target, calling_ae, timeout)
+    if status is None:
+        raise ProbeError(f"{target} did not accept an association for C-ECHO: check AE title, host, port and "
+                         "that the target knows the calling AE title " + calling_ae)
+    pairs = sorted({(c, t) for c, t in run(con, "ops/probe_pairs").fetchall()}
+                   | {(c, t) for (c,) in run(con, "ops/probe_classes").fetchall() for t in UNCOMPRESSED})
+    accepted: dict[tuple[str, str], tuple[bool, str]] = {}
+    n_assoc = 0
+    for i in range(0, len(pairs), MAX_CONTEXTS):
+        chunk = pairs[i : i + MAX_CONTEXTS]
+        ae = make_ae(calling_ae, timeout)
+        for sop_class, ts in chunk:
+            ae.add_requested_context(sop_class, [ts])
+        assoc = ae.associate(target.host, target.port, ae_title=target.ae, evt_handlers=nodelay_handlers())
+        n_assoc += 1
+        if not assoc.is_established:
+            why = "association rejected" if assoc.is_rejected else "no association"
+            for p in chunk:
+                accepted[p] = (False, why)
+            continue
+        ok = {(c.abstract_syntax, c.transfer_syntax[0]) for c in assoc.accepted_contexts}
+        for p in chunk:
+            accepted[p] = (p in ok, "accepted" if p in ok else "presentation context rejected")
+        assoc.release()
+    con.execute("BEGIN TRANSACTION")
+    try:
+        run(con, "ops/delete_capabilities", {"target": str(target)})
+        if pairs:
+            insert_columns(con, "ops/insert_capabilities", {
+                "sop_class_uid": [p[0] for p in pairs], "transfer_syntax_uid": [p[1] for p in pairs],
+                "accepted": [accepted[p][0] for p in pairs], "result": [accepted[p][1] for p in pairs],
+            }, target=str(target), probed_at=dt.datetime.now())
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return ProbeResult(str(target), status, len(pairs), sum(1 for v in accepted.values() if v[0]), n_assoc)
