@@ -482,8 +482,9 @@ _JS = r"""
   "use strict";
   var NS = "http://www.w3.org/2000/svg";
   var data = JSON.parse(document.getElementById("report-data").textContent);
-  var PALETTE = ["#2458a6", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#7f8c8d", "#f0e442",
-                 "#0072b2", "#8e44ad", "#16a085", "#c0392b"];
+  var PALETTE = ["#2458a6", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#8e44ad", "#f0e442",
+                 "#16a085", "#c0392b"];
+  var OTHER = "other";  // the modalities beyond the palette, in one grey segment
   var SEVERITY = {error: "#c0392b", warning: "#d68910", info: "#2e86c1"};
   var DISPOSITION = {send: "#1e8449", hold: "#d68910", quarantine: "#c0392b", skip: "#7f8c8d", blocked: "#6c3483"};
 
@@ -532,6 +533,8 @@ _JS = r"""
     });
   }
 
+  function color(m, k) { return m === OTHER ? "#95a5a6" : PALETTE[k % PALETTE.length]; }
+
   // Vertical stacked bars: one bar per category, one segment per series value.
   function stacked(svg, categories, series, values, unit) {
     var W = 960, left = 48, right = 12, top = 20, plotH = 240, legendRow = 20;
@@ -556,6 +559,7 @@ _JS = r"""
     }
     el("line", {"class": "axis", x1: left, x2: W - right, y1: top + plotH, y2: top + plotH}, svg);
     var slot = plotW / categories.length, bw = Math.min(56, slot * 0.7);
+    var every = Math.ceil(48 / slot);  // label every n-th bar so that labels do not collide
     categories.forEach(function (c, i) {
       var x = left + slot * i + (slot - bw) / 2, y = top + plotH;
       series.forEach(function (m, k) {
@@ -563,16 +567,18 @@ _JS = r"""
         if (!v) return;
         var h = plotH * v / max;
         y -= h;
-        bar(svg, x, y, bw, h, PALETTE[k % PALETTE.length], c + " · " + m + ": " + fmt(v) + " " + unit);
+        bar(svg, x, y, bw, h, color(m, k), c + " · " + m + ": " + fmt(v) + " " + unit);
       });
-      el("text", {x: x + bw / 2, y: y - 4, "text-anchor": "middle", "class": "muted"}, svg, fmt(totals[i]));
-      if (categories.length <= 40 || i % Math.ceil(categories.length / 40) === 0) {
+      if (slot >= 40) {
+        el("text", {x: x + bw / 2, y: y - 4, "text-anchor": "middle", "class": "muted"}, svg, fmt(totals[i]));
+      }
+      if (i % every === 0) {
         el("text", {x: x + bw / 2, y: top + plotH + 16, "text-anchor": "middle"}, svg, c);
       }
     });
     legend.forEach(function (l) {
       var y = top + plotH + 36 + l.y;
-      el("rect", {"class": "swatch", x: l.x, y: y, width: 12, height: 12, fill: PALETTE[l.k % PALETTE.length]}, svg);
+      el("rect", {"class": "swatch", x: l.x, y: y, width: 12, height: 12, fill: color(l.m, l.k)}, svg);
       el("text", {x: l.x + 17, y: y + 10}, svg, l.m);
     });
   }
@@ -581,13 +587,17 @@ _JS = r"""
     studies_per_year: function (svg) {
       var rows = data.studies_per_year_modality;
       if (!rows.length) return empty(svg, "no studies in the index");
-      var categories = [], series = [], values = {}, bySeries = {};
+      var categories = [], values = {}, bySeries = {};
+      rows.forEach(function (r) { bySeries[r.modality] = (bySeries[r.modality] || 0) + r.studies; });
+      var series = Object.keys(bySeries).sort(function (a, b) { return bySeries[b] - bySeries[a] || (a < b ? -1 : 1); });
+      if (series.length > PALETTE.length) {
+        series = series.slice(0, PALETTE.length - 1).concat([OTHER]);
+      }
       rows.forEach(function (r) {
         if (!(r.year in values)) { values[r.year] = {}; categories.push(r.year); }
-        values[r.year][r.modality] = r.studies;
-        bySeries[r.modality] = (bySeries[r.modality] || 0) + r.studies;
+        var m = series.indexOf(r.modality) >= 0 ? r.modality : OTHER;
+        values[r.year][m] = (values[r.year][m] || 0) + r.studies;
       });
-      series = Object.keys(bySeries).sort(function (a, b) { return bySeries[b] - bySeries[a] || (a < b ? -1 : 1); });
       stacked(svg, categories, series, values, "studies");
     },
     findings: function (svg) {

@@ -1,0 +1,338 @@
+"""Sending against real peers: pacscopy receive, DCMTK storescp, Orthanc, and faulty pynetdicom SCPs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pacscopy.dicomparse import inspect_bytes
+from pacscopy.receive import Receiver
+from pacscopy.send import Window, parse_rate, wait_for_window
+from pacscopy.synth import make_archive, make_corpus
+
+from .conftest import rows
+from .peers import faulty_scp, orthanc, orthanc_get, orthanc_json, storescp
+
+
+def dataset_of(data: bytes) -> bytes:
+    off = inspect_bytes(data).dataset_offset
+    assert off is not None
+    return data[off:]
+
+
+@pytest.fixture
+def planned(tmp_path, cli):
+    """A small healthy archive, scanned and checked: everything is planned 'send'."""
+    root = tmp_path / "src"
+    make_archive(root, patients=2, studies_per_patient=1, series_per_study=2, instances_per_series=3,
+                 defects=False, conflicts=False, specials=False)
+    idx = tmp_path / "send.duckdb"
+    assert cli("scan", root, "--index", idx, "-q").code == 0
+    assert cli("check", "--index", idx, "-q").code == 0
+    return idx
+
+
+def to_send(idx: Path) -> dict[str, tuple[bytes, int]]:
+    """SOPInstanceUID -> (path bytes, dataset offset) of every planned instance."""
+    return {s: (bytes(p), o) for s, p, o in rows(
+        idx, "SELECT p.sop_instance_uid, f.path_bytes, f.dataset_offset FROM plan p JOIN files f USING (path) "
+             "WHERE p.disposition = 'send'")}
+
+
+def assert_all_stored_once(idx: Path, target: str, expect: set[str]) -> None:
+    got = rows(idx, "SELECT sop_instance_uid, count(*) FROM transfers WHERE target = $t AND outcome IN "
+                    "('stored', 'warning') GROUP BY 1", {"t": target})
+    assert {s for s, _ in got} == expect
+    assert all(n == 1 for _, n in got), "an instance recorded stored twice"
+
+
+def test_send_to_pacscopy_receive(planned, tmp_path, cli) -> None:
+    rx = Receiver(tmp_path / "rx")
+    port = rx.start()
+    try:
+        target = f"PACSCOPY_RX@127.0.0.1:{port}"
+        r = cli("send", "--target", target, "--index", planned, "-q", "--associations", "2")
+        assert r.code == 0, r.out + r.err
+        assert "stored:    15" in r.out
+    finally:
+        rx.stop()
+    want = to_send(planned)
+    assert len(want) == 15
+    assert {p.stem for p in (tmp_path / "rx").glob("*.dcm")} == set(want)
+    for sop, (path, off) in want.items():
+        src = open(path, "rb").read()[off:]
+        assert dataset_of((tmp_path / "rx" / f"{sop}.dcm").read_bytes()) == src, sop
+    assert_all_stored_once(planned, target, set(want))
+    # wire hash recorded = the dataset hash from the scan
+    assert rows(planned, "SELECT count(*) FROM transfers t JOIN files f USING (path) WHERE t.wire_xxh3 <> f.dataset_xxh3") == [(0,)]
+    # a second run has nothing to do
+    r = cli("send", "--target", target, "--index", planned, "-q")
+    assert r.code == 0 and "queued:    0" in r.out
+    r = cli("status", "--target", target, "--index", planned)
+    assert "left:            0" in r.out and "stored:          15" in r.out
+
+
+def test_send_to_storescp_bit_preserving(planned, tmp_path, cli) -> None:
+    with storescp(tmp_path) as peer:
+        r = cli("send", "--target", peer.target, "--index", planned, "-q", "--associations", "1")
+        assert r.code == 0, r.out + r.err
+        assert peer.alive()
+    files = [p for p in peer.storage.iterdir() if p.is_file()]
+    want = to_send(planned)
+    assert len(files) == len(want)
+    by_sop = {}
+    for f in files:
+        data = f.read_bytes()
+        ins = inspect_bytes(data)
+        by_sop[ins.values["sop_instance_uid"]] = dataset_of(data)
+    assert set(by_sop) == set(want)
+    for sop, (path, off) in want.items():
+        assert by_sop[sop] == open(path, "rb").read()[off:], sop
+
+
+def test_send_to_orthanc(planned, tmp_path, cli) -> None:
+    with orthanc(tmp_path) as peer:
+        r = cli("send", "--target", peer.target, "--index", planned, "-q", "--associations", "4")
+        assert r.code == 0, r.out + r.err
+        ids = orthanc_json(peer, "/instances")
+        want = to_send(planned)
+        assert len(ids) == len(want)
+        for oid in ids:
+            tags = orthanc_json(peer, f"/instances/{oid}/simplified-tags")
+            sop = tags["SOPInstanceUID"]
+            path, off = want[sop]
+            # Orthanc rewrites the file meta; the dataset bytes after it are the source's
+            assert dataset_of(orthanc_get(peer, f"/instances/{oid}/file")) == open(path, "rb").read()[off:]
+
+
+def test_rejected_association_is_retried_then_the_run_ends_cleanly(planned, tmp_path, cli) -> None:
+    with faulty_scp(tmp_path, "reject") as peer:
+        t0 = time.monotonic()
+        r = cli("send", "--target", peer.target, "--index", planned, "-q", "--wait-for-target", "2", "--retries", "1")
+        assert time.monotonic() - t0 < 60
+    assert r.code == 1
+    assert "target_down" in r.out and "association rejected" in r.out
+    assert "not attempted: target unreachable" in r.out
+    assert rows(planned, "SELECT count(*) FROM transfers WHERE outcome IN ('stored','warning')") == [(0,)]
+    assert rows(planned, "SELECT DISTINCT outcome, error FROM transfers") == [("retry", "association rejected")]
+    (left,) = rows(planned, "SELECT not_sent FROM send_runs")[0]
+    assert left == 15
+
+
+def test_abort_mid_transfer_is_retried_and_nothing_lost(planned, tmp_path, cli) -> None:
+    with faulty_scp(tmp_path, "abort3") as peer:
+        r = cli("send", "--target", peer.target, "--index", planned, "-q", "--associations", "1")
+        assert r.code == 0, r.out
+        log = peer.logtext()
+    want = to_send(planned)
+    assert {p.stem for p in peer.storage.glob("*.dcm")} == set(want)
+    retried = rows(planned, "SELECT sop_instance_uid, error FROM transfers WHERE outcome = 'retry'")
+    assert len(retried) == 1 and retried[0][0] in log
+    assert_all_stored_once(planned, peer.target, set(want))
+
+
+def test_out_of_resources_then_success(planned, tmp_path, cli) -> None:
+    with faulty_scp(tmp_path, "a700") as peer:
+        r = cli("send", "--target", peer.target, "--index", planned, "-q", "--associations", "2")
+        assert r.code == 0, r.out
+    want = to_send(planned)
+    got = rows(planned, "SELECT status_hex, outcome, count(*) FROM transfers GROUP BY ALL ORDER BY 1")
+    assert got == [("0x0000", "stored", 15), ("0xA700", "retry", 15)]
+    assert_all_stored_once(planned, peer.target, set(want))
+
+
+def test_cannot_understand_is_failed_not_retried(planned, tmp_path, cli) -> None:
+    with faulty_scp(tmp_path, "c000") as peer:
+        r = cli("send", "--target", peer.target, "--index", planned, "-q")
+    assert r.code == 1
+    assert "0xC000" in r.out and "failed:    15" in r.out
+    got = rows(planned, "SELECT outcome, status, status_meaning, count(*) FROM transfers GROUP BY ALL")
+    assert len(got) == 1 and got[0][0] == "failed" and got[0][1] == 0xC000 and got[0][3] == 15
+    assert "cannot understand" in got[0][2].lower()
+
+
+def test_no_answer_is_not_success(planned, tmp_path, cli) -> None:
+    with faulty_scp(tmp_path, "silent2") as peer:
+        r = cli("send", "--target", peer.target, "--index", planned, "-q", "--associations", "1", "--timeout", "3")
+        assert r.code == 0, r.out
+    got = rows(planned, "SELECT outcome, status, error FROM transfers WHERE outcome = 'retry'")
+    assert len(got) == 1 and got[0][1] is None and "no response" in got[0][2]
+    assert_all_stored_once(planned, peer.target, set(to_send(planned)))
+
+
+def test_kill_minus_9_then_resume(tmp_path, cli) -> None:
+    root = tmp_path / "corpus"
+    make_corpus(root, 300, 20_000)
+    idx = tmp_path / "k.duckdb"
+    assert cli("scan", root, "--index", idx, "-q").code == 0
+    assert cli("check", "--index", idx, "-q").code == 0
+    rx = Receiver(tmp_path / "rx")
+    port = rx.start()
+    target = f"PACSCOPY_RX@127.0.0.1:{port}"
+    try:
+        cmd = [sys.executable, "-m", "pacscopy", "send", "--target", target, "--index", str(idx), "-q",
+               "--max-rate", "1MB/s", "--associations", "2"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and rx.received < 60:
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        time.sleep(0.5)  # let workers notice their parent died
+        first = rx.received
+        assert 0 < first < 300
+        r = subprocess.run(cmd[:-4], capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        rx.stop()
+    sops = {s for (s,) in rows(idx, "SELECT sop_instance_uid FROM plan WHERE disposition = 'send'")}
+    assert {p.stem for p in (tmp_path / "rx").glob("*.dcm")} == sops
+    assert_all_stored_once(idx, target, sops)
+    runs = rows(idx, "SELECT run_id, finished IS NULL FROM send_runs ORDER BY run_id")
+    assert runs == [(1, True), (2, False)]
+    # the second run sent at most what was not recorded stored (plus nothing twice in the books)
+    (second,) = rows(idx, "SELECT count(*) FROM transfers WHERE run_id = 2 AND outcome = 'stored'")[0]
+    (firstbook,) = rows(idx, "SELECT count(*) FROM transfers WHERE run_id = 1 AND outcome = 'stored'")[0]
+    assert firstbook + second == 300
+
+
+def test_max_rate_caps_bytes_over_time(tmp_path, cli) -> None:
+    root = tmp_path / "corpus"
+    make_corpus(root, 40, 10_000)
+    idx = tmp_path / "r.duckdb"
+    assert cli("scan", root, "--index", idx, "-q").code == 0
+    assert cli("check", "--index", idx, "-q").code == 0
+    rx = Receiver(tmp_path / "rx")
+    port = rx.start()
+    try:
+        r = cli("send", "--target", f"RX@127.0.0.1:{port}", "--index", idx, "-q", "--max-rate", "200KB/s",
+                "--associations", "2")
+        assert r.code == 0, r.out
+    finally:
+        rx.stop()
+    got = rows(idx, "SELECT started, finished, bytes FROM transfers WHERE outcome = 'stored' ORDER BY started")
+    assert len(got) == 40
+    total = sum(b for _, _, b in got)
+    span = (got[-1][0] - got[0][0]).total_seconds()
+    # every byte but the last file's had to wait its turn: rate over the span <= the cap (+10% slack)
+    assert (total - got[-1][2]) / span <= 200_000 * 1.1, (total, span)
+    assert span >= (total - got[-1][2]) / 200_000 * 0.9
+
+
+def test_window_waits_with_an_injected_clock() -> None:
+    w = Window.parse("19:00-06:30")
+    assert w.contains(dt.datetime(2026, 1, 1, 23, 0)) and w.contains(dt.datetime(2026, 1, 2, 6, 0))
+    assert not w.contains(dt.datetime(2026, 1, 1, 12, 0))
+    now = [dt.datetime(2026, 1, 1, 12, 0)]
+    slept: list[float] = []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        now[0] += dt.timedelta(seconds=s)
+
+    told: list[dt.datetime] = []
+    waited = wait_for_window(w, clock=lambda: now[0], sleep=sleep, on_wait=told.append)
+    assert told == [dt.datetime(2026, 1, 1, 19, 0)]
+    assert now[0] >= dt.datetime(2026, 1, 1, 19, 0) and now[0] < dt.datetime(2026, 1, 1, 19, 2)
+    assert waited == pytest.approx(7 * 3600, abs=120)
+    # inside the window: no wait at all
+    slept.clear()
+    assert wait_for_window(w, clock=lambda: dt.datetime(2026, 1, 1, 20, 0), sleep=sleep) == 0 and slept == []
+
+
+@pytest.mark.parametrize("text,value", [("40MB/s", 40_000_000), ("500KB/s", 500_000), ("1MiB/s", 1048576), ("1000", 1000)])
+def test_parse_rate(text, value) -> None:
+    assert parse_rate(text) == value
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--target", "nonsense"], "not AE@host:port"),
+        (["--target", "X@127.0.0.1:104", "--max-rate", "fast"], "not a rate"),
+        (["--target", "X@127.0.0.1:104", "--window", "7-8pm"], "not HH:MM-HH:MM"),
+        (["--target", "X@127.0.0.1:104", "--where", "no_such_column = 1"], "--where"),
+    ],
+)
+def test_send_bad_input(planned, cli, args, needle) -> None:
+    before = rows(planned, "SELECT count(*) FROM transfers")
+    r = cli("send", *args, "--index", planned)
+    assert r.code == 2
+    lines = [l for l in r.err.splitlines() if l.strip()]
+    assert len(lines) == 1 and needle in lines[0], r.err
+    assert rows(planned, "SELECT count(*) FROM transfers") == before
+
+
+def test_unreachable_target_is_one_clear_outcome(planned, cli) -> None:
+    from .peers import free_port
+
+    r = cli("send", "--target", f"NOBODY@127.0.0.1:{free_port()}", "--index", planned, "-q",
+            "--wait-for-target", "1", "--retries", "0")
+    assert r.code == 1 and "target_down" in r.out and "Traceback" not in r.err
+
+
+def test_dry_run_and_where_and_limit(planned, cli) -> None:
+    r = cli("send", "--target", "X@127.0.0.1:104", "--index", planned, "--dry-run", "--where", "modality = 'MR'")
+    assert r.code == 0 and "dry run: 6 instances" in r.out
+    r = cli("send", "--target", "X@127.0.0.1:104", "--index", planned, "--dry-run", "--limit", "5")
+    assert "dry run: 5 instances" in r.out
+    assert rows(planned, "SELECT count(*) FROM transfers") == [(0,)]
+
+
+def test_source_changed_since_scan_is_not_sent(planned, tmp_path, cli) -> None:
+    want = to_send(planned)
+    sop, (path, off) = sorted(want.items())[0]
+    st = os.stat(path)
+    data = bytearray(open(path, "rb").read())
+    data[-10] ^= 0xFF  # same size, and the mtime is put back: only the hash can tell
+    open(path, "wb").write(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    rx = Receiver(tmp_path / "rx")
+    port = rx.start()
+    try:
+        r = cli("send", "--target", f"RX@127.0.0.1:{port}", "--index", planned, "-q", "--associations", "1")
+    finally:
+        rx.stop()
+    assert r.code == 1 and "source changed since scan (not sent): 1" in r.out
+    assert not (tmp_path / "rx" / f"{sop}.dcm").exists()
+    assert len(list((tmp_path / "rx").glob("*.dcm"))) == len(want) - 1
+    assert rows(planned, "SELECT check_id, sop_instance_uid FROM findings WHERE check_id = 'source_changed'") == [("source_changed", sop)]
+
+
+def test_patient_id_mapping_rewrites_on_the_way_out(planned, tmp_path, cli) -> None:
+    import pydicom
+
+    (old,) = rows(planned, "SELECT min(patient_id) FROM files WHERE status = 'ok'")[0]
+    csvf = tmp_path / "map.csv"
+    csvf.write_text(f"old_id,new_id,issuer\n{old},NEW-{old},HOSP-A\n")
+    r = cli("map", "--csv", csvf, "--index", planned)
+    assert r.code == 0 and "loaded 1" in r.out
+    rx = Receiver(tmp_path / "rx")
+    port = rx.start()
+    try:
+        r = cli("send", "--target", f"RX@127.0.0.1:{port}", "--index", planned, "-q")
+        assert r.code == 0, r.out
+    finally:
+        rx.stop()
+    mapped = {s for (s,) in rows(planned, "SELECT sop_instance_uid FROM files WHERE patient_id = $p", {"p": old})}
+    assert mapped
+    for f in (tmp_path / "rx").glob("*.dcm"):
+        ds = pydicom.dcmread(f)
+        if f.stem in mapped:
+            assert ds.PatientID == f"NEW-{old}" and ds.IssuerOfPatientID == "HOSP-A"
+            assert ds.OtherPatientIDsSequence[0].PatientID == old
+        else:
+            assert ds.PatientID != f"NEW-{old}"
+    got = dict(rows(planned, "SELECT coalesce(rewritten, 'untouched'), count(*) FROM transfers GROUP BY 1"))
+    assert got == {"patient_id_mapped": len(mapped), "untouched": 15 - len(mapped)}
+    bad = tmp_path / "bad.csv"
+    bad.write_text("old_id,new_id\nA,B\nC\n")
+    r = cli("map", "--csv", bad, "--index", planned)
+    assert r.code == 2 and "line 3" in r.err
