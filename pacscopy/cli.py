@@ -238,7 +238,7 @@ def report(
     index: IndexOpt = None,
     fmt: Annotated[ReportFormat, typer.Option("--format", help="Output format.")] = ReportFormat.table,
     out: Annotated[Optional[Path], typer.Option("--out", help="Write to this file instead of stdout.")] = None,
-    show_phi: Annotated[bool, typer.Option("--show-phi", help="Include patient names in finding details.")] = False,
+    show_phi: Annotated[bool, typer.Option("--show-phi", help="Show patient names (hidden by default in details, paths, notes, labels).")] = False,
 ) -> None:
     """Counts per status, volume, modality and year; findings per check; dispositions."""
     from pacscopy import report as rep
