@@ -304,6 +304,9 @@ def _worker(wid: int, target: Target, opts: SendOptions, tasks: Any, results: An
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
+    import warnings
+
+    warnings.simplefilter("ignore")  # pydicom's value warnings: the checks report those, not the sender
     pacer = _Pacer(opts.max_rate, pacer_value)
     ae = make_ae(opts.calling_ae, opts.timeout)
     assoc: Any = None
