@@ -150,31 +150,55 @@ def content_digest(path: bytes) -> dict[str, Any]:
 
     import pydicom
 
-    out: dict[str, Any] = {"content_hash": None, "pixel_hash": None, "pixel_decoded": False,
-                           "note": None, "keys": [], "values": []}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(os.fsdecode(path), force=True)
-            digest, elements = _dataset_digest(ds)
-            if "PixelData" in ds:
-                ts = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
-                try:
-                    arr = ds.pixel_array
-                    out["pixel_hash"] = xxhash.xxh3_128_hexdigest(
-                        f"{arr.shape}|{arr.dtype.str.lstrip('<>=|')}".encode() + arr.astype(arr.dtype.newbyteorder("<")).tobytes()
-                    )
-                    out["pixel_decoded"] = True
-                except Exception as e:
-                    raw = ds.PixelData
-                    out["pixel_hash"] = xxhash.xxh3_128_hexdigest(raw)
-                    name = getattr(ts, "name", ts) or "unknown syntax"
-                    out["note"] = f"pixel data of {name} not decoded ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
-                elements["PixelData"] = out["pixel_hash"]
-                digest = xxhash.xxh3_128_hexdigest(repr(sorted(elements.items())).encode())
+            return digest_dataset(ds)
     except Exception as e:
-        out["note"] = f"cannot read for comparison: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
-        return out
+        return {"content_hash": None, "pixel_hash": None, "pixel_decoded": False, "keys": [], "values": [],
+                "note": f"cannot read for comparison: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"}
+
+
+def digest_dataset(ds: Any) -> dict[str, Any]:
+    """Canonical hashes of a dataset, independent of its encoding.
+
+    ``keys``/``values`` are the attribute keywords and the hashes of their
+    normalised values (``PixelData``: of the decoded pixels where pydicom has
+    a decoder, else of the encoded bytes, and ``note`` says so).
+    """
+    import warnings
+
+    out: dict[str, Any] = {"content_hash": None, "pixel_hash": None, "pixel_decoded": False,
+                           "note": None, "keys": [], "values": []}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        digest, elements = _dataset_digest(ds)
+        if "PixelData" in ds:
+            meta = getattr(ds, "file_meta", None)
+            ts = meta.get("TransferSyntaxUID") if meta is not None else None
+            if ts is None:
+                # a raw dataset without meta: the encoding pydicom read it in is its syntax
+                from pydicom.dataset import FileMetaDataset
+                from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+                implicit, little = ds.original_encoding
+                ts = ImplicitVRLittleEndian if implicit else (ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+                if meta is None:
+                    ds.file_meta = FileMetaDataset()
+                ds.file_meta.TransferSyntaxUID = ts
+            try:
+                arr = ds.pixel_array
+                out["pixel_hash"] = xxhash.xxh3_128_hexdigest(
+                    f"{arr.shape}|{arr.dtype.str.lstrip('<>=|')}".encode() + arr.astype(arr.dtype.newbyteorder("<")).tobytes()
+                )
+                out["pixel_decoded"] = True
+            except Exception as e:
+                out["pixel_hash"] = xxhash.xxh3_128_hexdigest(ds.PixelData)
+                name = getattr(ts, "name", ts) or "unknown syntax"
+                out["note"] = f"pixel data of {name} not decoded ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
+            elements["PixelData"] = out["pixel_hash"]
+            digest = xxhash.xxh3_128_hexdigest(repr(sorted(elements.items())).encode())
     out["content_hash"] = digest
     out["keys"], out["values"] = list(elements), list(elements.values())
     return out

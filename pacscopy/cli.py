@@ -336,7 +336,8 @@ def send(
         def on_total(n: int, nbytes: int) -> None:
             nonlocal bar
             if not quiet and n:
-                bar = tqdm(total=n, unit="inst", desc=f"send {t.ae}", file=sys.stderr, dynamic_ncols=True)
+                bar = tqdm(total=n, unit="inst", desc=f"send {t.ae}", file=sys.stderr, dynamic_ncols=True,
+                           delay=1.0)
                 bar.mb = 0.0
 
         def on_progress(msg: dict[str, Any]) -> None:
@@ -459,6 +460,95 @@ def receive(
     finally:
         rx.stop()
         typer.echo(f"received {rx.received} objects", err=True)
+
+
+class VerifyMode(str, Enum):
+    find = "find"
+    commit = "commit"
+    retrieve = "retrieve"
+
+
+@app.command()
+def verify(
+    target: TargetOpt,
+    index: IndexOpt = None,
+    mode: Annotated[VerifyMode, typer.Option("--mode", help="find: C-FIND; commit: Storage Commitment; retrieve: C-GET and compare.")] = VerifyMode.find,
+    sample: Annotated[Optional[float], typer.Option(min=0.01, max=100, help="Verify only this percentage (a reproducible sample).")] = None,
+    calling_ae: CallingOpt = "PACSCOPY",
+    port: Annotated[int, typer.Option(help="commit: port on which the target may call back with its report.")] = 0,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the target.")] = 30.0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Prove the target holds what was sent: C-FIND, Storage Commitment, or retrieve and compare."""
+    from tqdm import tqdm
+
+    from pacscopy.dicomnet import Target
+    from pacscopy.verify import verify as do_verify
+
+    t = Target.parse(target)
+    con = idx.open_index(_index(index))
+    bar: Any = None
+
+    def on_total(n: int) -> None:
+        nonlocal bar
+        if not quiet:
+            bar = tqdm(total=n, unit="inst", desc=f"verify {mode.value}", file=sys.stderr, dynamic_ncols=True,
+                       delay=1.0)
+
+    def on_progress(n: int) -> None:
+        if bar is not None:
+            bar.update(n)
+
+    try:
+        try:
+            res = do_verify(con, t, mode.value, sample=sample, calling_ae=calling_ae, timeout=timeout, port=port,
+                            on_total=on_total, on_progress=on_progress)
+        finally:
+            if bar is not None:
+                bar.close()
+        typer.echo(f"verify {res.mode} against {res.target}: {res.checked} instances checked")
+        for k in ("verified", "missing_on_target", "mismatch", "failed"):
+            typer.echo(f"  {k + ':':19s}{res.counts.get(k, 0)}")
+        if not res.ok:
+            rows = idx.run(con, "ops/verify_problems", {"target": str(t), "mode": mode.value}).fetchall()
+            typer.echo(render.table(["sop_instance_uid", "outcome", "detail"], rows, max_width=100))
+    finally:
+        con.close()
+    if not res.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def reconcile(
+    target: TargetOpt,
+    index: IndexOpt = None,
+    fmt: Annotated[ReportFormat, typer.Option("--format", help="Output format.")] = ReportFormat.table,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write to this file instead of stdout.")] = None,
+    no_query: Annotated[bool, typer.Option("--no-query", help="Do not ask the target for study counts.")] = False,
+    calling_ae: CallingOpt = "PACSCOPY",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the target.")] = 30.0,
+) -> None:
+    """Account for every instance: verified on the target, or excluded with its reason. Exit 0 only when complete."""
+    from pacscopy import reconcile as rc
+    from pacscopy.dicomnet import Target
+
+    t = Target.parse(target)
+    con = idx.open_index(_index(index), read_only=True)
+    try:
+        rec = rc.reconcile(con, t, query_target=not no_query, calling_ae=calling_ae, timeout=timeout)
+    finally:
+        con.close()
+    text = {"table": rc.to_text, "json": rc.to_json, "html": rc.to_html}[fmt.value](rec)
+    if out is None:
+        typer.echo(text)
+    else:
+        try:
+            out.write_text(text, encoding="utf-8")
+        except OSError as e:
+            fail(f"cannot write {out}: {e.strerror}")
+        typer.echo(f"wrote {out}: {'complete' if rec.complete else 'NOT complete'}", err=True)
+    if not rec.complete:
+        raise typer.Exit(1)
 
 
 def version_callback(value: bool) -> None:

@@ -151,3 +151,21 @@ def faulty_scp(tmp: Path, mode: str, ae: str = "FAULTY") -> Iterator[Peer]:
     cmd = [sys.executable, str(HERE / "faulty_scp.py"), mode, str(port), str(storage), ae]
     with _run(cmd, ae, port, storage, tmp / f"faulty-{port}.log") as p:
         yield p
+
+
+@contextmanager
+def dcmqrscp(tmp: Path, ae: str = "DCMQRSCP") -> Iterator[Peer]:
+    """DCMTK dcmqrscp: a query/retrieve archive that also accepts C-STORE into its storage area."""
+    exe = need("dcmqrscp")
+    port = free_port()
+    storage = tmp / f"dcmqrscp-{port}"
+    db = storage / "db"
+    db.mkdir(parents=True)
+    cfg = storage / "dcmqrscp.cfg"
+    cfg.write_text(
+        f"NetworkTCPPort = {port}\nMaxPDUSize = 16384\nMaxAssociations = 16\n"
+        "HostTable BEGIN\nHostTable END\nVendorTable BEGIN\nVendorTable END\n"
+        f"AETable BEGIN\n{ae} {db} RW (2000, 1024mb) ANY\nAETable END\n"
+    )
+    with _run([exe, "-c", str(cfg), "-dhl", str(port)], ae, port, storage, tmp / f"dcmqrscp-{port}.log") as p:
+        yield p
