@@ -299,8 +299,28 @@ def _source_for(item: Item) -> tuple[Source, str | None]:
     return BytesSource(data), ",".join(rewrites)
 
 
+def _main_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _next_task(tasks: Any, main_pid: int) -> Any:
+    """The next batch; None when told to stop or when the main process is gone (kill -9)."""
+    while True:
+        try:
+            return tasks.get(timeout=1.0)
+        except _queue.Empty:
+            if not _main_alive(main_pid):
+                return None
+
+
 def _worker(wid: int, target: Target, opts: SendOptions, tasks: Any, results: Any, pacer_value: Any,
-            stop: Any) -> None:
+            stop: Any, main_pid: int) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
@@ -345,7 +365,7 @@ def _worker(wid: int, target: Target, opts: SendOptions, tasks: Any, results: An
         return "connection failed (refused, reset or timed out)"
 
     while not stop.is_set():
-        batch = tasks.get()
+        batch = _next_task(tasks, main_pid)
         if batch is None:
             break
         needed = {(it.sop_class_uid, it.send_syntax) for it in batch}
@@ -353,8 +373,9 @@ def _worker(wid: int, target: Target, opts: SendOptions, tasks: Any, results: An
         for n, item in enumerate(batch):
             attempts = 0
             while True:
-                if stop.is_set():
+                if stop.is_set() or not _main_alive(main_pid):
                     results.put({"kind": "unsent", "reason": "interrupted", "count": len(batch) - n})
+                    stop.set()
                     break
                 pair = (item.sop_class_uid, item.send_syntax)
                 if assoc is None or not assoc.is_established or pair not in proposed:
@@ -469,7 +490,7 @@ def send(
     results = ctx.Queue()
     stop = ctx.Event()
     pacer_value = ctx.Value("d", 0.0)
-    workers = [ctx.Process(target=_worker, args=(i + 1, target, opts, tasks, results, pacer_value, stop),
+    workers = [ctx.Process(target=_worker, args=(i + 1, target, opts, tasks, results, pacer_value, stop, os.getpid()),
                            daemon=True) for i in range(n)]
     for w in workers:
         w.start()
