@@ -103,6 +103,13 @@ def open_index(path: str | None = None, *, create: bool = False, read_only: bool
             os.umask(old)
     else:
         con = _connect(path, read_only=read_only)
+    # Bounded memory whatever the archive size: DuckDB spills to disk beyond this.
+    limit = os.environ.get("PACSCOPY_MEMORY_LIMIT", "1GB")
+    try:
+        con.execute("SET memory_limit = $limit", {"limit": limit})
+        con.execute("SET preserve_insertion_order = false")
+    except duckdb.Error as e:
+        raise IndexFileError(f"PACSCOPY_MEMORY_LIMIT={limit!r} is not a DuckDB memory size (e.g. 1GB)") from e
     if not read_only:
         _secure(path)
         migrate(con, path)
