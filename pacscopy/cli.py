@@ -248,15 +248,19 @@ def report(
         data = rep.build(con, show_phi=show_phi)
     finally:
         con.close()
-    text = {"table": rep.to_text, "json": rep.to_json, "html": rep.to_html}[fmt.value](data)
+    _emit({"table": rep.to_text, "json": rep.to_json, "html": rep.to_html}[fmt.value](data), out)
+
+
+def _emit(text: str, out: Optional[Path], note: str = "") -> None:
+    """Print a rendered report, or write it to ``out`` and say so on stderr."""
     if out is None:
         typer.echo(text)
-    else:
-        try:
-            out.write_text(text, encoding="utf-8")
-        except OSError as e:
-            fail(f"cannot write {out}: {e.strerror}")
-        typer.echo(f"wrote {out}", err=True)
+        return
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as e:
+        fail(f"cannot write {out}: {e.strerror}")
+    typer.echo(f"wrote {out}{note}", err=True)
 
 
 TargetOpt = Annotated[str, typer.Option("--target", help="Target as AE@host:port, e.g. ORTHANC@127.0.0.1:4242.",
@@ -538,15 +542,8 @@ def reconcile(
         rec = rc.reconcile(con, t, query_target=not no_query, calling_ae=calling_ae, timeout=timeout)
     finally:
         con.close()
-    text = {"table": rc.to_text, "json": rc.to_json, "html": rc.to_html}[fmt.value](rec)
-    if out is None:
-        typer.echo(text)
-    else:
-        try:
-            out.write_text(text, encoding="utf-8")
-        except OSError as e:
-            fail(f"cannot write {out}: {e.strerror}")
-        typer.echo(f"wrote {out}: {'complete' if rec.complete else 'NOT complete'}", err=True)
+    _emit({"table": rc.to_text, "json": rc.to_json, "html": rc.to_html}[fmt.value](rec), out,
+          ": complete" if rec.complete else ": NOT complete")
     if not rec.complete:
         raise typer.Exit(1)
 

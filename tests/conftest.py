@@ -79,3 +79,15 @@ def copy_tree(src: Path, dst: Path) -> Path:
 
 def have(cmd: str) -> bool:
     return shutil.which(cmd) is not None or os.path.exists(cmd)
+
+
+@pytest.fixture
+def planned(tmp_path: Path, cli):
+    """A small healthy archive (15 instances), scanned and checked: everything is planned 'send'."""
+    root = tmp_path / "src"
+    make_archive(root, patients=2, studies_per_patient=1, series_per_study=2, instances_per_series=3,
+                 defects=False, conflicts=False, specials=False)
+    idx = tmp_path / "send.duckdb"
+    assert cli("scan", root, "--index", idx, "-q").code == 0
+    assert cli("check", "--index", idx, "-q").code == 0
+    return idx

@@ -27,18 +27,6 @@ def dataset_of(data: bytes) -> bytes:
     return data[off:]
 
 
-@pytest.fixture
-def planned(tmp_path, cli):
-    """A small healthy archive, scanned and checked: everything is planned 'send'."""
-    root = tmp_path / "src"
-    make_archive(root, patients=2, studies_per_patient=1, series_per_study=2, instances_per_series=3,
-                 defects=False, conflicts=False, specials=False)
-    idx = tmp_path / "send.duckdb"
-    assert cli("scan", root, "--index", idx, "-q").code == 0
-    assert cli("check", "--index", idx, "-q").code == 0
-    return idx
-
-
 def to_send(idx: Path) -> dict[str, tuple[bytes, int]]:
     """SOPInstanceUID -> (path bytes, dataset offset) of every planned instance."""
     return {s: (bytes(p), o) for s, p, o in rows(

@@ -15,15 +15,8 @@ from .peers import PEER_ENV, dcmqrscp, faulty_scp, free_port, orthanc, orthanc_j
 
 
 @pytest.fixture
-def sent_setup(tmp_path, cli):
-    """A healthy archive, scanned and checked; returns (index, root)."""
-    root = tmp_path / "src"
-    make_archive(root, patients=2, studies_per_patient=1, series_per_study=2, instances_per_series=3,
-                 defects=False, conflicts=False, specials=False)
-    idx = tmp_path / "v.duckdb"
-    assert cli("scan", root, "--index", idx, "-q").code == 0
-    assert cli("check", "--index", idx, "-q").code == 0
-    return idx, root
+def sent_setup(planned):
+    return planned, None
 
 
 def _orthanc_id(peer, sop: str) -> str:
