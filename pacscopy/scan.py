@@ -189,7 +189,7 @@ def _inspect_into(row: dict[str, Any], data: bytes | memoryview) -> dict[str, An
         row[key] = ins.values.get(key)
     off = ins.dataset_offset
     if off is not None and ins.status in ("ok", "suspect", "corrupt"):
-        row["dataset_xxh3"] = row["xxh3"] if off == 0 else xxhash.xxh3_128_hexdigest(data[off:])
+        row["dataset_xxh3"] = row["xxh3"] if off == 0 else xxhash.xxh3_128_hexdigest(memoryview(data)[off:])
     if isinstance(data, memoryview):
         data.release()
     return row
