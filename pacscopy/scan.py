@@ -290,7 +290,7 @@ def scan_root(
         todo_bytes += e.size
     if on_total:
         on_total(len(todo), todo_bytes)
-    for row in _read_all(todo, workers):
+    for row in _read_all(todo, workers, todo_bytes):
         res.files_read += 1
         res.bytes_read += row.get("size") or 0
         writer.add(row)
@@ -315,9 +315,10 @@ def _chunks(items: list[bytes], size: int) -> Iterable[list[bytes]]:
         yield items[i : i + size]
 
 
-def _read_all(paths: list[bytes], workers: int | None) -> Iterator[dict[str, Any]]:
+def _read_all(paths: list[bytes], workers: int | None, nbytes: int = 0) -> Iterator[dict[str, Any]]:
     workers = workers or os.cpu_count() or 1
-    if workers <= 1 or len(paths) < 64:
+    # A pool costs ~0.3 s to start: worth it for many files or for much data.
+    if workers <= 1 or (len(paths) < 64 and nbytes < (256 << 20)) or len(paths) < 2:
         for p in paths:
             yield read_and_inspect(p)
         return
@@ -326,6 +327,8 @@ def _read_all(paths: list[bytes], workers: int | None) -> Iterator[dict[str, Any
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(["pacscopy.scan"])
     chunk = max(1, min(32, len(paths) // (workers * 8) or 1))
+    if nbytes // max(len(paths), 1) > (4 << 20):
+        chunk = 1  # big files: hand them out one by one to keep both cores busy
     with ctx.Pool(workers) as pool:
         for rows in pool.imap_unordered(_inspect_many, _chunks(paths, chunk)):
             yield from rows
