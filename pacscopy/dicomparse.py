@@ -109,6 +109,12 @@ class _Problem(Exception):
         self.detail = detail
 
 
+_STRUCTS = {
+    big: tuple(struct.Struct((">" if big else "<") + f) for f in ("HH", "H", "I", "HHI", "HH2sH"))
+    for big in (False, True)
+}
+
+
 class _Walker:
     """Walks elements of one encoding over one buffer, checking every length."""
 
@@ -117,12 +123,7 @@ class _Walker:
         self.explicit = explicit
         self.big = big
         self.file_end = file_end
-        e = ">" if big else "<"
-        self.hh = struct.Struct(e + "HH")
-        self.h = struct.Struct(e + "H")
-        self.i = struct.Struct(e + "I")
-        self.hhi = struct.Struct(e + "HHI")
-        self.hh2sh = struct.Struct(e + "HH2sH")
+        self.hh, self.h, self.i, self.hhi, self.hh2sh = _STRUCTS[big]
 
     # -- one element header -------------------------------------------------
     def header(self, pos: int, end: int) -> tuple[int, bytes | None, int, int]:

@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
-import xxhash
 
 from pacscopy import __version__
-from pacscopy.dicomparse import TEXT_TAGS, US_TAGS, inspect_bytes
 from pacscopy.errors import InputError
+from pacscopy.fileread import VALUE_COLUMNS, inspect_many, read_and_inspect
 from pacscopy.index import insert_columns, run
 
 log = logging.getLogger(__name__)
@@ -33,13 +32,11 @@ COLUMNS = (
     "path", "path_bytes", "volume", "root", "size", "mtime_us", "mtime_ns", "xxh3", "dataset_xxh3", "status",
     "reason", "detail", "has_meta", "dataset_offset", "transfer_syntax_uid", "detected_syntax",
     "meta_sop_class_uid", "meta_sop_instance_uid",
-    *sorted(set(TEXT_TAGS.values()) | set(US_TAGS.values()) - {"samples_per_pixel", "bits_allocated"}),
+    *VALUE_COLUMNS,
     "pixel_data_offset", "pixel_data_length", "encapsulated",
 )
-_VALUE_COLUMNS = COLUMNS[COLUMNS.index("meta_sop_instance_uid") + 1 : COLUMNS.index("pixel_data_offset")]
 BATCH_ROWS = 2000
 BATCH_SECONDS = 2.0
-MMAP_ABOVE = 64 << 20
 
 
 @dataclass
@@ -144,66 +141,13 @@ def _entry(p: bytes, st: os.stat_result) -> _Entry:
     return e
 
 
-def read_and_inspect(path: bytes) -> dict[str, Any]:
-    """Read one file once: hash and parse the same bytes. Never raises."""
-    row: dict[str, Any] = {"path_bytes": path}
-    try:
-        # O_NONBLOCK: if the entry became a FIFO since the walk, open must not hang.
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as e:
-        row.update(status="unreadable", reason="os_error", detail=f"{e.strerror} (errno {e.errno})")
-        return row
-    try:
-        st = os.fstat(fd)
-        row["size"], row["mtime_ns"] = st.st_size, st.st_mtime_ns
-        if not stat.S_ISREG(st.st_mode):
-            row.update(status="skipped", reason="not_regular", detail="changed into a non-regular file")
-            return row
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            if st.st_size > MMAP_ABOVE:
-                import mmap
-
-                with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mm:
-                    return _inspect_into(row, memoryview(mm))
-            data = f.read()
-        return _inspect_into(row, data)
-    except OSError as e:
-        row.update(status="unreadable", reason="os_error", detail=f"{e.strerror} (errno {e.errno})")
-        return row
-    finally:
-        os.close(fd)
-
-
-def _inspect_into(row: dict[str, Any], data: bytes | memoryview) -> dict[str, Any]:
-    row["size"] = len(data)
-    row["xxh3"] = xxhash.xxh3_128_hexdigest(data)
-    ins = inspect_bytes(data)
-    row.update(
-        status=ins.status, reason=ins.reason, detail=ins.detail, has_meta=ins.has_meta,
-        dataset_offset=ins.dataset_offset, transfer_syntax_uid=ins.transfer_syntax_uid,
-        detected_syntax=ins.detected_syntax, meta_sop_class_uid=ins.meta_sop_class_uid,
-        meta_sop_instance_uid=ins.meta_sop_instance_uid, pixel_data_offset=ins.pixel_data_offset,
-        pixel_data_length=ins.pixel_data_length, encapsulated=ins.encapsulated,
-    )
-    for key in _VALUE_COLUMNS:
-        row[key] = ins.values.get(key)
-    off = ins.dataset_offset
-    if off is not None and ins.status in ("ok", "suspect", "corrupt"):
-        row["dataset_xxh3"] = row["xxh3"] if off == 0 else xxhash.xxh3_128_hexdigest(memoryview(data)[off:])
-    if isinstance(data, memoryview):
-        data.release()
-    return row
-
-
-def _inspect_many(paths: list[bytes]) -> list[dict[str, Any]]:
-    return [read_and_inspect(p) for p in paths]
-
-
 class _Writer:
     """The single writer: buffers rows and writes them in batches, one transaction each."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, scan_id: int, volume: str, root: str) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, scan_id: int, volume: str, root: str,
+                 known: dict[str, Any]) -> None:
         self.con, self.scan_id, self.volume, self.root = con, scan_id, volume, root
+        self.known = known  # paths already in the index: upserted; all others plainly inserted
         self.rows: list[dict[str, Any]] = []
         self.last = time.monotonic()
 
@@ -215,17 +159,22 @@ class _Writer:
     def flush(self) -> None:
         if not self.rows:
             return
-        cols: dict[str, list[Any]] = {c: [] for c in COLUMNS}
+        new: dict[str, list[Any]] = {c: [] for c in COLUMNS}
+        old: dict[str, list[Any]] = {c: [] for c in COLUMNS}
         for r in self.rows:
-            pb = r["path_bytes"]
+            path = display_path(r["path_bytes"])
             mt = r.get("mtime_ns")
-            r = {**r, "path": display_path(pb), "volume": self.volume, "root": self.root,
+            r = {**r, "path": path, "volume": self.volume, "root": self.root,
                  "mtime_us": None if mt is None else mt // 1000}
+            cols = old if path in self.known else new
             for c in COLUMNS:
                 cols[c].append(r.get(c))
         self.con.execute("BEGIN TRANSACTION")
         try:
-            insert_columns(self.con, "ops/upsert_files", cols, scan_id=self.scan_id)
+            if new["path"]:
+                insert_columns(self.con, "ops/insert_files", new, scan_id=self.scan_id)
+            if old["path"]:
+                insert_columns(self.con, "ops/upsert_files", old, scan_id=self.scan_id)
             self.con.execute("COMMIT")
         except Exception:
             self.con.execute("ROLLBACK")
@@ -263,7 +212,10 @@ def scan_root(
         r[0]: (r[1], r[2], r[3])
         for r in run(con, "ops/known_files", {"root": sroot, "prefix": sroot.rstrip("/") + "/"}).fetchall()
     }
-    writer = _Writer(con, scan_id, volume, sroot)
+    writer = _Writer(con, scan_id, volume, sroot, known)
+    n_workers = workers or os.cpu_count() or 1
+    # On a first scan or a rehash the pool will be needed: start it while the walk runs.
+    starter = _PoolStarter(n_workers) if n_workers > 1 and (rehash or not known) else None
     todo: list[bytes] = []
     todo_bytes = 0
     seen: set[str] = set()
@@ -290,12 +242,18 @@ def scan_root(
         todo_bytes += e.size
     if on_total:
         on_total(len(todo), todo_bytes)
-    for row in _read_all(todo, workers, todo_bytes):
-        res.files_read += 1
-        res.bytes_read += row.get("size") or 0
-        writer.add(row)
-        if on_progress:
-            on_progress(1, row.get("size") or 0)
+    if starter is None and n_workers > 1 and (len(todo) >= 64 or todo_bytes >= (2 << 30)):
+        starter = _PoolStarter(n_workers)
+    try:
+        for row in _read_all(todo, n_workers, todo_bytes, starter):
+            res.files_read += 1
+            res.bytes_read += row.get("size") or 0
+            writer.add(row)
+            if on_progress:
+                on_progress(1, row.get("size") or 0)
+    finally:
+        if starter is not None:
+            starter.close()
     writer.flush()
     gone = [p for p, v in known.items() if p not in seen and v[2] != "missing"]
     if gone:
@@ -315,20 +273,47 @@ def _chunks(items: list[bytes], size: int) -> Iterable[list[bytes]]:
         yield items[i : i + size]
 
 
-def _read_all(paths: list[bytes], workers: int | None, nbytes: int = 0) -> Iterator[dict[str, Any]]:
-    workers = workers or os.cpu_count() or 1
-    # A pool costs ~0.3 s to start: worth it for many files or for much data.
-    if workers <= 1 or (len(paths) < 64 and nbytes < (256 << 20)) or len(paths) < 2:
+class _PoolStarter:
+    """Start the worker pool in the background while the walk runs (it costs ~0.2 s)."""
+
+    def __init__(self, workers: int) -> None:
+        import threading
+
+        self.pool: Any = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._start, args=(workers,), daemon=True)
+        self.thread.start()
+
+    def _start(self, workers: int) -> None:
+        try:
+            # forkserver: workers are forked from a clean process, never from one
+            # holding DuckDB's threads and locks.
+            ctx = mp.get_context("forkserver")
+            ctx.set_forkserver_preload(["pacscopy.fileread"])
+            self.pool = ctx.Pool(workers)
+        except BaseException as e:  # reported when the pool is used
+            self.error = e
+
+    def get(self) -> Any:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.pool
+
+    def close(self) -> None:
+        self.thread.join()
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+
+
+def _read_all(paths: list[bytes], workers: int, nbytes: int, starter: _PoolStarter | None) -> Iterator[dict[str, Any]]:
+    # A pool is worth its start-up for many files or for much data.
+    if starter is None or (len(paths) < 64 and nbytes < (2 << 30)) or len(paths) < 2:
         for p in paths:
             yield read_and_inspect(p)
         return
-    # forkserver: workers are forked from a clean process, never from one
-    # holding DuckDB's threads and locks.
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["pacscopy.scan"])
     chunk = max(1, min(32, len(paths) // (workers * 8) or 1))
     if nbytes // max(len(paths), 1) > (4 << 20):
         chunk = 1  # big files: hand them out one by one to keep both cores busy
-    with ctx.Pool(workers) as pool:
-        for rows in pool.imap_unordered(_inspect_many, _chunks(paths, chunk)):
-            yield from rows
+    yield from (row for rows in starter.get().imap_unordered(inspect_many, _chunks(paths, chunk)) for row in rows)
