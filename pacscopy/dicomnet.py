@@ -75,7 +75,7 @@ def status_meaning(status: int | None) -> str:
     return code_to_category(status)
 
 
-def nodelay_handlers() -> list[tuple[Any, Any]]:
+def nodelay_handlers() -> list[Any]:
     """Event handlers that switch Nagle's algorithm off on every association's socket.
 
     Without TCP_NODELAY each small PDU can wait ~40 ms for the peer's delayed ACK.

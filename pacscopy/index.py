@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -248,7 +248,7 @@ def query(
         con.close()
 
 
-def insert_columns(con: duckdb.DuckDBPyConnection, name: str, columns: dict[str, Sequence[Any]], **extra: Any) -> None:
+def insert_columns(con: duckdb.DuckDBPyConnection, name: str, columns: Mapping[str, Sequence[Any]], **extra: Any) -> None:
     """Bulk write: each column a list, bound as one ``$parameter`` and unnested in SQL."""
     params: dict[str, Any] = {k: list(v) for k, v in columns.items()}
     params.update(extra)

@@ -101,10 +101,10 @@ def walk(root: bytes) -> Iterator[_Entry]:
             yield _Entry(d, 0, 0, "unreadable", "os_error", f"cannot list folder: {e.strerror}")
             continue
         subdirs = []
-        for e in entries:
-            p = e.path
+        for entry in entries:
+            p = entry.path
             try:
-                st = e.stat(follow_symlinks=False)
+                st = entry.stat(follow_symlinks=False)
             except OSError as err:
                 yield _Entry(p, 0, 0, "unreadable", "os_error", err.strerror)
                 continue

@@ -111,7 +111,7 @@ class Window:
 def wait_for_window(window: Window | None, *, clock: Callable[[], dt.datetime] = dt.datetime.now,
                     sleep: Callable[[float], None] = time.sleep,
                     on_wait: Callable[[dt.datetime], None] | None = None,
-                    stop: threading.Event | None = None) -> float:
+                    stop: Any = None) -> float:
     """Block until ``window`` is open; return the seconds waited (by ``clock``)."""
     if window is None:
         return 0.0

@@ -16,6 +16,7 @@ import os
 import warnings
 import random
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
@@ -253,7 +254,7 @@ def make_archive(
 
 
 def _plant_defects(root: Path, man: Manifest, healthy: list[tuple[str, Dataset]], uid: _UIDs,
-                   rng: np.random.Generator, write: object) -> None:
+                   rng: np.random.Generator, write: Callable[[str, bytes], Path]) -> None:
     w = write  # type: ignore[assignment]
 
     # Damaged files belong to a patient and study of their own, so that they
@@ -330,7 +331,7 @@ def _plant_defects(root: Path, man: Manifest, healthy: list[tuple[str, Dataset]]
 
 
 def _plant_conflicts(root: Path, man: Manifest, healthy: list[tuple[str, Dataset]], uid: _UIDs,
-                     rng: np.random.Generator, write: object) -> None:
+                     rng: np.random.Generator, write: Callable[[str, bytes], Path]) -> None:
     """One case of every duplicate and ID conflict the checks must find."""
     w = write  # type: ignore[assignment]
 
