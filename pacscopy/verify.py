@@ -380,14 +380,15 @@ def _verify_retrieve(cands: list[Candidate], target: Target, calling_ae: str, ti
     for c in cands:
         by_class[c.sop_class_uid].add(c.transfer_syntax_uid)
     classes = sorted(by_class)
-    for i in range(0, len(classes), 120):
-        chunk_classes = set(classes[i : i + 120])
+    for i in range(0, len(classes), 40):
+        chunk_classes = set(classes[i : i + 40])
         contexts = [(GET, [ExplicitVRLittleEndian, ImplicitVRLittleEndian]),
                     (FIND, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])]
         roles = []
         for cls in sorted(chunk_classes):
-            syntaxes = sorted(by_class[cls] | {ExplicitVRLittleEndian, ImplicitVRLittleEndian})
-            contexts.append((cls, syntaxes))
+            # one syntax per context, so the target can return each object as it holds it
+            for ts in sorted(by_class[cls] | {ExplicitVRLittleEndian, ImplicitVRLittleEndian}):
+                contexts.append((cls, [ts]))
             roles.append(build_role(cls, scp_role=True))
         assoc = _associate(target, calling_ae, timeout, contexts, "C-GET", ext_neg=roles,
                            handlers=[(evt.EVT_C_STORE, on_store)])
