@@ -124,6 +124,8 @@ def _norm(value: Any) -> Any:
 
 def _dataset_digest(ds: Any) -> tuple[str, dict[str, str]]:
     elements: dict[str, str] = {}
+    # how the values were read (None for datasets built in memory: native little endian)
+    big_endian = getattr(ds, "original_encoding", (None, None))[1] is False
     for elem in ds:
         # Not content: the file meta, group lengths (they change with the VR encoding),
         # trailing padding, and the pixel data (compared separately, decoded).
@@ -134,7 +136,7 @@ def _dataset_digest(ds: Any) -> tuple[str, dict[str, str]]:
         except Exception as e:  # a value pydicom cannot convert still has an identity
             v = f"<unreadable: {e}>"
         key = elem.keyword or f"({elem.tag.group:04X},{elem.tag.element:04X})"
-        if isinstance(v, bytes) and elem.VR in ("OW", "OF", "OD", "OL") and not ds.is_little_endian:
+        if isinstance(v, bytes) and elem.VR in ("OW", "OF", "OD", "OL") and big_endian:
             import numpy as np
 
             width = {"OW": 2, "OF": 4, "OD": 8, "OL": 4}[elem.VR]

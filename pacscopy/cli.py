@@ -440,15 +440,21 @@ def receive(
     storage: Annotated[Path, typer.Option(help="Folder to write received objects to.")],
     ae: Annotated[str, typer.Option("--ae", help="Our AE title.")] = "PACSCOPY_RX",
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    commit_reply: Annotated[Optional[str], typer.Option(
+        help="Send Storage Commitment reports on a new association to AE@host:port.")] = None,
 ) -> None:
-    """Run a Storage SCP that writes what it receives into a folder (a dry-run target)."""
+    """Run a small archive: stores into a folder, answers C-FIND, C-GET and Storage Commitment."""
     from pacscopy.receive import Receiver
 
     try:
         storage.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         fail(f"cannot create {storage}: {e.strerror}")
-    rx = Receiver(storage, port=port, ae_title=ae, host=host)
+    if commit_reply is not None:
+        from pacscopy.dicomnet import Target
+
+        Target.parse(commit_reply)  # a bad value fails here, with one line
+    rx = Receiver(storage, port=port, ae_title=ae, host=host, commit_reply=commit_reply)
     try:
         actual = rx.start()
     except OSError as e:
@@ -564,6 +570,10 @@ def _root(
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one error boundary for the whole CLI."""
+    import warnings
+
+    # pydicom warns about every odd value it reads; the checks report those, once, in the index.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\..*)?")
     try:
         rc = app(args=argv, standalone_mode=False)
         if isinstance(rc, int) and rc:
