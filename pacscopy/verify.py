@@ -111,6 +111,7 @@ def verify(
     calling_ae: str = "PACSCOPY",
     timeout: float = 30,
     port: int = 0,
+    move: bool = False,
     on_total: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> VerifyResult:
@@ -122,8 +123,11 @@ def verify(
         raise VerifyError(f"nothing is recorded as stored on {target}: run 'pacscopy send --target {target}' first")
     if on_total:
         on_total(len(cands))
-    fn = {"find": _verify_find, "commit": _verify_commit, "retrieve": _verify_retrieve}[mode]
-    outcomes = fn(cands, target, calling_ae, timeout, port, on_progress)
+    if mode == "retrieve":
+        outcomes = _verify_retrieve(cands, target, calling_ae, timeout, port, on_progress, move=move)
+    else:
+        fn = {"find": _verify_find, "commit": _verify_commit}[mode]
+        outcomes = fn(cands, target, calling_ae, timeout, port, on_progress)
     _record(con, target, mode, outcomes)
     res = VerifyResult(str(target), mode, len(outcomes))
     for o in outcomes:
@@ -362,72 +366,117 @@ def _compare(c: Candidate, got: Any) -> Outcome:
 
 
 def _verify_retrieve(cands: list[Candidate], target: Target, calling_ae: str, timeout: float, port: int,
-                     on_progress: Callable[[int], None] | None) -> list[Outcome]:
+                     on_progress: Callable[[int], None] | None, move: bool = False) -> list[Outcome]:
+    """C-GET each instance back (or C-MOVE it to our own SCP on ``port``) and compare."""
     from pydicom.dataset import Dataset
     from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-    from pynetdicom import build_role, evt
+    from pynetdicom import ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, build_role, evt
 
     received: dict[str, Any] = {}
+    arrived = threading.Condition()
 
     def on_store(event: Any) -> int:
         ds = event.dataset
         ds.file_meta = event.file_meta
-        received[str(ds.SOPInstanceUID)] = ds
+        with arrived:
+            received[str(ds.SOPInstanceUID)] = ds
+            arrived.notify_all()
         return 0x0000
 
-    out: list[Outcome] = []
+    plain = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
     by_class: dict[str, set[str]] = defaultdict(set)
     for c in cands:
         by_class[c.sop_class_uid].add(c.transfer_syntax_uid)
     classes = sorted(by_class)
-    for i in range(0, len(classes), 40):
-        chunk_classes = set(classes[i : i + 40])
-        contexts = [(GET, [ExplicitVRLittleEndian, ImplicitVRLittleEndian]),
-                    (FIND, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])]
-        roles = []
-        for cls in sorted(chunk_classes):
-            # one syntax per context, so the target can return each object as it holds it
-            for ts in sorted(by_class[cls] | {ExplicitVRLittleEndian, ImplicitVRLittleEndian}):
-                contexts.append((cls, [ts]))
-            roles.append(build_role(cls, scp_role=True))
-        assoc = _associate(target, calling_ae, timeout, contexts, "C-GET", ext_neg=roles,
-                           handlers=[(evt.EVT_C_STORE, on_store)])
-        if not any(cx.abstract_syntax == GET for cx in assoc.accepted_contexts):
-            assoc.release()
-            raise VerifyError(f"{target} does not accept Study Root C-GET: use --mode find or commit")
+    server = None
+    if move:
+        if not port:
+            raise VerifyError("C-MOVE needs --port: the port of pacscopy's own SCP, known to the target as "
+                              f"{calling_ae}")
+        listener = make_ae(calling_ae, timeout)
+        for cx in AllStoragePresentationContexts:
+            listener.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        for cls in classes:
+            listener.add_supported_context(cls, ALL_TRANSFER_SYNTAXES)
         try:
-            for c in (c for c in cands if c.sop_class_uid in chunk_classes):
-                q = Dataset()
-                q.QueryRetrieveLevel = "IMAGE"
-                q.StudyInstanceUID = c.study_instance_uid
-                q.SeriesInstanceUID = c.series_instance_uid
-                q.SOPInstanceUID = c.sop_instance_uid
-                if not assoc.is_established:
-                    assoc = _associate(target, calling_ae, timeout, contexts, "C-GET", ext_neg=roles,
-                                       handlers=[(evt.EVT_C_STORE, on_store)])
-                final = None
-                for status, _ in assoc.send_c_get(q, GET):
-                    if status and "Status" in status:
-                        final = int(status.Status)
-                got = received.pop(c.sop_instance_uid, None)
-                if got is not None:
-                    out.append(_compare(c, got))
-                    continue
-                what = "no answer to C-GET" if final is None else (
-                    "C-GET returned nothing" if final in (0x0000, 0xB000, 0xFF00)
-                    else f"C-GET failed with status 0x{final:04X}")
-                # Many targets answer a C-GET for an unknown instance with a failure: ask C-FIND.
-                listed: set[str] | None = None
-                if assoc.is_established and any(cx.abstract_syntax == FIND for cx in assoc.accepted_contexts):
-                    listed, _ = _find_sops(assoc, {"StudyInstanceUID": c.study_instance_uid,
-                                                   "SeriesInstanceUID": c.series_instance_uid})
-                if listed is not None and c.sop_instance_uid not in listed:
-                    out.append(Outcome(c.sop_instance_uid, "missing_on_target", f"{what}; not listed by C-FIND"))
-                else:
-                    out.append(Outcome(c.sop_instance_uid, "failed", what))
-                if on_progress:
-                    on_progress(1)
-        finally:
-            if assoc.is_established:
+            server = listener.start_server(("0.0.0.0", port), block=False,
+                                           evt_handlers=[(evt.EVT_C_STORE, on_store), *nodelay_handlers()])
+        except OSError as e:
+            raise VerifyError(f"cannot listen on port {port} for C-MOVE: {e.strerror}") from None
+    out: list[Outcome] = []
+    try:
+        for i in range(0, len(classes), 40):
+            chunk_classes = set(classes[i : i + 40])
+            model = MOVE if move else GET
+            contexts: list[tuple[str, list[str]]] = [(model, plain), (FIND, plain)]
+            roles = []
+            if not move:
+                for cls in sorted(chunk_classes):
+                    # one syntax per context, so the target can return each object as it holds it
+                    for ts in sorted(by_class[cls] | set(plain)):
+                        contexts.append((cls, [ts]))
+                    roles.append(build_role(cls, scp_role=True))
+            what = "C-MOVE" if move else "C-GET"
+
+            def connect() -> Any:
+                return _associate(target, calling_ae, timeout, contexts, what, ext_neg=roles or None,
+                                  handlers=[(evt.EVT_C_STORE, on_store)])
+
+            assoc = connect()
+            if not any(cx.abstract_syntax == model for cx in assoc.accepted_contexts):
                 assoc.release()
+                if not move:
+                    return _verify_retrieve(cands, target, calling_ae, timeout, port, on_progress, move=True) \
+                        if port else _raise(VerifyError(
+                            f"{target} does not accept Study Root C-GET: give --port (an SCP port the target knows "
+                            f"as {calling_ae}) to retrieve with C-MOVE, or use --mode find or commit"))
+                raise VerifyError(f"{target} accepts neither C-GET nor C-MOVE: use --mode find or commit")
+            try:
+                for c in (c for c in cands if c.sop_class_uid in chunk_classes):
+                    q = Dataset()
+                    q.QueryRetrieveLevel = "IMAGE"
+                    q.StudyInstanceUID = c.study_instance_uid
+                    q.SeriesInstanceUID = c.series_instance_uid
+                    q.SOPInstanceUID = c.sop_instance_uid
+                    if not assoc.is_established:
+                        assoc = connect()
+                    final = None
+                    responses = (assoc.send_c_move(q, calling_ae, MOVE) if move else assoc.send_c_get(q, GET))
+                    for status, _ in responses:
+                        if status and "Status" in status:
+                            final = int(status.Status)
+                    with arrived:  # a C-MOVE's sub-operation arrives on another association
+                        if move and final == 0x0000:
+                            arrived.wait_for(lambda: c.sop_instance_uid in received, timeout=5)
+                        got = received.pop(c.sop_instance_uid, None)
+                    if got is not None:
+                        out.append(_compare(c, got))
+                    else:
+                        out.append(_not_retrieved(assoc, c, what, final))
+                    if on_progress:
+                        on_progress(1)
+            finally:
+                if assoc.is_established:
+                    assoc.release()
+    finally:
+        if server is not None:
+            server.shutdown()
     return out
+
+
+def _raise(e: Exception) -> Any:
+    raise e
+
+
+def _not_retrieved(assoc: Any, c: Candidate, what: str, final: int | None) -> Outcome:
+    """Nothing came back: missing if C-FIND does not list it either, else a failure."""
+    text = f"no answer to {what}" if final is None else (
+        f"{what} returned nothing" if final in (0x0000, 0xB000, 0xFF00) else f"{what} failed with status 0x{final:04X}")
+    # Many targets answer a retrieve of an unknown instance with a failure: ask C-FIND.
+    listed: set[str] | None = None
+    if assoc.is_established and any(cx.abstract_syntax == FIND for cx in assoc.accepted_contexts):
+        listed, _ = _find_sops(assoc, {"StudyInstanceUID": c.study_instance_uid,
+                                       "SeriesInstanceUID": c.series_instance_uid})
+    if listed is not None and c.sop_instance_uid not in listed:
+        return Outcome(c.sop_instance_uid, "missing_on_target", f"{text}; not listed by C-FIND")
+    return Outcome(c.sop_instance_uid, "failed", text)

@@ -44,6 +44,10 @@ def test_orthanc_find_commit_retrieve_and_reconcile(sent_setup, tmp_path, cli) -
         r = cli("verify", "--target", t, "--index", idx, "--mode", "commit", "--port", cb, "-q", "--timeout", "20")
         assert r.code == 0, r.out + r.err + peer.logtext()[-2000:]
         assert "verified:          15" in r.out
+        # retrieve by C-MOVE to our own SCP (for targets without C-GET)
+        r = cli("verify", "--target", t, "--index", idx, "--mode", "retrieve", "--move", "--port", cb, "-q")
+        assert r.code == 0, r.out + r.err + peer.logtext()[-2000:]
+        assert "verified:          15" in r.out
         r = cli("reconcile", "--target", t, "--index", idx, "--format", "json")
         assert r.code == 0, r.out
         data = json.loads(r.out)
