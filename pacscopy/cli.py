@@ -485,7 +485,8 @@ def verify(
     mode: Annotated[VerifyMode, typer.Option("--mode", help="find: C-FIND; commit: Storage Commitment; retrieve: C-GET and compare.")] = VerifyMode.find,
     sample: Annotated[Optional[float], typer.Option(min=0.01, max=100, help="Verify only this percentage (a reproducible sample).")] = None,
     calling_ae: CallingOpt = "PACSCOPY",
-    port: Annotated[int, typer.Option(help="commit: port on which the target may call back with its report.")] = 0,
+    port: Annotated[int, typer.Option(help="commit: port for the target's report; retrieve: port of our C-MOVE SCP.")] = 0,
+    move: Annotated[bool, typer.Option("--move", help="retrieve: use C-MOVE to our SCP on --port instead of C-GET.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the target.")] = 30.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -512,7 +513,7 @@ def verify(
     try:
         try:
             res = do_verify(con, t, mode.value, sample=sample, calling_ae=calling_ae, timeout=timeout, port=port,
-                            on_total=on_total, on_progress=on_progress)
+                            move=move, on_total=on_total, on_progress=on_progress)
         finally:
             if bar is not None:
                 bar.close()
