@@ -96,12 +96,12 @@ def need(cmd: str) -> str:
 
 
 @contextmanager
-def storescp(tmp: Path, *extra: str, ae: str = "STORESCP") -> Iterator[Peer]:
+def storescp(tmp: Path, *extra: str, ae: str = "STORESCP", port: int | None = None) -> Iterator[Peer]:
     """DCMTK storescp, bit-preserving, accepting every transfer syntax."""
     exe = need("storescp")
-    port = free_port()
+    port = port or free_port()
     storage = tmp / f"storescp-{port}"
-    storage.mkdir(parents=True)
+    storage.mkdir(parents=True, exist_ok=True)
     cmd = [exe, "-aet", ae, "-od", str(storage), "+xa", "+B", *extra, str(port)]
     with _run(cmd, ae, port, storage, tmp / f"storescp-{port}.log") as p:
         yield p

@@ -324,3 +324,37 @@ def test_patient_id_mapping_rewrites_on_the_way_out(planned, tmp_path, cli) -> N
     bad.write_text("old_id,new_id\nA,B\nC\n")
     r = cli("map", "--csv", bad, "--index", planned)
     assert r.code == 2 and "line 3" in r.err
+
+
+def test_target_going_down_mid_run_is_waited_for_then_counted(tmp_path, cli) -> None:
+    import threading
+
+    root = tmp_path / "corpus"
+    make_corpus(root, 120, 20_000)
+    idx = tmp_path / "d.duckdb"
+    assert cli("scan", root, "--index", idx, "-q").code == 0
+    assert cli("check", "--index", idx, "-q").code == 0
+    with storescp(tmp_path) as peer:  # no --fork: one process, killed outright
+        def kill_when_some_arrived() -> None:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and len(list(peer.storage.iterdir())) < 20:
+                time.sleep(0.05)
+            peer.proc.kill()
+
+        killer = threading.Thread(target=kill_when_some_arrived)
+        killer.start()
+        t0 = time.monotonic()
+        r = cli("send", "--target", peer.target, "--index", idx, "-q", "--max-rate", "400KB/s",
+                "--wait-for-target", "3", "--retries", "1", "--associations", "1")
+        killer.join()
+    assert time.monotonic() - t0 < 60
+    assert r.code == 1 and "target_down" in r.out, r.out
+    (stored,) = rows(idx, "SELECT count(*) FROM stored")[0]
+    (left,) = rows(idx, "SELECT not_sent FROM send_runs")[0]
+    assert 0 < stored < 120 and stored + left == 120
+    assert f"stored:    {stored}" in r.out and f"not sent:  {left}" in r.out
+    # the target is back on the same address: the next run sends exactly what is left
+    with storescp(tmp_path, port=peer.port) as peer2:
+        r = cli("send", "--target", peer2.target, "--index", idx, "-q")
+    assert r.code == 0 and f"queued:    {left}" in r.out and f"stored:    {left}" in r.out
+    assert rows(idx, "SELECT count(*) FROM stored") == [(120,)]
