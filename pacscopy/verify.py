@@ -300,11 +300,13 @@ def _verify_commit(cands: list[Candidate], target: Target, calling_ae: str, time
                                        + (f" (status 0x{st:04X})" if st is not None else "")))
                 continue
             pending[tuid] = chunk
-        # wait for the reports (the target may send them on this association or call us back)
-        deadline = time.monotonic() + timeout
-        with arrived:
-            while set(pending) - set(reports) and time.monotonic() < deadline:
-                arrived.wait(timeout=0.2)
+            # One transaction at a time: wait for its report before the next N-ACTION. A report
+            # arriving while pynetdicom starts another request can stall the association.
+            deadline = time.monotonic() + timeout
+            with arrived:
+                while tuid not in reports and time.monotonic() < deadline:
+                    arrived.wait(timeout=0.2)
+            time.sleep(0.3)  # pynetdicom answers the report after our handler returns: let it go out
         if assoc.is_established:
             assoc.release()
         for tuid, chunk in pending.items():
