@@ -358,3 +358,22 @@ def test_target_going_down_mid_run_is_waited_for_then_counted(tmp_path, cli) -> 
         r = cli("send", "--target", peer2.target, "--index", idx, "-q")
     assert r.code == 0 and f"queued:    {left}" in r.out and f"stored:    {left}" in r.out
     assert rows(idx, "SELECT count(*) FROM stored") == [(120,)]
+
+
+@pytest.mark.parametrize("sop,msg_id", [("1.2.3.45", 7), ("1.2.826.0.1.3680043.8.498.1", 65535)])
+def test_hand_encoded_command_set_equals_pynetdicom(sop, msg_id) -> None:
+    import io
+
+    from pynetdicom.dimse_messages import C_STORE_RQ
+    from pynetdicom.dimse_primitives import C_STORE
+    from pynetdicom.dsutils import encode
+
+    from pacscopy.dicomnet import _store_command
+
+    p = C_STORE()
+    p.MessageID, p.Priority = msg_id, 2
+    p.AffectedSOPClassUID, p.AffectedSOPInstanceUID = "1.2.840.10008.5.1.4.1.1.2", sop
+    p.DataSet = io.BytesIO(b"x")
+    m = C_STORE_RQ()
+    m.primitive_to_message(p)
+    assert _store_command(m.command_set) == encode(m.command_set, True, True)
