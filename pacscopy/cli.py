@@ -186,11 +186,16 @@ def check(
             rows = idx.run(con, "ops/findings_summary").fetchall()
             typer.echo(render.table(["check", "severity", "files", "instances"], rows))
             typer.echo("")
-            rows = idx.run(con, "ops/disposition_summary").fetchall()
-            typer.echo(render.table(["disposition", "instances", "decided", "bytes"],
-                                    [(d, n, k, render.human_bytes(b)) for d, n, k, b in rows]))
+            _echo_dispositions(con)
     finally:
         con.close()
+
+
+def _echo_dispositions(con: Any) -> None:
+    """The plan in one table: instances, decisions and bytes per disposition."""
+    rows = idx.run(con, "ops/disposition_summary").fetchall()
+    typer.echo(render.table(["disposition", "instances", "decided", "bytes"],
+                            [(d, n, k, render.human_bytes(b)) for d, n, k, b in rows]))
 
 
 class Action(str, Enum):
@@ -287,9 +292,7 @@ def probe(
         typer.echo(f"{res.target}: C-ECHO 0x{res.echo_status:04X}; {res.accepted} of {res.pairs} "
                    f"(SOP class, transfer syntax) pairs accepted in {res.associations} association(s)")
         run_checks(con, [])  # re-plan: refused pairs become 'blocked'
-        rows = idx.run(con, "ops/disposition_summary").fetchall()
-        typer.echo(render.table(["disposition", "instances", "decided", "bytes"],
-                                [(d, n, k, render.human_bytes(b)) for d, n, k, b in rows]))
+        _echo_dispositions(con)
     finally:
         con.close()
 

@@ -388,21 +388,17 @@ def encode_dataset(ds: Any, transfer_syntax: str) -> bytes:
     return out
 
 
-def read_dataset(path: bytes, offset: int, transfer_syntax: str) -> Any:
-    """Read a dataset (with or without meta) for rewriting."""
+def read_dataset(data: bytes, offset: int, transfer_syntax: str) -> Any:
+    """Decode a file's bytes (with or without meta) for rewriting; the caller has already read them."""
     from pydicom import dcmread
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.filereader import read_dataset as _rd
     from pydicom.uid import UID
 
-    with open(path, "rb") as f:
-        if offset == 0:
-            ts = UID(transfer_syntax)
-            from pydicom.filereader import read_dataset as _rd
-
-            data = f.read()
-            ds = _rd(BytesIO(data), ts.is_implicit_VR, ts.is_little_endian)
-            from pydicom.dataset import FileMetaDataset
-
-            ds.file_meta = FileMetaDataset()
-            ds.file_meta.TransferSyntaxUID = ts
-            return ds
-        return dcmread(f, force=True)
+    if offset:
+        return dcmread(BytesIO(data), force=True)
+    ts = UID(transfer_syntax)
+    ds = _rd(BytesIO(data), ts.is_implicit_VR, ts.is_little_endian)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ts
+    return ds

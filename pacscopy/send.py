@@ -276,7 +276,7 @@ def _source_for(item: Item) -> tuple[Source, str | None]:
         data = f.read()
     if item.dataset_xxh3 and xxhash.xxh3_128_hexdigest(data[item.dataset_offset:]) != item.dataset_xxh3:
         raise SourceChanged("content differs from the scan (xxh3 of the dataset bytes)")
-    ds = read_dataset(item.path_bytes, item.dataset_offset, item.transfer_syntax_uid)
+    ds = read_dataset(data, item.dataset_offset, item.transfer_syntax_uid)  # the bytes just checked
     if item.new_patient_id is not None:
         from pydicom.dataset import Dataset
         from pydicom.sequence import Sequence
