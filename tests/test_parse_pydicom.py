@@ -180,3 +180,112 @@ def test_random_garbage_never_raises() -> None:
             data[rnd.randrange(len(data))] = rnd.randrange(256)
         ins = inspect_bytes(bytes(data[: rnd.randrange(len(data))]))
         assert ins.status in ("ok", "corrupt", "suspect", "not_dicom", "dicomdir")
+
+
+def _lost_block_numpy(buf: bytes) -> int | None:
+    """The former numpy implementation of find_lost_block: the reference for the pure-Python one."""
+    import numpy as np
+
+    n, block = len(buf), 4096
+    full = n // block
+    if full < 2:
+        return None
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    zero = ~arr[: full * block].view(np.uint64).reshape(full, block // 8).any(axis=1)
+    for b in np.flatnonzero(zero[1:]) + 1:
+        start = int(b) * block
+        if arr[start - 1] == 0:
+            continue
+        j = int(b)
+        while j < full and zero[j]:
+            j += 1
+        run_end = j * block
+        if run_end >= n or arr[run_end] != 0:
+            return start
+        if j == full and not arr[run_end:].any():
+            return start
+    return None
+
+
+@pytest.mark.parametrize(
+    "size,start,length,want",
+    [
+        (20000, 4096, 4096, 4096),  # exactly one block at offset 4096
+        (20000, 4097, 8192, None),  # starts one byte after a boundary
+        (20000, 4095, 8193, None),  # starts one byte before: the run starts off a boundary
+        (14000, 8192, 5808, 8192),  # from a boundary to EOF, EOF not on a boundary
+        (14000, 4096, 9904, 4096),  # two blocks and more, to EOF
+        (12288, 8192, 4096, 8192),  # the last full block, EOF on the boundary
+        (8191, 4096, 4095, None),  # one byte short of a full second block
+        (4000, 0, 4000, None),  # shorter than one block
+        (4096, 0, 4096, None),  # a single block: block 0 has no byte before it
+        (20000, 0, 8192, None),  # zeros from the very start of the file
+        (20000, 4096, 8191, None),  # ends one byte before a boundary, not at EOF
+    ],
+)
+def test_lost_block_edges(size: int, start: int, length: int, want: int | None) -> None:
+    data = bytearray(b"\x05" * size)
+    data[start : start + length] = bytes(len(data[start : start + length]))
+    assert find_lost_block(bytes(data)) == want
+    assert find_lost_block(memoryview(bytes(data))) == want
+    assert _lost_block_numpy(bytes(data)) == want
+
+
+def test_lost_block_on_a_mapped_file(tmp_path: Path) -> None:
+    import mmap
+
+    data = bytearray(os.urandom(3 << 20))
+    data[1 << 20 : (1 << 20) + 3 * 4096] = bytes(3 * 4096)
+    p = tmp_path / "x.bin"
+    p.write_bytes(data)
+    with open(p, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        assert find_lost_block(mm) == 1 << 20
+        view = memoryview(mm)
+        assert find_lost_block(view) == 1 << 20
+        view.release()
+
+
+def test_lost_block_agrees_with_the_numpy_reference() -> None:
+    import random
+
+    rnd = random.Random(7)
+    block = 4096
+    flagged = 0
+    for _ in range(3000):
+        n = rnd.choice([rnd.randrange(0, 5 * block), rnd.randrange(0, 24 * block), 2 * block, 2 * block + 1])
+        data = bytearray([rnd.choice([1, 0x80, 255])]) * n
+        for _ in range(rnd.randrange(30) if rnd.random() < 0.3 else 0):
+            data[rnd.randrange(n)] = 0  # scattered natural zeros
+        for _ in range(rnd.randrange(4)):
+            if not n:
+                break
+            s = rnd.choice([rnd.randrange(n), rnd.randrange(n) // block * block,
+                            rnd.randrange(n) // block * block + rnd.choice([-1, 1])])
+            s = max(0, min(s, n))
+            length = rnd.choice([block, 2 * block, block - 1, block + 1, n - s, rnd.randrange(1, 6 * block)])
+            data[s : s + length] = bytes(len(data[s : s + length]))
+        want = _lost_block_numpy(bytes(data))
+        assert find_lost_block(bytes(data)) == want
+        flagged += want is not None
+    assert flagged > 100
+
+
+def test_sq_table_is_the_dictionary_of_the_installed_pydicom() -> None:
+    from pydicom.datadict import DicomDictionary
+
+    from pacscopy.sqtags import SQ_TAGS
+
+    assert SQ_TAGS == {t for t, e in DicomDictionary.items() if e[0] == "SQ"}, (
+        "regenerate: python -m pacscopy.sqtags > pacscopy/sqtags.py"
+    )
+
+
+def test_parser_imports_neither_pydicom_nor_numpy() -> None:
+    """The scan workers import only the parser: it must stay free of the heavy modules."""
+    import subprocess
+    import sys
+
+    code = ("import sys, pacscopy.fileread, pacscopy.dicomparse; "
+            "print(sorted(m for m in ('pydicom', 'numpy', 'duckdb') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
