@@ -6,43 +6,33 @@ failed; an instance counts as stored only on status 0x0000 or a storing
 warning (0xB000, 0xB006, 0xB007). A run killed at any moment loses at most
 the rows of attempts in flight, and those instances are simply sent again.
 
-Speed second: N worker processes each hold one association (pynetdicom's
-per-PDU Python cost makes processes, not threads, the lever), stream
-datasets from disk without decoding them, and share one byte-rate pacer.
+Speed second: N worker processes (:mod:`pacscopy.sendworker`) each hold one
+association, stream datasets from disk without decoding them over a socket
+they drive themselves (:class:`pacscopy.dicomnet.StoreLink`), and share one
+byte-rate pacer. Processes rather than threads: the per-instance Python cost
+is what limits a sender, and the GIL would serialise it.
 """
 
 from __future__ import annotations
 
-import ctypes
+import contextlib
 import datetime as dt
 import logging
 import multiprocessing as mp
 import os
 import queue as _queue
-import signal
+import sys
 import threading
 import time
+import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import duckdb
 
-from pacscopy.dicomnet import (
-    STORED,
-    STORED_WARNINGS,
-    BytesSource,
-    FileSource,
-    Source,
-    SourceChanged,
-    Target,
-    encode_dataset,
-    make_ae,
-    nodelay_handlers,
-    read_dataset,
-    status_meaning,
-    store,
-)
+from pacscopy.dicomnet import Target
+from pacscopy.sendworker import Item, WorkerOptions, worker
 from pacscopy.errors import InputError, PacscopyError
 from pacscopy.index import insert_columns, load_sql, run
 
@@ -53,21 +43,6 @@ BATCH = 32  # instances per task; at most 2 contexts each, well under 128 per as
 
 class TargetUnreachable(PacscopyError):
     """The target could not be reached at all."""
-
-
-class Item(NamedTuple):
-    sop_instance_uid: str
-    sop_class_uid: str
-    transfer_syntax_uid: str
-    path: str
-    path_bytes: bytes
-    dataset_offset: int
-    size: int
-    mtime_ns: int
-    dataset_xxh3: str | None
-    new_patient_id: str | None
-    new_issuer: str | None
-    send_syntax: str  # the syntax to send in (differs when transcoding)
 
 
 @dataclass
@@ -233,224 +208,6 @@ def queue_size(con: duckdb.DuckDBPyConnection, target: Target, opts: SendOptions
     return int(r[0]), int(r[1])
 
 
-# -- workers ---------------------------------------------------------------------
-
-def _die_with_parent() -> None:
-    """A worker must not outlive a killed ``pacscopy send`` (Linux PR_SET_PDEATHSIG)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
-
-
-class _Pacer:
-    """One byte-rate budget shared by all worker processes (a leaky bucket)."""
-
-    def __init__(self, rate: int | None, shared: Any) -> None:
-        self.rate, self.shared = rate, shared
-
-    def wait(self, nbytes: int) -> None:
-        if not self.rate:
-            return
-        with self.shared.get_lock():
-            now = time.monotonic()
-            start = max(now, self.shared.value)
-            self.shared.value = start + nbytes / self.rate
-        if start > now:
-            time.sleep(start - now)
-
-
-def _source_for(item: Item) -> tuple[Source, str | None]:
-    """What to stream for an item: the file untouched, or a rewritten copy."""
-    rewrites = []
-    if item.new_patient_id is None and item.send_syntax == item.transfer_syntax_uid:
-        st = os.stat(item.path_bytes)
-        if st.st_size != item.size or st.st_mtime_ns != item.mtime_ns:
-            raise SourceChanged(f"size or mtime changed since the scan ({st.st_size} bytes)")
-        return FileSource(item.path_bytes, item.dataset_offset, item.dataset_xxh3, item.size), None
-    # Rewriting needs the whole dataset: check the file is still the scanned one first.
-    import xxhash
-
-    with open(item.path_bytes, "rb") as f:
-        data = f.read()
-    if item.dataset_xxh3 and xxhash.xxh3_128_hexdigest(data[item.dataset_offset:]) != item.dataset_xxh3:
-        raise SourceChanged("content differs from the scan (xxh3 of the dataset bytes)")
-    ds = read_dataset(data, item.dataset_offset, item.transfer_syntax_uid)  # the bytes just checked
-    if item.new_patient_id is not None:
-        from pydicom.dataset import Dataset
-        from pydicom.sequence import Sequence
-
-        old = ds.get("PatientID", "")
-        ds.PatientID = item.new_patient_id
-        if item.new_issuer:
-            ds.IssuerOfPatientID = item.new_issuer
-        if old:  # keep the old identifier, as PS3.3 C.7.1.1 OtherPatientIDsSequence allows
-            other = Dataset()
-            other.PatientID = old
-            other.TypeOfPatientID = "TEXT"
-            seq = list(ds.get("OtherPatientIDsSequence", []))
-            ds.OtherPatientIDsSequence = Sequence([*seq, other])
-        rewrites.append("patient_id_mapped")
-    if item.send_syntax != item.transfer_syntax_uid:
-        ds.decompress(generate_instance_uid=False)  # pydicom would mint a new SOPInstanceUID
-        rewrites.append(f"transcoded:{item.transfer_syntax_uid}->{item.send_syntax}")
-    data = encode_dataset(ds, item.send_syntax)
-    return BytesSource(data), ",".join(rewrites)
-
-
-def _main_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-
-def _next_task(tasks: Any, main_pid: int) -> Any:
-    """The next batch; None when told to stop or when the main process is gone (kill -9)."""
-    while True:
-        try:
-            return tasks.get(timeout=1.0)
-        except _queue.Empty:
-            if not _main_alive(main_pid):
-                return None
-
-
-def _worker(wid: int, target: Target, opts: SendOptions, tasks: Any, results: Any, pacer_value: Any,
-            stop: Any, main_pid: int) -> None:
-    _die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
-    import warnings
-
-    warnings.simplefilter("ignore")  # pydicom's value warnings: the checks report those, not the sender
-    pacer = _Pacer(opts.max_rate, pacer_value)
-    ae = make_ae(opts.calling_ae, opts.timeout)
-    assoc: Any = None
-    contexts: set[tuple[str, str]] = set()  # accepted by the target
-    proposed: set[tuple[str, str]] = set()  # asked for on the current association
-    msg_id = 0
-
-    def emit(item: Item, outcome: str, r: Any = None, error: str | None = None, source: Source | None = None,
-             rewritten: str | None = None, status: int | None = None) -> None:
-        now = dt.datetime.now()
-        results.put({
-            "kind": "transfer", "sop_instance_uid": item.sop_instance_uid, "path": item.path,
-            "started": r.started if r else now, "finished": r.finished if r else now,
-            "bytes": source.length if source is not None and outcome in ("stored", "warning", "failed") else 0,
-            "status": status, "outcome": outcome, "error": error,
-            "wire_xxh3": source.digest if source is not None and outcome in ("stored", "warning") else None,
-            "transfer_syntax_uid": item.send_syntax, "rewritten": rewritten, "association": wid,
-        })
-
-    def connect(needed: set[tuple[str, str]]) -> str | None:
-        nonlocal assoc, contexts
-        if assoc is not None and assoc.is_established:
-            assoc.release()
-        ae.requested_contexts = []
-        for sop_class, ts in sorted(needed):
-            ae.add_requested_context(sop_class, [ts])
-        assoc = ae.associate(target.host, target.port, ae_title=target.ae, evt_handlers=nodelay_handlers())
-        if assoc.is_established:
-            contexts = {(c.abstract_syntax, c.transfer_syntax[0]) for c in assoc.accepted_contexts}
-            return None
-        contexts = set()
-        if assoc.is_rejected:
-            return "association rejected"
-        if assoc.is_aborted:
-            return "association aborted"
-        return "connection failed (refused, reset or timed out)"
-
-    while not stop.is_set():
-        batch = _next_task(tasks, main_pid)
-        if batch is None:
-            break
-        needed = {(it.sop_class_uid, it.send_syntax) for it in batch}
-        down_since: float | None = None
-        for n, item in enumerate(batch):
-            attempts = 0
-            while True:
-                if stop.is_set() or not _main_alive(main_pid):
-                    results.put({"kind": "unsent", "reason": "interrupted", "count": len(batch) - n})
-                    stop.set()
-                    break
-                pair = (item.sop_class_uid, item.send_syntax)
-                if assoc is None or not assoc.is_established or pair not in proposed:
-                    proposed = needed | {pair}
-                    err = connect(proposed)
-                    if err:
-                        emit(item, "retry", error=err)
-                        down_since = down_since or time.monotonic()
-                        if time.monotonic() - down_since > opts.wait_for_target:
-                            results.put({"kind": "target_down", "error": err,
-                                         "count": sum(1 for _ in batch[n:])})
-                            stop.set()
-                            break
-                        time.sleep(min(30.0, opts.backoff * 2 ** min(attempts, 5)))
-                        attempts += 1
-                        continue
-                    down_since = None
-                if pair not in contexts:
-                    emit(item, "failed", error=f"target refused the presentation context "
-                                               f"{item.sop_class_uid} / {item.send_syntax}")
-                    break
-                try:
-                    source, rewritten = _source_for(item)
-                except SourceChanged as e:
-                    results.put({"kind": "source_changed", "path": item.path,
-                                 "sop_instance_uid": item.sop_instance_uid, "detail": str(e)})
-                    emit(item, "failed", error=f"source_changed: {e}")
-                    break
-                except OSError as e:
-                    emit(item, "failed", error=f"cannot read the file: {e.strerror}")
-                    break
-                except Exception as e:  # a rewrite that pydicom cannot do
-                    emit(item, "failed", error=f"cannot rewrite: {type(e).__name__}: {e}")
-                    break
-                pacer.wait(source.length)
-                msg_id = msg_id % 65535 + 1
-                try:
-                    r = store(assoc, source, item.sop_class_uid, item.sop_instance_uid, item.send_syntax, msg_id)
-                except SourceChanged as e:
-                    results.put({"kind": "source_changed", "path": item.path,
-                                 "sop_instance_uid": item.sop_instance_uid, "detail": str(e)})
-                    emit(item, "failed", error=f"source_changed: {e}")
-                    break
-                except Exception as e:  # pynetdicom's own errors after an abort
-                    r = None
-                    err = f"{type(e).__name__}: {e}"
-                finally:
-                    if isinstance(source, FileSource):
-                        source.close()
-                if r is not None:
-                    err = r.error
-                status = r.status if r is not None else None
-                if status == STORED or status in STORED_WARNINGS:
-                    emit(item, "stored" if status == STORED else "warning", r, None, source, rewritten, status)
-                    break
-                retryable = status is None or 0xA700 <= status <= 0xA7FF
-                if status is not None and not retryable:
-                    emit(item, "failed", r, status_meaning(status), source, rewritten, status)
-                    break
-                attempts += 1
-                if r is None or r.association_lost or not assoc.is_established:
-                    assoc = None
-                if attempts > opts.retries:
-                    emit(item, "failed", r, f"gave up after {attempts} attempts: {err or status_meaning(status)}",
-                         source, rewritten, status)
-                    break
-                emit(item, "retry", r, err or status_meaning(status), source, rewritten, status)
-                time.sleep(min(30.0, opts.backoff * 2 ** (attempts - 1)))
-            if stop.is_set():
-                break
-    if assoc is not None and assoc.is_established:
-        assoc.release()
-    results.put({"kind": "done", "worker": wid})
-
-
 # -- the run ---------------------------------------------------------------------
 
 _TRANSFER_COLS = ("run_id", "target", "sop_instance_uid", "path", "started", "finished", "bytes", "status",
@@ -468,6 +225,11 @@ def send(
     on_wait: Callable[[dt.datetime], None] | None = None,
 ) -> SendSummary:
     """Send the queue for ``target``; return the run's summary."""
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["pacscopy.sendworker", "pynetdicom"])
+    # The forkserver (a fresh interpreter importing pynetdicom) boots while the queue is read.
+    booting = threading.Thread(target=_start_forkserver, name="pacscopy-forkserver", daemon=True)
+    booting.start()
     queued, qbytes = queue_size(con, target, opts)
     run_id = run(con, "ops/send_start", {
         "target": str(target), "associations": opts.associations, "max_rate": opts.max_rate,
@@ -483,17 +245,19 @@ def send(
         _finish(con, summary)
         return summary
     started = time.monotonic()
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["pacscopy.send"])
     n = max(1, min(opts.associations, (queued + BATCH - 1) // BATCH))
     tasks = ctx.Queue(maxsize=n * 2)
     results = ctx.Queue()
     stop = ctx.Event()
     pacer_value = ctx.Value("d", 0.0)
-    workers = [ctx.Process(target=_worker, args=(i + 1, target, opts, tasks, results, pacer_value, stop, os.getpid()),
+    wopts = WorkerOptions(opts.calling_ae, opts.timeout, opts.retries, opts.backoff, opts.wait_for_target,
+                          opts.max_rate)
+    workers = [ctx.Process(target=worker, args=(i + 1, target, wopts, tasks, results, pacer_value, stop, os.getpid()),
                            daemon=True) for i in range(n)]
-    for w in workers:
-        w.start()
+    booting.join()
+    with _lean_main():
+        for w in workers:
+            w.start()
     feeder_error: list[BaseException] = []
     fed = [0]
 
@@ -530,27 +294,28 @@ def send(
     try:
         while done < len(workers):
             try:
-                msg = results.get(timeout=0.5)
+                msgs = results.get(timeout=0.5)
             except _queue.Empty:
                 if not any(w.is_alive() for w in workers):
                     break
                 continue
-            kind = msg.pop("kind")
-            if kind == "done":
-                done += 1
-            elif kind == "transfer":
-                pending.append(msg)
-                _count(summary, msg)
-                if on_progress:
-                    on_progress(msg)
-            elif kind == "source_changed":
-                changed.append(msg)
-                summary.source_changed += 1
-            elif kind == "target_down":
-                summary.outcome = "target_down"
-                summary.target_error = msg["error"]
-            elif kind == "unsent":
-                summary.outcome = "interrupted"
+            for msg in msgs:
+                kind = msg.pop("kind")
+                if kind == "done":
+                    done += 1
+                elif kind == "transfer":
+                    pending.append(msg)
+                    _count(summary, msg)
+                    if on_progress:
+                        on_progress(msg)
+                elif kind == "source_changed":
+                    changed.append(msg)
+                    summary.source_changed += 1
+                elif kind == "target_down":
+                    summary.outcome = "target_down"
+                    summary.target_error = msg["error"]
+                elif kind == "unsent":
+                    summary.outcome = "interrupted"
             if pending and (len(pending) >= 500 or time.monotonic() - last_flush > 1.0):
                 _write_transfers(con, summary, target, pending)
                 pending = []
@@ -579,6 +344,30 @@ def send(
     return summary
 
 
+def _start_forkserver() -> None:
+    from multiprocessing import forkserver
+
+    with contextlib.suppress(Exception):  # a failure shows again, and is reported, when a worker starts
+        forkserver.ensure_running()
+
+
+@contextlib.contextmanager
+def _lean_main() -> Iterator[None]:
+    """Start worker processes without them importing the CLI.
+
+    multiprocessing makes every child re-import the parent's ``__main__``
+    (for ``pacscopy``, the console script: typer, DuckDB, the CLI), which
+    would cost each worker ~50 MB and a tenth of a second. The workers need
+    nothing of it: their code lives in :mod:`pacscopy.sendworker`.
+    """
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
 def _count(s: SendSummary, msg: dict[str, Any]) -> None:
     o = msg["outcome"]
     if o == "stored":
@@ -589,7 +378,7 @@ def _count(s: SendSummary, msg: dict[str, Any]) -> None:
         s.bytes_sent += msg["bytes"] or 0
     elif o == "failed":
         s.failed += 1
-        key = (f"0x{msg['status']:04X} {status_meaning(msg['status'])}" if msg["status"] is not None
+        key = (f"0x{msg['status']:04X} {msg['status_meaning']}" if msg["status"] is not None
                else (msg["error"] or "failed").split(":")[0])
         s.failed_by_status[key] = s.failed_by_status.get(key, 0) + 1
     elif o == "retry":
@@ -604,8 +393,7 @@ def _write_transfers(con: duckdb.DuckDBPyConnection, s: SendSummary, target: Tar
     for r in rows:
         st = r["status"]
         r = {**r, "run_id": s.run_id, "target": str(target),
-             "status_hex": None if st is None else f"0x{st:04X}",
-             "status_meaning": None if st is None and r["outcome"] != "retry" else status_meaning(st)}
+             "status_hex": None if st is None else f"0x{st:04X}"}
         for c in _TRANSFER_COLS:
             cols[c].append(r.get(c))
     con.execute("BEGIN TRANSACTION")

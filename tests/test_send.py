@@ -376,4 +376,6 @@ def test_hand_encoded_command_set_equals_pynetdicom(sop, msg_id) -> None:
     p.DataSet = io.BytesIO(b"x")
     m = C_STORE_RQ()
     m.primitive_to_message(p)
-    assert _store_command(m.command_set) == encode(m.command_set, True, True)
+    m.command_set.CommandDataSetType = 0x0001
+    m._set_command_group_length()
+    assert _store_command("1.2.840.10008.5.1.4.1.1.2", sop, msg_id) == encode(m.command_set, True, True)

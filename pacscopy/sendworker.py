@@ -1,0 +1,314 @@
+"""The send worker: one process, one association at a time, C-STOREs streamed from disk.
+
+Kept apart from :mod:`pacscopy.send` so that a worker process imports neither
+DuckDB nor the CLI: the workers are forked from a forkserver that preloads
+only this module, and every worker carries only what sending needs.
+Results go back to the main process (the only writer of the index) in small
+batches; an attempt whose result never arrives is simply not recorded as
+stored and is sent again by the next run.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import datetime as dt
+import logging
+import os
+import queue as _queue
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from pacscopy.dicomnet import (
+    STORED,
+    STORED_WARNINGS,
+    BytesSource,
+    FileSource,
+    LinkLost,
+    Source,
+    SourceChanged,
+    StoreLink,
+    Target,
+    encode_dataset,
+    make_ae,
+    nodelay_handlers,
+    read_dataset,
+    status_meaning,
+)
+
+#: A worker sends its results after this many attempts or this many seconds, whichever comes first.
+RESULTS_EVERY = 16
+RESULTS_SECONDS = 0.2
+
+
+class Item(NamedTuple):
+    sop_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    path: str
+    path_bytes: bytes
+    dataset_offset: int
+    size: int
+    mtime_ns: int
+    dataset_xxh3: str | None
+    new_patient_id: str | None
+    new_issuer: str | None
+    send_syntax: str  # the syntax to send in (differs when transcoding)
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """What a worker needs of the run's options (picklable without the main process's modules)."""
+
+    calling_ae: str
+    timeout: float
+    retries: int
+    backoff: float
+    wait_for_target: float
+    max_rate: int | None
+
+
+def _die_with_parent() -> None:
+    """A worker must not outlive a killed ``pacscopy send`` (Linux PR_SET_PDEATHSIG)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+class _Pacer:
+    """One byte-rate budget shared by all worker processes (a leaky bucket)."""
+
+    def __init__(self, rate: int | None, shared: Any) -> None:
+        self.rate, self.shared = rate, shared
+
+    def wait(self, nbytes: int) -> None:
+        if not self.rate:
+            return
+        with self.shared.get_lock():
+            now = time.monotonic()
+            start = max(now, self.shared.value)
+            self.shared.value = start + nbytes / self.rate
+        if start > now:
+            time.sleep(start - now)
+
+
+def _source_for(item: Item) -> tuple[Source, str | None]:
+    """What to stream for an item: the file untouched, or a rewritten copy."""
+    rewrites = []
+    if item.new_patient_id is None and item.send_syntax == item.transfer_syntax_uid:
+        st = os.stat(item.path_bytes)
+        if st.st_size != item.size or st.st_mtime_ns != item.mtime_ns:
+            raise SourceChanged(f"size or mtime changed since the scan ({st.st_size} bytes)")
+        return FileSource(item.path_bytes, item.dataset_offset, item.dataset_xxh3, item.size), None
+    # Rewriting needs the whole dataset: check the file is still the scanned one first.
+    import xxhash
+
+    with open(item.path_bytes, "rb") as f:
+        data = f.read()
+    if item.dataset_xxh3 and xxhash.xxh3_128_hexdigest(data[item.dataset_offset:]) != item.dataset_xxh3:
+        raise SourceChanged("content differs from the scan (xxh3 of the dataset bytes)")
+    ds = read_dataset(data, item.dataset_offset, item.transfer_syntax_uid)  # the bytes just checked
+    if item.new_patient_id is not None:
+        from pydicom.dataset import Dataset
+        from pydicom.sequence import Sequence
+
+        old = ds.get("PatientID", "")
+        ds.PatientID = item.new_patient_id
+        if item.new_issuer:
+            ds.IssuerOfPatientID = item.new_issuer
+        if old:  # keep the old identifier, as PS3.3 C.7.1.1 OtherPatientIDsSequence allows
+            other = Dataset()
+            other.PatientID = old
+            other.TypeOfPatientID = "TEXT"
+            seq = list(ds.get("OtherPatientIDsSequence", []))
+            ds.OtherPatientIDsSequence = Sequence([*seq, other])
+        rewrites.append("patient_id_mapped")
+    if item.send_syntax != item.transfer_syntax_uid:
+        ds.decompress(generate_instance_uid=False)  # pydicom would mint a new SOPInstanceUID
+        rewrites.append(f"transcoded:{item.transfer_syntax_uid}->{item.send_syntax}")
+    data = encode_dataset(ds, item.send_syntax)
+    return BytesSource(data), ",".join(rewrites)
+
+
+def _main_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _next_task(tasks: Any, main_pid: int) -> Any:
+    """The next batch; None when told to stop or when the main process is gone (kill -9)."""
+    while True:
+        try:
+            return tasks.get(timeout=1.0)
+        except _queue.Empty:
+            if not _main_alive(main_pid):
+                return None
+
+
+def worker(wid: int, target: Target, opts: WorkerOptions, tasks: Any, results: Any, pacer_value: Any,
+           stop: Any, main_pid: int) -> None:
+    """A worker process's main: take batches of items, send them, report every attempt."""
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
+    import warnings
+
+    warnings.simplefilter("ignore")  # pydicom's value warnings: the checks report those, not the sender
+    pacer = _Pacer(opts.max_rate, pacer_value)
+    ae = make_ae(opts.calling_ae, opts.timeout)
+    link: StoreLink | None = None
+    contexts: set[tuple[str, str]] = set()  # accepted by the target
+    proposed: set[tuple[str, str]] = set()  # asked for on the current association
+    msg_id = 0
+    out: list[dict[str, Any]] = []
+    last_post = time.monotonic()
+
+    def post(msg: dict[str, Any], now: bool = False) -> None:
+        """Queue a result for the main process; sent in batches (one pickle and pipe write per batch)."""
+        nonlocal last_post
+        out.append(msg)
+        if now or msg["kind"] != "transfer" or len(out) >= RESULTS_EVERY \
+                or time.monotonic() - last_post > RESULTS_SECONDS:
+            flush()
+
+    def flush() -> None:
+        nonlocal last_post
+        if out:
+            results.put(list(out))
+            out.clear()
+        last_post = time.monotonic()
+
+    def emit(item: Item, outcome: str, r: Any = None, error: str | None = None, source: Source | None = None,
+             rewritten: str | None = None, status: int | None = None) -> None:
+        now = dt.datetime.now()
+        post({
+            "kind": "transfer", "sop_instance_uid": item.sop_instance_uid, "path": item.path,
+            "started": r.started if r else now, "finished": r.finished if r else now,
+            "bytes": source.length if source is not None and outcome in ("stored", "warning", "failed") else 0,
+            "status": status, "outcome": outcome, "error": error,
+            "status_meaning": status_meaning(status) if status is not None or outcome == "retry" else None,
+            "wire_xxh3": source.digest if source is not None and outcome in ("stored", "warning") else None,
+            "transfer_syntax_uid": item.send_syntax, "rewritten": rewritten, "association": wid,
+        })
+
+    def connect(needed: set[tuple[str, str]]) -> str | None:
+        nonlocal link, contexts
+        if link is not None:
+            link.close()
+            link = None
+        ae.requested_contexts = []
+        for sop_class, ts in sorted(needed):
+            ae.add_requested_context(sop_class, [ts])
+        assoc = ae.associate(target.host, target.port, ae_title=target.ae, evt_handlers=nodelay_handlers())
+        if assoc.is_established:
+            contexts = {(c.abstract_syntax, c.transfer_syntax[0]) for c in assoc.accepted_contexts}
+            try:
+                link = StoreLink(assoc, opts.timeout)
+            except LinkLost as e:
+                assoc.abort()
+                return f"association unusable: {e}"
+            return None
+        contexts = set()
+        if assoc.is_rejected:
+            return "association rejected"
+        if assoc.is_aborted:
+            return "association aborted"
+        return "connection failed (refused, reset or timed out)"
+
+    while not stop.is_set():
+        flush()  # everything so far is reported before waiting for more work
+        batch = _next_task(tasks, main_pid)
+        if batch is None:
+            break
+        needed = {(it.sop_class_uid, it.send_syntax) for it in batch}
+        down_since: float | None = None
+        for n, item in enumerate(batch):
+            attempts = 0
+            while True:
+                if stop.is_set() or not _main_alive(main_pid):
+                    post({"kind": "unsent", "reason": "interrupted", "count": len(batch) - n})
+                    stop.set()
+                    break
+                pair = (item.sop_class_uid, item.send_syntax)
+                if link is None or not link.alive or pair not in proposed:
+                    proposed = needed | {pair}
+                    err = connect(proposed)
+                    if err:
+                        emit(item, "retry", error=err)
+                        down_since = down_since or time.monotonic()
+                        if time.monotonic() - down_since > opts.wait_for_target:
+                            post({"kind": "target_down", "error": err,
+                                         "count": sum(1 for _ in batch[n:])})
+                            stop.set()
+                            break
+                        time.sleep(min(30.0, opts.backoff * 2 ** min(attempts, 5)))
+                        attempts += 1
+                        continue
+                    down_since = None
+                if pair not in contexts:
+                    emit(item, "failed", error=f"target refused the presentation context "
+                                               f"{item.sop_class_uid} / {item.send_syntax}")
+                    break
+                try:
+                    source, rewritten = _source_for(item)
+                except SourceChanged as e:
+                    post({"kind": "source_changed", "path": item.path,
+                                 "sop_instance_uid": item.sop_instance_uid, "detail": str(e)})
+                    emit(item, "failed", error=f"source_changed: {e}")
+                    break
+                except OSError as e:
+                    emit(item, "failed", error=f"cannot read the file: {e.strerror}")
+                    break
+                except Exception as e:  # a rewrite that pydicom cannot do
+                    emit(item, "failed", error=f"cannot rewrite: {type(e).__name__}: {e}")
+                    break
+                pacer.wait(source.length)
+                msg_id = msg_id % 65535 + 1
+                try:
+                    assert link is not None
+                    r = link.store(source, item.sop_class_uid, item.sop_instance_uid, item.send_syntax, msg_id)
+                except SourceChanged as e:
+                    post({"kind": "source_changed", "path": item.path,
+                                 "sop_instance_uid": item.sop_instance_uid, "detail": str(e)})
+                    emit(item, "failed", error=f"source_changed: {e}")
+                    break
+                except Exception as e:  # pynetdicom's own errors after an abort
+                    r = None
+                    err = f"{type(e).__name__}: {e}"
+                finally:
+                    if isinstance(source, FileSource):
+                        source.close()
+                if r is not None:
+                    err = r.error
+                status = r.status if r is not None else None
+                if status == STORED or status in STORED_WARNINGS:
+                    emit(item, "stored" if status == STORED else "warning", r, None, source, rewritten, status)
+                    break
+                retryable = status is None or 0xA700 <= status <= 0xA7FF
+                if status is not None and not retryable:
+                    emit(item, "failed", r, status_meaning(status), source, rewritten, status)
+                    break
+                attempts += 1
+                if r is None or r.association_lost or link is None or link.lost is not None:
+                    if link is not None:
+                        link.abort()
+                    link = None
+                if attempts > opts.retries:
+                    emit(item, "failed", r, f"gave up after {attempts} attempts: {err or status_meaning(status)}",
+                         source, rewritten, status)
+                    break
+                emit(item, "retry", r, err or status_meaning(status), source, rewritten, status)
+                time.sleep(min(30.0, opts.backoff * 2 ** (attempts - 1)))
+            if stop.is_set():
+                break
+    if link is not None:
+        link.close()
+    post({"kind": "done", "worker": wid}, now=True)
