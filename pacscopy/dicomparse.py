@@ -82,6 +82,8 @@ CHARSET_COLUMNS = frozenset({"patient_name", "patient_id", "issuer_of_patient_id
                              "accession_number", "study_description"})
 SPECIFIC_CHARACTER_SET = 0x00080005
 BLOCK = 4096
+#: What the walker reads: file bytes, or a read-only map of a large file.
+Buffer = bytes | bytearray | memoryview | mmap.mmap
 
 
 @dataclass
@@ -122,7 +124,7 @@ _STRUCTS = {
 class _Walker:
     """Walks elements of one encoding over one buffer, checking every length."""
 
-    def __init__(self, buf: bytes | memoryview, explicit: bool, big: bool, file_end: int) -> None:
+    def __init__(self, buf: Buffer, explicit: bool, big: bool, file_end: int) -> None:
         self.buf = buf
         self.explicit = explicit
         self.big = big
@@ -307,7 +309,7 @@ def _uid_ok(raw: bytes | None) -> bool:
 
 
 def _probe(
-    buf: bytes | memoryview, pos: int, explicit: bool, big: bool, end: int, strict: bool = True
+    buf: Buffer, pos: int, explicit: bool, big: bool, end: int, strict: bool = True
 ) -> bool:
     """Do the first elements at ``pos`` read sensibly in this encoding?
 
@@ -348,7 +350,7 @@ _ENCODINGS = (  # (explicit, big endian, transfer syntax)
 
 
 def _detect(
-    buf: bytes | memoryview, pos: int, end: int, strict: bool = True
+    buf: Buffer, pos: int, end: int, strict: bool = True
 ) -> tuple[bool, bool, str] | None:
     for explicit, big, ts in _ENCODINGS:
         if _probe(buf, pos, explicit, big, end, strict):
@@ -364,7 +366,7 @@ def _syntax_encoding(ts: str) -> tuple[bool, bool]:
     return True, False
 
 
-def _read_meta(buf: bytes | memoryview, pos: int, end: int, ins: Inspection) -> int:
+def _read_meta(buf: Buffer, pos: int, end: int, ins: Inspection) -> int:
     """Walk the group 0002 file meta; return the offset where the dataset starts."""
     explicit = True
     # A few writers encode the meta in implicit VR; read it as they wrote it.
@@ -425,7 +427,7 @@ def _decode_text(values: dict[str, Any]) -> None:
 _ZERO_BLOCK = bytes(BLOCK)
 
 
-def find_lost_block(buf: bytes | bytearray | memoryview | mmap.mmap) -> int | None:
+def find_lost_block(buf: Buffer) -> int | None:
     """Return the offset of a zero-filled lost block, or None.
 
     The signature of a block lost on tape or jukebox and zero-filled by the
@@ -467,7 +469,7 @@ def _zero_run_end(buf: bytes | bytearray | mmap.mmap, pos: int, n: int) -> int:
     return pos + len(rest) - len(rest.lstrip(b"\0"))
 
 
-def inspect_bytes(buf: bytes | memoryview) -> Inspection:
+def inspect_bytes(buf: Buffer) -> Inspection:
     """Classify one file's content. Never raises on bad content."""
     ins = Inspection()
     n = len(buf)
@@ -485,7 +487,7 @@ def inspect_bytes(buf: bytes | memoryview) -> Inspection:
     return ins
 
 
-def _find_shifted_dataset(buf: bytes | memoryview, end: int, ins: Inspection) -> None:
+def _find_shifted_dataset(buf: Buffer, end: int, ins: Inspection) -> None:
     """A raw dataset behind a few stray bytes is damaged DICOM, not 'not DICOM'.
 
     Raises the finding (with the header values read from the real start) when
@@ -506,7 +508,7 @@ def _find_shifted_dataset(buf: bytes | memoryview, end: int, ins: Inspection) ->
                 )
 
 
-def _inspect(buf: bytes | memoryview, n: int, ins: Inspection) -> None:
+def _inspect(buf: Buffer, n: int, ins: Inspection) -> None:
     if n == 0:
         ins.status, ins.reason, ins.detail = "corrupt", "empty", "zero-length file"
         return
@@ -529,7 +531,7 @@ def _inspect(buf: bytes | memoryview, n: int, ins: Inspection) -> None:
             raise _Problem("truncated", "file ends after its file meta: no dataset")
         raise _Problem("truncated", "no dataset")
 
-    data: bytes | memoryview = buf
+    data: Buffer = buf
     end = n
     ts = ins.transfer_syntax_uid
     if ts == DEFLATED_LE:

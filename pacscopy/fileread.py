@@ -1,10 +1,14 @@
 """Read one file once: hash and parse the same bytes. The scan's worker processes import only this.
 
-Kept free of DuckDB and the CLI so that a worker process starts fast and small.
+Kept free of DuckDB, numpy, pydicom and the CLI so that a worker process
+starts fast and small. A result is a plain tuple in :data:`ROW_COLUMNS` order:
+cheap to pickle between processes and to turn into the column lists the
+index writer binds.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 import stat
 from typing import Any
@@ -15,60 +19,91 @@ from pacscopy.dicomparse import TEXT_TAGS, US_TAGS, inspect_bytes
 
 #: Header columns filled from the dataset's attributes.
 VALUE_COLUMNS = tuple(sorted(set(TEXT_TAGS.values()) | set(US_TAGS.values()) - {"samples_per_pixel", "bits_allocated"}))
+#: The fields of one result row, in order; the index writer binds each as a column.
+ROW_COLUMNS = (
+    "path", "path_bytes", "size", "mtime_us", "mtime_ns", "xxh3", "dataset_xxh3", "status",
+    "reason", "detail", "has_meta", "dataset_offset", "transfer_syntax_uid", "detected_syntax",
+    "meta_sop_class_uid", "meta_sop_instance_uid",
+    *VALUE_COLUMNS,
+    "pixel_data_offset", "pixel_data_length", "encapsulated",
+)
 #: Files above this size are mapped rather than read: no copy of a large file in memory.
 MMAP_ABOVE = 1 << 20
+_MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux: map the whole file in one go, not page by page
+Row = tuple[Any, ...]
 
 
-def read_and_inspect(path: bytes) -> dict[str, Any]:
-    """Read one file once: hash and parse the same bytes. Never raises."""
-    row: dict[str, Any] = {"path_bytes": path}
+def display_path(p: bytes) -> str:
+    """A path as text for the index key: UTF-8, other bytes as ``\\xNN``.
+
+    ``path_bytes`` keeps the exact bytes; this form is for people and SQL.
+    """
+    return p.decode("utf-8", "backslashreplace")
+
+
+def entry_row(path: bytes, size: int | None, mtime_ns: int | None, status: str,
+              reason: str | None = None, detail: str | None = None) -> Row:
+    """A row for a file that is not read (or could not be): no hashes, no header."""
+    mtime_us = None if mtime_ns is None else mtime_ns // 1000
+    return (display_path(path), path, size, mtime_us, mtime_ns, None, None, status, reason, detail,
+            *_NO_CONTENT)
+
+
+_NO_CONTENT = (None,) * (len(ROW_COLUMNS) - 10)
+
+
+def read_row(path: bytes) -> Row:
+    """Read one file once: hash and parse the same bytes. Never raises on what it finds."""
     try:
         # O_NONBLOCK: if the entry became a FIFO since the walk, open must not hang.
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as e:
-        row.update(status="unreadable", reason="os_error", detail=f"{e.strerror} (errno {e.errno})")
-        return row
+        return entry_row(path, None, None, "unreadable", "os_error", f"{e.strerror} (errno {e.errno})")
+    size = mtime_ns = None
     try:
         st = os.fstat(fd)
-        row["size"], row["mtime_ns"] = st.st_size, st.st_mtime_ns
+        size, mtime_ns = st.st_size, st.st_mtime_ns
         if not stat.S_ISREG(st.st_mode):
-            row.update(status="skipped", reason="not_regular", detail="changed into a non-regular file")
-            return row
+            return entry_row(path, size, mtime_ns, "skipped", "not_regular", "changed into a non-regular file")
+        if size > MMAP_ABOVE:
+            with mmap.mmap(fd, 0, flags=mmap.MAP_SHARED | _MAP_POPULATE, prot=mmap.PROT_READ) as mm:
+                return _inspect(path, mtime_ns, mm)
         with os.fdopen(fd, "rb", closefd=False) as f:
-            if st.st_size > MMAP_ABOVE:
-                import mmap
-
-                with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mm:
-                    return _inspect_into(row, memoryview(mm))
             data = f.read()
-        return _inspect_into(row, data)
+        return _inspect(path, mtime_ns, data)
     except OSError as e:
-        row.update(status="unreadable", reason="os_error", detail=f"{e.strerror} (errno {e.errno})")
-        return row
+        return entry_row(path, size, mtime_ns, "unreadable", "os_error", f"{e.strerror} (errno {e.errno})")
+    except ValueError as e:  # mmap: the file shrank to nothing since fstat
+        return entry_row(path, size, mtime_ns, "unreadable", "os_error", f"changed while being read: {e}")
     finally:
         os.close(fd)
 
 
-def _inspect_into(row: dict[str, Any], data: bytes | memoryview) -> dict[str, Any]:
-    row["size"] = len(data)
-    row["xxh3"] = xxhash.xxh3_128_hexdigest(data)
+def _inspect(path: bytes, mtime_ns: int, data: bytes | mmap.mmap) -> Row:
+    xxh3 = xxhash.xxh3_128_hexdigest(data)
     ins = inspect_bytes(data)
-    row.update(
-        status=ins.status, reason=ins.reason, detail=ins.detail, has_meta=ins.has_meta,
-        dataset_offset=ins.dataset_offset, transfer_syntax_uid=ins.transfer_syntax_uid,
-        detected_syntax=ins.detected_syntax, meta_sop_class_uid=ins.meta_sop_class_uid,
-        meta_sop_instance_uid=ins.meta_sop_instance_uid, pixel_data_offset=ins.pixel_data_offset,
-        pixel_data_length=ins.pixel_data_length, encapsulated=ins.encapsulated,
-    )
-    for key in VALUE_COLUMNS:
-        row[key] = ins.values.get(key)
     off = ins.dataset_offset
+    dataset_xxh3 = None
     if off is not None and ins.status in ("ok", "suspect", "corrupt"):
-        row["dataset_xxh3"] = row["xxh3"] if off == 0 else xxhash.xxh3_128_hexdigest(memoryview(data)[off:])
-    if isinstance(data, memoryview):
-        data.release()
-    return row
+        if off == 0:
+            dataset_xxh3 = xxh3
+        else:
+            with memoryview(data) as view:  # no copy of the dataset bytes
+                dataset_xxh3 = xxhash.xxh3_128_hexdigest(view[off:])
+    values = ins.values
+    return (
+        display_path(path), path, len(data), mtime_ns // 1000, mtime_ns, xxh3, dataset_xxh3, ins.status,
+        ins.reason, ins.detail, ins.has_meta, off, ins.transfer_syntax_uid, ins.detected_syntax,
+        ins.meta_sop_class_uid, ins.meta_sop_instance_uid,
+        *[values.get(k) for k in VALUE_COLUMNS],
+        ins.pixel_data_offset, ins.pixel_data_length, ins.encapsulated,
+    )
 
 
-def inspect_many(paths: list[bytes]) -> list[dict[str, Any]]:
-    return [read_and_inspect(p) for p in paths]
+def read_and_inspect(path: bytes) -> dict[str, Any]:
+    """:func:`read_row` as a dict by column name (for tests and callers outside the scan)."""
+    return dict(zip(ROW_COLUMNS, read_row(path)))
+
+
+def read_rows(paths: list[bytes]) -> list[Row]:
+    return [read_row(p) for p in paths]

@@ -1,20 +1,20 @@
 """Scan restored archive volumes into the index.
 
-Two phases: a walk (``lstat`` only, never following links, never opening
-anything but regular files) collects the work; then worker processes read
-each changed file once, hashing and parsing the same bytes, and the calling
-process alone writes batches to DuckDB. Nothing here prints: progress goes to
-a callback, the result is a :class:`ScanResult`.
+A walk (``lstat`` only, never following links, never opening anything but
+regular files) finds the work; as it goes, lean worker processes
+(:mod:`pacscopy.scanpool`) read each changed file once, hashing and parsing
+the same bytes, and the calling process alone writes batches to DuckDB.
+Nothing here prints: progress goes to a callback, the result is a
+:class:`ScanResult`.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
 import os
 import stat
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,21 +22,25 @@ import duckdb
 
 from pacscopy import __version__
 from pacscopy.errors import InputError
-from pacscopy.fileread import VALUE_COLUMNS, inspect_many, read_and_inspect
+from pacscopy.fileread import ROW_COLUMNS, Row, display_path, entry_row, read_and_inspect, read_row
 from pacscopy.index import insert_columns, run
+from pacscopy.scanpool import Workers
 
 log = logging.getLogger(__name__)
 
-#: Columns written for every file, in the order of a result row.
-COLUMNS = (
-    "path", "path_bytes", "volume", "root", "size", "mtime_us", "mtime_ns", "xxh3", "dataset_xxh3", "status",
-    "reason", "detail", "has_meta", "dataset_offset", "transfer_syntax_uid", "detected_syntax",
-    "meta_sop_class_uid", "meta_sop_instance_uid",
-    *VALUE_COLUMNS,
-    "pixel_data_offset", "pixel_data_length", "encapsulated",
-)
+__all__ = ["COLUMNS", "ScanResult", "display_path", "read_and_inspect", "scan_root", "walk"]
+
+#: Columns written for every file, in the order of a result row (volume and root are per scan).
+COLUMNS = ROW_COLUMNS
+#: A batch is written when it has this many rows or is this old.
 BATCH_ROWS = 2000
-BATCH_SECONDS = 2.0
+BATCH_SECONDS = 1.0
+#: Files go to a worker in chunks of at most this many files or bytes.
+CHUNK_FILES = 32
+CHUNK_BYTES = 4 << 20
+#: Worker processes start once this many files or bytes are to be read; less is read in-process.
+POOL_FILES = 64
+POOL_BYTES = 32 << 20
 
 
 @dataclass
@@ -54,14 +58,6 @@ class ScanResult:
     bytes_read: int = 0
     seconds: float = 0.0
     statuses: dict[str, int] = field(default_factory=dict)
-
-
-def display_path(p: bytes) -> str:
-    """A path as text for the index key: UTF-8, other bytes as ``\\xNN``.
-
-    ``path_bytes`` keeps the exact bytes; this form is for people and SQL.
-    """
-    return p.decode("utf-8", "backslashreplace")
 
 
 @dataclass
@@ -142,45 +138,99 @@ def _entry(p: bytes, st: os.stat_result) -> _Entry:
 
 
 class _Writer:
-    """The single writer: buffers rows and writes them in batches, one transaction each."""
+    """The single writer: buffers rows and writes them in batches, one transaction each.
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, scan_id: int, volume: str, root: str,
-                 known: dict[str, Any]) -> None:
+    Rows of paths new to the index are plainly inserted; only paths already
+    in it (``upserts``) pay for an upsert.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, scan_id: int, volume: str, root: str) -> None:
         self.con, self.scan_id, self.volume, self.root = con, scan_id, volume, root
-        self.known = known  # paths already in the index: upserted; all others plainly inserted
-        self.rows: list[dict[str, Any]] = []
+        self.upserts: set[str] = set()
+        self.rows: list[Row] = []
         self.last = time.monotonic()
 
-    def add(self, row: dict[str, Any]) -> None:
-        self.rows.append(row)
+    def add(self, rows: list[Row]) -> None:
+        self.rows.extend(rows)
         if len(self.rows) >= BATCH_ROWS or time.monotonic() - self.last > BATCH_SECONDS:
             self.flush()
 
     def flush(self) -> None:
         if not self.rows:
             return
-        new: dict[str, list[Any]] = {c: [] for c in COLUMNS}
-        old: dict[str, list[Any]] = {c: [] for c in COLUMNS}
-        for r in self.rows:
-            path = display_path(r["path_bytes"])
-            mt = r.get("mtime_ns")
-            r = {**r, "path": path, "volume": self.volume, "root": self.root,
-                 "mtime_us": None if mt is None else mt // 1000}
-            cols = old if path in self.known else new
-            for c in COLUMNS:
-                cols[c].append(r.get(c))
+        upserts = self.upserts
+        if upserts:
+            new = [r for r in self.rows if r[0] not in upserts]
+            old = [r for r in self.rows if r[0] in upserts]
+        else:
+            new, old = self.rows, []
+        params = {"scan_id": self.scan_id, "volume": self.volume, "root": self.root}
         self.con.execute("BEGIN TRANSACTION")
         try:
-            if new["path"]:
-                insert_columns(self.con, "ops/insert_files", new, scan_id=self.scan_id)
-            if old["path"]:
-                insert_columns(self.con, "ops/upsert_files", old, scan_id=self.scan_id)
+            for name, rows in (("ops/insert_files", new), ("ops/upsert_files", old)):
+                if rows:
+                    insert_columns(self.con, name, dict(zip(COLUMNS, zip(*rows))), **params)
             self.con.execute("COMMIT")
         except Exception:
             self.con.execute("ROLLBACK")
             raise
         self.rows = []
         self.last = time.monotonic()
+
+
+class _Reader:
+    """Hands the files to read to the workers as the walk finds them.
+
+    Worker processes start only once the work is big enough to be worth them
+    (:data:`POOL_FILES`, :data:`POOL_BYTES`); a small job is read in this process.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.n_workers = workers
+        self.pool: Workers | None = None
+        self.pending: list[bytes] = []  # before the pool starts
+        self.chunk: list[bytes] = []
+        self.chunk_bytes = 0
+        self.files = self.nbytes = 0
+
+    def add(self, path: bytes, size: int) -> list[list[Row]]:
+        """Queue one file; return the chunks the workers have finished meanwhile."""
+        self.files += 1
+        self.nbytes += size
+        if self.pool is None:
+            self.pending.append(path)
+            if self.n_workers > 1 and (self.files >= POOL_FILES or self.nbytes >= POOL_BYTES):
+                self.pool = Workers(self.n_workers)
+                self.chunk, self.pending = self.pending, []
+                self.chunk_bytes = self.nbytes
+                self._submit()
+            return []
+        self.chunk.append(path)
+        self.chunk_bytes += size
+        if len(self.chunk) >= CHUNK_FILES or self.chunk_bytes >= CHUNK_BYTES:
+            self._submit()
+            return self.pool.poll()
+        return []
+
+    def _submit(self) -> None:
+        assert self.pool is not None
+        for i in range(0, len(self.chunk), CHUNK_FILES):
+            self.pool.submit(self.chunk[i : i + CHUNK_FILES])
+        self.chunk, self.chunk_bytes = [], 0
+
+    def rest(self) -> Iterator[list[Row]]:
+        """Every chunk not yet returned by :meth:`add`, as it finishes."""
+        if self.pool is None:
+            for p in self.pending:
+                yield [read_row(p)]
+            return
+        if self.chunk:
+            self._submit()
+        yield from self.pool.results()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
 
 
 def scan_root(
@@ -196,7 +246,9 @@ def scan_root(
     """Scan one root into the index; incremental unless ``rehash``.
 
     ``on_total(files, bytes)`` is called once the walk knows the work;
-    ``on_progress(files, bytes)`` after each file read.
+    ``on_progress(files, bytes)`` as files are read, with the counts since
+    the previous call. Reading starts while the walk runs; the files read
+    before the walk ends are reported right after ``on_total``.
     """
     broot = os.fsencode(root)
     if not os.path.lexists(broot):
@@ -205,57 +257,66 @@ def scan_root(
     sroot = display_path(broot)
     volume = volume or display_path(os.path.basename(broot)) or sroot
     started = time.monotonic()
-    scan_id = run(con, "ops/scan_start", {"root": sroot, "volume": volume, "rehash": rehash,
-                                          "version": __version__}).fetchone()[0]
+    started_row = run(con, "ops/scan_start", {"root": sroot, "volume": volume, "rehash": rehash,
+                                              "version": __version__}).fetchone()
+    assert started_row is not None
+    scan_id = started_row[0]
     res = ScanResult(sroot, volume, scan_id)
+    # Entries are removed as the walk finds them: what is left at the end has vanished.
     known = {
         r[0]: (r[1], r[2], r[3])
         for r in run(con, "ops/known_files", {"root": sroot, "prefix": sroot.rstrip("/") + "/"}).fetchall()
     }
-    writer = _Writer(con, scan_id, volume, sroot, known)
-    n_workers = workers or os.cpu_count() or 1
-    # On a first scan or a rehash the pool will be needed: start it while the walk runs.
-    starter = _PoolStarter(n_workers) if n_workers > 1 and (rehash or not known) else None
-    todo: list[bytes] = []
-    todo_bytes = 0
-    seen: set[str] = set()
-    for e in walk(broot):
-        key = display_path(e.path)
-        seen.add(key)
-        old = known.get(key)
-        if e.status != "ok":
-            if old is None or old[2] != e.status:
-                res.new += old is None
-                res.changed += old is not None
-                writer.add({"path_bytes": e.path, "size": e.size, "mtime_ns": e.mtime_ns,
-                            "status": e.status, "reason": e.reason, "detail": e.detail})
-            else:
-                res.unchanged += 1
-            continue
-        if (not rehash and old is not None and old[0] == e.size and old[1] == e.mtime_ns
-                and old[2] not in ("missing", "unreadable", "skipped")):
-            res.unchanged += 1
-            continue
-        res.new += old is None
-        res.changed += old is not None
-        todo.append(e.path)
-        todo_bytes += e.size
-    if on_total:
-        on_total(len(todo), todo_bytes)
-    if starter is None and n_workers > 1 and (len(todo) >= 64 or todo_bytes >= (2 << 30)):
-        starter = _PoolStarter(n_workers)
+    writer = _Writer(con, scan_id, volume, sroot)
+    reader = _Reader(workers or os.cpu_count() or 1)
+    unreported = [0, 0]  # files and bytes read before on_total
+
+    def done(chunks: list[list[Row]]) -> None:
+        for rows in chunks:
+            nbytes = sum(r[2] or 0 for r in rows)
+            res.files_read += len(rows)
+            res.bytes_read += nbytes
+            writer.add(rows)
+            if unreported is not None:
+                unreported[0] += len(rows)
+                unreported[1] += nbytes
+            elif on_progress:
+                on_progress(len(rows), nbytes)
+
     try:
-        for row in _read_all(todo, n_workers, todo_bytes, starter):
-            res.files_read += 1
-            res.bytes_read += row.get("size") or 0
-            writer.add(row)
-            if on_progress:
-                on_progress(1, row.get("size") or 0)
+        for e in walk(broot):
+            key = display_path(e.path)
+            old = known.pop(key, None) if known else None
+            if e.status != "ok":
+                if old is None or old[2] != e.status:
+                    res.new += old is None
+                    res.changed += old is not None
+                    if old is not None:
+                        writer.upserts.add(key)
+                    writer.add([entry_row(e.path, e.size, e.mtime_ns, e.status, e.reason, e.detail)])
+                else:
+                    res.unchanged += 1
+                continue
+            if (not rehash and old is not None and old[0] == e.size and old[1] == e.mtime_ns
+                    and old[2] not in ("missing", "unreadable", "skipped")):
+                res.unchanged += 1
+                continue
+            res.new += old is None
+            res.changed += old is not None
+            if old is not None:
+                writer.upserts.add(key)
+            done(reader.add(e.path, e.size))
+        if on_total:
+            on_total(reader.files, reader.nbytes)
+        if on_progress and unreported[0]:
+            on_progress(unreported[0], unreported[1])
+        unreported = None  # type: ignore[assignment]
+        for rows in reader.rest():
+            done([rows])
     finally:
-        if starter is not None:
-            starter.close()
+        reader.close()
     writer.flush()
-    gone = [p for p, v in known.items() if p not in seen and v[2] != "missing"]
+    gone = [p for p, v in known.items() if v[2] != "missing"]
     if gone:
         con.execute("BEGIN TRANSACTION")
         run(con, "ops/mark_missing", {"paths": gone, "scan_id": scan_id})
@@ -266,54 +327,3 @@ def scan_root(
                                  "missing": res.missing, "bytes_read": res.bytes_read, "scan_id": scan_id})
     res.statuses = {r[0]: r[1] for r in run(con, "ops/status_counts").fetchall()}
     return res
-
-
-def _chunks(items: list[bytes], size: int) -> Iterable[list[bytes]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
-class _PoolStarter:
-    """Start the worker pool in the background while the walk runs (it costs ~0.2 s)."""
-
-    def __init__(self, workers: int) -> None:
-        import threading
-
-        self.pool: Any = None
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._start, args=(workers,), daemon=True)
-        self.thread.start()
-
-    def _start(self, workers: int) -> None:
-        try:
-            # forkserver: workers are forked from a clean process, never from one
-            # holding DuckDB's threads and locks.
-            ctx = mp.get_context("forkserver")
-            ctx.set_forkserver_preload(["pacscopy.fileread"])
-            self.pool = ctx.Pool(workers)
-        except BaseException as e:  # reported when the pool is used
-            self.error = e
-
-    def get(self) -> Any:
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
-        return self.pool
-
-    def close(self) -> None:
-        self.thread.join()
-        if self.pool is not None:
-            self.pool.terminate()
-            self.pool.join()
-
-
-def _read_all(paths: list[bytes], workers: int, nbytes: int, starter: _PoolStarter | None) -> Iterator[dict[str, Any]]:
-    # A pool is worth its start-up for many files or for much data.
-    if starter is None or (len(paths) < 64 and nbytes < (2 << 30)) or len(paths) < 2:
-        for p in paths:
-            yield read_and_inspect(p)
-        return
-    chunk = max(1, min(32, len(paths) // (workers * 8) or 1))
-    if nbytes // max(len(paths), 1) > (4 << 20):
-        chunk = 1  # big files: hand them out one by one to keep both cores busy
-    yield from (row for rows in starter.get().imap_unordered(inspect_many, _chunks(paths, chunk)) for row in rows)

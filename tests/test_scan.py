@@ -175,3 +175,59 @@ def test_file_changed_into_fifo_after_walk_does_not_hang(tmp_path) -> None:
     assert row["status"] == "skipped"
     row = read_and_inspect(os.fsencode(tmp_path / "gone.dcm"))
     assert row["status"] == "unreadable" and "No such file" in row["detail"]
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_workers_die_with_a_killed_scan(tmp_path) -> None:
+    """kill -9 of the scanning process leaves no worker behind (they see EOF or a broken pipe)."""
+    if not os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children"):
+        pytest.skip("needs /proc/PID/task/PID/children")
+    root = tmp_path / "corpus"
+    make_corpus(root, 3000, 20_000)
+    idx = tmp_path / "k.duckdb"
+    proc = subprocess.Popen([sys.executable, "-m", "pacscopy", "scan", str(root), "--index", str(idx), "-q",
+                             "--workers", "2"], stderr=subprocess.PIPE)
+    workers: list[int] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None and len(workers) < 2:
+        time.sleep(0.01)
+        workers = _children(proc.pid)
+    if proc.poll() is not None:
+        pytest.skip("the scan finished before its workers could be seen")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.05)
+    assert workers and not any(_alive(w) for w in workers), workers
+
+
+def test_worker_failure_is_reported(tmp_path, monkeypatch) -> None:
+    """A worker that dies mid-scan fails the scan loudly: no file is silently left out."""
+    from pacscopy import scanpool
+
+    pool = scanpool.Workers(1)
+    try:
+        pool.submit([os.fsencode(tmp_path / "nothing.dcm")])
+        pool.procs[0].kill()
+        pool.submit([os.fsencode(tmp_path / "nothing2.dcm")])
+        with pytest.raises(scanpool.WorkerError):
+            for _ in pool.results():
+                pass
+    finally:
+        pool.close()

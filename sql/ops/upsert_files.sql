@@ -4,8 +4,8 @@ INSERT INTO files BY NAME
 SELECT
     unnest($path) AS path,
     unnest($path_bytes) AS path_bytes,
-    unnest($volume) AS volume,
-    unnest($root) AS root,
+    $volume AS volume,
+    $root AS root,
     unnest($size) AS size,
     make_timestamp(unnest($mtime_us)) AS mtime,
     unnest($mtime_ns) AS mtime_ns,
