@@ -12,7 +12,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, Optional
 
-import duckdb
 import typer
 
 from pacscopy import __version__
@@ -64,54 +63,69 @@ def scan(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")] = False,
 ) -> None:
     """Index every file under ROOTs: hash, header, status. Incremental on rescans."""
-    from tqdm import tqdm
-
-    from pacscopy.scan import scan_root
+    from pacscopy.scan import begin_scan
 
     for r in roots:
         if not os.path.lexists(r):
             fail(f"root {r} does not exist")
-    con = idx.open_index(_index(index), create=True)
+    path = _index(index)
+    # A first scan or a rehash reads every file: start the workers and the walk
+    # now, and let them read while DuckDB is imported and the index opened.
+    begun = begin_scan(roots[0], workers=workers) if rehash or not os.path.exists(path) else None
     try:
-        for r in roots:
-            bar: Any = None
-
-            def on_total(files: int, nbytes: int) -> None:
-                nonlocal bar
-                if not quiet:
-                    bar = tqdm(total=files, unit="file", desc=f"scan {r.name or r}", file=sys.stderr,
-                               dynamic_ncols=True, smoothing=0.1)
-                    bar.mb = 0.0
-
-            def on_progress(files: int, nbytes: int) -> None:
-                if bar is not None:
-                    bar.mb += nbytes / 1e6
-                    bar.update(files)
-                    el = bar.format_dict.get("elapsed") or 0
-                    if el and bar.n % 50 == 0:
-                        bar.set_postfix_str(f"{bar.mb / el:.1f} MB/s", refresh=False)
-
-            try:
-                res = scan_root(con, r, volume=volume, workers=workers, rehash=rehash,
-                                on_total=on_total, on_progress=on_progress)
-            finally:
-                if bar is not None:
-                    bar.close()
-            if not quiet:
-                rate = res.bytes_read / 1e6 / res.seconds if res.seconds else 0.0
-                typer.echo(
-                    f"{res.root} (volume {res.volume}): {res.new} new, {res.changed} changed, "
-                    f"{res.unchanged} unchanged, {res.missing} missing; read {res.files_read} files, "
-                    f"{render.human_bytes(res.bytes_read)} in {res.seconds:.1f} s ({rate:.1f} MB/s)"
-                )
-        if not quiet:
-            rows = idx.run(con, "ops/status_counts").fetchall()
-            typer.echo("\nindex " + _index(index) + ":")
-            typer.echo(render.table(["status", "files", "bytes"],
-                                    [(s, n, render.human_bytes(b)) for s, n, b in rows]))
-        con.execute("CHECKPOINT")
+        con = idx.open_index(path, create=True)
+        try:
+            _scan_roots(con, roots, begun, index=path, volume=volume, workers=workers, rehash=rehash, quiet=quiet)
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
     finally:
-        con.close()
+        if begun is not None:
+            begun.close()
+
+
+def _scan_roots(con: Any, roots: list[Path], begun: Any, *, index: str, volume: Optional[str], workers: int,
+                rehash: bool, quiet: bool) -> None:
+    from pacscopy.scan import scan_root
+
+    for i, r in enumerate(roots):
+        bar: Any = None
+
+        def on_total(files: int, nbytes: int) -> None:
+            nonlocal bar
+            if not quiet:
+                from tqdm import tqdm
+
+                bar = tqdm(total=files, unit="file", desc=f"scan {r.name or r}", file=sys.stderr,
+                           dynamic_ncols=True, smoothing=0.1)
+                bar.mb = 0.0
+
+        def on_progress(files: int, nbytes: int) -> None:
+            if bar is not None:
+                bar.mb += nbytes / 1e6
+                bar.update(files)
+                el = bar.format_dict.get("elapsed") or 0
+                if el and bar.n % 50 == 0:
+                    bar.set_postfix_str(f"{bar.mb / el:.1f} MB/s", refresh=False)
+
+        try:
+            res = scan_root(con, r, volume=volume, workers=workers, rehash=rehash,
+                            on_total=on_total, on_progress=on_progress, begun=begun if i == 0 else None)
+        finally:
+            if bar is not None:
+                bar.close()
+        if not quiet:
+            rate = res.bytes_read / 1e6 / res.seconds if res.seconds else 0.0
+            typer.echo(
+                f"{res.root} (volume {res.volume}): {res.new} new, {res.changed} changed, "
+                f"{res.unchanged} unchanged, {res.missing} missing; read {res.files_read} files, "
+                f"{render.human_bytes(res.bytes_read)} in {res.seconds:.1f} s ({rate:.1f} MB/s)"
+            )
+    if not quiet:
+        rows = idx.run(con, "ops/status_counts").fetchall()
+        typer.echo("\nindex " + index + ":")
+        typer.echo(render.table(["status", "files", "bytes"],
+                                [(s, n, render.human_bytes(b)) for s, n, b in rows]))
 
 
 @app.command()
@@ -597,7 +611,11 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         typer.echo("pacscopy: interrupted; everything written so far is kept", err=True)
         sys.exit(130)
-    except duckdb.Error as e:  # an index problem the library did not foresee: still one line
+    except Exception as e:
+        duckdb = sys.modules.get("duckdb")  # imported only once an index was opened
+        if duckdb is None or not isinstance(e, duckdb.Error):
+            raise
+        # an index problem the library did not foresee: still one line
         if os.environ.get("PACSCOPY_DEBUG"):
             raise
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

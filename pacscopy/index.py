@@ -15,11 +15,12 @@ import re
 from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any
-
-import duckdb
+from typing import TYPE_CHECKING, Any
 
 from pacscopy.errors import IndexFileError, QueryError
+
+if TYPE_CHECKING:
+    import duckdb
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,10 @@ def default_index_path() -> str:
 
 
 def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
+    # Imported here, not at module level: importing duckdb takes ~0.07 s, and a
+    # scan starts its workers and its walk before it needs the index.
+    import duckdb
+
     try:
         return duckdb.connect(path, read_only=read_only)
     except duckdb.IOException as e:
@@ -105,6 +110,8 @@ def open_index(path: str | None = None, *, create: bool = False, read_only: bool
         con = _connect(path, read_only=read_only)
     # Bounded memory whatever the archive size: DuckDB spills to disk beyond this.
     limit = os.environ.get("PACSCOPY_MEMORY_LIMIT", "1GB")
+    import duckdb
+
     try:
         con.execute("SET memory_limit = $limit", {"limit": limit})
         con.execute("SET preserve_insertion_order = false")
@@ -226,6 +233,8 @@ def query(
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run user SQL read-only; return (column names, rows)."""
     con = open_index(path, read_only=True)
+    import duckdb
+
     try:
         try:
             statements = split_statements(sql)

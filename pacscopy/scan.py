@@ -16,9 +16,7 @@ import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
-
-import duckdb
+from typing import TYPE_CHECKING, Any
 
 from pacscopy import __version__
 from pacscopy.errors import InputError
@@ -26,9 +24,12 @@ from pacscopy.fileread import ROW_COLUMNS, Row, display_path, entry_row, read_an
 from pacscopy.index import insert_columns, run
 from pacscopy.scanpool import Workers
 
+if TYPE_CHECKING:  # not imported at run time: a scan begins before the index is open
+    import duckdb
+
 log = logging.getLogger(__name__)
 
-__all__ = ["COLUMNS", "ScanResult", "display_path", "read_and_inspect", "scan_root", "walk"]
+__all__ = ["COLUMNS", "ScanResult", "begin_scan", "display_path", "read_and_inspect", "scan_root", "walk"]
 
 #: Columns written for every file, in the order of a result row (volume and root are per scan).
 COLUMNS = ROW_COLUMNS
@@ -41,6 +42,10 @@ CHUNK_BYTES = 4 << 20
 #: Worker processes start once this many files or bytes are to be read; less is read in-process.
 POOL_FILES = 64
 POOL_BYTES = 32 << 20
+#: Chunks handed out but not yet taken back, per worker, before the walk waits for the workers.
+BACKLOG_PER_WORKER = 16
+#: A scan begun before its index is open reads this many files, at most, meanwhile.
+EARLY_FILES = 4096
 
 
 @dataclass
@@ -209,6 +214,8 @@ class _Reader:
         self.chunk_bytes += size
         if len(self.chunk) >= CHUNK_FILES or self.chunk_bytes >= CHUNK_BYTES:
             self._submit()
+            if self.pool.backlog() > BACKLOG_PER_WORKER * self.n_workers:
+                return self.pool.wait()  # the walk is far ahead: bounded memory
             return self.pool.poll()
         return []
 
@@ -233,30 +240,81 @@ class _Reader:
             self.pool.close()
 
 
+class Begun:
+    """A scan whose walk and reading started before its index was open (:func:`begin_scan`)."""
+
+    def __init__(self, broot: bytes, workers: int) -> None:
+        self.broot = broot
+        self.started = time.monotonic()
+        self.walker = walk(broot)
+        self.reader = _Reader(workers)
+        self.entries: list[_Entry] = []  # everything walked so far, in order
+        self.finished: list[list[Row]] = []  # chunks the workers sent back meanwhile
+
+    def run(self, limit: int) -> None:
+        for e in self.walker:
+            self.entries.append(e)
+            if e.status == "ok":
+                self.finished.extend(self.reader.add(e.path, e.size))
+                if self.reader.files >= limit:
+                    break
+
+    def close(self) -> None:
+        """Stop the workers (a no-op once :func:`scan_root` took the scan over)."""
+        self.reader.close()
+
+
+def begin_scan(root: str | bytes | os.PathLike[str], *, workers: int | None = None) -> Begun:
+    """Start walking and reading ``root`` before the index is open.
+
+    Only for a scan that reads every regular file anyway: a first scan into a
+    new index, or ``rehash``. Opening the index (importing DuckDB, migrating)
+    takes about 0.1 s; the workers read meanwhile. At most :data:`EARLY_FILES`
+    files are read ahead. Hand the result to :func:`scan_root` (same root), or
+    :meth:`Begun.close` it if the scan does not happen.
+    """
+    broot = _root_bytes(root)
+    begun = Begun(broot, workers or os.cpu_count() or 1)
+    try:
+        begun.run(EARLY_FILES)
+    except BaseException:
+        begun.close()
+        raise
+    return begun
+
+
+def _root_bytes(root: str | bytes | os.PathLike[str]) -> bytes:
+    broot = os.fsencode(root)
+    if not os.path.lexists(broot):
+        raise InputError(f"root {display_path(broot)} does not exist")
+    return os.path.abspath(broot).rstrip(b"/") or b"/"
+
+
 def scan_root(
     con: duckdb.DuckDBPyConnection,
-    root: str | bytes,
+    root: str | bytes | os.PathLike[str],
     *,
     volume: str | None = None,
     workers: int | None = None,
     rehash: bool = False,
     on_total: Callable[[int, int], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    begun: Begun | None = None,
 ) -> ScanResult:
     """Scan one root into the index; incremental unless ``rehash``.
 
     ``on_total(files, bytes)`` is called once the walk knows the work;
     ``on_progress(files, bytes)`` as files are read, with the counts since
     the previous call. Reading starts while the walk runs; the files read
-    before the walk ends are reported right after ``on_total``.
+    before the walk ends are reported right after ``on_total``. ``begun``:
+    this root's scan as :func:`begin_scan` started it (first scan or rehash).
     """
-    broot = os.fsencode(root)
-    if not os.path.lexists(broot):
-        raise InputError(f"root {display_path(broot)} does not exist")
-    broot = os.path.abspath(broot).rstrip(b"/") or b"/"
+    broot = _root_bytes(root)
+    if begun is not None and begun.broot != broot:
+        raise ValueError("begun is the scan of another root")
     sroot = display_path(broot)
     volume = volume or display_path(os.path.basename(broot)) or sroot
-    started = time.monotonic()
+    started = time.monotonic() if begun is None else begun.started
     started_row = run(con, "ops/scan_start", {"root": sroot, "volume": volume, "rehash": rehash,
                                               "version": __version__}).fetchone()
     assert started_row is not None
@@ -268,7 +326,7 @@ def scan_root(
         for r in run(con, "ops/known_files", {"root": sroot, "prefix": sroot.rstrip("/") + "/"}).fetchall()
     }
     writer = _Writer(con, scan_id, volume, sroot)
-    reader = _Reader(workers or os.cpu_count() or 1)
+    reader = _Reader(workers or os.cpu_count() or 1) if begun is None else begun.reader
     unreported = [0, 0]  # files and bytes read before on_total
 
     def done(chunks: list[list[Row]]) -> None:
@@ -283,29 +341,42 @@ def scan_root(
             elif on_progress:
                 on_progress(len(rows), nbytes)
 
-    try:
-        for e in walk(broot):
-            key = display_path(e.path)
-            old = known.pop(key, None) if known else None
-            if e.status != "ok":
-                if old is None or old[2] != e.status:
-                    res.new += old is None
-                    res.changed += old is not None
-                    if old is not None:
-                        writer.upserts.add(key)
-                    writer.add([entry_row(e.path, e.size, e.mtime_ns, e.status, e.reason, e.detail)])
-                else:
-                    res.unchanged += 1
-                continue
-            if (not rehash and old is not None and old[0] == e.size and old[1] == e.mtime_ns
-                    and old[2] not in ("missing", "unreadable", "skipped")):
+    def visit(e: _Entry, early: bool) -> None:
+        """One walked entry: unchanged, written as it is, or (unless read early already) read."""
+        key = display_path(e.path)
+        old = known.pop(key, None) if known else None
+        if e.status != "ok":
+            if old is None or old[2] != e.status:
+                res.new += old is None
+                res.changed += old is not None
+                if old is not None:
+                    writer.upserts.add(key)
+                writer.add([entry_row(e.path, e.size, e.mtime_ns, e.status, e.reason, e.detail)])
+            else:
                 res.unchanged += 1
-                continue
-            res.new += old is None
-            res.changed += old is not None
-            if old is not None:
-                writer.upserts.add(key)
+            return
+        if (not rehash and not early and old is not None and old[0] == e.size and old[1] == e.mtime_ns
+                and old[2] not in ("missing", "unreadable", "skipped")):
+            res.unchanged += 1
+            return
+        res.new += old is None
+        res.changed += old is not None
+        if old is not None:
+            writer.upserts.add(key)
+        if not early:
             done(reader.add(e.path, e.size))
+
+    try:
+        walker: Iterator[_Entry] = walk(broot)
+        if begun is not None:
+            for e in begun.entries:
+                visit(e, True)
+            begun.entries = []
+            done(begun.finished)
+            begun.finished = []
+            walker = begun.walker
+        for e in walker:
+            visit(e, False)
         if on_total:
             on_total(reader.files, reader.nbytes)
         if on_progress and unreported[0]:

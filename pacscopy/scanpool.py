@@ -129,6 +129,18 @@ class Workers:
             for _ in self.procs:
                 self._work.put(None)
 
+    def backlog(self) -> int:
+        """Chunks submitted and not yet taken back by :meth:`poll`, :meth:`wait` or :meth:`results`."""
+        return self.submitted - self.received
+
+    def wait(self) -> list[list[tuple[Any, ...]]]:
+        """At least one finished chunk (waiting for it), and any others finished by then."""
+        while self._readers:
+            rows = self._take(self._done.get())
+            if rows is not None:
+                return [rows, *self.poll()]
+        return []
+
     def poll(self) -> list[list[tuple[Any, ...]]]:
         """The chunks finished so far, without waiting."""
         import queue
