@@ -20,7 +20,6 @@ import re
 import socket
 import struct
 import select
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -62,22 +61,57 @@ class Target:
         return f"{self.ae}@{self.host}:{self.port}"
 
 
+#: C-STORE and general DIMSE statuses (PS3.4 B.2.3, PS3.7 C), in pynetdicom's words
+#: (``tests/test_send.py`` checks they are the same), kept here so that the
+#: sender's processes need not import pynetdicom to name a status.
+_STATUS_TEXT: dict[int, tuple[str, str]] = {
+    0x0000: ("Success", ""), 0x0105: ("Failure", "No Such Attribute"), 0x0106: ("Failure", "Invalid Attribute Value"),
+    0x0107: ("Warning", "Attribute List Error"), 0x0110: ("Failure", "Processing Failure"),
+    0x0111: ("Failure", "Duplication SOP Instance"), 0x0112: ("Failure", "No Such SOP Instance"),
+    0x0113: ("Failure", "No Such Event Type"), 0x0114: ("Failure", "No Such Argument"),
+    0x0115: ("Failure", "Invalid Argument Value"), 0x0116: ("Warning", "Attribute Value Out of Range"),
+    0x0117: ("Failure", "Invalid Object Instance"), 0x0118: ("Failure", "No Such SOP Class"),
+    0x0119: ("Failure", "Class-Instance Conflict"), 0x0120: ("Failure", "Missing Attribute"),
+    0x0121: ("Failure", "Missing Attribute Value"), 0x0122: ("Failure", "Refused: SOP Class Not Supported"),
+    0x0123: ("Failure", "No Such Action"), 0x0124: ("Failure", "Refused: Not Authorised"),
+    0x0210: ("Failure", "Duplicate Invocation"), 0x0211: ("Failure", "Unrecognised Operation"),
+    0x0212: ("Failure", "Mistyped Argument"), 0x0213: ("Failure", "Resource Limitation"),
+    0xB000: ("Warning", "Coercion of Data Elements"), 0xB006: ("Warning", "Element Discarded"),
+    0xB007: ("Warning", "Data Set Does Not Match SOP Class"), 0xFE00: ("Cancel", ""),
+}
+_STATUS_RANGES = (
+    (0xA700, 0xA7FF, ("Failure", "Refused: Out of Resources")),
+    (0xA900, 0xA9FF, ("Failure", "Data Set Does Not Match SOP Class")),
+    (0xC000, 0xCFFF, ("Failure", "Cannot Understand")),
+)
+_FAILURE_CODES = frozenset(k for k, v in _STATUS_TEXT.items() if v[0] == "Failure")
+
+
+def _status_category(code: int) -> str:
+    """The category of an unlisted status (PS3.7 C), as pynetdicom's ``code_to_category`` names it."""
+    if code == 0x0000:
+        return "Success"
+    if code in (0xFF00, 0xFF01):
+        return "Pending"
+    if code == 0xFE00:
+        return "Cancel"
+    if code in _FAILURE_CODES or 0xA000 <= code <= 0xAFFF or 0xC000 <= code <= 0xCFFF:
+        return "Failure"
+    if code in (0x0107, 0x0116, 0x0001) or 0xB000 <= code <= 0xBFFF:
+        return "Warning"
+    return "Unknown"
+
+
 def status_meaning(status: int | None) -> str:
-    """pynetdicom's description of a C-STORE status, or what its absence means."""
+    """What a C-STORE status means, or what its absence means."""
     if status is None:
         return "no response"
-    from pynetdicom.status import GENERAL_STATUS, STORAGE_SERVICE_CLASS_STATUS, code_to_category
-
-    for table in (STORAGE_SERVICE_CLASS_STATUS, GENERAL_STATUS):
-        if status in table:
-            return f"{table[status][0]}: {table[status][1]}"
-    if 0xA700 <= status <= 0xA7FF:
-        return "Failure: Refused: Out of resources"
-    if 0xA900 <= status <= 0xA9FF:
-        return "Failure: Data set does not match SOP class"
-    if 0xC000 <= status <= 0xCFFF:
-        return "Failure: Cannot understand"
-    return code_to_category(status)
+    text = _STATUS_TEXT.get(status)
+    if text is None:
+        text = next((t for lo, hi, t in _STATUS_RANGES if lo <= status <= hi), None)
+    if text is not None:
+        return f"{text[0]}: {text[1]}"
+    return _status_category(status)
 
 
 def nodelay_handlers() -> list[Any]:
@@ -105,11 +139,12 @@ class SourceChanged(Exception):
 
 
 class Source:
-    """Dataset bytes to send, read in chunks and hashed on the way."""
+    """Dataset bytes to send, handed out in blocks and hashed on the way."""
 
     length: int = 0
 
-    def chunks(self, size: int) -> Iterator[bytes]:
+    def blocks(self) -> Iterator[memoryview]:
+        """The dataset in order. A block may be reused for the next one: send it before asking for more."""
         raise NotImplementedError
 
     @property
@@ -117,12 +152,18 @@ class Source:
         return None
 
 
+#: Bytes read from a file at a time; one buffer per process, reused (no allocation, no page faults per file).
+BLOCK = 1 << 20
+_buffer: bytearray | None = None
+
+
 class FileSource(Source):
     """The dataset of a file from ``offset`` to the end, checked against the index's hash.
 
-    The last chunk is only released once the whole stream has been hashed and
-    found equal to ``expected``; otherwise :class:`SourceChanged` is raised
-    and the receiver never gets a complete object.
+    The last block is only handed out once the whole stream has been hashed
+    and found equal to ``expected``; otherwise :class:`SourceChanged` is
+    raised and the receiver never gets a complete object. The bytes hashed
+    are the bytes sent: both come from the same buffer.
     """
 
     def __init__(self, path: bytes, offset: int, expected: str | None, expected_size: int | None = None) -> None:
@@ -131,33 +172,35 @@ class FileSource(Source):
         st = os.fstat(self._fd)
         if expected_size is not None and st.st_size != expected_size:
             os.close(self._fd)
+            self._fd = -1
             raise SourceChanged(f"size is {st.st_size} bytes, the index says {expected_size}")
-        self.length = st.st_size - offset
+        self.length = max(0, st.st_size - offset)
         self._hash = xxhash.xxh3_128()
 
-    def chunks(self, size: int) -> Iterator[bytes]:
-        # Read in blocks of ~1 MB and hand out PDU-sized slices: few system calls, no copies.
-        block = max(size, ((1 << 20) // size) * size)
+    def blocks(self) -> Iterator[memoryview]:
+        global _buffer
+        if _buffer is None:
+            _buffer = bytearray(BLOCK)
+        view = memoryview(_buffer)
+        pos, end = self.offset, self.offset + self.length
         try:
-            with os.fdopen(self._fd, "rb", closefd=True) as f:
-                f.seek(self.offset)
-                buf = f.read(block)
-                if not buf:
-                    self._verify()
-                    yield b""
+            while True:
+                want = min(BLOCK, end - pos)
+                got = os.preadv(self._fd, [view[:want]], pos) if want else 0
+                if got != want:
+                    raise SourceChanged(f"the file ended {end - pos - got} bytes early")
+                block = view[:got]
+                self._hash.update(block)
+                pos += got
+                if pos >= end:
+                    if os.pread(self._fd, 1, pos):
+                        raise SourceChanged("the file grew since it was opened")
+                    self._verify()  # the last block goes only if the whole stream matched
+                    yield block
                     return
-                while buf:
-                    nxt = f.read(block)
-                    self._hash.update(buf)
-                    view = memoryview(buf)
-                    n = len(buf)
-                    for i in range(0, n, size):
-                        if not nxt and i + size >= n:
-                            self._verify()  # the last fragment goes only if the whole stream matched
-                        yield view[i : i + size]  # type: ignore[misc]
-                    buf = nxt
+                yield block
         finally:
-            self._fd = -1
+            self.close()
 
     def _verify(self) -> None:
         if self.expected is not None and self._hash.hexdigest() != self.expected:
@@ -180,9 +223,8 @@ class BytesSource(Source):
         self.data = data
         self.length = len(data)
 
-    def chunks(self, size: int) -> Iterator[bytes]:
-        for i in range(0, len(self.data), size):
-            yield self.data[i : i + size]
+    def blocks(self) -> Iterator[memoryview]:
+        yield memoryview(self.data)
 
     @property
     def digest(self) -> str:
@@ -251,78 +293,166 @@ class LinkLost(Exception):
     """The association ended or broke while a C-STORE was in flight."""
 
 
-class StoreLink:
-    """An established association whose socket pacscopy drives itself for a run of C-STOREs.
+class AssociationFailed(Exception):
+    """No association: ``kind`` is ``rejected``, ``aborted`` or ``connection``; the message says why."""
 
-    pynetdicom negotiates the association and releases it; in between, its two
-    polling threads (the DUL reading the socket, the association's reactor
-    serving requests) cost ~2 ms of latency and CPU per C-STORE through sleeps,
-    queues and a command Dataset per message. A storage SCU needs none of
-    that: it writes a request and reads one response. So while a link holds
-    the association, the DUL thread is told there is never anything to read,
-    the reactor is paused, and :meth:`store` writes the P-DATA-TF PDUs and
-    reads the C-STORE-RSP on the socket itself, one request at a time
-    (PS3.8 9.3.5, PS3.7 9.3.1.2). Anything but a well-formed response to the
-    request in flight (an A-ABORT, an A-RELEASE-RQ, a closed connection, a
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+
+
+#: Our implementation's identity in A-ASSOCIATE-RQ (a UID under the root pacscopy's synthetic data uses).
+IMPLEMENTATION_CLASS_UID = "1.2.826.0.1.3680043.8.498.7.1"
+IMPLEMENTATION_VERSION = "PACSCOPY"
+APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
+#: The largest P-DATA-TF we accept; we only ever receive small C-STORE responses.
+OUR_MAX_PDU = 16382
+_REJECT_SOURCE = {1: "service user", 2: "service provider (ACSE)", 3: "service provider (presentation)"}
+_REJECT_REASON = {
+    (1, 1): "no reason given", (1, 2): "application context name not supported",
+    (1, 3): "calling AE title not recognised", (1, 7): "called AE title not recognised",
+    (2, 1): "no reason given", (2, 2): "protocol version not supported",
+    (3, 1): "temporary congestion", (3, 2): "local limit exceeded",
+}
+_CONTEXT_RESULT = {1: "user rejection", 2: "no reason", 3: "abstract syntax not supported",
+                   4: "transfer syntaxes not supported"}
+
+
+def _item(kind: int, body: bytes) -> bytes:
+    return struct.pack(">BBH", kind, 0, len(body)) + body
+
+
+def _ae_field(title: str) -> bytes:
+    return title.encode("ascii", "replace")[:16].ljust(16, b" ")
+
+
+def associate_rq(called: str, calling: str, contexts: list[tuple[int, str, str]]) -> bytes:
+    """An A-ASSOCIATE-RQ PDU (PS3.8 9.3.2): one transfer syntax per presentation context."""
+    items = [_item(0x10, APPLICATION_CONTEXT.encode())]
+    for cid, abstract, ts in contexts:
+        items.append(_item(0x20, bytes([cid, 0, 0, 0]) + _item(0x30, abstract.encode()) + _item(0x40, ts.encode())))
+    user = (_item(0x51, struct.pack(">I", OUR_MAX_PDU)) + _item(0x52, IMPLEMENTATION_CLASS_UID.encode())
+            + _item(0x55, IMPLEMENTATION_VERSION.encode()))
+    items.append(_item(0x50, user))
+    body = struct.pack(">HH", 1, 0) + _ae_field(called) + _ae_field(calling) + bytes(32) + b"".join(items)
+    return struct.pack(">BBI", 0x01, 0, len(body)) + body
+
+
+def parse_associate_ac(body: bytes) -> tuple[dict[int, tuple[int, str]], int]:
+    """From an A-ASSOCIATE-AC's body: {context id: (result, transfer syntax)} and the peer's maximum PDU length."""
+    if len(body) < 68:
+        raise ValueError("A-ASSOCIATE-AC shorter than its fixed fields")
+    results: dict[int, tuple[int, str]] = {}
+    max_pdu = 0
+    i = 68
+    while i + 4 <= len(body):
+        kind, _, length = struct.unpack_from(">BBH", body, i)
+        value = body[i + 4 : i + 4 + length]
+        if len(value) != length:
+            raise ValueError("A-ASSOCIATE-AC item runs past the end")
+        if kind == 0x21 and length >= 4:
+            ts = ""
+            j = 4
+            while j + 4 <= len(value):
+                sub, _, sublen = struct.unpack_from(">BBH", value, j)
+                if sub == 0x40:
+                    ts = value[j + 4 : j + 4 + sublen].rstrip(b"\x00 ").decode("ascii", "replace")
+                j += 4 + sublen
+            results[value[0]] = (value[2], ts)
+        elif kind == 0x50:
+            j = 0
+            while j + 4 <= len(value):
+                sub, _, sublen = struct.unpack_from(">BBH", value, j)
+                if sub == 0x51 and sublen == 4:
+                    max_pdu = struct.unpack_from(">I", value, j + 4)[0]
+                j += 4 + sublen
+        i += 4 + length
+    return results, max_pdu
+
+
+class StoreLink:
+    """An association for C-STOREs, negotiated and driven by pacscopy itself on a plain socket.
+
+    pynetdicom's association machinery (a DUL thread polling the socket, a
+    reactor thread, queues, a pydicom command Dataset per message) cost the
+    sender ~2 ms of latency and CPU per C-STORE, and its import alone ~0.2 s
+    and ~40 MB in every worker process. A storage SCU needs very little of
+    the Upper Layer protocol: A-ASSOCIATE-RQ/AC/RJ, P-DATA-TF, A-RELEASE-RQ/RP
+    and A-ABORT (PS3.8 9.3), one request at a time with its response read
+    from the same socket (PS3.7 9.3.1). Anything but a well-formed response to
+    the request in flight (an A-ABORT, an A-RELEASE-RQ, a closed connection, a
     timeout, a response to another message) ends the link and aborts the
-    association: an empty answer is never a success.
+    association: an empty answer is never a success. pynetdicom still does
+    everything else (probe, verify, the receiver), and the tests run this
+    against DCMTK, Orthanc and pynetdicom peers.
     """
 
-    def __init__(self, assoc: Any, timeout: float) -> None:
-        self.assoc, self.timeout = assoc, timeout
-        self.dul = assoc.dul
+    def __init__(self, sock: socket.socket, contexts: dict[tuple[str, str], int], peer_max_pdu: int,
+                 timeout: float) -> None:
+        self.sock, self.timeout = sock, timeout
         self.lost: str | None = None
-        self._held = False
-        self._contexts: dict[tuple[str, str], int] = {}
-        for cx in assoc.accepted_contexts:
-            self._contexts.setdefault((str(cx.abstract_syntax), str(cx.transfer_syntax[0])), cx.context_id)
-        max_pdu = int(assoc.acceptor.maximum_length or 0)
-        self.fragment = (max_pdu - 6) if max_pdu > 6 else (1 << 20)  # PDV data per P-DATA-TF
-        self._hold()
+        self._contexts = contexts
+        self.refused: dict[tuple[str, str], str] = {}  # proposed pairs the target did not accept, and why
+        # PDV data per P-DATA-TF: the peer's maximum minus the PDV item header; no limit (0): 1 MB
+        self.fragment = (peer_max_pdu - 6) if peer_max_pdu > 6 else (1 << 20)
+        self.fragment = min(self.fragment, 1 << 20)
 
-    def _hold(self) -> None:
-        dul, assoc = self.dul, self.assoc
-        deadline = time.monotonic() + 5
-        while not dul.to_provider_queue.empty():  # never overtake anything pynetdicom still sends
-            if time.monotonic() > deadline:
-                raise LinkLost("pynetdicom did not send its queued PDUs")
-            time.sleep(0.0005)
-        passed = threading.Event()
-
-        def nothing_to_read() -> bool:
-            passed.set()
-            return False
-
-        dul._is_transport_event = nothing_to_read  # instance attribute shadows the method
-        dul._run_loop_delay = 0.05  # nothing to do for it meanwhile: poll rarely
-        assoc._reactor_checkpoint.clear()
-        while not assoc._is_paused or not passed.is_set():  # both threads off the socket
-            if time.monotonic() > deadline or not dul.is_alive():
-                self._release_hold()
-                raise LinkLost("pynetdicom's threads did not pause")
-            time.sleep(0.0001)
-        self.sock: socket.socket = dul.socket.socket
-        self._saved_timeout = self.sock.gettimeout()
-        self.sock.settimeout(self.timeout)
-        self._held = True
-
-    def _release_hold(self) -> None:
-        """Give the socket back to pynetdicom (for release or abort)."""
-        dul, assoc = self.dul, self.assoc
-        if "_is_transport_event" in vars(dul):
-            del dul._is_transport_event
-        dul._run_loop_delay = 0.001
-        if self._held:
-            try:
-                self.sock.settimeout(self._saved_timeout)
-            except OSError:
-                pass
-            self._held = False
-        dul._idle_timer.restart()  # our traffic did not restart pynetdicom's network idle timer
-        assoc._reactor_checkpoint.set()
+    @classmethod
+    def open(cls, target: Target, calling_ae: str, pairs: list[tuple[str, str]], timeout: float,
+             connect_timeout: float = 10.0) -> StoreLink:
+        """Associate with ``target`` proposing each (SOP class, transfer syntax) pair; raises :class:`AssociationFailed`."""
+        if not pairs or len(pairs) > 128:
+            raise ValueError("an association needs 1 to 128 presentation contexts")
+        proposed = [(2 * k + 1, sop, ts) for k, (sop, ts) in enumerate(pairs)]
+        try:
+            sock = socket.create_connection((target.host, target.port), timeout=min(timeout, connect_timeout))
+        except OSError as e:
+            raise AssociationFailed("connection", f"connection failed (refused, reset or timed out): "
+                                                  f"{e.strerror or e}") from None
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(timeout)
+            sock.sendall(associate_rq(target.ae, calling_ae, proposed))
+            link = cls(sock, {}, 0, timeout)
+            pdu_type, body = link._read_pdu()
+        except (OSError, LinkLost) as e:
+            sock.close()
+            raise AssociationFailed("connection", f"connection failed (refused, reset or timed out): {e}") from None
+        if pdu_type == 0x03 and len(body) >= 4:
+            sock.close()
+            result, source, reason = body[1], body[2], body[3]
+            why = _REJECT_REASON.get((source, reason), f"reason {reason}")
+            raise AssociationFailed("rejected", f"association rejected ({'permanent' if result == 1 else 'transient'}, "
+                                                f"{_REJECT_SOURCE.get(source, source)}: {why})")
+        if pdu_type == 0x07:
+            sock.close()
+            raise AssociationFailed("aborted", "association aborted by the target during negotiation")
+        if pdu_type != 0x02:
+            sock.close()
+            raise AssociationFailed("aborted", f"association aborted: the target answered with PDU type "
+                                               f"0x{pdu_type:02X}")
+        try:
+            results, peer_max = parse_associate_ac(body)
+        except ValueError as e:
+            link.abort()
+            raise AssociationFailed("aborted", f"association aborted: {e}") from None
+        accepted = {}
+        for cid, sop, ts in proposed:
+            result, got_ts = results.get(cid, (2, ""))
+            if result == 0 and got_ts == ts:
+                accepted[(sop, ts)] = cid
+        link._contexts = accepted
+        link.fragment = min((peer_max - 6) if peer_max > 6 else (1 << 20), 1 << 20)
+        link.refused = {(sop, ts): _CONTEXT_RESULT.get(results.get(cid, (2, ""))[0], "refused")
+                        for cid, sop, ts in proposed if (sop, ts) not in accepted}
+        return link
 
     def context_id(self, sop_class: str, transfer_syntax: str) -> int | None:
         return self._contexts.get((sop_class, transfer_syntax))
+
+    @property
+    def accepted(self) -> set[tuple[str, str]]:
+        return set(self._contexts)
 
     @property
     def alive(self) -> bool:
@@ -383,27 +513,44 @@ class StoreLink:
         return StoreResult(status, comment, started, finished)
 
     def _write(self, cid: int, command: bytes, source: Source) -> None:
-        """The request as P-DATA-TF PDUs, written in few large ``sendall`` calls."""
-        size, head, out = self.fragment, _PDV_HEAD, bytearray()
-        sendall = self.sock.sendall
+        """The request as P-DATA-TF PDUs: headers and slices of the source's blocks in one ``sendmsg`` per block.
 
-        def add(payload: bytes | memoryview, control: int) -> None:
-            out.extend(head.pack(0x04, 0, len(payload) + 6, len(payload) + 2, cid, control))
-            out.extend(payload)
-            if len(out) >= (1 << 18):
-                sendall(out)
-                out.clear()
-
+        No byte of the dataset is copied in user space after it was read (and hashed).
+        """
+        size, head = self.fragment, _PDV_HEAD
+        parts: list[bytes | memoryview] = []
         for i in range(0, len(command), size):
-            add(command[i : i + size], 0x03 if i + size >= len(command) else 0x01)
-        it = source.chunks(size)
-        prev = next(it, b"")
-        for nxt in it:
-            add(prev, 0x00)
-            prev = nxt
-        add(prev, 0x02)
-        if out:
-            sendall(out)
+            frag = command[i : i + size]
+            parts += (head.pack(0x04, 0, len(frag) + 6, len(frag) + 2, cid, 0x03 if i + size >= len(command) else 0x01),
+                      frag)
+        sent = 0
+        for block in source.blocks():
+            n = len(block)
+            for i in range(0, n, size):
+                frag = block[i : i + size]
+                last = sent + i + len(frag) >= source.length
+                parts += (head.pack(0x04, 0, len(frag) + 6, len(frag) + 2, cid, 0x02 if last else 0x00), frag)
+            sent += n
+            self._sendv(parts)  # the block is sent before the source may reuse its buffer
+            parts = []
+        if sent == 0:  # an empty dataset: one empty last fragment
+            parts.append(head.pack(0x04, 0, 6, 2, cid, 0x02))
+        if parts:
+            self._sendv(parts)
+
+    def _sendv(self, parts: list[bytes | memoryview]) -> None:
+        """``sendmsg`` until every part is written (it may write only some of them)."""
+        sock = self.sock
+        while parts:
+            n = sock.sendmsg(parts[:512])  # IOV_MAX is 1024
+            while n and parts:
+                k = len(parts[0])
+                if n >= k:
+                    n -= k
+                    parts.pop(0)
+                else:
+                    parts[0] = memoryview(parts[0])[n:]
+                    n = 0
 
     def _recv(self, n: int) -> bytearray:
         buf = bytearray(n)
@@ -451,25 +598,42 @@ class StoreLink:
             self.lost = why
             self.abort()
 
+    def _read_pdu(self) -> tuple[int, bytearray]:
+        pdu_type, _, length = struct.unpack(">BBI", self._recv(6))
+        return pdu_type, self._recv(length)
+
     def abort(self) -> None:
-        """Abort the association (the target must not keep a half-sent object)."""
+        """Send A-ABORT and close: the target must not keep a half-sent object."""
         if self.lost is None:
             self.lost = "aborted"
-        self._release_hold()
         try:
-            self.assoc.abort()
-        except Exception:  # the connection may be gone already
+            self.sock.sendall(_ABORT_PDU)
+        except OSError:
             pass
+        self._close_socket()
 
     def close(self) -> None:
-        """Release the association normally, or abort it if the link was lost."""
+        """Release the association (A-RELEASE-RQ, wait for A-RELEASE-RP); abort if the target does not answer."""
         if self.lost is not None:
+            self._close_socket()
             return
         self.lost = "released"
-        self._release_hold()
         try:
-            self.assoc.release()
-        except Exception:
+            self.sock.sendall(bytes([0x05, 0, 0, 0, 0, 4, 0, 0, 0, 0]))
+            for _ in range(8):  # a late P-DATA may still come: skip it
+                pdu_type, _ = self._read_pdu()
+                if pdu_type in (0x06, 0x07):
+                    break
+            else:
+                self.sock.sendall(_ABORT_PDU)
+        except (OSError, LinkLost):
+            pass
+        self._close_socket()
+
+    def _close_socket(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
             pass
 
 

@@ -226,8 +226,8 @@ def send(
 ) -> SendSummary:
     """Send the queue for ``target``; return the run's summary."""
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["pacscopy.sendworker", "pynetdicom"])
-    # The forkserver (a fresh interpreter importing pynetdicom) boots while the queue is read.
+    ctx.set_forkserver_preload(["pacscopy.sendworker"])
+    # The forkserver (a fresh interpreter preloading the lean worker module) boots while the queue is read.
     booting = threading.Thread(target=_start_forkserver, name="pacscopy-forkserver", daemon=True)
     booting.start()
     queued, qbytes = queue_size(con, target, opts)

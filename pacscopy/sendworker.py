@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ctypes
 import datetime as dt
-import logging
 import os
 import queue as _queue
 import signal
@@ -25,14 +24,12 @@ from pacscopy.dicomnet import (
     STORED_WARNINGS,
     BytesSource,
     FileSource,
-    LinkLost,
+    AssociationFailed,
     Source,
     SourceChanged,
     StoreLink,
     Target,
     encode_dataset,
-    make_ae,
-    nodelay_handlers,
     read_dataset,
     status_meaning,
 )
@@ -158,12 +155,10 @@ def worker(wid: int, target: Target, opts: WorkerOptions, tasks: Any, results: A
     """A worker process's main: take batches of items, send them, report every attempt."""
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
     import warnings
 
     warnings.simplefilter("ignore")  # pydicom's value warnings: the checks report those, not the sender
     pacer = _Pacer(opts.max_rate, pacer_value)
-    ae = make_ae(opts.calling_ae, opts.timeout)
     link: StoreLink | None = None
     contexts: set[tuple[str, str]] = set()  # accepted by the target
     proposed: set[tuple[str, str]] = set()  # asked for on the current association
@@ -204,24 +199,13 @@ def worker(wid: int, target: Target, opts: WorkerOptions, tasks: Any, results: A
         if link is not None:
             link.close()
             link = None
-        ae.requested_contexts = []
-        for sop_class, ts in sorted(needed):
-            ae.add_requested_context(sop_class, [ts])
-        assoc = ae.associate(target.host, target.port, ae_title=target.ae, evt_handlers=nodelay_handlers())
-        if assoc.is_established:
-            contexts = {(c.abstract_syntax, c.transfer_syntax[0]) for c in assoc.accepted_contexts}
-            try:
-                link = StoreLink(assoc, opts.timeout)
-            except LinkLost as e:
-                assoc.abort()
-                return f"association unusable: {e}"
-            return None
-        contexts = set()
-        if assoc.is_rejected:
-            return "association rejected"
-        if assoc.is_aborted:
-            return "association aborted"
-        return "connection failed (refused, reset or timed out)"
+        try:
+            link = StoreLink.open(target, opts.calling_ae, sorted(needed), opts.timeout)
+        except AssociationFailed as e:
+            contexts = set()
+            return str(e)
+        contexts = link.accepted
+        return None
 
     while not stop.is_set():
         flush()  # everything so far is reported before waiting for more work
@@ -254,8 +238,9 @@ def worker(wid: int, target: Target, opts: WorkerOptions, tasks: Any, results: A
                         continue
                     down_since = None
                 if pair not in contexts:
+                    why = link.refused.get(pair, "not accepted") if link is not None else "not accepted"
                     emit(item, "failed", error=f"target refused the presentation context "
-                                               f"{item.sop_class_uid} / {item.send_syntax}")
+                                               f"{item.sop_class_uid} / {item.send_syntax} ({why})")
                     break
                 try:
                     source, rewritten = _source_for(item)

@@ -109,7 +109,9 @@ def test_rejected_association_is_retried_then_the_run_ends_cleanly(planned, tmp_
     assert "target_down" in r.out and "association rejected" in r.out
     assert "not attempted: target unreachable" in r.out
     assert rows(planned, "SELECT count(*) FROM transfers WHERE outcome IN ('stored','warning')") == [(0,)]
-    assert rows(planned, "SELECT DISTINCT outcome, error FROM transfers") == [("retry", "association rejected")]
+    # the A-ASSOCIATE-RJ's result, source and reason are recorded (the faulty SCP knows only another calling AE)
+    assert rows(planned, "SELECT DISTINCT outcome, error FROM transfers") == [
+        ("retry", "association rejected (permanent, service user: calling AE title not recognised)")]
     (left,) = rows(planned, "SELECT not_sent FROM send_runs")[0]
     assert left == 15
 
@@ -379,3 +381,40 @@ def test_hand_encoded_command_set_equals_pynetdicom(sop, msg_id) -> None:
     m.command_set.CommandDataSetType = 0x0001
     m._set_command_group_length()
     assert _store_command("1.2.840.10008.5.1.4.1.1.2", sop, msg_id) == encode(m.command_set, True, True)
+
+
+def test_status_meanings_are_pynetdicoms() -> None:
+    """The sender names statuses without importing pynetdicom; the words must stay pynetdicom's."""
+    from pynetdicom.status import GENERAL_STATUS, STORAGE_SERVICE_CLASS_STATUS, code_to_category
+
+    from pacscopy.dicomnet import status_meaning
+
+    def theirs(code: int) -> str:
+        for table in (STORAGE_SERVICE_CLASS_STATUS, GENERAL_STATUS):
+            if code in table:
+                return f"{table[code][0]}: {table[code][1]}"
+        return code_to_category(code)
+
+    for code in range(0x10000):
+        assert status_meaning(code) == theirs(code), hex(code)
+    assert status_meaning(None) == "no response"
+
+
+def test_associate_rq_decodes_in_pynetdicom() -> None:
+    """Our A-ASSOCIATE-RQ, read back by pynetdicom's PDU decoder."""
+    from pynetdicom.pdu import A_ASSOCIATE_RQ
+
+    from pacscopy.dicomnet import IMPLEMENTATION_CLASS_UID, OUR_MAX_PDU, associate_rq
+
+    ctxs = [(1, "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.1.2.1"), (3, "1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.1.2")]
+    raw = associate_rq("ORTHANC", "PACSCOPY", ctxs)
+    pdu = A_ASSOCIATE_RQ()
+    pdu.decode(raw)
+    assert pdu.called_ae_title == "ORTHANC" and pdu.calling_ae_title == "PACSCOPY"
+    assert pdu.application_context_name == "1.2.840.10008.3.1.1.1"
+    got = [(c.context_id, c.abstract_syntax, list(c.transfer_syntax)) for c in pdu.presentation_context]
+    assert got == [(cid, sop, [ts]) for cid, sop, ts in ctxs]
+    user = {type(i).__name__: i for i in pdu.user_information.user_data}
+    assert user["MaximumLengthSubItem"].maximum_length_received == OUR_MAX_PDU
+    assert user["ImplementationClassUIDSubItem"].implementation_class_uid == IMPLEMENTATION_CLASS_UID
+    assert len(raw) == pdu.encode().__len__() and raw == pdu.encode()
