@@ -63,6 +63,11 @@ def scan(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")] = False,
 ) -> None:
     """Index every file under ROOTs: hash, header, status. Incremental on rescans."""
+    _scan(roots=roots, index=index, volume=volume, workers=workers, rehash=rehash, quiet=quiet)
+
+
+def _scan(*, roots: list[Path], index: Optional[str], volume: Optional[str], workers: int, rehash: bool,
+          quiet: bool) -> None:
     from pacscopy.scan import begin_scan
 
     for r in roots:
@@ -586,6 +591,68 @@ def _root(
     os.umask(0o077)  # everything pacscopy writes may hold patient data
 
 
+#: Options of ``scan`` that take a value, and the flags, for :func:`_plain_scan_args`.
+_SCAN_VALUE_OPTIONS = {"--index": "index", "--volume": "volume", "--workers": "workers"}
+_SCAN_FLAGS = {"--rehash": "rehash", "--quiet": "quiet", "-q": "quiet"}
+_FAST_SCAN = True  # tests switch it off to compare with typer's own parsing
+
+
+def _plain_scan_args(args: list[str]) -> dict[str, Any] | None:
+    """The arguments of a plain ``scan`` command line, or None for typer to parse.
+
+    Why: typer 0.29 builds a pydantic TypeAdapter for every parameter it
+    converts, and importing pydantic plus building them costs ~0.08 s, a fifth
+    of a whole scan of 1 GB. The scan is the one command run in loops over
+    many volumes, so its common form skips that. Only the exact forms below
+    are taken; anything else (help, a repeated or unknown option, a value
+    that looks like an option, an invalid number, no root) goes to typer,
+    which gives the same result or its usual message. ``tests/test_cli_fast.py``
+    checks that both parsers agree.
+    """
+    if not _FAST_SCAN or not args or args[0] != "scan":
+        return None
+    out: dict[str, Any] = {"index": None, "volume": None, "workers": os.cpu_count() or 1,
+                           "rehash": False, "quiet": False}
+    roots: list[Path] = []
+    seen: set[str] = set()
+    rest = iter(args[1:])
+    only_roots = False
+    for a in rest:
+        if only_roots or not a.startswith("-"):
+            if not a:
+                return None
+            roots.append(Path(a))
+            continue
+        if a == "--":
+            only_roots = True
+            continue
+        name, eq, value = a.partition("=")
+        if name in _SCAN_VALUE_OPTIONS:
+            if not eq:
+                value = next(rest, "")
+            if not value or value.startswith("-"):
+                return None
+            key = _SCAN_VALUE_OPTIONS[name]
+            if key == "workers":
+                if not (value.isascii() and value.isdigit() and value[0] != "0"):
+                    return None
+                out[key] = int(value)
+            else:
+                out[key] = value
+        elif a in _SCAN_FLAGS:
+            key = _SCAN_FLAGS[a]
+            out[key] = True
+        else:
+            return None
+        if key in seen:
+            return None
+        seen.add(key)
+    if not roots:
+        return None
+    out["roots"] = roots
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one error boundary for the whole CLI."""
     import warnings
@@ -593,6 +660,11 @@ def main(argv: list[str] | None = None) -> None:
     # pydicom warns about every odd value it reads; the checks report those, once, in the index.
     warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\..*)?")
     try:
+        plain = _plain_scan_args(sys.argv[1:] if argv is None else argv)
+        if plain is not None:
+            _root(version=False)
+            _scan(**plain)
+            return
         rc = app(args=argv, standalone_mode=False)
         if isinstance(rc, int) and rc:
             sys.exit(rc)  # typer.Exit inside a command comes back as a return value

@@ -22,10 +22,12 @@ from __future__ import annotations
 import mmap
 import struct
 import zlib
-from dataclasses import dataclass, field
-from typing import Any
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~8 ms for a worker)
 
 from pacscopy.sqtags import SQ_TAGS
+
+if TYPE_CHECKING:  # typing and dataclasses cost a worker ~15 ms to import: none at run time
+    from typing import Any
 
 IMPLICIT_VR_LE = "1.2.840.10008.1.2"
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
@@ -86,24 +88,47 @@ BLOCK = 4096
 Buffer = bytes | bytearray | memoryview | mmap.mmap
 
 
-@dataclass
-class Inspection:
-    """What the scanner learned from one file's bytes."""
+_TEXT, _US, _PIXEL, _DIRECTORY = range(4)
+#: The top-level elements the walk keeps something of: tag -> (kind, value name).
+_TOP_TAGS: dict[int, tuple[int, str]] = {
+    **{t: (_TEXT, name) for t, name in TEXT_TAGS.items()},
+    SPECIFIC_CHARACTER_SET: (_TEXT, "specific_character_set"),
+    **{t: (_US, name) for t, name in US_TAGS.items()},
+    PIXEL_DATA: (_PIXEL, ""), FLOAT_PIXEL_DATA: (_PIXEL, ""), DOUBLE_PIXEL_DATA: (_PIXEL, ""),
+    DIRECTORY_RECORD_SEQUENCE: (_DIRECTORY, ""),
+}
 
-    status: str = "ok"
-    reason: str | None = None
-    detail: str | None = None
-    has_meta: bool = False
-    transfer_syntax_uid: str | None = None
-    #: transfer syntax as found by looking at the bytes, when it differs from the meta
-    detected_syntax: str | None = None
-    dataset_offset: int | None = None
-    meta_sop_class_uid: str | None = None
-    meta_sop_instance_uid: str | None = None
-    pixel_data_offset: int | None = None
-    pixel_data_length: int | None = None
-    encapsulated: bool = False
-    values: dict[str, Any] = field(default_factory=dict)
+
+class Inspection:
+    """What the scanner learned from one file's bytes.
+
+    A plain class rather than a dataclass: the worker processes import this
+    module, and the dataclasses module costs them ~6 ms each to import.
+    """
+
+    __slots__ = ("status", "reason", "detail", "has_meta", "transfer_syntax_uid", "detected_syntax",
+                 "dataset_offset", "meta_sop_class_uid", "meta_sop_instance_uid", "pixel_data_offset",
+                 "pixel_data_length", "encapsulated", "values")
+
+    def __init__(self) -> None:
+        self.status: str = "ok"
+        self.reason: str | None = None
+        self.detail: str | None = None
+        self.has_meta = False
+        self.transfer_syntax_uid: str | None = None
+        #: transfer syntax as found by looking at the bytes, when it differs from the meta
+        self.detected_syntax: str | None = None
+        self.dataset_offset: int | None = None
+        self.meta_sop_class_uid: str | None = None
+        self.meta_sop_instance_uid: str | None = None
+        self.pixel_data_offset: int | None = None
+        self.pixel_data_length: int | None = None
+        self.encapsulated = False
+        self.values: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
+        return f"Inspection({fields})"
 
 
 class _Problem(Exception):
@@ -172,16 +197,44 @@ class _Walker:
         """Walk a dataset from ``pos``; return the offset after it.
 
         ``top`` collects attribute values (top level only). Inside an item of
-        undefined length the walk stops after the item delimiter.
+        undefined length the walk stops after the item delimiter. This loop is
+        most of a scan's CPU time, so :meth:`header` is inlined here and the
+        plausibility of a length is worked out only when it does not fit.
         """
+        buf = self.buf
+        explicit = self.explicit
+        unpack_explicit, unpack_implicit = self.hh2sh.unpack_from, self.hhi.unpack_from
+        unpack_length = self.i.unpack_from
         prev = -1
         while pos < end:
-            tag, vr, length, vpos = self.header(pos, end)
+            if pos + 8 > end:
+                raise self._cut(pos, end, "element header")
+            vpos = pos + 8
+            vr: bytes | None
+            if explicit:
+                g, el, vr, length = unpack_explicit(buf, pos)
+                tag = (g << 16) | el
+                if g == 0xFFFE:  # items and delimiters have no VR in any syntax
+                    length = unpack_length(buf, pos + 4)[0]
+                    vr = None
+                elif vr in LONG_VRS:
+                    if pos + 12 > end:
+                        raise self._cut(pos, end, "element header")
+                    length = unpack_length(buf, pos + 8)[0]
+                    vpos = pos + 12
+                elif vr not in VALID_VRS:
+                    raise _Problem("unparseable", f"invalid VR {vr!r} in ({g:04X},{el:04X}) at offset {pos}")
+            else:
+                g, el, length = unpack_implicit(buf, pos)
+                tag = (g << 16) | el
+                # Implicit VR: the dictionary says which elements are sequences, and
+                # that is all the walk needs to know of a VR it cannot read.
+                vr = b"SQ" if tag in SQ_TAGS else None
             if tag == ITEM_DELIM:
                 if in_undefined_item:
                     return vpos
                 raise _Problem("unparseable", f"stray item delimiter at offset {pos}")
-            if (tag >> 16) == 0xFFFE:
+            if g == 0xFFFE:
                 raise _Problem("unparseable", f"stray item tag at offset {pos}")
             if tag <= prev:
                 raise _Problem(
@@ -189,21 +242,17 @@ class _Walker:
                     f"tag ({tag >> 16:04X},{tag & 0xFFFF:04X}) out of order at offset {pos}",
                 )
             prev = tag
-            if vr is None and tag in SQ_TAGS:
-                # Implicit VR: the dictionary says which elements are sequences, and
-                # that is all the walk needs to know of a VR it cannot read.
-                vr = b"SQ"
             if length == UNDEFINED:
                 if tag == PIXEL_DATA:
                     pos = self.fragments(vpos, end)
                     if top is not None:
                         top.pixel_data_offset, top.encapsulated = vpos, True
                         top.pixel_data_length = pos - vpos
-                elif vr == b"UN" and self.explicit:
+                elif vr == b"UN" and explicit:
                     # Undefined-length UN is a sequence encoded implicit VR LE.
-                    inner = _Walker(self.buf, False, False, self.file_end)
+                    inner = _Walker(buf, False, False, self.file_end)
                     pos = inner.sequence(vpos, end, tag)
-                elif vr in (b"SQ", None, b"UN") or not self.explicit:
+                elif vr in (b"SQ", None, b"UN") or not explicit:
                     pos = self.sequence(vpos, end, tag)
                 else:
                     raise _Problem(
@@ -211,25 +260,27 @@ class _Walker:
                         f"undefined length on {vr.decode()} element at offset {pos}",
                     )
                 continue
-            plausible = True
-            if tag == PIXEL_DATA and top is not None:
-                plausible = _plausible_pixel_length(top.values, length)
-            elif length > 0x7FFFFFFF or (length & 1 and length > 1):
-                plausible = False
-            self.fits(tag, length, vpos, end, plausible)
+            if vpos + length > end:  # raises: truncated or length_overrun
+                if tag == PIXEL_DATA and top is not None:
+                    plausible = _plausible_pixel_length(top.values, length)
+                else:
+                    plausible = not (length > 0x7FFFFFFF or (length & 1 and length > 1))
+                self.fits(tag, length, vpos, end, plausible)
             if vr == b"SQ" and length:
                 self.sequence_defined(vpos, vpos + length, tag)
             elif top is not None:
-                if tag == PIXEL_DATA or tag in (FLOAT_PIXEL_DATA, DOUBLE_PIXEL_DATA):
-                    top.pixel_data_offset, top.pixel_data_length = vpos, length
-                elif tag in TEXT_TAGS or tag == SPECIFIC_CHARACTER_SET:
-                    top.values[TEXT_TAGS.get(tag, "specific_character_set")] = bytes(
-                        self.buf[vpos : vpos + length]
-                    )
-                elif tag in US_TAGS and length >= 2:
-                    top.values[US_TAGS[tag]] = self.h.unpack_from(self.buf, vpos)[0]
-                elif tag == DIRECTORY_RECORD_SEQUENCE:
-                    top.values["is_dicomdir"] = True
+                wanted = _TOP_TAGS.get(tag)
+                if wanted is not None:
+                    kind, name = wanted
+                    if kind == _TEXT:
+                        top.values[name] = bytes(buf[vpos : vpos + length])
+                    elif kind == _PIXEL:
+                        top.pixel_data_offset, top.pixel_data_length = vpos, length
+                    elif kind == _US:
+                        if length >= 2:
+                            top.values[name] = self.h.unpack_from(buf, vpos)[0]
+                    else:
+                        top.values["is_dicomdir"] = True
             pos = vpos + length
         if in_undefined_item:
             raise self._cut(pos, end, "an item of undefined length")
@@ -366,6 +417,9 @@ def _syntax_encoding(ts: str) -> tuple[bool, bool]:
     return True, False
 
 
+_U16 = struct.Struct("<H").unpack_from
+
+
 def _read_meta(buf: Buffer, pos: int, end: int, ins: Inspection) -> int:
     """Walk the group 0002 file meta; return the offset where the dataset starts."""
     explicit = True
@@ -374,17 +428,17 @@ def _read_meta(buf: Buffer, pos: int, end: int, ins: Inspection) -> int:
         explicit = False
     w = _Walker(buf, explicit, False, end)
     while pos < end:
-        if pos + 2 <= end and struct.unpack_from("<H", buf, pos)[0] != 0x0002:
+        if pos + 2 <= end and _U16(buf, pos)[0] != 0x0002:
             break
         tag, _, length, vpos = w.header(pos, end)
-        w.fits(tag, length, vpos, end, length < 0x10000)
-        raw = bytes(buf[vpos : vpos + length])
+        if vpos + length > end:
+            w.fits(tag, length, vpos, end, length < 0x10000)  # raises
         if tag == 0x00020010:
-            ins.transfer_syntax_uid = _ascii(raw) or None
+            ins.transfer_syntax_uid = _ascii(bytes(buf[vpos : vpos + length])) or None
         elif tag == 0x00020002:
-            ins.meta_sop_class_uid = _ascii(raw) or None
+            ins.meta_sop_class_uid = _ascii(bytes(buf[vpos : vpos + length])) or None
         elif tag == 0x00020003:
-            ins.meta_sop_instance_uid = _ascii(raw) or None
+            ins.meta_sop_instance_uid = _ascii(bytes(buf[vpos : vpos + length])) or None
         pos = vpos + length
     return pos
 
@@ -393,26 +447,27 @@ def _decode_text(values: dict[str, Any]) -> None:
     """Turn raw attribute bytes into strings, padding stripped."""
     charset_raw = values.pop("specific_character_set", None)
     encodings: list[str] | None = None
-    for key, raw in list(values.items()):
-        if not isinstance(raw, bytes):
+    for key, raw in values.items():  # only values change: iterating the dict itself is safe
+        if raw.__class__ is not bytes:
             continue
-        if raw.isascii() or key not in CHARSET_COLUMNS:
-            text = raw.decode("latin-1")
-        else:
-            if encodings is None:
-                from pydicom.charset import convert_encodings
+        if key not in CHARSET_COLUMNS or raw.isascii():
+            # latin-1 maps bytes to the same code points: stripping first is the same and cheaper
+            values[key] = raw.strip(b" \x00").decode("latin-1") or None
+            continue
+        if encodings is None:
+            from pydicom.charset import convert_encodings
 
-                names = [s.strip() for s in _ascii(charset_raw or b"").split("\\")]
-                try:
-                    encodings = convert_encodings(names or [""])
-                except Exception:  # an unknown charset must not stop the scan
-                    encodings = ["iso8859"]
+            names = [s.strip() for s in _ascii(charset_raw or b"").split("\\")]
             try:
-                from pydicom.charset import decode_bytes
+                encodings = convert_encodings(names or [""])
+            except Exception:  # an unknown charset must not stop the scan
+                encodings = ["iso8859"]
+        try:
+            from pydicom.charset import decode_bytes
 
-                text = decode_bytes(raw, encodings, {0x5C, 0x5E, 0x3D})
-            except Exception:
-                text = raw.decode("latin-1")
+            text = decode_bytes(raw, encodings, {0x5C, 0x5E, 0x3D})
+        except Exception:
+            text = raw.decode("latin-1")
         text = text.strip(" \x00")
         values[key] = text if text else None
     for key in ("series_number", "instance_number", "number_of_frames"):
@@ -550,7 +605,8 @@ def _inspect(buf: Buffer, n: int, ins: Inspection) -> None:
         _find_shifted_dataset(data, end, ins)  # raises if found
     if ts is not None and ts != DEFLATED_LE:
         explicit, big = _syntax_encoding(ts)
-        if not _probe(data, pos, explicit, big, end, strict):
+        # The detected encoding already passed this very probe: no need to run it twice.
+        if (detected is None or detected[:2] != (explicit, big)) and not _probe(data, pos, explicit, big, end, strict):
             if detected is None:
                 ins.status, ins.reason = "not_dicom" if not ins.has_meta else "corrupt", None
                 if ins.has_meta:

@@ -20,12 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 from pacscopy import __version__
 from pacscopy.errors import InputError
-from pacscopy.fileread import ROW_COLUMNS, Row, display_path, entry_row, read_and_inspect, read_row
+from pacscopy.fileread import ROW_COLUMNS, display_path, entry_row, read_and_inspect, read_row
 from pacscopy.index import insert_columns, run
 from pacscopy.scanpool import Workers
 
 if TYPE_CHECKING:  # not imported at run time: a scan begins before the index is open
     import duckdb
+
+    from pacscopy.fileread import Row
 
 log = logging.getLogger(__name__)
 
@@ -198,8 +200,11 @@ class _Reader:
         self.chunk_bytes = 0
         self.files = self.nbytes = 0
 
-    def add(self, path: bytes, size: int) -> list[list[Row]]:
-        """Queue one file; return the chunks the workers have finished meanwhile."""
+    def add(self, path: bytes, size: int, wait: bool = True) -> list[list[Row]]:
+        """Queue one file; return the chunks the workers have finished meanwhile.
+
+        With ``wait``, a walk far ahead of the workers waits for them here.
+        """
         self.files += 1
         self.nbytes += size
         if self.pool is None:
@@ -214,7 +219,7 @@ class _Reader:
         self.chunk_bytes += size
         if len(self.chunk) >= CHUNK_FILES or self.chunk_bytes >= CHUNK_BYTES:
             self._submit()
-            if self.pool.backlog() > BACKLOG_PER_WORKER * self.n_workers:
+            if wait and self.pool.backlog() > BACKLOG_PER_WORKER * self.n_workers:
                 return self.pool.wait()  # the walk is far ahead: bounded memory
             return self.pool.poll()
         return []
@@ -255,7 +260,7 @@ class Begun:
         for e in self.walker:
             self.entries.append(e)
             if e.status == "ok":
-                self.finished.extend(self.reader.add(e.path, e.size))
+                self.finished.extend(self.reader.add(e.path, e.size, wait=False))
                 if self.reader.files >= limit:
                     break
 
