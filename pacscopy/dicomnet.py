@@ -166,14 +166,17 @@ class FileSource(Source):
     are the bytes sent: both come from the same buffer.
     """
 
-    def __init__(self, path: bytes, offset: int, expected: str | None, expected_size: int | None = None) -> None:
+    def __init__(self, path: bytes, offset: int, expected: str | None, expected_size: int | None = None,
+                 expected_mtime_ns: int | None = None) -> None:
         self.path, self.offset, self.expected = path, offset, expected
         self._fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         st = os.fstat(self._fd)
-        if expected_size is not None and st.st_size != expected_size:
+        if (expected_size is not None and st.st_size != expected_size) or \
+                (expected_mtime_ns is not None and st.st_mtime_ns != expected_mtime_ns):
             os.close(self._fd)
             self._fd = -1
-            raise SourceChanged(f"size is {st.st_size} bytes, the index says {expected_size}")
+            raise SourceChanged(f"size or mtime changed since the scan ({st.st_size} bytes, the index says "
+                                f"{expected_size})")
         self.length = max(0, st.st_size - offset)
         self._hash = xxhash.xxh3_128()
 
@@ -193,8 +196,6 @@ class FileSource(Source):
                 self._hash.update(block)
                 pos += got
                 if pos >= end:
-                    if os.pread(self._fd, 1, pos):
-                        raise SourceChanged("the file grew since it was opened")
                     self._verify()  # the last block goes only if the whole stream matched
                     yield block
                     return

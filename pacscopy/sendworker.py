@@ -96,10 +96,7 @@ def _source_for(item: Item) -> tuple[Source, str | None]:
     """What to stream for an item: the file untouched, or a rewritten copy."""
     rewrites = []
     if item.new_patient_id is None and item.send_syntax == item.transfer_syntax_uid:
-        st = os.stat(item.path_bytes)
-        if st.st_size != item.size or st.st_mtime_ns != item.mtime_ns:
-            raise SourceChanged(f"size or mtime changed since the scan ({st.st_size} bytes)")
-        return FileSource(item.path_bytes, item.dataset_offset, item.dataset_xxh3, item.size), None
+        return FileSource(item.path_bytes, item.dataset_offset, item.dataset_xxh3, item.size, item.mtime_ns), None
     # Rewriting needs the whole dataset: check the file is still the scanned one first.
     import xxhash
 
