@@ -86,7 +86,10 @@ STORESCU = "storescu"
 INTERVAL = 0.05  # s between /proc samples
 SEND_TIMEOUT = 900  # s: a sender still running then is killed and the run counts as failed
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
-ENV = peers.PEER_ENV  # os.environ + TCP_NODELAY=1, for peers and senders alike
+ENV = dict(peers.PEER_ENV)  # os.environ + TCP_NODELAY=1, for peers and senders alike
+# A user's pacscopy runs from compiled bytecode: a PYTHONDONTWRITEBYTECODE left in the environment
+# would make every run compile pacscopy's modules again (~0.05 s of start-up each time).
+ENV.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
 def sender_label(s: str) -> str:
