@@ -32,7 +32,7 @@ _HEADER = 4  # little-endian payload length
 _WORKER = "from pacscopy.scanpool import worker_main; worker_main()"
 #: Chunks in flight per worker: enough that it never waits for the next one
 #: while the scanning process is busy in DuckDB, few enough to end together.
-CREDIT = 8
+CREDIT = 16
 
 
 class WorkerError(RuntimeError):
