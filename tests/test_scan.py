@@ -112,14 +112,18 @@ def test_incremental_rescan(tmp_path, cli) -> None:
 
 def test_kill_minus_9_then_rescan_completes(tmp_path) -> None:
     root = tmp_path / "corpus"
-    make_corpus(root, 4000, 20_000)
+    make_corpus(root / "a", 4000, 20_000)
+    # Four times the files (hard links: quick to make), so that the scan still runs when
+    # the first batches are committed: it reads the first 4096 files while the index opens.
+    for copy in ("b", "c", "d"):
+        shutil.copytree(root / "a", root / copy, copy_function=os.link)
     idx = tmp_path / "k.duckdb"
     cmd = [sys.executable, "-m", "pacscopy", "scan", str(root), "--index", str(idx), "-q", "--workers", "2"]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE)
     # wait until some batches are committed, then kill without warning
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
+        time.sleep(0.01)
         wal = Path(str(idx) + ".wal")
         if wal.exists() and wal.stat().st_size > 200_000:
             break
@@ -130,7 +134,7 @@ def test_kill_minus_9_then_rescan_completes(tmp_path) -> None:
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     (cnt, distinct, ok) = rows(idx, "SELECT count(*), count(DISTINCT path), count(*) FILTER (status = 'ok') FROM files")[0]
-    assert cnt == distinct == ok == 4000
+    assert cnt == distinct == ok == 16000
     scans = rows(idx, "SELECT scan_id, finished IS NOT NULL FROM scans ORDER BY scan_id")
     assert scans[-1][1] is True
     if killed:
