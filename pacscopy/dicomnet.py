@@ -151,6 +151,9 @@ class Source:
     def digest(self) -> str | None:
         return None
 
+    def close(self) -> None:
+        """Release what the source holds (an open file)."""
+
 
 #: Bytes read from a file at a time; one buffer per process, reused (no allocation, no page faults per file).
 BLOCK = 1 << 20

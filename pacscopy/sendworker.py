@@ -81,15 +81,17 @@ class _Pacer:
     def __init__(self, rate: int | None, shared: Any) -> None:
         self.rate, self.shared = rate, shared
 
-    def wait(self, nbytes: int) -> None:
+    def wait(self, nbytes: int) -> float:
+        """Wait for ``nbytes``' turn; return the seconds waited."""
         if not self.rate:
-            return
+            return 0.0
         with self.shared.get_lock():
             now = time.monotonic()
             start = max(now, self.shared.value)
             self.shared.value = start + nbytes / self.rate
         if start > now:
             time.sleep(start - now)
+        return max(0.0, start - now)
 
 
 def _source_for(item: Item) -> tuple[Source, str | None]:
@@ -213,6 +215,7 @@ def worker(wid: int, target: Target, opts: WorkerOptions, tasks: Any, results: A
         down_since: float | None = None
         for n, item in enumerate(batch):
             attempts = 0
+            paced = reopened = False
             while True:
                 if stop.is_set() or not _main_alive(main_pid):
                     post({"kind": "unsent", "reason": "interrupted", "count": len(batch) - n})
@@ -226,8 +229,7 @@ def worker(wid: int, target: Target, opts: WorkerOptions, tasks: Any, results: A
                         emit(item, "retry", error=err)
                         down_since = down_since or time.monotonic()
                         if time.monotonic() - down_since > opts.wait_for_target:
-                            post({"kind": "target_down", "error": err,
-                                         "count": sum(1 for _ in batch[n:])})
+                            post({"kind": "target_down", "error": err, "count": len(batch) - n})
                             stop.set()
                             break
                         time.sleep(min(30.0, opts.backoff * 2 ** min(attempts, 5)))
@@ -243,7 +245,7 @@ def worker(wid: int, target: Target, opts: WorkerOptions, tasks: Any, results: A
                     source, rewritten = _source_for(item)
                 except SourceChanged as e:
                     post({"kind": "source_changed", "path": item.path,
-                                 "sop_instance_uid": item.sop_instance_uid, "detail": str(e)})
+                          "sop_instance_uid": item.sop_instance_uid, "detail": str(e)})
                     emit(item, "failed", error=f"source_changed: {e}")
                     break
                 except OSError as e:
@@ -252,22 +254,30 @@ def worker(wid: int, target: Target, opts: WorkerOptions, tasks: Any, results: A
                 except Exception as e:  # a rewrite that pydicom cannot do
                     emit(item, "failed", error=f"cannot rewrite: {type(e).__name__}: {e}")
                     break
-                pacer.wait(source.length)
+                waited = 0.0
+                if not paced:  # a reconnect after the wait below must not pay for the same bytes twice
+                    waited = pacer.wait(source.length)
+                    paced = True
+                assert link is not None
+                if waited and not reopened and not link.alive:
+                    # the target closed the association while it was idle (we waited): reopen once, no attempt
+                    # counted; a target that keeps closing at once goes through the retry path and its backoff
+                    reopened = True
+                    source.close()
+                    continue
                 msg_id = msg_id % 65535 + 1
                 try:
-                    assert link is not None
                     r = link.store(source, item.sop_class_uid, item.sop_instance_uid, item.send_syntax, msg_id)
                 except SourceChanged as e:
                     post({"kind": "source_changed", "path": item.path,
-                                 "sop_instance_uid": item.sop_instance_uid, "detail": str(e)})
+                          "sop_instance_uid": item.sop_instance_uid, "detail": str(e)})
                     emit(item, "failed", error=f"source_changed: {e}")
                     break
                 except Exception as e:  # pynetdicom's own errors after an abort
                     r = None
                     err = f"{type(e).__name__}: {e}"
                 finally:
-                    if isinstance(source, FileSource):
-                        source.close()
+                    source.close()
                 if r is not None:
                     err = r.error
                 status = r.status if r is not None else None

@@ -418,3 +418,22 @@ def test_associate_rq_decodes_in_pynetdicom() -> None:
     assert user["MaximumLengthSubItem"].maximum_length_received == OUR_MAX_PDU
     assert user["ImplementationClassUIDSubItem"].implementation_class_uid == IMPLEMENTATION_CLASS_UID
     assert len(raw) == pdu.encode().__len__() and raw == pdu.encode()
+
+
+def test_association_the_target_closed_while_idle_is_reopened_without_a_failed_attempt(tmp_path, cli) -> None:
+    """Orthanc closes an idle association after DicomScpTimeout; the sender notices before the next C-STORE."""
+    root = tmp_path / "corpus"
+    make_corpus(root, 3, 10_000)
+    idx = tmp_path / "idle.duckdb"
+    assert cli("scan", root, "--index", idx, "-q").code == 0
+    assert cli("check", "--index", idx, "-q").code == 0
+    (size,) = rows(idx, "SELECT max(size) FROM files")[0]
+    with orthanc(tmp_path, extra={"DicomScpTimeout": 1}) as peer:
+        # one association; each instance after the first waits ~2.5 s for the rate cap: longer than Orthanc's 1 s
+        r = cli("send", "--target", peer.target, "--index", idx, "-q", "--associations", "1",
+                "--max-rate", str(int(size / 2.5)))
+        assert r.code == 0, r.out + r.err
+        assert orthanc_json(peer, "/statistics")["CountInstances"] == 3
+    assert rows(idx, "SELECT outcome, count(*) FROM transfers GROUP BY 1") == [("stored", 3)]
+    spans = rows(idx, "SELECT started FROM transfers ORDER BY started")
+    assert (spans[-1][0] - spans[0][0]).total_seconds() > 3  # the waits did happen
