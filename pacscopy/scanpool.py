@@ -90,6 +90,7 @@ class Workers:
     """
 
     def __init__(self, n: int) -> None:
+        import _thread
         import queue
         import subprocess
         import threading
@@ -100,7 +101,7 @@ class Workers:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.submitted = self.received = 0
         self._readers = 0
-        self._threads: list[threading.Thread] = []
+        self._ended: list[threading.Event] = []  # one per I/O thread, set when it ends
         self._finished = False
         env = dict(os.environ)
         # The workers run this very copy of pacscopy, wherever it was imported from.
@@ -119,9 +120,11 @@ class Workers:
             credit = threading.Semaphore(CREDIT)
             self._credits.append(credit)
             for target in (self._feed, self._read):
-                t = threading.Thread(target=target, args=(p, credit), daemon=True, name=f"scan-{target.__name__}")
-                t.start()
-                self._threads.append(t)
+                ended = threading.Event()
+                self._ended.append(ended)
+                # _thread: threading.Thread.start() waits until the thread runs, ~4 ms each
+                # while the new workers take both cores; these threads need no such wait.
+                _thread.start_new_thread(self._run, (target, p, credit, ended))
             self._readers += 1
 
     def submit(self, paths: list[bytes]) -> None:
@@ -187,6 +190,13 @@ class Workers:
         self.received += 1
         return rows  # type: ignore[no-any-return]
 
+    @staticmethod
+    def _run(target: Any, p: Any, credit: Any, ended: Any) -> None:
+        try:
+            target(p, credit)
+        finally:
+            ended.set()
+
     def _feed(self, p: Any, credit: Any) -> None:
         try:
             while True:
@@ -231,8 +241,8 @@ class Workers:
             if p.poll() is None:
                 p.kill()
             p.wait()
-        for t in self._threads:
-            t.join(5)  # each sees EOF or a broken pipe once its worker is gone
+        for ended in self._ended:
+            ended.wait(5)  # each sees EOF or a broken pipe once its worker is gone
         for p in self.procs:
             for f in (p.stdin, p.stdout):
                 if f is not None:
