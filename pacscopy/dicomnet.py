@@ -287,6 +287,7 @@ class StoreResult:
     association_lost: bool = False
 
 
+_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 _PDV_HEAD = struct.Struct(">BBIIBB")  # PDU type, reserved, PDU length, PDV item length, context id, control
 _ABORT_PDU = bytes([0x07, 0, 0, 0, 0, 4, 0, 0, 0, 0])  # A-ABORT-RQ, source: service user
 _PDU_NAMES = {0x01: "A-ASSOCIATE-RQ", 0x02: "A-ASSOCIATE-AC", 0x03: "A-ASSOCIATE-RJ", 0x05: "A-RELEASE-RQ",
@@ -560,6 +561,11 @@ class StoreLink:
         buf = bytearray(n)
         view, got = memoryview(buf), 0
         while got < n:
+            if _QUICKACK is not None:
+                # Acknowledge at once: a peer with Nagle's algorithm on (DCMTK without TCP_NODELAY=1, Orthanc)
+                # holds the rest of its response until our ACK, which Linux would otherwise delay ~40 ms.
+                # The flag does not stick, so it is set before every read.
+                self.sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
             k = self.sock.recv_into(view[got:])
             if not k:
                 raise LinkLost("the target closed the connection")
