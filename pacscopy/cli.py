@@ -10,16 +10,91 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, Optional
-
-import typer
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 from pacscopy import __version__
 from pacscopy import index as idx
 from pacscopy import render
 from pacscopy.errors import InputError, PacscopyError
 
-app = typer.Typer(
+if TYPE_CHECKING:
+    import typer
+
+    IndexOpt = Optional[str]
+    TargetOpt = str
+    CallingOpt = str
+else:
+
+    class _LazyTyper:
+        """``typer``, imported on first use.
+
+        Importing typer costs ~25 ms, and a plain ``scan`` (the command run in
+        loops over many volumes, see :func:`_plain_scan_args`) never needs it.
+        """
+
+        def __getattr__(self, name: str) -> Any:
+            import typer as real
+
+            globals()["typer"] = real
+            return getattr(real, name)
+
+    typer = _LazyTyper()
+
+
+def _option_types() -> dict[str, Any]:
+    """Option types several commands share; they need typer, so they are made with the app."""
+    return {
+        "IndexOpt": Annotated[Optional[str], typer.Option(
+            "--index", help="Index file (default: $PACSCOPY_INDEX, else ./pacscopy.duckdb).", show_default=False)],
+        "TargetOpt": Annotated[str, typer.Option(
+            "--target", help="Target as AE@host:port, e.g. ORTHANC@127.0.0.1:4242.", show_default=False)],
+        "CallingOpt": Annotated[str, typer.Option("--calling-ae", help="Our AE title.")],
+    }
+
+
+class _LazyApp:
+    """The typer app, built on first use from the commands registered on it.
+
+    ``@app.command()`` and ``@app.callback()`` only record the function; the
+    real :class:`typer.Typer` is made when the app is run or inspected.
+    """
+
+    def __init__(self, **settings: Any) -> None:
+        self._settings = settings
+        self._registered: list[tuple[str, tuple[Any, ...], dict[str, Any], Any]] = []
+        self._app: Any = None
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        def record(f: Any) -> Any:
+            self._registered.append(("command", args, kwargs, f))
+            return f
+
+        return record
+
+    def callback(self, *args: Any, **kwargs: Any) -> Any:
+        def record(f: Any) -> Any:
+            self._registered.append(("callback", args, kwargs, f))
+            return f
+
+        return record
+
+    def real(self) -> Any:
+        if self._app is None:
+            globals().update(_option_types())  # the annotations name them: typer evaluates them now
+            app = typer.Typer(**self._settings)
+            for kind, args, kwargs, f in self._registered:
+                getattr(app, kind)(*args, **kwargs)(f)
+            self._app = app
+        return self._app
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.real()(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:  # typer.main.get_command(app) and the like
+        return getattr(self.real(), name)
+
+
+app: Any = _LazyApp(
     name="pacscopy",
     help="Bulk copy and reconciliation for PACS migrations: scan, check, send, verify.",
     no_args_is_help=True,
@@ -27,15 +102,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-IndexOpt = Annotated[
-    Optional[str],
-    typer.Option(
-        "--index",
-        help="Index file (default: $PACSCOPY_INDEX, else ./pacscopy.duckdb).",
-        show_default=False,
-    ),
-]
 
 
 class Format(str, Enum):
@@ -285,11 +351,6 @@ def _emit(text: str, out: Optional[Path], note: str = "") -> None:
     except OSError as e:
         fail(f"cannot write {out}: {e.strerror}")
     typer.echo(f"wrote {out}{note}", err=True)
-
-
-TargetOpt = Annotated[str, typer.Option("--target", help="Target as AE@host:port, e.g. ORTHANC@127.0.0.1:4242.",
-                                        show_default=False)]
-CallingOpt = Annotated[str, typer.Option("--calling-ae", help="Our AE title.")]
 
 
 @app.command()
