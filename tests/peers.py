@@ -68,9 +68,9 @@ class Peer:
 
 @contextmanager
 def _run(cmd: list[str], ae: str, port: int, storage: Path, log: Path, http: int | None = None,
-         wait: int | None = None) -> Iterator[Peer]:
+         wait: int | None = None, env: dict[str, str] | None = None) -> Iterator[Peer]:
     f = open(log, "wb")
-    proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=PEER_ENV, cwd=storage.parent)
+    proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env or PEER_ENV, cwd=storage.parent)
     peer = Peer(ae, port, storage, proc, log, http)
     try:
         wait_port(wait or port, proc, log)
