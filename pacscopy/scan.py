@@ -41,6 +41,8 @@ COLUMNS = ROW_COLUMNS
 BATCH_ROWS = 2000
 BATCH_MIN_ROWS = 128
 BATCH_SECONDS = 0.1
+#: While it waits for the workers, the writer writes a batch of at least this many rows.
+BATCH_IDLE_ROWS = 256
 #: Whatever is buffered is written at least this often: a slow scan still commits as it goes.
 BATCH_MAX_SECONDS = 2.0
 #: Files go to a worker in chunks of at most this many files or bytes.
@@ -172,6 +174,11 @@ class _Writer:
         if age > BATCH_MAX_SECONDS or (n >= BATCH_MIN_ROWS and age > BATCH_SECONDS):
             self.flush()
 
+    def idle(self) -> None:
+        """Nothing else to do right now: write the batch if it is worth an INSERT."""
+        if len(self.rows) >= BATCH_IDLE_ROWS:
+            self.flush()
+
     def flush(self) -> None:
         if not self.rows:
             return
@@ -202,8 +209,10 @@ class _Reader:
     (:data:`POOL_FILES`, :data:`POOL_BYTES`); a small job is read in this process.
     """
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, hold: bool = False) -> None:
         self.n_workers = workers
+        #: Keep one core for this process until :meth:`activate` (it opens the index meanwhile).
+        self.hold = hold
         self.pool: Workers | None = None
         self.pending: list[bytes] = []  # before the pool starts
         self.chunk: list[bytes] = []
@@ -220,7 +229,7 @@ class _Reader:
         if self.pool is None:
             self.pending.append(path)
             if self.n_workers > 1 and (self.files >= POOL_FILES or self.nbytes >= POOL_BYTES):
-                self.pool = Workers(self.n_workers)
+                self.pool = Workers(self.n_workers, self.n_workers - 1 if self.hold else None)
                 self.chunk, self.pending = self.pending, []
                 self.chunk_bytes = self.nbytes
                 self._submit()
@@ -240,15 +249,25 @@ class _Reader:
             self.pool.submit(self.chunk[i : i + CHUNK_FILES])
         self.chunk, self.chunk_bytes = [], 0
 
-    def rest(self) -> Iterator[list[Row]]:
-        """Every chunk not yet returned by :meth:`add`, as it finishes."""
+    def rest(self, idle: Callable[[], object] | None = None) -> Iterator[list[Row]]:
+        """Every chunk not yet returned by :meth:`add`, as it finishes (``idle``: see Workers.results)."""
         if self.pool is None:
             for p in self.pending:
                 yield [read_row(p)]
             return
         if self.chunk:
             self._submit()
-        yield from self.pool.results()
+        yield from self.pool.results(idle)
+
+    def activate(self) -> None:
+        """All workers may work now."""
+        self.hold = False
+        if self.pool is not None:
+            self.pool.activate()
+
+    def backlog(self) -> int:
+        """Chunks handed to the workers and not yet taken back."""
+        return self.pool.backlog() if self.pool is not None else 0
 
     def close(self) -> None:
         if self.pool is not None:
@@ -262,7 +281,8 @@ class Begun:
         self.broot = broot
         self.started = time.monotonic()
         self.walker = walk(broot)
-        self.reader = _Reader(workers)
+        # While the index opens, this process needs a core of its own: one worker waits.
+        self.reader = _Reader(workers, hold=(os.cpu_count() or 1) <= workers)
         self.entries: list[_Entry] = []  # everything walked so far, in order
         self.finished: list[list[Row]] = []  # chunks the workers sent back meanwhile
 
@@ -384,6 +404,7 @@ def scan_root(
     try:
         walker: Iterator[_Entry] = walk(broot)
         if begun is not None:
+            reader.activate()
             for e in begun.entries:
                 visit(e, True)
             begun.entries = []
@@ -397,8 +418,13 @@ def scan_root(
         if on_progress and unreported[0]:
             on_progress(unreported[0], unreported[1])
         unreported = None  # type: ignore[assignment]
-        for rows in reader.rest():
+        # Waiting for the workers is the time to write what has come back.
+        for rows in reader.rest(idle=writer.idle):
             done([rows])
+            if reader.backlog() < reader.n_workers:
+                # The last chunks: write each as it comes, so that little is left
+                # to write once the workers are done (the other cores idle then).
+                writer.flush()
     finally:
         reader.close()
     writer.flush()

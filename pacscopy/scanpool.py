@@ -25,7 +25,7 @@ import sys
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~8 ms for a worker)
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from typing import IO, Any
 
 _HEADER = 4  # little-endian payload length
@@ -89,7 +89,8 @@ class Workers:
     :meth:`close`.
     """
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, active: int | None = None) -> None:
+        """Start ``n`` workers; only the first ``active`` get work until :meth:`activate`."""
         import _thread
         import queue
         import subprocess
@@ -116,8 +117,11 @@ class Workers:
         except BaseException:
             self.close()
             raise
-        for p in self.procs:
-            credit = threading.Semaphore(CREDIT)
+        self._held: list[threading.Semaphore] = []
+        for i, p in enumerate(self.procs):
+            credit = threading.Semaphore(CREDIT if active is None or i < active else 0)
+            if active is not None and i >= active:
+                self._held.append(credit)
             self._credits.append(credit)
             for target in (self._feed, self._read):
                 ended = threading.Event()
@@ -126,6 +130,13 @@ class Workers:
                 # while the new workers take both cores; these threads need no such wait.
                 _thread.start_new_thread(self._run, (target, p, credit, ended))
             self._readers += 1
+
+    def activate(self) -> None:
+        """Give work to the workers held back at the start, too."""
+        held, self._held = self._held, []
+        for credit in held:
+            for _ in range(CREDIT):
+                credit.release()
 
     def submit(self, paths: list[bytes]) -> None:
         """Queue one chunk of paths for whichever worker is free first."""
@@ -166,10 +177,12 @@ class Workers:
                 out.append(rows)
         return out
 
-    def results(self) -> Iterator[list[tuple[Any, ...]]]:
-        """Every remaining chunk as it finishes; call :meth:`finish` first."""
+    def results(self, idle: Callable[[], object] | None = None) -> Iterator[list[tuple[Any, ...]]]:
+        """Every remaining chunk as it finishes; ``idle()`` runs whenever none is ready yet."""
         self.finish()
         while self._readers:
+            if idle is not None and self._done.empty():
+                idle()
             rows = self._take(self._done.get())
             if rows is not None:
                 yield rows
