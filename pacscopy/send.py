@@ -210,9 +210,9 @@ def queue_size(con: duckdb.DuckDBPyConnection, target: Target, opts: SendOptions
 
 # -- the run ---------------------------------------------------------------------
 
-_TRANSFER_COLS = ("run_id", "target", "sop_instance_uid", "path", "started", "finished", "bytes", "status",
-                  "status_hex", "status_meaning", "outcome", "error", "wire_xxh3", "transfer_syntax_uid",
-                  "rewritten", "association")
+#: Columns of ``transfers`` a worker reports per attempt (run_id, target and status_hex are filled in by SQL).
+_TRANSFER_COLS = ("sop_instance_uid", "path", "started", "finished", "bytes", "status", "status_meaning", "outcome",
+                  "error", "wire_xxh3", "transfer_syntax_uid", "rewritten", "association")
 
 
 def send(
@@ -389,16 +389,10 @@ def _write_transfers(con: duckdb.DuckDBPyConnection, s: SendSummary, target: Tar
                      rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
-    cols: dict[str, list[Any]] = {c: [] for c in _TRANSFER_COLS}
-    for r in rows:
-        st = r["status"]
-        r = {**r, "run_id": s.run_id, "target": str(target),
-             "status_hex": None if st is None else f"0x{st:04X}"}
-        for c in _TRANSFER_COLS:
-            cols[c].append(r.get(c))
+    cols = {c: [r[c] for r in rows] for c in _TRANSFER_COLS}
     con.execute("BEGIN TRANSACTION")
     try:
-        insert_columns(con, "ops/insert_transfers", cols)
+        insert_columns(con, "ops/insert_transfers", cols, run_id=s.run_id, target=str(target))
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")

@@ -180,6 +180,17 @@ def worker(wid: int, target: Target, opts: WorkerOptions, tasks: Any, results: A
             out.clear()
         last_post = time.monotonic()
 
+    checked = 0.0
+
+    def should_stop() -> bool:
+        """Told to stop, or the main process is gone; asked at most every 50 ms (each asking is a system call)."""
+        nonlocal checked
+        now = time.monotonic()
+        if now - checked < 0.05:
+            return False
+        checked = now
+        return stop.is_set() or not _main_alive(main_pid)
+
     def emit(item: Item, outcome: str, r: Any = None, error: str | None = None, source: Source | None = None,
              rewritten: str | None = None, status: int | None = None) -> None:
         now = dt.datetime.now()
@@ -217,7 +228,7 @@ def worker(wid: int, target: Target, opts: WorkerOptions, tasks: Any, results: A
             attempts = 0
             paced = reopened = False
             while True:
-                if stop.is_set() or not _main_alive(main_pid):
+                if should_stop():
                     post({"kind": "unsent", "reason": "interrupted", "count": len(batch) - n})
                     stop.set()
                     break
