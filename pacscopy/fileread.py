@@ -72,8 +72,11 @@ def read_row(path: bytes) -> Row:
         if size > MMAP_ABOVE:
             with mmap.mmap(fd, 0, flags=mmap.MAP_SHARED | _MAP_POPULATE, prot=mmap.PROT_READ) as mm:
                 return _inspect(path, mtime_ns, mm)
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            data = f.read()
+        # os.read rather than a file object: ~4 us less per file. Read to EOF, as
+        # the file may have grown since fstat (and a short read need not be the end).
+        data = os.read(fd, size + 1)
+        while more := os.read(fd, 1 << 16):
+            data += more
         return _inspect(path, mtime_ns, data)
     except OSError as e:
         return entry_row(path, size, mtime_ns, "unreadable", "os_error", f"{e.strerror} (errno {e.errno})")
@@ -99,7 +102,7 @@ def _inspect(path: bytes, mtime_ns: int, data: bytes | mmap.mmap) -> Row:
         display_path(path), path, len(data), mtime_ns // 1000, mtime_ns, xxh3, dataset_xxh3, ins.status,
         ins.reason, ins.detail, ins.has_meta, off, ins.transfer_syntax_uid, ins.detected_syntax,
         ins.meta_sop_class_uid, ins.meta_sop_instance_uid,
-        *[values.get(k) for k in VALUE_COLUMNS],
+        *map(values.get, VALUE_COLUMNS),
         ins.pixel_data_offset, ins.pixel_data_length, ins.encapsulated,
     )
 

@@ -3,7 +3,7 @@
 Why not :mod:`multiprocessing`: a fork of the scanning process would copy
 DuckDB's threads and locks (unsafe) and its 100 MB; a forkserver takes about
 0.3 s to start; ``spawn`` re-imports the CLI's main module. A worker here is
-``python -P -c "from pacscopy.scanpool import worker_main; worker_main()"``:
+``python -S -P -c "from pacscopy.scanpool import worker_main; worker_main()"``:
 it imports only :mod:`pacscopy.fileread` (the parser and xxhash), so it is
 ready within a few tens of milliseconds and stays at about 15 MB.
 
@@ -105,13 +105,21 @@ class Workers:
         self._ended: list[threading.Event] = []  # one per I/O thread, set when it ends
         self._finished = False
         env = dict(os.environ)
-        # The workers run this very copy of pacscopy, wherever it was imported from.
-        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env["PYTHONPATH"] = here + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        # The workers import exactly what this process would: its own sys.path, this copy
+        # of pacscopy included. -S: no site module and .pth files to process, the paths
+        # are given (~6 ms less per worker); -P: no current folder on the path.
+        paths = [p for p in sys.path if p]
+        flags = ["-P"]
+        if not any(os.pathsep in p for p in paths):
+            flags.insert(0, "-S")
+            env["PYTHONPATH"] = os.pathsep.join(paths)
+        else:  # a path that cannot travel in PYTHONPATH: let site find them, as usual
+            here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+            env["PYTHONPATH"] = here + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         try:
             for _ in range(n):
                 self.procs.append(subprocess.Popen(
-                    [sys.executable, "-P", "-c", _WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                    [sys.executable, *flags, "-c", _WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                     env=env, close_fds=True,
                 ))
         except BaseException:
