@@ -343,7 +343,7 @@ def associate_rq(called: str, calling: str, contexts: list[tuple[int, str, str]]
     return struct.pack(">BBI", 0x01, 0, len(body)) + body
 
 
-def parse_associate_ac(body: bytes) -> tuple[dict[int, tuple[int, str]], int]:
+def parse_associate_ac(body: bytes | bytearray) -> tuple[dict[int, tuple[int, str]], int]:
     """From an A-ASSOCIATE-AC's body: {context id: (result, transfer syntax)} and the peer's maximum PDU length."""
     if len(body) < 68:
         raise ValueError("A-ASSOCIATE-AC shorter than its fixed fields")
@@ -465,10 +465,10 @@ class StoreLink:
         if self.lost is not None:
             return False
         try:
-            ready, _, _ = select.select([self.sock], [], [], 0)
+            readable = bool(select.select([self.sock], [], [], 0)[0])
         except (OSError, ValueError):
-            ready = [True]
-        if ready:
+            readable = True
+        if readable:
             self._lose("the target ended the association while it was idle")
             return False
         return True
@@ -525,9 +525,9 @@ class StoreLink:
         size, head = self.fragment, _PDV_HEAD
         parts: list[bytes | memoryview] = []
         for i in range(0, len(command), size):
-            frag = command[i : i + size]
-            parts += (head.pack(0x04, 0, len(frag) + 6, len(frag) + 2, cid, 0x03 if i + size >= len(command) else 0x01),
-                      frag)
+            cfrag = command[i : i + size]
+            parts += (head.pack(0x04, 0, len(cfrag) + 6, len(cfrag) + 2, cid,
+                                0x03 if i + size >= len(command) else 0x01), cfrag)
         sent = 0
         for block in source.blocks():
             n = len(block)

@@ -231,13 +231,15 @@ def send(
     booting = threading.Thread(target=_start_forkserver, name="pacscopy-forkserver", daemon=True)
     booting.start()
     queued, qbytes = queue_size(con, target, opts)
-    run_id = run(con, "ops/send_start", {
+    started_row = run(con, "ops/send_start", {
         "target": str(target), "associations": opts.associations, "max_rate": opts.max_rate,
         "window": str(opts.window) if opts.window else None,
         "selection": " ".join(x for x in (f"where {opts.where}" if opts.where else "",
                                           f"limit {opts.limit}" if opts.limit is not None else "") if x) or None,
         "queued": queued,
-    }).fetchone()[0]
+    }).fetchone()
+    assert started_row is not None
+    run_id = int(started_row[0])
     summary = SendSummary(run_id, str(target), queued, qbytes)
     if on_total:
         on_total(queued, qbytes)
