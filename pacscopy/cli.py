@@ -134,7 +134,7 @@ def scan(
 
 def _scan(*, roots: list[Path], index: Optional[str], volume: Optional[str], workers: int, rehash: bool,
           quiet: bool) -> None:
-    from pacscopy.scan import begin_scan
+    from pacscopy.scan import SCAN_MEMORY_LIMIT, begin_scan
 
     for r in roots:
         if not os.path.lexists(r):
@@ -144,7 +144,7 @@ def _scan(*, roots: list[Path], index: Optional[str], volume: Optional[str], wor
     # now, and let them read while DuckDB is imported and the index opened.
     begun = begin_scan(roots[0], workers=workers) if rehash or not os.path.exists(path) else None
     try:
-        con = idx.open_index(path, create=True)
+        con = idx.open_index(path, create=True, memory_limit=SCAN_MEMORY_LIMIT)
         try:
             _scan_roots(con, roots, begun, index=path, volume=volume, workers=workers, rehash=rehash, quiet=quiet)
             con.execute("CHECKPOINT")

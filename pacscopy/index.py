@@ -88,11 +88,13 @@ def _secure(path: str) -> None:
             pass
 
 
-def open_index(path: str | None = None, *, create: bool = False, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+def open_index(path: str | None = None, *, create: bool = False, read_only: bool = False,
+               memory_limit: str = "1GB") -> duckdb.DuckDBPyConnection:
     """Open (and with ``create``, create and migrate) the index at ``path``.
 
     Without ``create`` a missing file is an error rather than a new empty
     index: a typo in ``--index`` must not silently start a second migration.
+    ``memory_limit`` is DuckDB's limit unless ``$PACSCOPY_MEMORY_LIMIT`` sets one.
     """
     path = path or default_index_path()
     exists = os.path.exists(path)
@@ -109,7 +111,7 @@ def open_index(path: str | None = None, *, create: bool = False, read_only: bool
     else:
         con = _connect(path, read_only=read_only)
     # Bounded memory whatever the archive size: DuckDB spills to disk beyond this.
-    limit = os.environ.get("PACSCOPY_MEMORY_LIMIT", "1GB")
+    limit = os.environ.get("PACSCOPY_MEMORY_LIMIT") or memory_limit
     import duckdb
 
     try:

@@ -235,3 +235,24 @@ def test_worker_failure_is_reported(tmp_path, monkeypatch) -> None:
                 pass
     finally:
         pool.close()
+
+
+def test_scan_memory_limit_default_and_override(tmp_path, monkeypatch) -> None:
+    """A scan caps DuckDB at 128MB unless PACSCOPY_MEMORY_LIMIT says otherwise."""
+    from pacscopy.index import open_index
+    from pacscopy.scan import SCAN_MEMORY_LIMIT
+
+    monkeypatch.delenv("PACSCOPY_MEMORY_LIMIT", raising=False)
+    con = open_index(str(tmp_path / "a.duckdb"), create=True, memory_limit=SCAN_MEMORY_LIMIT)
+    scan_limit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    con.close()
+    con = open_index(str(tmp_path / "a.duckdb"))
+    default = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    con.close()
+    monkeypatch.setenv("PACSCOPY_MEMORY_LIMIT", "300MB")
+    con = open_index(str(tmp_path / "a.duckdb"), memory_limit=SCAN_MEMORY_LIMIT)
+    override = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    con.close()
+    assert scan_limit.startswith("122") and "MiB" in scan_limit, scan_limit  # 128 MB
+    assert default.startswith("953") and "MiB" in default, default  # 1 GB
+    assert override.startswith("286") and "MiB" in override, override  # 300 MB
