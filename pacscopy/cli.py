@@ -134,15 +134,19 @@ def scan(
 
 def _scan(*, roots: list[Path], index: Optional[str], volume: Optional[str], workers: int, rehash: bool,
           quiet: bool) -> None:
-    from pacscopy.scan import SCAN_MEMORY_LIMIT, begin_scan
-
     for r in roots:
         if not os.path.lexists(r):
             fail(f"root {r} does not exist")
     path = _index(index)
-    # A first scan or a rehash reads every file: start the workers and the walk
-    # now, and let them read while DuckDB is imported and the index opened.
-    begun = begin_scan(roots[0], workers=workers) if rehash or not os.path.exists(path) else None
+    # A first scan or a rehash reads every file: start the workers first thing, then
+    # the walk, and let them read while DuckDB is imported and the index opened.
+    early = rehash or not os.path.exists(path)
+    from pacscopy.scanpool import scan_workers  # light: the worker processes import it too
+
+    pool = scan_workers(workers) if early else None
+    from pacscopy.scan import SCAN_MEMORY_LIMIT, begin_scan
+
+    begun = begin_scan(roots[0], workers=workers, pool=pool) if early else None
     try:
         con = idx.open_index(path, create=True, memory_limit=SCAN_MEMORY_LIMIT)
         try:

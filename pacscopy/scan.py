@@ -214,11 +214,12 @@ class _Reader:
     (:data:`POOL_FILES`, :data:`POOL_BYTES`); a small job is read in this process.
     """
 
-    def __init__(self, workers: int, hold: bool = False) -> None:
+    def __init__(self, workers: int, hold: bool = False, spare: Workers | None = None) -> None:
         self.n_workers = workers
         #: Keep one core for this process until :meth:`activate` (it opens the index meanwhile).
         self.hold = hold
         self.pool: Workers | None = None
+        self.spare = spare  # started early by the caller: used if the job is big enough
         self.pending: list[bytes] = []  # before the pool starts
         self.chunk: list[bytes] = []
         self.chunk_bytes = 0
@@ -234,7 +235,9 @@ class _Reader:
         if self.pool is None:
             self.pending.append(path)
             if self.n_workers > 1 and (self.files >= POOL_FILES or self.nbytes >= POOL_BYTES):
-                self.pool = Workers(self.n_workers, self.n_workers - 1 if self.hold else None)
+                self.pool, self.spare = self.spare, None
+                if self.pool is None:
+                    self.pool = Workers(self.n_workers, self.n_workers - 1 if self.hold else None)
                 self.chunk, self.pending = self.pending, []
                 self.chunk_bytes = self.nbytes
                 self._submit()
@@ -275,19 +278,20 @@ class _Reader:
         return self.pool.backlog() if self.pool is not None else 0
 
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool.close()
+        for pool in (self.pool, self.spare):
+            if pool is not None:
+                pool.close()
 
 
 class Begun:
     """A scan whose walk and reading started before its index was open (:func:`begin_scan`)."""
 
-    def __init__(self, broot: bytes, workers: int) -> None:
+    def __init__(self, broot: bytes, workers: int, pool: Workers | None = None) -> None:
         self.broot = broot
         self.started = time.monotonic()
         self.walker = walk(broot)
         # While the index opens, this process needs a core of its own: one worker waits.
-        self.reader = _Reader(workers, hold=(os.cpu_count() or 1) <= workers)
+        self.reader = _Reader(workers, hold=(os.cpu_count() or 1) <= workers, spare=pool)
         self.entries: list[_Entry] = []  # everything walked so far, in order
         self.finished: list[list[Row]] = []  # chunks the workers sent back meanwhile
 
@@ -304,17 +308,24 @@ class Begun:
         self.reader.close()
 
 
-def begin_scan(root: str | bytes | os.PathLike[str], *, workers: int | None = None) -> Begun:
+def begin_scan(root: str | bytes | os.PathLike[str], *, workers: int | None = None,
+               pool: Workers | None = None) -> Begun:
     """Start walking and reading ``root`` before the index is open.
 
     Only for a scan that reads every regular file anyway: a first scan into a
     new index, or ``rehash``. Opening the index (importing DuckDB, migrating)
     takes about 0.1 s; the workers read meanwhile. At most :data:`EARLY_FILES`
     files are read ahead. Hand the result to :func:`scan_root` (same root), or
-    :meth:`Begun.close` it if the scan does not happen.
+    :meth:`Begun.close` it if the scan does not happen. ``pool``: workers from
+    :func:`pacscopy.scanpool.scan_workers`, started even earlier (closed with the scan).
     """
-    broot = _root_bytes(root)
-    begun = Begun(broot, workers or os.cpu_count() or 1)
+    try:
+        broot = _root_bytes(root)
+    except BaseException:
+        if pool is not None:
+            pool.close()
+        raise
+    begun = Begun(broot, workers or os.cpu_count() or 1, pool)
     try:
         begun.run(EARLY_FILES)
     except BaseException:
