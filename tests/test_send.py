@@ -67,8 +67,10 @@ def test_send_to_pacscopy_receive(planned, tmp_path, cli) -> None:
     assert "left:            0" in r.out and "stored:          15" in r.out
 
 
-def test_send_to_storescp_bit_preserving(planned, tmp_path, cli) -> None:
-    with storescp(tmp_path) as peer:
+@pytest.mark.parametrize("max_pdu", [None, "4096"])
+def test_send_to_storescp_bit_preserving(planned, tmp_path, cli, max_pdu) -> None:
+    """Byte-equal datasets, also when storescp takes only 4 KB PDUs (each dataset in many fragments)."""
+    with storescp(tmp_path, *(["--max-pdu", max_pdu] if max_pdu else [])) as peer:
         r = cli("send", "--target", peer.target, "--index", planned, "-q", "--associations", "1")
         assert r.code == 0, r.out + r.err
         assert peer.alive()
