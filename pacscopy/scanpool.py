@@ -26,7 +26,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~8 ms fo
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
-    from typing import IO, Any
+    from typing import IO, Any, NoReturn
 
 _HEADER = 4  # little-endian payload length
 _WORKER = "from pacscopy.scanpool import worker_main; worker_main()"
@@ -39,7 +39,7 @@ class WorkerError(RuntimeError):
     """A worker process failed or died: the scan cannot know what it missed."""
 
 
-def worker_main() -> None:
+def worker_main() -> NoReturn:
     """The worker process: read path lists from stdin, write row lists to stdout."""
     import signal
 
@@ -54,23 +54,35 @@ def worker_main() -> None:
 
     from pacscopy.fileread import read_rows
 
+    code = 0
     try:
         while True:
             head = inp.read(_HEADER)
             if len(head) < _HEADER:
-                return  # EOF: no more work, or the scanning process is gone
+                break  # EOF: no more work, or the scanning process is gone
             paths = pickle.loads(inp.read(int.from_bytes(head, "little")))
             try:
                 payload = pickle.dumps(read_rows(paths), protocol=pickle.HIGHEST_PROTOCOL)
             except Exception:  # a bug, not a bad file (those become rows): report it and stop
                 import traceback
 
-                payload = pickle.dumps(traceback.format_exc())
-                _write_frame(out, payload)
-                return
+                _write_frame(out, pickle.dumps(traceback.format_exc()))
+                code = 1
+                break
             _write_frame(out, payload)
     except (BrokenPipeError, ConnectionResetError):
-        return  # the scanning process is gone
+        pass  # the scanning process is gone
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    try:
+        out.close()
+    except OSError:
+        pass
+    # Nothing else to clean up: skip the interpreter's teardown, the scan may be waiting.
+    os._exit(code)
 
 
 def _write_frame(out: IO[bytes], payload: bytes) -> None:
@@ -200,7 +212,8 @@ class Workers:
     def results(self, idle: Callable[[], object] | None = None) -> Iterator[list[tuple[Any, ...]]]:
         """Every remaining chunk as it finishes; ``idle()`` runs whenever none is ready yet."""
         self.finish()
-        while self._readers:
+        # Done once every chunk is back: the workers' exits need no waiting for (close()).
+        while self._readers and self.received < self.submitted:
             if idle is not None and self._done.empty():
                 idle()
             rows = self._take(self._done.get())
