@@ -1,11 +1,11 @@
 """DICOM networking helpers shared by send, probe, verify and receive.
 
-The one unusual piece is :class:`StoreLink`: C-STOREs on an association that
-pynetdicom negotiated, with the dataset streamed from a :class:`Source` in
-P-DATA sized chunks, hashed on the way, and withheld (the association aborted
-before the last fragment) if the bytes are not the bytes the index recorded.
-pynetdicom's own chunked path reads the file itself, so neither the hash of
-what went over the wire nor raw datasets without a file meta would be
+The one unusual piece is :class:`StoreLink`: a storage SCU association that
+pacscopy negotiates and drives itself, with each dataset streamed from a
+:class:`Source` in blocks, hashed on the way, and withheld (the association
+aborted before the last block) if the bytes are not the bytes the index
+recorded. pynetdicom's own chunked path reads the file itself, so neither the
+hash of what went over the wire nor raw datasets without a file meta would be
 possible with it, and its per-message machinery costs more than the sending.
 
 pynetdicom is imported only where it is used: the main process of ``pacscopy
