@@ -396,6 +396,8 @@ class StoreLink:
                  timeout: float) -> None:
         self.sock, self.timeout = sock, timeout
         self.lost: str | None = None
+        self._rbuf = bytearray()  # bytes received and not yet taken
+        self._last_io = time.monotonic()
         self._contexts = contexts
         self.refused: dict[tuple[str, str], str] = {}  # proposed pairs the target did not accept, and why
         # PDV data per P-DATA-TF: the peer's maximum minus the PDV item header; no limit (0): 1 MB
@@ -461,9 +463,18 @@ class StoreLink:
 
     @property
     def alive(self) -> bool:
-        """Still usable: nothing went wrong and the peer has not sent anything unasked (an abort, a release)."""
+        """Still usable: nothing went wrong and the peer has not sent anything unasked (an abort, a release).
+
+        The socket is only looked at after half a second without traffic: a peer
+        closes idle associations, not busy ones, and looking costs a system call.
+        """
         if self.lost is not None:
             return False
+        if self._rbuf:  # the target sent more than a response (an abort, a release request)
+            self._lose("the target sent something unasked")
+            return False
+        if time.monotonic() - self._last_io < 0.5:
+            return True
         try:
             readable = bool(select.select([self.sock], [], [], 0)[0])
         except (OSError, ValueError):
@@ -558,19 +569,22 @@ class StoreLink:
                     n = 0
 
     def _recv(self, n: int) -> bytearray:
-        buf = bytearray(n)
-        view, got = memoryview(buf), 0
-        while got < n:
+        """Exactly ``n`` bytes; reads as much as has arrived (a whole response is usually one read)."""
+        buf = self._rbuf
+        while len(buf) < n:
             if _QUICKACK is not None:
                 # Acknowledge at once: a peer with Nagle's algorithm on (DCMTK without TCP_NODELAY=1, Orthanc)
                 # holds the rest of its response until our ACK, which Linux would otherwise delay ~40 ms.
                 # The flag does not stick, so it is set before every read.
                 self.sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
-            k = self.sock.recv_into(view[got:])
-            if not k:
+            chunk = self.sock.recv(max(65536, n - len(buf)))
+            if not chunk:
                 raise LinkLost("the target closed the connection")
-            got += k
-        return buf
+            buf += chunk
+        out = buf[:n]
+        del buf[:n]
+        self._last_io = time.monotonic()
+        return out
 
     def _read_response(self) -> dict[int, bytes]:
         """Read PDUs until the response's command set is complete (and its dataset, should one follow)."""
