@@ -757,6 +757,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except Exception as e:
         duckdb = sys.modules.get("duckdb")  # imported only once an index was opened
+        # Ctrl-C while DuckDB runs a statement: it ends the statement and its transaction and
+        # raises InterruptException, or a RuntimeError("Query interrupted") from its bindings.
+        if duckdb is not None and (isinstance(e, duckdb.InterruptException)
+                                   or (type(e) is RuntimeError and str(e) == "Query interrupted")):
+            typer.echo("pacscopy: interrupted; everything written so far is kept", err=True)
+            sys.exit(130)
         if duckdb is None or not isinstance(e, duckdb.Error):
             raise
         # an index problem the library did not foresee: still one line

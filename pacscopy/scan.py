@@ -200,8 +200,11 @@ class _Writer:
                 if rows:
                     insert_columns(self.con, name, dict(zip(COLUMNS, zip(*rows))), **params)
             self.con.execute("COMMIT")
-        except Exception:
-            self.con.execute("ROLLBACK")
+        except BaseException:
+            try:
+                self.con.execute("ROLLBACK")
+            except Exception:  # DuckDB ends the transaction itself when Ctrl-C interrupts it
+                pass
             raise
         self.rows = []
         self.last = time.monotonic()

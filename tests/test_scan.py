@@ -256,3 +256,37 @@ def test_scan_memory_limit_default_and_override(tmp_path, monkeypatch) -> None:
     assert scan_limit.startswith("122") and "MiB" in scan_limit, scan_limit  # 128 MB
     assert default.startswith("953") and "MiB" in default, default  # 1 GB
     assert override.startswith("286") and "MiB" in override, override  # 300 MB
+
+
+def test_ctrl_c_stops_the_scan_and_its_workers(tmp_path) -> None:
+    """Ctrl-C (SIGINT to the process group) ends the scan with 130, keeps what was written, leaves no worker."""
+    if not os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children"):
+        pytest.skip("needs /proc/PID/task/PID/children")
+    root = tmp_path / "corpus"
+    make_corpus(root / "a", 4000, 20_000)
+    for copy in ("b", "c", "d"):
+        shutil.copytree(root / "a", root / copy, copy_function=os.link)
+    idx = tmp_path / "c.duckdb"
+    cmd = [sys.executable, "-m", "pacscopy", "scan", str(root), "--index", str(idx), "-q", "--workers", "2"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    workers: list[int] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+        workers = _children(proc.pid)
+        wal = Path(str(idx) + ".wal")
+        if len(workers) >= 2 and wal.exists() and wal.stat().st_size > 200_000:
+            break
+    if proc.poll() is not None:
+        pytest.skip("the scan finished before it could be interrupted")
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err, err
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.05)
+    assert not any(_alive(w) for w in workers), workers
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert rows(idx, "SELECT count(*), count(*) FILTER (status = 'ok') FROM files")[0] == (16000, 16000)
