@@ -144,11 +144,11 @@ def _scan(*, roots: list[Path], index: Optional[str], volume: Optional[str], wor
     from pacscopy.scanpool import scan_workers  # light: the worker processes import it too
 
     pool = scan_workers(workers) if early else None
-    from pacscopy.scan import SCAN_MEMORY_LIMIT, begin_scan
+    from pacscopy.scan import SCAN_DUCKDB_THREADS, SCAN_MEMORY_LIMIT, begin_scan
 
     begun = begin_scan(roots[0], workers=workers, pool=pool) if early else None
     try:
-        con = idx.open_index(path, create=True, memory_limit=SCAN_MEMORY_LIMIT)
+        con = idx.open_index(path, create=True, memory_limit=SCAN_MEMORY_LIMIT, threads=SCAN_DUCKDB_THREADS)
         try:
             _scan_roots(con, roots, begun, index=path, volume=volume, workers=workers, rehash=rehash, quiet=quiet)
             con.execute("CHECKPOINT")

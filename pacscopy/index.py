@@ -89,12 +89,13 @@ def _secure(path: str) -> None:
 
 
 def open_index(path: str | None = None, *, create: bool = False, read_only: bool = False,
-               memory_limit: str = "1GB") -> duckdb.DuckDBPyConnection:
+               memory_limit: str = "1GB", threads: int | None = None) -> duckdb.DuckDBPyConnection:
     """Open (and with ``create``, create and migrate) the index at ``path``.
 
     Without ``create`` a missing file is an error rather than a new empty
     index: a typo in ``--index`` must not silently start a second migration.
-    ``memory_limit`` is DuckDB's limit unless ``$PACSCOPY_MEMORY_LIMIT`` sets one.
+    ``memory_limit`` is DuckDB's limit unless ``$PACSCOPY_MEMORY_LIMIT`` sets one;
+    ``threads``, if given, DuckDB's number of threads (default: one per core).
     """
     path = path or default_index_path()
     exists = os.path.exists(path)
@@ -117,6 +118,8 @@ def open_index(path: str | None = None, *, create: bool = False, read_only: bool
     try:
         con.execute("SET memory_limit = $limit", {"limit": limit})
         con.execute("SET preserve_insertion_order = false")
+        if threads is not None:
+            con.execute("SET threads = $threads", {"threads": threads})
     except duckdb.Error as e:
         raise IndexFileError(f"PACSCOPY_MEMORY_LIMIT={limit!r} is not a DuckDB memory size (e.g. 1GB)") from e
     if not read_only:

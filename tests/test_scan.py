@@ -243,8 +243,9 @@ def test_scan_memory_limit_default_and_override(tmp_path, monkeypatch) -> None:
     from pacscopy.scan import SCAN_MEMORY_LIMIT
 
     monkeypatch.delenv("PACSCOPY_MEMORY_LIMIT", raising=False)
-    con = open_index(str(tmp_path / "a.duckdb"), create=True, memory_limit=SCAN_MEMORY_LIMIT)
+    con = open_index(str(tmp_path / "a.duckdb"), create=True, memory_limit=SCAN_MEMORY_LIMIT, threads=1)
     scan_limit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    assert con.execute("SELECT current_setting('threads')").fetchone()[0] == 1
     con.close()
     con = open_index(str(tmp_path / "a.duckdb"))
     default = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
