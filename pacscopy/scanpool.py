@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from typing import IO, Any, NoReturn
 
+from pacscopy.errors import PacscopyError
+
 _HEADER = 4  # little-endian payload length
 _WORKER = "from pacscopy.scanpool import worker_main; worker_main()"
 #: Chunks in flight per worker: enough that it never waits for the next one
@@ -35,8 +37,11 @@ _WORKER = "from pacscopy.scanpool import worker_main; worker_main()"
 CREDIT = 16
 
 
-class WorkerError(RuntimeError):
-    """A worker process failed or died: the scan cannot know what it missed."""
+class WorkerError(PacscopyError):
+    """A worker process failed or died: the scan cannot know what it missed.
+
+    The scan stops; what it wrote so far stays, and the next scan reads the rest.
+    """
 
 
 def worker_main() -> NoReturn:
