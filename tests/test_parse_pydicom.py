@@ -285,7 +285,8 @@ def test_parser_imports_neither_pydicom_nor_numpy() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, pacscopy.fileread, pacscopy.dicomparse; "
-            "print(sorted(m for m in ('pydicom', 'numpy', 'duckdb') if m in sys.modules))")
+    heavy = ("pydicom", "numpy", "duckdb", "typer", "typing", "dataclasses")
+    code = ("import sys, pacscopy.fileread, pacscopy.dicomparse, pacscopy.scanpool; "
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
