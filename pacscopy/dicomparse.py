@@ -22,6 +22,7 @@ from __future__ import annotations
 import mmap
 import struct
 import zlib
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~8 ms for a worker)
 
 from pacscopy.sqtags import SQ_TAGS

@@ -11,6 +11,7 @@ from __future__ import annotations
 import mmap
 import os
 import stat
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~8 ms for a worker)
 
 import xxhash

@@ -5,7 +5,7 @@ DuckDB's threads and locks (unsafe) and its 100 MB; a forkserver takes about
 0.3 s to start; ``spawn`` re-imports the CLI's main module. A worker here is
 ``python -S -P -c "from pacscopy.scanpool import worker_main; worker_main()"``:
 it imports only :mod:`pacscopy.fileread` (the parser and xxhash), so it is
-ready within a few tens of milliseconds and stays at about 15 MB.
+ready in ~20 ms and stays at about 11 MB.
 
 The protocol is length-prefixed pickles over the worker's pipes: a list of
 paths in on stdin, the list of their rows (:data:`pacscopy.fileread.ROW_COLUMNS`)
@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import pickle
 import sys
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~8 ms for a worker)
 
 if TYPE_CHECKING:
