@@ -665,10 +665,10 @@ _FAST_SCAN = True  # tests switch it off to compare with typer's own parsing
 def _plain_scan_args(args: list[str]) -> dict[str, Any] | None:
     """The arguments of a plain ``scan`` command line, or None for typer to parse.
 
-    Why: typer 0.29 builds a pydantic TypeAdapter for every parameter it
-    converts, and importing pydantic plus building them costs ~0.08 s, a fifth
-    of a whole scan of 1 GB. The scan is the one command run in loops over
-    many volumes, so its common form skips that. Only the exact forms below
+    Why: importing typer and letting it parse costs a scan ~35 ms (typer
+    0.28; 0.29 also builds a pydantic TypeAdapter per parameter: ~0.08 s),
+    close to a tenth of a whole scan of 1 GB. The scan is the one command run
+    in loops over many volumes, so its common form skips that. Only the exact forms below
     are taken; anything else (help, a repeated or unknown option, a value
     that looks like an option, an invalid number, no root) goes to typer,
     which gives the same result or its usual message. ``tests/test_cli_fast.py``
