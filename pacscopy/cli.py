@@ -559,7 +559,7 @@ def receive(
         typer.echo(f"received {rx.received} objects", err=True)
 
 
-class VerifyMode(str, Enum):
+class VerifyMode(Enum):  # not a str subclass: its member "find" would shadow str.find
     find = "find"
     commit = "commit"
     retrieve = "retrieve"
