@@ -91,7 +91,6 @@ ASSOCIATIONS = (1, 2, 4)
 STORESCU = "storescu"
 INTERVAL = 0.05  # s between /proc samples
 SEND_TIMEOUT = 900  # s: a sender still running then is killed and the run counts as failed
-PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 ENV = dict(peers.PEER_ENV)  # os.environ + TCP_NODELAY=1, for peers and senders alike
 # A user's pacscopy runs from compiled bytecode: a PYTHONDONTWRITEBYTECODE left in the environment
 # would make every run compile pacscopy's modules again (~0.05 s of start-up each time).
@@ -163,14 +162,6 @@ def wait_count(rcv: Receiver, want: int, timeout: float = 10.0) -> int:
 # -- sampling ------------------------------------------------------------------
 
 
-def _rss_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/statm") as f:
-            return int(f.read().split()[1]) * PAGE_KB
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
 class Sampler(threading.Thread):
     """Every ``INTERVAL`` s: summed RSS of the sender's tree (timeline), CPU of both trees.
 
@@ -203,7 +194,7 @@ class Sampler(threading.Thread):
             pids = bs._tree(self.sender)
             total = 0
             for p in pids:
-                total += _rss_kb(p)
+                total += bs._rss_kb(p)
                 c = bs._cpu_s(p)
                 if c is not None:
                     self.cpu_sender[p] = c

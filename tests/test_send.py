@@ -34,6 +34,15 @@ def to_send(idx: Path) -> dict[str, tuple[bytes, int]]:
              "WHERE p.disposition = 'send'")}
 
 
+def planned_corpus(tmp_path: Path, cli, files: int, size: int, name: str) -> Path:
+    """A generated corpus of ``files`` healthy files of ~``size`` bytes, scanned and checked into index ``name``."""
+    make_corpus(tmp_path / "corpus", files, size)
+    idx = tmp_path / name
+    assert cli("scan", tmp_path / "corpus", "--index", idx, "-q").code == 0
+    assert cli("check", "--index", idx, "-q").code == 0
+    return idx
+
+
 def assert_all_stored_once(idx: Path, target: str, expect: set[str]) -> None:
     got = rows(idx, "SELECT sop_instance_uid, count(*) FROM transfers WHERE target = $t AND outcome IN "
                     "('stored', 'warning') GROUP BY 1", {"t": target})
@@ -160,11 +169,7 @@ def test_no_answer_is_not_success(planned, tmp_path, cli) -> None:
 
 
 def test_kill_minus_9_then_resume(tmp_path, cli) -> None:
-    root = tmp_path / "corpus"
-    make_corpus(root, 300, 20_000)
-    idx = tmp_path / "k.duckdb"
-    assert cli("scan", root, "--index", idx, "-q").code == 0
-    assert cli("check", "--index", idx, "-q").code == 0
+    idx = planned_corpus(tmp_path, cli, 300, 20_000, "k.duckdb")
     rx = Receiver(tmp_path / "rx")
     port = rx.start()
     target = f"PACSCOPY_RX@127.0.0.1:{port}"
@@ -196,11 +201,7 @@ def test_kill_minus_9_then_resume(tmp_path, cli) -> None:
 
 
 def test_max_rate_caps_bytes_over_time(tmp_path, cli) -> None:
-    root = tmp_path / "corpus"
-    make_corpus(root, 40, 10_000)
-    idx = tmp_path / "r.duckdb"
-    assert cli("scan", root, "--index", idx, "-q").code == 0
-    assert cli("check", "--index", idx, "-q").code == 0
+    idx = planned_corpus(tmp_path, cli, 40, 10_000, "r.duckdb")
     rx = Receiver(tmp_path / "rx")
     port = rx.start()
     try:
@@ -333,11 +334,7 @@ def test_patient_id_mapping_rewrites_on_the_way_out(planned, tmp_path, cli) -> N
 def test_target_going_down_mid_run_is_waited_for_then_counted(tmp_path, cli) -> None:
     import threading
 
-    root = tmp_path / "corpus"
-    make_corpus(root, 120, 20_000)
-    idx = tmp_path / "d.duckdb"
-    assert cli("scan", root, "--index", idx, "-q").code == 0
-    assert cli("check", "--index", idx, "-q").code == 0
+    idx = planned_corpus(tmp_path, cli, 120, 20_000, "d.duckdb")
     with storescp(tmp_path) as peer:  # no --fork: one process, killed outright
         def kill_when_some_arrived() -> None:
             deadline = time.monotonic() + 30
@@ -424,11 +421,7 @@ def test_associate_rq_decodes_in_pynetdicom() -> None:
 
 def test_association_the_target_closed_while_idle_is_reopened_without_a_failed_attempt(tmp_path, cli) -> None:
     """Orthanc closes an idle association after DicomScpTimeout; the sender notices before the next C-STORE."""
-    root = tmp_path / "corpus"
-    make_corpus(root, 3, 10_000)
-    idx = tmp_path / "idle.duckdb"
-    assert cli("scan", root, "--index", idx, "-q").code == 0
-    assert cli("check", "--index", idx, "-q").code == 0
+    idx = planned_corpus(tmp_path, cli, 3, 10_000, "idle.duckdb")
     (size,) = rows(idx, "SELECT max(size) FROM files")[0]
     with orthanc(tmp_path, extra={"DicomScpTimeout": 1}) as peer:
         # one association; each instance after the first waits ~2.5 s for the rate cap: longer than Orthanc's 1 s
