@@ -268,6 +268,7 @@ class Receiver:
         self._load()
         ae = AE(ae_title=self.ae_title)
         for cx in AllStoragePresentationContexts:
+            assert cx.abstract_syntax is not None
             ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES, scu_role=True, scp_role=True)
         ae.add_supported_context(VERIFICATION)
         for uid in (*FIND_MODELS, *GET_MODELS):

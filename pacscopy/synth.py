@@ -32,6 +32,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
     MRImageStorage,
     PYDICOM_IMPLEMENTATION_UID,
+    UID,
     SecondaryCaptureImageStorage,
 )
 
@@ -127,7 +128,7 @@ def _meta(ds: Dataset, syntax: str) -> FileMetaDataset:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = syntax
+    meta.TransferSyntaxUID = UID(syntax)
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     return meta
 
@@ -311,7 +312,7 @@ def _plant_defects(root: Path, man: Manifest, healthy: list[tuple[str, Dataset]]
     del ds.SOPInstanceUID
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = uid()
+    meta.MediaStorageSOPInstanceUID = UID(uid())
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta = meta
     buf = BytesIO()

@@ -277,7 +277,7 @@ def _verify_commit(cands: list[Candidate], target: Target, calling_ae: str, time
         for i in range(0, len(cands), 500):
             chunk = cands[i : i + 500]
             req = Dataset()
-            tuid = generate_uid()
+            tuid = str(generate_uid())
             req.TransactionUID = tuid
             refs = []
             for c in chunk:
@@ -330,7 +330,8 @@ def _verify_commit(cands: list[Candidate], target: Target, calling_ae: str, time
         if on_progress:
             on_progress(len(cands))
     finally:
-        server.shutdown()
+        if server is not None:
+            server.shutdown()
     return out
 
 
@@ -385,7 +386,7 @@ def _verify_retrieve(cands: list[Candidate], target: Target, calling_ae: str, ti
             arrived.notify_all()
         return 0x0000
 
-    plain = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+    plain: list[str] = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
     by_class: dict[str, set[str]] = defaultdict(set)
     for c in cands:
         by_class[c.sop_class_uid].add(c.transfer_syntax_uid)
@@ -397,6 +398,7 @@ def _verify_retrieve(cands: list[Candidate], target: Target, calling_ae: str, ti
                               f"{calling_ae}")
         listener = make_ae(calling_ae, timeout)
         for cx in AllStoragePresentationContexts:
+            assert cx.abstract_syntax is not None
             listener.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
         for cls in classes:
             listener.add_supported_context(cls, ALL_TRANSFER_SYNTAXES)
