@@ -17,9 +17,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import select
 import socket
 import struct
-import select
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -290,6 +290,7 @@ class StoreResult:
 _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 _PDV_HEAD = struct.Struct(">BBIIBB")  # PDU type, reserved, PDU length, PDV item length, context id, control
 _ABORT_PDU = bytes([0x07, 0, 0, 0, 0, 4, 0, 0, 0, 0])  # A-ABORT-RQ, source: service user
+_RELEASE_PDU = bytes([0x05, 0, 0, 0, 0, 4, 0, 0, 0, 0])  # A-RELEASE-RQ
 _PDU_NAMES = {0x01: "A-ASSOCIATE-RQ", 0x02: "A-ASSOCIATE-AC", 0x03: "A-ASSOCIATE-RJ", 0x05: "A-RELEASE-RQ",
               0x06: "A-RELEASE-RP", 0x07: "A-ABORT"}
 
@@ -392,17 +393,16 @@ class StoreLink:
     against DCMTK, Orthanc and pynetdicom peers.
     """
 
-    def __init__(self, sock: socket.socket, contexts: dict[tuple[str, str], int], peer_max_pdu: int,
-                 timeout: float) -> None:
+    def __init__(self, sock: socket.socket, timeout: float) -> None:
+        """A connected socket, before negotiation: :meth:`open` makes usable links."""
         self.sock, self.timeout = sock, timeout
         self.lost: str | None = None
+        self._closed = False
         self._rbuf = bytearray()  # bytes received and not yet taken
         self._last_io = time.monotonic()
-        self._contexts = contexts
+        self._contexts: dict[tuple[str, str], int] = {}  # accepted (SOP class, transfer syntax) -> context id
         self.refused: dict[tuple[str, str], str] = {}  # proposed pairs the target did not accept, and why
-        # PDV data per P-DATA-TF: the peer's maximum minus the PDV item header; no limit (0): 1 MB
-        self.fragment = (peer_max_pdu - 6) if peer_max_pdu > 6 else (1 << 20)
-        self.fragment = min(self.fragment, 1 << 20)
+        self.fragment = 1 << 20  # PDV data per P-DATA-TF, set from the peer's maximum PDU length
 
     @classmethod
     def open(cls, target: Target, calling_ae: str, pairs: list[tuple[str, str]], timeout: float,
@@ -420,22 +420,21 @@ class StoreLink:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.settimeout(timeout)
             sock.sendall(associate_rq(target.ae, calling_ae, proposed))
-            link = cls(sock, {}, 0, timeout)
+            link = cls(sock, timeout)
             pdu_type, body = link._read_pdu()
         except (OSError, LinkLost) as e:
             sock.close()
             raise AssociationFailed("connection", f"connection failed (refused, reset or timed out): {e}") from None
-        if pdu_type == 0x03 and len(body) >= 4:
-            sock.close()
-            result, source, reason = body[1], body[2], body[3]
-            why = _REJECT_REASON.get((source, reason), f"reason {reason}")
-            raise AssociationFailed("rejected", f"association rejected ({'permanent' if result == 1 else 'transient'}, "
-                                                f"{_REJECT_SOURCE.get(source, source)}: {why})")
-        if pdu_type == 0x07:
-            sock.close()
-            raise AssociationFailed("aborted", "association aborted by the target during negotiation")
         if pdu_type != 0x02:
             sock.close()
+            if pdu_type == 0x03 and len(body) >= 4:
+                result, source, reason = body[1], body[2], body[3]
+                why = _REJECT_REASON.get((source, reason), f"reason {reason}")
+                raise AssociationFailed("rejected", f"association rejected "
+                                                    f"({'permanent' if result == 1 else 'transient'}, "
+                                                    f"{_REJECT_SOURCE.get(source, source)}: {why})")
+            if pdu_type == 0x07:
+                raise AssociationFailed("aborted", "association aborted by the target during negotiation")
             raise AssociationFailed("aborted", f"association aborted: the target answered with PDU type "
                                                f"0x{pdu_type:02X}")
         try:
@@ -443,23 +442,18 @@ class StoreLink:
         except ValueError as e:
             link.abort()
             raise AssociationFailed("aborted", f"association aborted: {e}") from None
-        accepted = {}
         for cid, sop, ts in proposed:
             result, got_ts = results.get(cid, (2, ""))
             if result == 0 and got_ts == ts:
-                accepted[(sop, ts)] = cid
-        link._contexts = accepted
+                link._contexts[(sop, ts)] = cid
+            else:
+                link.refused[(sop, ts)] = _CONTEXT_RESULT.get(result, "refused")
+        # the peer's maximum minus the PDV item header; no limit (0): 1 MB
         link.fragment = min((peer_max - 6) if peer_max > 6 else (1 << 20), 1 << 20)
-        link.refused = {(sop, ts): _CONTEXT_RESULT.get(results.get(cid, (2, ""))[0], "refused")
-                        for cid, sop, ts in proposed if (sop, ts) not in accepted}
         return link
 
     def context_id(self, sop_class: str, transfer_syntax: str) -> int | None:
         return self._contexts.get((sop_class, transfer_syntax))
-
-    @property
-    def accepted(self) -> set[tuple[str, str]]:
-        return set(self._contexts)
 
     @property
     def alive(self) -> bool:
@@ -592,8 +586,7 @@ class StoreLink:
         rsp: dict[int, bytes] | None = None
         dataset_pending = False
         while True:
-            pdu_type, _, length = struct.unpack(">BBI", self._recv(6))
-            body = self._recv(length)
+            pdu_type, body = self._read_pdu()
             if pdu_type != 0x04:
                 if pdu_type == 0x07 and len(body) >= 4:
                     raise LinkLost(f"the target sent A-ABORT (source {body[2]}, reason {body[3]})")
@@ -627,9 +620,11 @@ class StoreLink:
         return pdu_type, self._recv(length)
 
     def abort(self) -> None:
-        """Send A-ABORT and close: the target must not keep a half-sent object."""
+        """Send A-ABORT and close: the target must not keep a half-sent object. Once is enough."""
         if self.lost is None:
             self.lost = "aborted"
+        if self._closed:
+            return
         try:
             self.sock.sendall(_ABORT_PDU)
         except OSError:
@@ -643,7 +638,7 @@ class StoreLink:
             return
         self.lost = "released"
         try:
-            self.sock.sendall(bytes([0x05, 0, 0, 0, 0, 4, 0, 0, 0, 0]))
+            self.sock.sendall(_RELEASE_PDU)
             for _ in range(8):  # a late P-DATA may still come: skip it
                 pdu_type, _ = self._read_pdu()
                 if pdu_type in (0x06, 0x07):
@@ -655,6 +650,7 @@ class StoreLink:
         self._close_socket()
 
     def _close_socket(self) -> None:
+        self._closed = True
         try:
             self.sock.close()
         except OSError:
@@ -663,6 +659,7 @@ class StoreLink:
 
 def make_ae(calling_ae: str, timeout: float) -> AE:
     from pynetdicom import AE
+
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = timeout
     ae.dimse_timeout = timeout

@@ -22,9 +22,9 @@ from typing import Any, NamedTuple
 from pacscopy.dicomnet import (
     STORED,
     STORED_WARNINGS,
+    AssociationFailed,
     BytesSource,
     FileSource,
-    AssociationFailed,
     Source,
     SourceChanged,
     StoreLink,
@@ -159,7 +159,6 @@ def worker(wid: int, target: Target, opts: WorkerOptions, tasks: Any, results: A
     warnings.simplefilter("ignore")  # pydicom's value warnings: the checks report those, not the sender
     pacer = _Pacer(opts.max_rate, pacer_value)
     link: StoreLink | None = None
-    contexts: set[tuple[str, str]] = set()  # accepted by the target
     proposed: set[tuple[str, str]] = set()  # asked for on the current association
     msg_id = 0
     out: list[dict[str, Any]] = []
@@ -205,17 +204,20 @@ def worker(wid: int, target: Target, opts: WorkerOptions, tasks: Any, results: A
         })
 
     def connect(needed: set[tuple[str, str]]) -> str | None:
-        nonlocal link, contexts
+        nonlocal link
         if link is not None:
             link.close()
             link = None
         try:
             link = StoreLink.open(target, opts.calling_ae, sorted(needed), opts.timeout)
         except AssociationFailed as e:
-            contexts = set()
             return str(e)
-        contexts = link.accepted
         return None
+
+    def source_changed(item: Item, e: SourceChanged) -> None:
+        post({"kind": "source_changed", "path": item.path, "sop_instance_uid": item.sop_instance_uid,
+              "detail": str(e)})
+        emit(item, "failed", error=f"source_changed: {e}")
 
     while not stop.is_set():
         flush()  # everything so far is reported before waiting for more work
@@ -247,17 +249,16 @@ def worker(wid: int, target: Target, opts: WorkerOptions, tasks: Any, results: A
                         attempts += 1
                         continue
                     down_since = None
-                if pair not in contexts:
-                    why = link.refused.get(pair, "not accepted") if link is not None else "not accepted"
+                assert link is not None
+                if link.context_id(*pair) is None:
+                    why = link.refused.get(pair, "not accepted")
                     emit(item, "failed", error=f"target refused the presentation context "
                                                f"{item.sop_class_uid} / {item.send_syntax} ({why})")
                     break
                 try:
                     source, rewritten = _source_for(item)
                 except SourceChanged as e:
-                    post({"kind": "source_changed", "path": item.path,
-                          "sop_instance_uid": item.sop_instance_uid, "detail": str(e)})
-                    emit(item, "failed", error=f"source_changed: {e}")
+                    source_changed(item, e)
                     break
                 except OSError as e:
                     emit(item, "failed", error=f"cannot read the file: {e.strerror}")
@@ -269,7 +270,6 @@ def worker(wid: int, target: Target, opts: WorkerOptions, tasks: Any, results: A
                 if not paced:  # a reconnect after the wait below must not pay for the same bytes twice
                     waited = pacer.wait(source.length)
                     paced = True
-                assert link is not None
                 if waited and not reopened and not link.alive:
                     # the target closed the association while it was idle (we waited): reopen once, no attempt
                     # counted; a target that keeps closing at once goes through the retry path and its backoff
@@ -280,11 +280,9 @@ def worker(wid: int, target: Target, opts: WorkerOptions, tasks: Any, results: A
                 try:
                     r = link.store(source, item.sop_class_uid, item.sop_instance_uid, item.send_syntax, msg_id)
                 except SourceChanged as e:
-                    post({"kind": "source_changed", "path": item.path,
-                          "sop_instance_uid": item.sop_instance_uid, "detail": str(e)})
-                    emit(item, "failed", error=f"source_changed: {e}")
+                    source_changed(item, e)
                     break
-                except Exception as e:  # pynetdicom's own errors after an abort
+                except Exception as e:  # store() reports peer trouble itself: this is a bug; the link is unknown
                     r = None
                     err = f"{type(e).__name__}: {e}"
                 finally:
@@ -300,9 +298,8 @@ def worker(wid: int, target: Target, opts: WorkerOptions, tasks: Any, results: A
                     emit(item, "failed", r, status_meaning(status), source, rewritten, status)
                     break
                 attempts += 1
-                if r is None or r.association_lost or link is None or link.lost is not None:
-                    if link is not None:
-                        link.abort()
+                if r is None or r.association_lost:  # the link aborted itself (abort() is idempotent)
+                    link.abort()
                     link = None
                 if attempts > opts.retries:
                     emit(item, "failed", r, f"gave up after {attempts} attempts: {err or status_meaning(status)}",
