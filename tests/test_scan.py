@@ -110,15 +110,22 @@ def test_incremental_rescan(tmp_path, cli) -> None:
     assert rows(idx, "SELECT status FROM files WHERE path = $p", {"p": str(files[0])}) == [("ok",)]
 
 
-def test_kill_minus_9_then_rescan_completes(tmp_path) -> None:
+def long_scan(tmp_path: Path, idx: Path) -> list[str]:
+    """The command line of a scan long enough to interrupt: 16,000 files under tmp_path/corpus.
+
+    Four times 4,000 files (hard links: quick to make), so that the scan still runs when
+    the first batches are committed: it reads the first 4096 files while the index opens.
+    """
     root = tmp_path / "corpus"
     make_corpus(root / "a", 4000, 20_000)
-    # Four times the files (hard links: quick to make), so that the scan still runs when
-    # the first batches are committed: it reads the first 4096 files while the index opens.
     for copy in ("b", "c", "d"):
         shutil.copytree(root / "a", root / copy, copy_function=os.link)
+    return [sys.executable, "-m", "pacscopy", "scan", str(root), "--index", str(idx), "-q", "--workers", "2"]
+
+
+def test_kill_minus_9_then_rescan_completes(tmp_path) -> None:
     idx = tmp_path / "k.duckdb"
-    cmd = [sys.executable, "-m", "pacscopy", "scan", str(root), "--index", str(idx), "-q", "--workers", "2"]
+    cmd = long_scan(tmp_path, idx)
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE)
     # wait until some batches are committed, then kill without warning
     deadline = time.monotonic() + 60
@@ -263,12 +270,8 @@ def test_ctrl_c_stops_the_scan_and_its_workers(tmp_path) -> None:
     """Ctrl-C (SIGINT to the process group) ends the scan with 130, keeps what was written, leaves no worker."""
     if not os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children"):
         pytest.skip("needs /proc/PID/task/PID/children")
-    root = tmp_path / "corpus"
-    make_corpus(root / "a", 4000, 20_000)
-    for copy in ("b", "c", "d"):
-        shutil.copytree(root / "a", root / copy, copy_function=os.link)
     idx = tmp_path / "c.duckdb"
-    cmd = [sys.executable, "-m", "pacscopy", "scan", str(root), "--index", str(idx), "-q", "--workers", "2"]
+    cmd = long_scan(tmp_path, idx)
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
     workers: list[int] = []
     deadline = time.monotonic() + 60
