@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 from pacscopy import __version__
 from pacscopy import index as idx
-from pacscopy import render
+from pacscopy.output import render
 from pacscopy.errors import InputError, PacscopyError
 
 if TYPE_CHECKING:
@@ -141,10 +141,10 @@ def _scan(*, roots: list[Path], index: Optional[str], volume: Optional[str], wor
     # A first scan or a rehash reads every file: start the workers first thing, then
     # the walk, and let them read while DuckDB is imported and the index opened.
     early = rehash or not os.path.exists(path)
-    from pacscopy.scanpool import scan_workers  # light: the worker processes import it too
+    from pacscopy.scan.pool import scan_workers  # light: the worker processes import it too
 
     pool = scan_workers(workers) if early else None
-    from pacscopy.scan import SCAN_DUCKDB_THREADS, SCAN_MEMORY_LIMIT, begin_scan
+    from pacscopy.scan.scan import SCAN_DUCKDB_THREADS, SCAN_MEMORY_LIMIT, begin_scan
 
     begun = begin_scan(roots[0], workers=workers, pool=pool) if early else None
     try:
@@ -161,7 +161,7 @@ def _scan(*, roots: list[Path], index: Optional[str], volume: Optional[str], wor
 
 def _scan_roots(con: Any, roots: list[Path], begun: Any, *, index: str, volume: Optional[str], workers: int,
                 rehash: bool, quiet: bool) -> None:
-    from pacscopy.scan import scan_root
+    from pacscopy.scan.scan import scan_root
 
     for i, r in enumerate(roots):
         bar: Any = None
@@ -197,7 +197,7 @@ def _scan_roots(con: Any, roots: list[Path], begun: Any, *, index: str, volume: 
                 f"{render.human_bytes(res.bytes_read)} in {res.seconds:.1f} s ({rate:.1f} MB/s)"
             )
     if not quiet:
-        rows = idx.run(con, "ops/status_counts").fetchall()
+        rows = idx.run(con, "ops/scan/status_counts").fetchall()
         typer.echo("\nindex " + index + ":")
         typer.echo(render.table(["status", "files", "bytes"],
                                 [(s, n, render.human_bytes(b)) for s, n, b in rows]))
@@ -251,7 +251,7 @@ def check(
     """Run the SQL checks into 'findings' and rebuild the plan (decisions are kept)."""
     from tqdm import tqdm
 
-    from pacscopy.checks import run_checks
+    from pacscopy.check.checks import run_checks
 
     con = idx.open_index(_index(index))
     bar: Any = None
@@ -272,7 +272,7 @@ def check(
             bar.close()
     try:
         if not quiet:
-            rows = idx.run(con, "ops/findings_summary").fetchall()
+            rows = idx.run(con, "ops/check/findings_summary").fetchall()
             typer.echo(render.table(["check", "severity", "files", "instances"], rows))
             typer.echo("")
             _echo_dispositions(con)
@@ -282,7 +282,7 @@ def check(
 
 def _echo_dispositions(con: Any) -> None:
     """The plan in one table: instances, decisions and bytes per disposition."""
-    rows = idx.run(con, "ops/disposition_summary").fetchall()
+    rows = idx.run(con, "ops/check/disposition_summary").fetchall()
     typer.echo(render.table(["disposition", "instances", "decided", "bytes"],
                             [(d, n, k, render.human_bytes(b)) for d, n, k, b in rows]))
 
@@ -303,7 +303,7 @@ def decide(
     index: IndexOpt = None,
 ) -> None:
     """Override the plan for instances; decisions survive every re-run of check."""
-    from pacscopy.checks import Decision, read_decisions_csv, record_decisions
+    from pacscopy.check.checks import Decision, read_decisions_csv, record_decisions
 
     if csv_file is not None:
         if sop or action or note or path:
@@ -335,7 +335,7 @@ def report(
     show_phi: Annotated[bool, typer.Option("--show-phi", help="Show patient names (hidden by default in details, paths, notes, labels).")] = False,
 ) -> None:
     """Counts per status, volume, modality and year; findings per check; dispositions."""
-    from pacscopy import report as rep
+    from pacscopy.output import report as rep
 
     con = idx.open_index(_index(index), read_only=True)
     try:
@@ -365,9 +365,9 @@ def probe(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the target.")] = 10.0,
 ) -> None:
     """C-ECHO the target and record which (SOP class, transfer syntax) pairs it accepts."""
-    from pacscopy.checks import run_checks
-    from pacscopy.dicomnet import Target
-    from pacscopy.probe import probe as do_probe
+    from pacscopy.check.checks import run_checks
+    from pacscopy.dicom.net import Target
+    from pacscopy.send.probe import probe as do_probe
 
     t = Target.parse(target)
     con = idx.open_index(_index(index))
@@ -388,7 +388,7 @@ def send(
     associations: Annotated[int, typer.Option(min=1, max=32, help="Parallel associations.")] = 2,
     max_rate: Annotated[Optional[str], typer.Option(help="Cap on bytes/s over all associations, e.g. 40MB/s.")] = None,
     window: Annotated[Optional[str], typer.Option(help="Send only inside this daily window, e.g. 19:00-06:30.")] = None,
-    where: Annotated[Optional[str], typer.Option(help="SQL predicate on the queue (columns of ops/send_queue.sql).")] = None,
+    where: Annotated[Optional[str], typer.Option(help="SQL predicate on the queue (columns of ops/send/send_queue.sql).")] = None,
     limit: Annotated[Optional[int], typer.Option(min=0, help="Send at most N instances.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be sent; send nothing.")] = False,
     transcode: Annotated[bool, typer.Option("--transcode", help="Also send blocked instances decompressed.")] = False,
@@ -401,9 +401,9 @@ def send(
     """Send what the plan says 'send' with C-STORE: parallel, throttled, resumable."""
     from tqdm import tqdm
 
-    from pacscopy.dicomnet import Target
-    from pacscopy.send import SendOptions, Window, parse_rate, queue_size
-    from pacscopy.send import send as do_send
+    from pacscopy.dicom.net import Target
+    from pacscopy.send.send import SendOptions, Window, parse_rate, queue_size
+    from pacscopy.send.send import send as do_send
 
     t = Target.parse(target)
     opts = SendOptions(associations=associations, calling_ae=calling_ae, max_rate=parse_rate(max_rate),
@@ -471,7 +471,7 @@ def send(
 
 
 def _queue_for_display(opts: Any) -> str:
-    from pacscopy.send import queue_sql
+    from pacscopy.send.send import queue_sql
 
     return queue_sql(opts.where)
 
@@ -484,10 +484,10 @@ def status(
     """Progress towards a target, with an estimated finish at the latest run's rate."""
     import datetime as dt
 
-    from pacscopy.dicomnet import Target
+    from pacscopy.dicom.net import Target
 
     t = Target.parse(target)
-    cols, rows = idx.query(_index(index), idx.load_sql("ops/send_status"), {"target": str(t)})
+    cols, rows = idx.query(_index(index), idx.load_sql("ops/send/send_status"), {"target": str(t)})
     r = dict(zip(cols, rows[0]))
     typer.echo(f"target {t}")
     typer.echo(f"  planned to send: {r['planned']} instances ({render.human_bytes(r['planned_bytes'])})")
@@ -511,7 +511,7 @@ def map_(
     index: IndexOpt = None,
 ) -> None:
     """Load a PatientID mapping; mapped instances are rewritten at send time."""
-    from pacscopy.send import load_patient_map
+    from pacscopy.send.send import load_patient_map
 
     con = idx.open_index(_index(index))
     try:
@@ -538,7 +538,7 @@ def receive(
     except OSError as e:
         fail(f"cannot create {storage}: {e.strerror}")
     if commit_reply is not None:
-        from pacscopy.dicomnet import Target
+        from pacscopy.dicom.net import Target
 
         Target.parse(commit_reply)  # a bad value fails here, with one line
     rx = Receiver(storage, port=port, ae_title=ae, host=host, commit_reply=commit_reply)
@@ -580,8 +580,8 @@ def verify(
     """Prove the target holds what was sent: C-FIND, Storage Commitment, or retrieve and compare."""
     from tqdm import tqdm
 
-    from pacscopy.dicomnet import Target
-    from pacscopy.verify import verify as do_verify
+    from pacscopy.dicom.net import Target
+    from pacscopy.verify.verify import verify as do_verify
 
     t = Target.parse(target)
     con = idx.open_index(_index(index))
@@ -608,7 +608,7 @@ def verify(
         for k in ("verified", "missing_on_target", "mismatch", "failed"):
             typer.echo(f"  {k + ':':19s}{res.counts.get(k, 0)}")
         if not res.ok:
-            rows = idx.run(con, "ops/verify_problems", {"target": str(t), "mode": mode.value}).fetchall()
+            rows = idx.run(con, "ops/verify/verify_problems", {"target": str(t), "mode": mode.value}).fetchall()
             typer.echo(render.table(["sop_instance_uid", "outcome", "detail"], rows, max_width=100))
     finally:
         con.close()
@@ -627,8 +627,8 @@ def reconcile(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the target.")] = 30.0,
 ) -> None:
     """Account for every instance: verified on the target, or excluded with its reason. Exit 0 only when complete."""
-    from pacscopy import reconcile as rc
-    from pacscopy.dicomnet import Target
+    from pacscopy.verify import reconcile as rc
+    from pacscopy.dicom.net import Target
 
     t = Target.parse(target)
     con = idx.open_index(_index(index), read_only=True)

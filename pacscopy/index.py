@@ -144,7 +144,7 @@ def migrate(con: duckdb.DuckDBPyConnection, path: str = "index") -> list[int]:
             raise IndexFileError(
                 f"{path} is a DuckDB file with other tables but not a pacscopy index: refusing to touch it"
             )
-        con.execute(load_sql("ops/create_migrations"))
+        con.execute(load_sql("ops/index/create_migrations"))
     done = {r[0] for r in con.execute("SELECT version FROM schema_migrations").fetchall()}
     applied = []
     for version, name, sql in migrations():
@@ -153,7 +153,7 @@ def migrate(con: duckdb.DuckDBPyConnection, path: str = "index") -> list[int]:
         con.execute("BEGIN TRANSACTION")
         try:
             con.execute(sql)
-            con.execute(load_sql("ops/record_migration"), {"version": version, "name": name})
+            con.execute(load_sql("ops/index/record_migration"), {"version": version, "name": name})
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")

@@ -31,7 +31,7 @@ from typing import Any
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, build_role, evt
 
-from pacscopy.dicomnet import Target, make_ae, nodelay_handlers
+from pacscopy.dicom.net import Target, make_ae, nodelay_handlers
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class Receiver:
 
     # -- the catalogue -------------------------------------------------------
     def _load(self) -> None:
-        from pacscopy.dicomparse import inspect_bytes
+        from pacscopy.scan.parse import inspect_bytes
 
         for p in sorted(self.storage.glob("*.dcm")):
             ins = inspect_bytes(p.read_bytes())
@@ -128,7 +128,7 @@ class Receiver:
             os.replace(tmp, final)
             ds = event.dataset if self.coerce else None
             study = series = pid = None
-            from pacscopy.dicomparse import inspect_bytes
+            from pacscopy.scan.parse import inspect_bytes
 
             v = inspect_bytes(data).values if ds is None else {
                 "study_instance_uid": ds.get("StudyInstanceUID"), "series_instance_uid": ds.get("SeriesInstanceUID"),

@@ -112,12 +112,12 @@ def corpus_dir(count: int, size: int, frames: int) -> Path:
 
 
 def ensure_corpus(name: str, count: int, size: int, frames: int) -> Corpus:
-    """Generate the corpus once (``pacscopy.synth.make_corpus``); reuse it afterwards."""
+    """Generate the corpus once (``pacscopy.testing.synth.make_corpus``); reuse it afterwards."""
     root = corpus_dir(count, size, frames)
     done = root.parent / f"{root.name}.complete"  # outside the root: not scanned
     listing = root.parent / f"{root.name}.files"
     if not done.exists():
-        from pacscopy.synth import make_corpus
+        from pacscopy.testing.synth import make_corpus
 
         if root.exists():
             shutil.rmtree(root)  # an interrupted generation

@@ -12,7 +12,7 @@ import pydicom
 import pytest
 
 from pacscopy.cli import main
-from pacscopy.synth import Manifest, make_archive
+from pacscopy.testing.synth import Manifest, make_archive
 
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 

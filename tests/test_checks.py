@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pacscopy.checks import check_names
-from pacscopy.synth import make_archive
+from pacscopy.check.checks import check_names
+from pacscopy.testing.synth import make_archive
 
 from .conftest import rows
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from pacscopy.dicomparse import find_lost_block, inspect_bytes
-from pacscopy.scan import read_and_inspect
+from pacscopy.scan.parse import find_lost_block, inspect_bytes
+from pacscopy.scan.scan import read_and_inspect
 
 from .conftest import PYDICOM_FILES
 
@@ -273,10 +273,10 @@ def test_lost_block_agrees_with_the_numpy_reference() -> None:
 def test_sq_table_is_the_dictionary_of_the_installed_pydicom() -> None:
     from pydicom.datadict import DicomDictionary
 
-    from pacscopy.sqtags import SQ_TAGS
+    from pacscopy.scan.sqtags import SQ_TAGS
 
     assert SQ_TAGS == {t for t, e in DicomDictionary.items() if e[0] == "SQ"}, (
-        "regenerate: python -m pacscopy.sqtags > pacscopy/sqtags.py"
+        "regenerate: python -m pacscopy.scan.sqtags > pacscopy/scan/sqtags.py"
     )
 
 
@@ -286,7 +286,7 @@ def test_parser_imports_neither_pydicom_nor_numpy() -> None:
     import sys
 
     heavy = ("pydicom", "numpy", "duckdb", "typer", "typing", "dataclasses")
-    code = ("import sys, pacscopy.fileread, pacscopy.dicomparse, pacscopy.scanpool; "
+    code = ("import sys, pacscopy.scan.fileread, pacscopy.scan.parse, pacscopy.scan.pool; "
             f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

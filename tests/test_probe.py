@@ -9,7 +9,7 @@ import pydicom
 import pytest
 from pydicom.uid import RLELossless
 
-from pacscopy.synth import PRIVATE_SOP_CLASS, _UIDs, make_dataset, part10_bytes
+from pacscopy.testing.synth import PRIVATE_SOP_CLASS, _UIDs, make_dataset, part10_bytes
 
 from .conftest import rows
 from .peers import orthanc, orthanc_get, orthanc_json

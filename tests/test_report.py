@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from pacscopy import index as idx
-from pacscopy import report
-from pacscopy.synth import make_archive
+from pacscopy.output import report
+from pacscopy.testing.synth import make_archive
 
 from .conftest import rows
 

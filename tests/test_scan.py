@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import xxhash
 
-from pacscopy.synth import make_archive, make_corpus
+from pacscopy.testing.synth import make_archive, make_corpus
 
 from .conftest import rows
 
@@ -178,7 +178,7 @@ def test_unreadable_file_and_folder(tmp_path) -> None:
 
 
 def test_file_changed_into_fifo_after_walk_does_not_hang(tmp_path) -> None:
-    from pacscopy.scan import read_and_inspect
+    from pacscopy.scan.scan import read_and_inspect
 
     p = tmp_path / "x.dcm"
     os.mkfifo(p)
@@ -230,7 +230,7 @@ def test_workers_die_with_a_killed_scan(tmp_path) -> None:
 
 def test_worker_failure_is_reported(tmp_path, monkeypatch) -> None:
     """A worker that dies mid-scan fails the scan loudly: no file is silently left out."""
-    from pacscopy import scanpool
+    from pacscopy.scan import pool as scanpool
 
     pool = scanpool.Workers(1)
     try:
@@ -247,7 +247,7 @@ def test_worker_failure_is_reported(tmp_path, monkeypatch) -> None:
 def test_scan_memory_limit_default_and_override(tmp_path, monkeypatch) -> None:
     """A scan caps DuckDB at 128MB unless PACSCOPY_MEMORY_LIMIT says otherwise."""
     from pacscopy.index import open_index
-    from pacscopy.scan import SCAN_MEMORY_LIMIT
+    from pacscopy.scan.scan import SCAN_MEMORY_LIMIT
 
     monkeypatch.delenv("PACSCOPY_MEMORY_LIMIT", raising=False)
     con = open_index(str(tmp_path / "a.duckdb"), create=True, memory_limit=SCAN_MEMORY_LIMIT, threads=1)
@@ -300,7 +300,7 @@ def test_ctrl_c_stops_the_scan_and_its_workers(tmp_path) -> None:
 def test_progress_adds_up_to_the_total(tmp_path, early: bool) -> None:
     """on_total comes first, once; on_progress then counts every file read, also those read early."""
     from pacscopy.index import open_index
-    from pacscopy.scan import begin_scan, scan_root
+    from pacscopy.scan.scan import begin_scan, scan_root
 
     root = tmp_path / "corpus"
     make_corpus(root, 300, 3_000)

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from pacscopy.dicomparse import inspect_bytes
+from pacscopy.scan.parse import inspect_bytes
 from pacscopy.receive import Receiver
-from pacscopy.send import Window, parse_rate, wait_for_window
-from pacscopy.synth import make_archive, make_corpus
+from pacscopy.send.send import Window, parse_rate, wait_for_window
+from pacscopy.testing.synth import make_archive, make_corpus
 
 from .conftest import rows
 from .peers import faulty_scp, orthanc, orthanc_get, orthanc_json, storescp
@@ -369,7 +369,7 @@ def test_hand_encoded_command_set_equals_pynetdicom(sop, msg_id) -> None:
     from pynetdicom.dimse_primitives import C_STORE
     from pynetdicom.dsutils import encode
 
-    from pacscopy.dicomnet import _store_command
+    from pacscopy.dicom.net import _store_command
 
     p = C_STORE()
     p.MessageID, p.Priority = msg_id, 2
@@ -386,7 +386,7 @@ def test_status_meanings_are_pynetdicoms() -> None:
     """The sender names statuses without importing pynetdicom; the words must stay pynetdicom's."""
     from pynetdicom.status import GENERAL_STATUS, STORAGE_SERVICE_CLASS_STATUS, code_to_category
 
-    from pacscopy.dicomnet import status_meaning
+    from pacscopy.dicom.net import status_meaning
 
     def theirs(code: int) -> str:
         for table in (STORAGE_SERVICE_CLASS_STATUS, GENERAL_STATUS):
@@ -403,7 +403,7 @@ def test_associate_rq_decodes_in_pynetdicom() -> None:
     """Our A-ASSOCIATE-RQ, read back by pynetdicom's PDU decoder."""
     from pynetdicom.pdu import A_ASSOCIATE_RQ
 
-    from pacscopy.dicomnet import IMPLEMENTATION_CLASS_UID, OUR_MAX_PDU, associate_rq
+    from pacscopy.dicom.net import IMPLEMENTATION_CLASS_UID, OUR_MAX_PDU, associate_rq
 
     ctxs = [(1, "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.1.2.1"), (3, "1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.1.2")]
     raw = associate_rq("ORTHANC", "PACSCOPY", ctxs)

@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from pacscopy.synth import make_archive
+from pacscopy.testing.synth import make_archive
 
 from .conftest import rows
 from .peers import PEER_ENV, dcmqrscp, faulty_scp, free_port, orthanc, orthanc_json

@@ -26,7 +26,7 @@ from typing import Any
 import duckdb
 
 from pacscopy import __version__
-from pacscopy import render
+from pacscopy.output import render
 from pacscopy.errors import IndexFileError
 from pacscopy.index import run
 
@@ -67,7 +67,7 @@ def build(con: duckdb.DuckDBPyConnection, *, show_phi: bool = False) -> dict[str
         f["examples"] = examples.get(f["check_id"], [])
     clean: list[str] = []
     if checks_run:
-        from pacscopy.checks import check_names
+        from pacscopy.check.checks import check_names
 
         found = {f["check_id"] for f in findings}
         clean = [c for c in check_names() if c not in found]

@@ -34,8 +34,8 @@ from typing import Any
 import duckdb
 import xxhash
 
-from pacscopy.checks import content_digest, digest_dataset
-from pacscopy.dicomnet import Target, make_ae, nodelay_handlers
+from pacscopy.check.checks import content_digest, digest_dataset
+from pacscopy.dicom.net import Target, make_ae, nodelay_handlers
 from pacscopy.errors import PacscopyError
 from pacscopy.index import insert_columns, run
 
@@ -93,7 +93,7 @@ class VerifyResult:
 def candidates(con: duckdb.DuckDBPyConnection, target: Target, sample: float | None = None) -> list[Candidate]:
     """Instances recorded stored on the target; a reproducible sample if asked (by UID hash)."""
     out = []
-    for r in run(con, "ops/verify_candidates", {"target": str(target)}).fetchall():
+    for r in run(con, "ops/verify/verify_candidates", {"target": str(target)}).fetchall():
         c = Candidate(r[0], r[1], r[2], r[3], bytes(r[4]), r[5], r[6], r[7], r[8])
         if sample is not None and sample < 100:
             if xxhash.xxh3_64_intdigest(c.sop_instance_uid.encode()) % 10000 >= sample * 100:
@@ -138,7 +138,7 @@ def verify(
 def _record(con: duckdb.DuckDBPyConnection, target: Target, mode: str, outcomes: list[Outcome]) -> None:
     con.execute("BEGIN TRANSACTION")
     try:
-        insert_columns(con, "ops/insert_verifications", {
+        insert_columns(con, "ops/verify/insert_verifications", {
             "sop_instance_uid": [o.sop_instance_uid for o in outcomes],
             "verified_at": [o.at for o in outcomes],
             "outcome": [o.outcome for o in outcomes],

@@ -20,9 +20,9 @@ from typing import Any
 
 import duckdb
 
-from pacscopy.dicomnet import Target, make_ae, nodelay_handlers
+from pacscopy.dicom.net import Target, make_ae, nodelay_handlers
 from pacscopy.index import run
-from pacscopy.verify import FIND, VerifyError
+from pacscopy.verify.verify import FIND, VerifyError
 
 DONE = ("verified",)
 EXCLUDED = ("excluded_corrupt", "excluded_held", "excluded_blocked", "excluded_decision")
@@ -131,7 +131,7 @@ def reconcile(con: duckdb.DuckDBPyConnection, target: Target, *, query_target: b
 
 
 def to_text(rec: Reconciliation) -> str:
-    from pacscopy.render import table
+    from pacscopy.output.render import table
 
     lines = [f"reconciliation against {rec.target} at {rec.generated_at}", ""]
     rows = [(k, v) for k, v in sorted(rec.totals.items(), key=lambda kv: (kv[0] not in DONE, kv[0]))]

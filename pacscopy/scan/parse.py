@@ -25,7 +25,7 @@ import zlib
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~8 ms for a worker)
 
-from pacscopy.sqtags import SQ_TAGS
+from pacscopy.scan.sqtags import SQ_TAGS
 
 if TYPE_CHECKING:  # typing and dataclasses cost a worker ~15 ms to import: none at run time
     from typing import Any

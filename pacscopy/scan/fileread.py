@@ -16,7 +16,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~8 ms fo
 
 import xxhash
 
-from pacscopy.dicomparse import TEXT_TAGS, US_TAGS, inspect_bytes
+from pacscopy.scan.parse import TEXT_TAGS, US_TAGS, inspect_bytes
 
 #: Header columns filled from the dataset's attributes.
 VALUE_COLUMNS = tuple(sorted(set(TEXT_TAGS.values()) | set(US_TAGS.values()) - {"samples_per_pixel", "bits_allocated"}))

@@ -5,7 +5,7 @@ sequences, to walk into their items. That is the only thing it needs from the
 dictionary, and importing ``pydicom.datadict`` costs a scan worker about 0.2 s
 of CPU and 20 MB, so the tags are kept here. ``tests/test_parse_pydicom.py``
 checks that this table equals the installed pydicom's; regenerate it with
-``python -m pacscopy.sqtags > pacscopy/sqtags.py`` after a pydicom upgrade.
+``python -m pacscopy.scan.sqtags > pacscopy/scan/sqtags.py`` after a pydicom upgrade.
 """
 
 from __future__ import annotations

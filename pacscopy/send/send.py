@@ -6,9 +6,9 @@ failed; an instance counts as stored only on status 0x0000 or a storing
 warning (0xB000, 0xB006, 0xB007). A run killed at any moment loses at most
 the rows of attempts in flight, and those instances are simply sent again.
 
-Speed second: N worker processes (:mod:`pacscopy.sendworker`) each hold one
+Speed second: N worker processes (:mod:`pacscopy.send.worker`) each hold one
 association, stream datasets from disk without decoding them over a socket
-they drive themselves (:class:`pacscopy.dicomnet.StoreLink`), and share one
+they drive themselves (:class:`pacscopy.dicom.net.StoreLink`), and share one
 byte-rate pacer. Processes rather than threads: the per-instance Python cost
 is what limits a sender, and the GIL would serialise it.
 """
@@ -31,8 +31,8 @@ from typing import Any
 
 import duckdb
 
-from pacscopy.dicomnet import Target
-from pacscopy.sendworker import Item, WorkerOptions, worker
+from pacscopy.dicom.net import Target
+from pacscopy.send.worker import Item, WorkerOptions, worker
 from pacscopy.errors import InputError, PacscopyError
 from pacscopy.index import insert_columns, load_sql, run
 
@@ -168,7 +168,7 @@ def queue_sql(where: str | None) -> str:
     ``--where`` is SQL by design (like ``pacscopy query``); it is wrapped as a
     predicate over the queue's columns, never mixed with values.
     """
-    base = load_sql("ops/send_queue").strip().rstrip(";")
+    base = load_sql("ops/send/send_queue").strip().rstrip(";")
     if where:
         base = f"SELECT * FROM ({base}) q WHERE ({where})"
     return base + "\nORDER BY sop_class_uid, send_syntax, path\nLIMIT $limit"
@@ -226,12 +226,12 @@ def send(
 ) -> SendSummary:
     """Send the queue for ``target``; return the run's summary."""
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["pacscopy.sendworker"])
+    ctx.set_forkserver_preload(["pacscopy.send.worker"])
     # The forkserver (a fresh interpreter preloading the lean worker module) boots while the queue is read.
     booting = threading.Thread(target=_start_forkserver, name="pacscopy-forkserver", daemon=True)
     booting.start()
     queued, qbytes = queue_size(con, target, opts)
-    started_row = run(con, "ops/send_start", {
+    started_row = run(con, "ops/send/send_start", {
         "target": str(target), "associations": opts.associations, "max_rate": opts.max_rate,
         "window": str(opts.window) if opts.window else None,
         "selection": " ".join(x for x in (f"where {opts.where}" if opts.where else "",
@@ -329,7 +329,7 @@ def send(
     finally:
         _write_transfers(con, summary, target, pending)
         if changed:
-            insert_columns(con, "ops/insert_source_changed", {
+            insert_columns(con, "ops/send/insert_source_changed", {
                 "path": [c["path"] for c in changed], "sop": [c["sop_instance_uid"] for c in changed],
                 "detail": [c["detail"] for c in changed]})
         stop.set()
@@ -361,7 +361,7 @@ def _lean_main() -> Iterator[None]:
     (for ``pacscopy``, the console script and with it :mod:`pacscopy.cli`:
     ~30 ms of imports per worker now that the CLI loads typer and DuckDB
     lazily; before, ~50 MB and a tenth of a second). The workers need none
-    of it: their code lives in :mod:`pacscopy.sendworker`.
+    of it: their code lives in :mod:`pacscopy.send.worker`.
     """
     main = sys.modules["__main__"]
     sys.modules["__main__"] = types.ModuleType("__main__")
@@ -395,7 +395,7 @@ def _write_transfers(con: duckdb.DuckDBPyConnection, s: SendSummary, target: Tar
     cols = {c: [r[c] for r in rows] for c in _TRANSFER_COLS}
     con.execute("BEGIN TRANSACTION")
     try:
-        insert_columns(con, "ops/insert_transfers", cols, run_id=s.run_id, target=str(target))
+        insert_columns(con, "ops/send/insert_transfers", cols, run_id=s.run_id, target=str(target))
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
@@ -412,7 +412,7 @@ def _finish(con: duckdb.DuckDBPyConnection, s: SendSummary) -> None:
     if left - s.failed > 0:
         why = {"target_down": "target unreachable", "interrupted": "interrupted"}.get(s.outcome, "not attempted")
         s.not_sent[f"not attempted: {why}"] = left - s.failed
-    run(con, "ops/send_finish", {"run_id": s.run_id, "stored": s.stored, "warnings": s.warnings,
+    run(con, "ops/send/send_finish", {"run_id": s.run_id, "stored": s.stored, "warnings": s.warnings,
                                  "failed": s.failed, "not_sent": left, "bytes": s.bytes_sent,
                                  "outcome": s.outcome})
 
@@ -448,7 +448,7 @@ def load_patient_map(con: duckdb.DuckDBPyConnection, path: str) -> int:
         raise InputError(f"{path}: no mappings in the file")
     con.execute("BEGIN TRANSACTION")
     try:
-        insert_columns(con, "ops/insert_patient_map", {"old": olds, "new": news, "issuer": issuers},
+        insert_columns(con, "ops/send/insert_patient_map", {"old": olds, "new": news, "issuer": issuers},
                        source=str(path))
         con.execute("COMMIT")
     except Exception:

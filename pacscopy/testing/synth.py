@@ -487,10 +487,10 @@ def make_corpus(root: Path, count: int, size: int, *, frames: int = 1, seed: int
 
 
 def _main(argv: list[str] | None = None) -> int:
-    """``python -m pacscopy.synth DIR``: write the demo archive (synthetic + pydicom's samples)."""
+    """``python -m pacscopy.testing.synth DIR``: write the demo archive (synthetic + pydicom's samples)."""
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m pacscopy.synth", description=_main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m pacscopy.testing.synth", description=_main.__doc__)
     ap.add_argument("dest", type=Path)
     ap.add_argument("--no-pydicom", action="store_true", help="only the synthetic archive")
     ap.add_argument("--seed", type=int, default=7)

@@ -3,12 +3,12 @@
 Why not :mod:`multiprocessing`: a fork of the scanning process would copy
 DuckDB's threads and locks (unsafe) and its 100 MB; a forkserver takes about
 0.3 s to start; ``spawn`` re-imports the CLI's main module. A worker here is
-``python -S -P -c "from pacscopy.scanpool import worker_main; worker_main()"``:
-it imports only :mod:`pacscopy.fileread` (the parser and xxhash), so it is
+``python -S -P -c "from pacscopy.scan.pool import worker_main; worker_main()"``:
+it imports only :mod:`pacscopy.scan.fileread` (the parser and xxhash), so it is
 ready in ~20 ms and stays at about 11 MB.
 
 The protocol is length-prefixed pickles over the worker's pipes: a list of
-paths in on stdin, the list of their rows (:data:`pacscopy.fileread.ROW_COLUMNS`)
+paths in on stdin, the list of their rows (:data:`pacscopy.scan.fileread.ROW_COLUMNS`)
 out on stdout, or the text of an unexpected error. A worker exits at EOF on
 its stdin. When the scanning process dies, whatever kills it (also kill -9),
 its ends of the pipes close: the worker sees EOF or a broken pipe and exits,
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 from pacscopy.errors import PacscopyError
 
 _HEADER = 4  # little-endian payload length
-_WORKER = "from pacscopy.scanpool import worker_main; worker_main()"
+_WORKER = "from pacscopy.scan.pool import worker_main; worker_main()"
 #: Chunks in flight per worker: enough that it never waits for the next one
 #: while the scanning process is busy in DuckDB, few enough to end together.
 CREDIT = 16
@@ -58,7 +58,7 @@ def worker_main() -> NoReturn:
     os.dup2(2, 1)  # anything printed by accident goes to stderr, never into the protocol
     inp = sys.stdin.buffer
 
-    from pacscopy.fileread import read_rows
+    from pacscopy.scan.fileread import read_rows
 
     code = 0
     try:
@@ -144,7 +144,7 @@ class Workers:
             flags.insert(0, "-S")
             env["PYTHONPATH"] = os.pathsep.join(paths)
         else:  # a path that cannot travel in PYTHONPATH: let site find them, as usual
-            here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+            here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
             env["PYTHONPATH"] = here + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         try:
             for _ in range(n):

@@ -2,7 +2,7 @@
 
 A walk (``lstat`` only, never following links, never opening anything but
 regular files) finds the work; as it goes, lean worker processes
-(:mod:`pacscopy.scanpool`) read each changed file once, hashing and parsing
+(:mod:`pacscopy.scan.pool`) read each changed file once, hashing and parsing
 the same bytes, and the calling process alone writes batches to DuckDB.
 Nothing here prints: progress goes to a callback, the result is a
 :class:`ScanResult`.
@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING
 
 from pacscopy import __version__
 from pacscopy.errors import InputError
-from pacscopy.fileread import ROW_COLUMNS, display_path, entry_row, read_and_inspect, read_row
+from pacscopy.scan.fileread import ROW_COLUMNS, display_path, entry_row, read_and_inspect, read_row
 from pacscopy.index import insert_columns, run
-from pacscopy.scanpool import Workers
+from pacscopy.scan.pool import Workers
 
 if TYPE_CHECKING:  # not imported at run time: a scan begins before the index is open
     import duckdb
 
-    from pacscopy.fileread import Row
+    from pacscopy.scan.fileread import Row
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ class _Writer:
         params = {"scan_id": self.scan_id, "volume": self.volume, "root": self.root}
         self.con.execute("BEGIN TRANSACTION")
         try:
-            for name, rows in (("ops/insert_files", new), ("ops/upsert_files", old)):
+            for name, rows in (("ops/scan/insert_files", new), ("ops/scan/upsert_files", old)):
                 if rows:
                     insert_columns(self.con, name, dict(zip(COLUMNS, zip(*rows))), **params)
             self.con.execute("COMMIT")
@@ -323,7 +323,7 @@ def begin_scan(root: str | bytes | os.PathLike[str], *, workers: int | None = No
     takes about 0.1 s; the workers read meanwhile. At most :data:`EARLY_FILES`
     files are read ahead. Hand the result to :func:`scan_root` (same root), or
     :meth:`Begun.close` it if the scan does not happen. ``pool``: workers from
-    :func:`pacscopy.scanpool.scan_workers`, started even earlier (closed with the scan).
+    :func:`pacscopy.scan.pool.scan_workers`, started even earlier (closed with the scan).
     """
     try:
         broot = _root_bytes(root)
@@ -372,7 +372,7 @@ def scan_root(
     sroot = display_path(broot)
     volume = volume or display_path(os.path.basename(broot)) or sroot
     started = time.monotonic() if begun is None else begun.started
-    started_row = run(con, "ops/scan_start", {"root": sroot, "volume": volume, "rehash": rehash,
+    started_row = run(con, "ops/scan/scan_start", {"root": sroot, "volume": volume, "rehash": rehash,
                                               "version": __version__}).fetchone()
     assert started_row is not None
     scan_id = started_row[0]
@@ -380,7 +380,7 @@ def scan_root(
     # Entries are removed as the walk finds them: what is left at the end has vanished.
     known = {
         r[0]: (r[1], r[2], r[3])
-        for r in run(con, "ops/known_files", {"root": sroot, "prefix": sroot.rstrip("/") + "/"}).fetchall()
+        for r in run(con, "ops/scan/known_files", {"root": sroot, "prefix": sroot.rstrip("/") + "/"}).fetchall()
     }
     writer = _Writer(con, scan_id, volume, sroot)
     reader = _Reader(workers or os.cpu_count() or 1) if begun is None else begun.reader
@@ -453,11 +453,11 @@ def scan_root(
     gone = [p for p, v in known.items() if v[2] != "missing"]
     if gone:
         con.execute("BEGIN TRANSACTION")
-        run(con, "ops/mark_missing", {"paths": gone, "scan_id": scan_id})
+        run(con, "ops/scan/mark_missing", {"paths": gone, "scan_id": scan_id})
         con.execute("COMMIT")
     res.missing = len(gone)
     res.seconds = time.monotonic() - started
-    run(con, "ops/scan_finish", {"new": res.new, "changed": res.changed, "unchanged": res.unchanged,
+    run(con, "ops/scan/scan_finish", {"new": res.new, "changed": res.changed, "unchanged": res.unchanged,
                                  "missing": res.missing, "bytes_read": res.bytes_read, "scan_id": scan_id})
-    res.statuses = {r[0]: r[1] for r in run(con, "ops/status_counts").fetchall()}
+    res.statuses = {r[0]: r[1] for r in run(con, "ops/scan/status_counts").fetchall()}
     return res

@@ -57,7 +57,7 @@ def refresh_sop_classes(con: duckdb.DuckDBPyConnection) -> None:
         cols["keyword"].append(keyword)
         cols["retired"].append(retired == "Retired")
         cols["enhanced"].append("Enhanced" in name and "Storage" in name)
-    run_script(con, "ops/insert_sop_classes", cols)
+    run_script(con, "ops/check/insert_sop_classes", cols)
 
 
 def run_checks(
@@ -81,20 +81,20 @@ def run_checks(
     try:
         for name in wanted:
             sql = load_sql(f"checks/{name}").strip().rstrip(";")
-            con.execute(load_sql("ops/delete_findings"), {"check_id": name})
+            con.execute(load_sql("ops/check/delete_findings"), {"check_id": name})
             # The check file is package SQL, not user input: it is wrapped, never formatted with values.
             con.execute(
                 "INSERT INTO findings (check_id, severity, path, sop_instance_uid, group_key, detail, recoverable) "
                 f"SELECT $check_id, severity, path, sop_instance_uid, group_key, detail, recoverable FROM ({sql})",
                 {"check_id": name},
             )
-        run_script(con, "ops/build_plan")
+        run_script(con, "ops/check/build_plan")
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
         raise
-    res.findings = {r[0]: r[1] for r in run(con, "ops/findings_per_check").fetchall()}
-    res.dispositions = {r[0]: r[1] for r in run(con, "ops/disposition_summary").fetchall()}
+    res.findings = {r[0]: r[1] for r in run(con, "ops/check/findings_per_check").fetchall()}
+    res.dispositions = {r[0]: r[1] for r in run(con, "ops/check/disposition_summary").fetchall()}
     return res
 
 
@@ -223,7 +223,7 @@ def compute_content_hashes(
     on_progress: Callable[[int], None] | None = None,
 ) -> int:
     """Hash the content of every duplicate-group member not hashed yet; return how many."""
-    todo = [(r[0], bytes(r[1]), r[2]) for r in run(con, "ops/content_hash_todo").fetchall()]
+    todo = [(r[0], bytes(r[1]), r[2]) for r in run(con, "ops/check/content_hash_todo").fetchall()]
     if on_total:
         on_total(len(todo))
     if not todo:
@@ -233,7 +233,7 @@ def compute_content_hashes(
 
     def flush() -> None:
         if batch:
-            insert_columns(con, "ops/upsert_content_hashes", {c: [b[c] for b in batch] for c in cols})
+            insert_columns(con, "ops/check/upsert_content_hashes", {c: [b[c] for b in batch] for c in cols})
             batch.clear()
 
     workers = workers or os.cpu_count() or 1
@@ -278,7 +278,7 @@ def record_decisions(con: duckdb.DuckDBPyConnection, decisions: list[Decision]) 
     con.execute("BEGIN TRANSACTION")
     try:
         for d in decisions:
-            run(con, "ops/upsert_decision", {"sop": d.sop_instance_uid, "action": d.action, "path": d.path,
+            run(con, "ops/check/upsert_decision", {"sop": d.sop_instance_uid, "action": d.action, "path": d.path,
                                              "note": d.note, "by": user})
         con.execute("COMMIT")
     except Exception:
@@ -301,7 +301,7 @@ def _validate(con: duckdb.DuckDBPyConnection, d: Decision, where: str) -> None:
         raise InputError(f"{where}: no SOPInstanceUID given")
     if not d.note or not d.note.strip():
         raise InputError(f"{where}: a note is required (say why, for the audit trail)")
-    known = run(con, "ops/files_of_sop", {"sop": d.sop_instance_uid}).fetchall()
+    known = run(con, "ops/check/files_of_sop", {"sop": d.sop_instance_uid}).fetchall()
     if not known:
         raise InputError(f"{where}: SOPInstanceUID {d.sop_instance_uid} is not in the index")
     if d.path is not None:

@@ -1,6 +1,6 @@
 """The send worker: one process, one association at a time, C-STOREs streamed from disk.
 
-Kept apart from :mod:`pacscopy.send` so that a worker process imports neither
+Kept apart from :mod:`pacscopy.send.send` so that a worker process imports neither
 DuckDB nor the CLI: the workers are forked from a forkserver that preloads
 only this module, and every worker carries only what sending needs.
 Results go back to the main process (the only writer of the index) in small
@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from pacscopy.dicomnet import (
+from pacscopy.dicom.net import (
     STORED,
     STORED_WARNINGS,
     AssociationFailed,

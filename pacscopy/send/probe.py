@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from pacscopy.dicomnet import Target, echo, make_ae, nodelay_handlers
+from pacscopy.dicom.net import Target, echo, make_ae, nodelay_handlers
 from pacscopy.errors import PacscopyError
 from pacscopy.index import insert_columns, run
 
@@ -40,8 +40,8 @@ def probe(con: duckdb.DuckDBPyConnection, target: Target, calling_ae: str = "PAC
     if status is None:
         raise ProbeError(f"{target} did not accept an association for C-ECHO: check AE title, host, port and "
                          "that the target knows the calling AE title " + calling_ae)
-    pairs = sorted({(c, t) for c, t in run(con, "ops/probe_pairs").fetchall()}
-                   | {(c, t) for (c,) in run(con, "ops/probe_classes").fetchall() for t in UNCOMPRESSED})
+    pairs = sorted({(c, t) for c, t in run(con, "ops/send/probe_pairs").fetchall()}
+                   | {(c, t) for (c,) in run(con, "ops/send/probe_classes").fetchall() for t in UNCOMPRESSED})
     accepted: dict[tuple[str, str], tuple[bool, str]] = {}
     n_assoc = 0
     for i in range(0, len(pairs), MAX_CONTEXTS):
@@ -62,9 +62,9 @@ def probe(con: duckdb.DuckDBPyConnection, target: Target, calling_ae: str = "PAC
         assoc.release()
     con.execute("BEGIN TRANSACTION")
     try:
-        run(con, "ops/delete_capabilities", {"target": str(target)})
+        run(con, "ops/send/delete_capabilities", {"target": str(target)})
         if pairs:
-            insert_columns(con, "ops/insert_capabilities", {
+            insert_columns(con, "ops/send/insert_capabilities", {
                 "sop_class_uid": [p[0] for p in pairs], "transfer_syntax_uid": [p[1] for p in pairs],
                 "accepted": [accepted[p][0] for p in pairs], "result": [accepted[p][1] for p in pairs],
             }, target=str(target), probed_at=dt.datetime.now())

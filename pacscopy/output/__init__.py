@@ -1,0 +1,1 @@
+"""Everything pacscopy renders for people: tables, CSV/JSON, the HTML report."""
