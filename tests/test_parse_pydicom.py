@@ -37,6 +37,8 @@ NOT_OK = {
     "nested_priv_SQ.dcm": ("corrupt", "missing_sop_instance_uid"),
     "no_meta_group_length.dcm": ("corrupt", "missing_sop_instance_uid"),
     "priv_SQ.dcm": ("corrupt", "missing_sop_instance_uid"),
+    # NumberOfFrames '1A' (pydicom's test of a bad IS value): 15 frames of dose grid, count unreadable.
+    "badVR.dcm": ("corrupt", "invalid_image_attributes"),
     # "CT_small without meta", but with one stray 0x20 byte before the dataset.
     "no_meta.dcm": ("corrupt", "unparseable"),
     "README.txt": ("not_dicom", None),

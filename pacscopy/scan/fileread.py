@@ -83,6 +83,12 @@ def read_row(path: bytes) -> Row:
         return entry_row(path, size, mtime_ns, "unreadable", "os_error", f"{e.strerror} (errno {e.errno})")
     except ValueError as e:  # mmap: the file shrank to nothing since fstat
         return entry_row(path, size, mtime_ns, "unreadable", "os_error", f"changed while being read: {e}")
+    except Exception as e:
+        # A bug met on this file's bytes (the parser never raises on bad content by design):
+        # the file gets a row that names the error and is never sent, the rest of the batch
+        # and the scan go on. RecursionError and MemoryError included.
+        return entry_row(path, size, mtime_ns, "corrupt", "parser_error",
+                         f"{type(e).__name__} while parsing: {str(e)[:200]} (a pacscopy bug: please report it)")
     finally:
         os.close(fd)
 

@@ -40,12 +40,13 @@ DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 LONG_VRS = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"}
 )
-VALID_VRS = LONG_VRS | frozenset(
+SHORT_VRS = frozenset(
     {
         b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT",
         b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
     }
 )
+VALID_VRS = LONG_VRS | SHORT_VRS
 UNDEFINED = 0xFFFFFFFF
 ITEM = 0xFFFEE000
 ITEM_DELIM = 0xFFFEE00D
@@ -54,6 +55,35 @@ PIXEL_DATA = 0x7FE00010
 FLOAT_PIXEL_DATA = 0x7FE00008
 DOUBLE_PIXEL_DATA = 0x7FE00009
 DIRECTORY_RECORD_SEQUENCE = 0x00041220
+
+#: Sequences nested deeper than this make a file ``corrupt`` (``nesting_too_deep``). Real
+#: objects stay far below (an SR content tree rarely passes 20 levels); the bound keeps the
+#: walk's recursion well inside Python's stack, whatever a damaged or hostile file declares.
+MAX_NESTING = 128
+
+#: The encodings whose PixelData is native (a plain run of values, never fragments).
+NATIVE_SYNTAXES = frozenset({IMPLICIT_VR_LE, EXPLICIT_VR_LE, DEFLATED_LE, EXPLICIT_VR_BE})
+#: Every transfer syntax PS3.6 Table A-1 defines, retired ones included. A syntax under the
+#: DICOM root that is not here is a damaged value (a flipped digit), not a new codec.
+STANDARD_SYNTAXES = NATIVE_SYNTAXES | frozenset(
+    {"1.2.840.10008.1.2.1.98", "1.2.840.10008.1.2.5", "1.2.840.10008.1.2.8.1",
+     "1.2.840.10008.1.2.7.1", "1.2.840.10008.1.2.7.2", "1.2.840.10008.1.2.7.3"}
+    | {f"1.2.840.10008.1.2.4.{n}" for n in (*range(50, 67), 70, 80, 81, *range(90, 96))}
+    | {f"1.2.840.10008.1.2.4.{n}{s}" for n in range(100, 107) for s in ("", ".1")}
+    | {f"1.2.840.10008.1.2.4.{n}" for n in (107, 108, 201, 202, 203, 204, 205)}
+)
+DICOM_ROOT = "1.2.840.10008."
+#: Bits Allocated values a reader can decode: 1 (bit-packed) or whole bytes up to the
+#: 64 of Double Float Pixel Data (PS3.5 8.1.1: 1 or a multiple of 8; no IOD uses more).
+BITS_ALLOCATED = frozenset({1, 8, 16, 24, 32, 40, 48, 56, 64})
+#: Samples per Pixel a reader can make sense of: 1 and 3 are defined (PS3.3 C.7.6.3.1.1),
+#: 4 was the retired ARGB and CMYK; the standard leaves other counts undefined.
+SAMPLES_PER_PIXEL = frozenset({1, 3, 4})
+#: Value multiples of the fixed-size binary VRs: a length that is not one cannot be read.
+VR_SIZES = {b"US": 2, b"SS": 2, b"UL": 4, b"SL": 4, b"FL": 4, b"FD": 8, b"AT": 4,
+            b"OW": 2, b"OF": 4, b"OL": 4, b"OD": 8, b"OV": 8, b"SV": 8, b"UV": 8}
+#: Short-length VR -> value multiple (0: text, any length); one lookup in the walk's hot loop.
+_SHORT_SIZE = {vr: VR_SIZES.get(vr, 0) for vr in SHORT_VRS}
 
 #: Top-level attributes the index keeps: tag -> column name.
 TEXT_TAGS: dict[int, str] = {
@@ -91,11 +121,15 @@ Buffer = bytes | bytearray | memoryview | mmap.mmap
 
 _TEXT, _US, _PIXEL, _DIRECTORY = range(4)
 #: The top-level elements the walk keeps something of: tag -> (kind, value name).
+#: Values not in the index (photometric, bits_stored, high_bit) serve the pixel checks.
 _TOP_TAGS: dict[int, tuple[int, str]] = {
     **{t: (_TEXT, name) for t, name in TEXT_TAGS.items()},
     SPECIFIC_CHARACTER_SET: (_TEXT, "specific_character_set"),
+    0x00280004: (_TEXT, "photometric"),
     **{t: (_US, name) for t, name in US_TAGS.items()},
-    PIXEL_DATA: (_PIXEL, ""), FLOAT_PIXEL_DATA: (_PIXEL, ""), DOUBLE_PIXEL_DATA: (_PIXEL, ""),
+    0x00280101: (_US, "bits_stored"), 0x00280102: (_US, "high_bit"),
+    PIXEL_DATA: (_PIXEL, "PixelData"), FLOAT_PIXEL_DATA: (_PIXEL, "FloatPixelData"),
+    DOUBLE_PIXEL_DATA: (_PIXEL, "DoubleFloatPixelData"),
     DIRECTORY_RECORD_SEQUENCE: (_DIRECTORY, ""),
 }
 
@@ -150,11 +184,13 @@ _STRUCTS = {
 class _Walker:
     """Walks elements of one encoding over one buffer, checking every length."""
 
-    def __init__(self, buf: Buffer, explicit: bool, big: bool, file_end: int) -> None:
+    def __init__(self, buf: Buffer, explicit: bool, big: bool, file_end: int, depth: int = 0) -> None:
         self.buf = buf
         self.explicit = explicit
         self.big = big
         self.file_end = file_end
+        #: sequences open around the element being walked (bounded by MAX_NESTING)
+        self.depth = depth
         self.hh, self.h, self.i, self.hhi, self.hh2sh = _STRUCTS[big]
 
     # -- one element header -------------------------------------------------
@@ -177,6 +213,14 @@ class _Walker:
                 raise self._cut(pos, end, "element header")
             return tag, vr, self.i.unpack_from(self.buf, pos + 8)[0], pos + 12
         return tag, vr, short, pos + 8
+
+    @staticmethod
+    def bad_length(tag: int, vr: bytes, length: int, pos: int) -> _Problem:
+        return _Problem(
+            "invalid_vr_length",
+            f"({tag >> 16:04X},{tag & 0xFFFF:04X}) {vr.decode()} of {length} bytes at offset {pos}: "
+            f"not a multiple of {VR_SIZES[vr]}, its values cannot be read",
+        )
 
     def _cut(self, pos: int, end: int, what: str) -> _Problem:
         if end >= self.file_end:
@@ -223,8 +267,14 @@ class _Walker:
                         raise self._cut(pos, end, "element header")
                     length = unpack_length(buf, pos + 8)[0]
                     vpos = pos + 12
-                elif vr not in VALID_VRS:
-                    raise _Problem("unparseable", f"invalid VR {vr!r} in ({g:04X},{el:04X}) at offset {pos}")
+                    if vr in VR_SIZES and length != UNDEFINED and length % VR_SIZES[vr]:
+                        raise self.bad_length(tag, vr, length, pos)
+                else:
+                    size = _SHORT_SIZE.get(vr)
+                    if size is None:
+                        raise _Problem("unparseable", f"invalid VR {vr!r} in ({g:04X},{el:04X}) at offset {pos}")
+                    if size and length % size:
+                        raise self.bad_length(tag, vr, length, pos)
             else:
                 g, el, length = unpack_implicit(buf, pos)
                 tag = (g << 16) | el
@@ -249,9 +299,10 @@ class _Walker:
                     if top is not None:
                         top.pixel_data_offset, top.encapsulated = vpos, True
                         top.pixel_data_length = pos - vpos
+                        top.values["pixel_keyword"] = "PixelData"
                 elif vr == b"UN" and explicit:
                     # Undefined-length UN is a sequence encoded implicit VR LE.
-                    inner = _Walker(buf, False, False, self.file_end)
+                    inner = _Walker(buf, False, False, self.file_end, self.depth)
                     pos = inner.sequence(vpos, end, tag)
                 elif vr in (b"SQ", None, b"UN") or not explicit:
                     pos = self.sequence(vpos, end, tag)
@@ -277,6 +328,7 @@ class _Walker:
                         top.values[name] = bytes(buf[vpos : vpos + length])
                     elif kind == _PIXEL:
                         top.pixel_data_offset, top.pixel_data_length = vpos, length
+                        top.values["pixel_keyword"] = name
                     elif kind == _US:
                         if length >= 2:
                             top.values[name] = self.h.unpack_from(buf, vpos)[0]
@@ -287,11 +339,23 @@ class _Walker:
             raise self._cut(pos, end, "an item of undefined length")
         return pos
 
+    def enter(self, tag: int, pos: int) -> None:
+        """One sequence deeper; absurd depth is damage (and would exhaust the stack)."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise _Problem(
+                "nesting_too_deep",
+                f"sequence ({tag >> 16:04X},{tag & 0xFFFF:04X}) at offset {pos} is nested more than "
+                f"{MAX_NESTING} levels deep",
+            )
+
     def sequence(self, pos: int, end: int, tag: int) -> int:
         """Walk items of an undefined-length sequence; return offset after its delimiter."""
+        self.enter(tag, pos)
         while True:
             itag, _, length, vpos = self.header(pos, end)
             if itag == SEQ_DELIM:
+                self.depth -= 1
                 return vpos
             if itag != ITEM:
                 raise _Problem(
@@ -307,6 +371,7 @@ class _Walker:
 
     def sequence_defined(self, pos: int, end: int, tag: int) -> None:
         """Walk the items of a sequence with a defined length."""
+        self.enter(tag, pos)
         while pos < end:
             itag, _, length, vpos = self.header(pos, end)
             if itag != ITEM:
@@ -320,6 +385,7 @@ class _Walker:
                 self.fits(itag, length, vpos, end)
                 self.dataset(vpos, vpos + length, None, False)
                 pos = vpos + length
+        self.depth -= 1
 
     def fragments(self, pos: int, end: int) -> int:
         """Walk encapsulated pixel data fragments; return offset after the delimiter."""
@@ -350,6 +416,116 @@ def _plausible_pixel_length(values: dict[str, Any], length: int) -> bool:
         frames = 1
     expected = (rows * cols * spp * frames * bits + 7) // 8
     return length in (expected, expected + 1)
+
+
+def _uid_valid(uid: str) -> bool:
+    """A UID as PS3.5 9.1 defines it: at most 64 characters, digits in dot-separated
+    components, none empty, none with a leading zero."""
+    if not uid or len(uid) > 64:
+        return False
+    for part in uid.split("."):
+        if not part.isdigit() or not part.isascii() or (part[0] == "0" and len(part) > 1):
+            return False
+    return True
+
+
+def _check_transfer_syntax(ts: str) -> None:
+    """A TransferSyntaxUID no reader can act on is damage, not a syntax to guess around."""
+    if not _uid_valid(ts):
+        raise _Problem("invalid_transfer_syntax", f"TransferSyntaxUID {ts!r} is not a valid UID")
+    if ts.startswith(DICOM_ROOT) and ts not in STANDARD_SYNTAXES:
+        raise _Problem("invalid_transfer_syntax",
+                       f"TransferSyntaxUID {ts} is under the DICOM root but no transfer syntax the standard defines")
+
+
+def _frames(raw: bytes | None) -> int:
+    """NumberOfFrames as a count (1 when absent or empty); raises on an absurd value."""
+    text = _ascii(raw or b"").split("\\")[0].strip()
+    if not text:
+        return 1
+    try:
+        n = int(text)
+    except ValueError:
+        try:
+            f = float(text)
+        except ValueError:
+            f = 0.5
+        if not f.is_integer():
+            raise _Problem("invalid_image_attributes", f"NumberOfFrames {text!r} is not a whole number") from None
+        n = int(f)
+    if n < 1:
+        raise _Problem("invalid_image_attributes", f"NumberOfFrames {n}: an image has at least one frame")
+    return n
+
+
+#: Zero bytes after native pixel values are tolerated up to this many (see _check_pixels).
+MAX_ZERO_PADDING = 1 << 20
+
+
+def _check_pixels(ins: Inspection, ts: str | None, data: Buffer) -> None:
+    """Can a reader decode this PixelData? Judged against the standard (PS3.3 C.7.6.3, PS3.5 8).
+
+    The encoding of the pixel data must agree with the transfer syntax (fragments only
+    under an encapsulated syntax), the attributes that say how to read it must be present
+    and sane, and native pixel data must be exactly as long as they say (plus the one
+    padding byte that makes an odd length even). One tolerance: a tail of zero bytes after
+    the declared values (some writers pad to a block; pydicom and DCMTK read the declared
+    frames and drop it, as with pydicom's own MR_small_padded.dcm) carries nothing to lose.
+    """
+    v = ins.values
+    keyword = v.pop("pixel_keyword", None)
+    if ins.pixel_data_offset is None or keyword is None:
+        return
+    if ts is not None:
+        if ins.encapsulated and ts in NATIVE_SYNTAXES:
+            raise _Problem("pixel_encoding_mismatch",
+                           f"PixelData is encapsulated (compressed fragments) under the native transfer syntax {ts}: "
+                           "no reader can decode it")
+        if not ins.encapsulated and keyword == "PixelData" and ts in STANDARD_SYNTAXES and ts not in NATIVE_SYNTAXES:
+            raise _Problem("pixel_encoding_mismatch",
+                           f"PixelData is native (not fragments) under the encapsulated transfer syntax {ts}")
+    missing = [kw for kw, key in (("Rows", "rows"), ("Columns", "columns"), ("BitsAllocated", "bits_allocated"))
+               if v.get(key) is None]
+    if missing:
+        raise _Problem("missing_image_attributes", f"{keyword} without {', '.join(missing)}: its size is unknown")
+    rows, cols, bits = v["rows"], v["columns"], v["bits_allocated"]
+    spp = v.get("samples_per_pixel")
+    if spp is None:
+        spp = 1
+    bad = []
+    if not rows or not cols:
+        bad.append(f"Rows x Columns {rows} x {cols}")
+    if bits not in BITS_ALLOCATED or (keyword == "FloatPixelData" and bits != 32) or (
+            keyword == "DoubleFloatPixelData" and bits != 64):
+        bad.append(f"BitsAllocated {bits}")
+    if spp not in SAMPLES_PER_PIXEL:
+        bad.append(f"SamplesPerPixel {spp}")
+    stored, high = v.get("bits_stored"), v.get("high_bit")
+    if stored is not None and not 0 < stored <= bits:
+        bad.append(f"BitsStored {stored} with BitsAllocated {bits}")
+    if high is not None and high >= bits:
+        bad.append(f"HighBit {high} with BitsAllocated {bits}")
+    if bad:
+        raise _Problem("invalid_image_attributes", f"{keyword} with {'; '.join(bad)}: no reader can decode it")
+    frames = _frames(v.get("number_of_frames"))
+    if ins.encapsulated:
+        return
+    photometric = _ascii(v.get("photometric") or b"")
+    # YBR_*_422 native: two samples per pixel on average (Y for each, Cb and Cr for every other).
+    samples = 2 if spp == 3 and photometric in ("YBR_FULL_422", "YBR_PARTIAL_422") else spp
+    expected = (rows * cols * samples * frames * bits + 7) // 8
+    length = ins.pixel_data_length or 0
+    if length == expected or (expected & 1 and length == expected + 1):
+        return
+    start = ins.pixel_data_offset + expected
+    zero_tail = expected < length <= expected + MAX_ZERO_PADDING and not bytes(
+        data[start : start + length - expected]).strip(b"\0")
+    if not zero_tail:
+        raise _Problem(
+            "pixel_length_mismatch",
+            f"{keyword} holds {length} bytes; {rows} rows x {cols} columns x {samples} samples x {frames} frame(s) "
+            f"x {bits} bits make {expected}",
+        )
 
 
 def _ascii(raw: bytes) -> str:
@@ -419,6 +595,48 @@ def _syntax_encoding(ts: str) -> tuple[bool, bool]:
 
 
 _U16 = struct.Struct("<H").unpack_from
+
+#: A deflated dataset may inflate to INFLATE_FLOOR bytes, or to INFLATE_RATIO times its
+#: compressed size when that is more, and never beyond INFLATE_CAP; past that it is
+#: ``corrupt`` (``inflate_limit``). Real deflated objects (reports, small images) stay far
+#: below; a decompression bomb (1 MB that inflates to 1 GB) is stopped at the limit, so a
+#: worker never holds more than that of one file.
+INFLATE_FLOOR = 64 << 20
+INFLATE_RATIO = 100
+INFLATE_CAP = 1 << 30
+_INFLATE_CHUNK = 1 << 20
+
+
+def _inflate(buf: Buffer, pos: int, n: int) -> bytearray:
+    """Inflate the deflated dataset at ``pos`` in bounded chunks, checking the limit as it grows."""
+    limit = min(INFLATE_CAP, max(INFLATE_FLOOR, INFLATE_RATIO * (n - pos)))
+    d = zlib.decompressobj(-zlib.MAX_WBITS)
+    out = bytearray()
+    i = pos
+    try:
+        while not d.eof:
+            if d.unconsumed_tail:
+                data = d.unconsumed_tail
+            elif i < n:
+                data = bytes(buf[i : i + _INFLATE_CHUNK])
+                i += len(data)
+            else:
+                data = b""  # no input left: whatever zlib still holds comes out now
+            piece = d.decompress(data, _INFLATE_CHUNK)
+            if not piece and not data:
+                break
+            out += piece
+            if len(out) > limit:
+                raise _Problem(
+                    "inflate_limit",
+                    f"the deflated dataset ({n - pos} bytes) inflates past {limit} bytes: "
+                    f"more than {INFLATE_RATIO} times its size (a decompression bomb?)",
+                )
+    except zlib.error as e:
+        raise _Problem("unparseable", f"deflated dataset does not inflate: {e}") from e
+    if not d.eof:
+        raise _Problem("truncated", "deflated dataset stream ends early")
+    return out
 
 
 def _read_meta(buf: Buffer, pos: int, end: int, ins: Inspection) -> int:
@@ -535,6 +753,8 @@ def inspect_bytes(buf: Buffer) -> Inspection:
         ins.status, ins.reason, ins.detail = "corrupt", p.reason, p.detail
     except (struct.error, IndexError, ValueError, zlib.error) as e:  # defensive: never crash
         ins.status, ins.reason, ins.detail = "corrupt", "unparseable", f"{type(e).__name__}: {e}"
+    except RecursionError:  # MAX_NESTING keeps the walk well inside the stack: a safety net
+        ins.status, ins.reason, ins.detail = "corrupt", "nesting_too_deep", "nesting exhausted the parser's stack"
     if ins.status == "corrupt" and ins.values:
         try:
             _decode_text(ins.values)
@@ -590,14 +810,15 @@ def _inspect(buf: Buffer, n: int, ins: Inspection) -> None:
     data: Buffer = buf
     end = n
     ts = ins.transfer_syntax_uid
-    if ts == DEFLATED_LE:
-        d = zlib.decompressobj(-zlib.MAX_WBITS)
+    # Judged once the dataset is walked, so that a corrupt copy keeps its header values.
+    bad_ts: _Problem | None = None
+    if ts is not None:
         try:
-            inflated = d.decompress(bytes(buf[pos:]))
-        except zlib.error as e:
-            raise _Problem("unparseable", f"deflated dataset does not inflate: {e}") from e
-        if not d.eof:
-            raise _Problem("truncated", "deflated dataset stream ends early")
+            _check_transfer_syntax(ts)
+        except _Problem as p:
+            bad_ts = p
+    if ts == DEFLATED_LE:
+        inflated = _inflate(buf, pos, n)
         data, pos, end = inflated, 0, len(inflated)
 
     strict = not ins.has_meta
@@ -641,6 +862,8 @@ def _inspect(buf: Buffer, n: int, ins: Inspection) -> None:
         _decode_text(ins.values)
         ins.status = "dicomdir"
         return
+    if bad_ts is not None:
+        raise bad_ts
     if ins.detected_syntax and ins.transfer_syntax_uid and ins.detected_syntax != ins.transfer_syntax_uid:
         raise _Problem(
             "encoding_mismatch",
@@ -653,6 +876,7 @@ def _inspect(buf: Buffer, n: int, ins: Inspection) -> None:
     ):
         if not _uid_ok(ins.values.get(key)):
             raise _Problem(reason, f"no {key.replace('_', ' ')} in the dataset")
+    _check_pixels(ins, ins.transfer_syntax_uid, data)
     _decode_text(ins.values)
     lost = find_lost_block(buf)
     if lost is not None:
