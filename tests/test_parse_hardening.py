@@ -13,14 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from pacscopy import dicomparse
-from pacscopy.dicomparse import inspect_bytes
-from pacscopy.fileread import read_and_inspect, read_rows
+from pacscopy.scan import parse as dicomparse
+from pacscopy.scan.parse import inspect_bytes
+from pacscopy.scan.fileread import read_and_inspect, read_rows
 from pacscopy.receive import Receiver
+from pacscopy.testing.synth import make_archive
 
 from . import hostile
-from pacscopy.synth import make_archive
-
 from .conftest import PYDICOM_FILES, rows
 from .hostile import element, encapsulated_pixels, identity, image, part10, text, us
 
@@ -204,7 +203,7 @@ def test_deep_nesting_in_a_worker_batch_costs_no_other_file_its_row(tmp_path: Pa
 
 
 def test_a_parser_exception_on_one_file_becomes_its_row(tmp_path: Path, cli, monkeypatch) -> None:
-    import pacscopy.fileread as fileread
+    import pacscopy.scan.fileread as fileread
 
     real = fileread.inspect_bytes
 
