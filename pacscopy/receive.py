@@ -42,6 +42,20 @@ FIND_MODELS = ("1.2.840.10008.5.1.4.1.2.1.1", "1.2.840.10008.5.1.4.1.2.2.1")  # 
 GET_MODELS = ("1.2.840.10008.5.1.4.1.2.1.3", "1.2.840.10008.5.1.4.1.2.2.3")
 
 
+#: What the receiver stores and catalogues; anything else (corrupt, not DICOM) is refused.
+CATALOGUED = ("ok", "suspect")
+
+
+def _refusal(status: str, reason: str | None) -> Any:
+    """A C-STORE failure (0xC000, cannot understand) whose ErrorComment says why."""
+    from pydicom.dataset import Dataset
+
+    rsp = Dataset()
+    rsp.Status = 0xC000
+    rsp.ErrorComment = f"{status}: {reason or 'unreadable'}"[:64]
+    return rsp
+
+
 @dataclass
 class Held:
     """One object in the receiver's catalogue."""
@@ -86,7 +100,16 @@ class Receiver:
         from pacscopy.scan.parse import inspect_bytes
 
         for p in sorted(self.storage.glob("*.dcm")):
-            ins = inspect_bytes(p.read_bytes())
+            # Whatever lies in the folder (a damaged or hostile file put there by hand),
+            # the receiver starts: what it cannot catalogue is left out, with a warning.
+            try:
+                ins = inspect_bytes(p.read_bytes())
+            except OSError as e:
+                log.warning("not catalogued: %s: %s", p.name, e)
+                continue
+            if ins.status not in CATALOGUED:
+                log.warning("not catalogued: %s is %s (%s)", p.name, ins.status, ins.reason)
+                continue
             v = ins.values
             if v.get("sop_instance_uid"):
                 self.catalogue[v["sop_instance_uid"]] = Held(
@@ -108,12 +131,18 @@ class Receiver:
                 and h.path.exists()]
 
     # -- C-STORE -------------------------------------------------------------
-    def _handle_store(self, event: Any) -> int:
+    def _handle_store(self, event: Any) -> Any:
         try:
             req = event.request
             sop = str(req.AffectedSOPInstanceUID)
             if not sop or "/" in sop or sop.startswith("."):
                 return 0xC210  # cannot understand: no usable SOPInstanceUID
+            from pacscopy.scan.parse import inspect_bytes
+
+            raw = event.encoded_dataset(include_meta=True)
+            ins = inspect_bytes(raw)
+            if ins.status not in CATALOGUED:  # refused, never stored: it could not be catalogued
+                return _refusal(ins.status, ins.reason)
             self.storage.mkdir(parents=True, exist_ok=True)
             final = self.storage / f"{sop}.dcm"
             tmp = self.storage / f".{sop}.{threading.get_ident()}.part"
@@ -122,15 +151,13 @@ class Receiver:
                 data = self._coerced(event)
                 status = 0xB000  # coercion of data elements
             else:
-                data = event.encoded_dataset(include_meta=True)
+                data = raw
             with open(tmp, "wb") as f:
                 f.write(data)
             os.replace(tmp, final)
             ds = event.dataset if self.coerce else None
             study = series = pid = None
-            from pacscopy.scan.parse import inspect_bytes
-
-            v = inspect_bytes(data).values if ds is None else {
+            v = ins.values if ds is None else {
                 "study_instance_uid": ds.get("StudyInstanceUID"), "series_instance_uid": ds.get("SeriesInstanceUID"),
                 "patient_id": ds.get("PatientID")}
             study, series, pid = v.get("study_instance_uid"), v.get("series_instance_uid"), v.get("patient_id")
