@@ -10,91 +10,22 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
+from typing import Annotated, Any, NoReturn, Optional
+
+import typer
 
 from pacscopy import __version__
 from pacscopy import index as idx
+from pacscopy.errors import PacscopyError
 from pacscopy.output import render
-from pacscopy.errors import InputError, PacscopyError
 
-if TYPE_CHECKING:
-    import typer
+IndexOpt = Annotated[Optional[str], typer.Option(
+    "--index", help="Index file (default: $PACSCOPY_INDEX, else ./pacscopy.duckdb).", show_default=False)]
+TargetOpt = Annotated[str, typer.Option(
+    "--target", help="Target as AE@host:port, e.g. ORTHANC@127.0.0.1:4242.", show_default=False)]
+CallingOpt = Annotated[str, typer.Option("--calling-ae", help="Our AE title.")]
 
-    IndexOpt = Optional[str]
-    TargetOpt = str
-    CallingOpt = str
-else:
-
-    class _LazyTyper:
-        """``typer``, imported on first use.
-
-        Importing typer costs ~25 ms, and a plain ``scan`` (the command run in
-        loops over many volumes, see :func:`_plain_scan_args`) never needs it.
-        """
-
-        def __getattr__(self, name: str) -> Any:
-            import typer as real
-
-            globals()["typer"] = real
-            return getattr(real, name)
-
-    typer = _LazyTyper()
-
-
-def _option_types() -> dict[str, Any]:
-    """Option types several commands share; they need typer, so they are made with the app."""
-    return {
-        "IndexOpt": Annotated[Optional[str], typer.Option(
-            "--index", help="Index file (default: $PACSCOPY_INDEX, else ./pacscopy.duckdb).", show_default=False)],
-        "TargetOpt": Annotated[str, typer.Option(
-            "--target", help="Target as AE@host:port, e.g. ORTHANC@127.0.0.1:4242.", show_default=False)],
-        "CallingOpt": Annotated[str, typer.Option("--calling-ae", help="Our AE title.")],
-    }
-
-
-class _LazyApp:
-    """The typer app, built on first use from the commands registered on it.
-
-    ``@app.command()`` and ``@app.callback()`` only record the function; the
-    real :class:`typer.Typer` is made when the app is run or inspected.
-    """
-
-    def __init__(self, **settings: Any) -> None:
-        self._settings = settings
-        self._registered: list[tuple[str, tuple[Any, ...], dict[str, Any], Any]] = []
-        self._app: Any = None
-
-    def command(self, *args: Any, **kwargs: Any) -> Any:
-        def record(f: Any) -> Any:
-            self._registered.append(("command", args, kwargs, f))
-            return f
-
-        return record
-
-    def callback(self, *args: Any, **kwargs: Any) -> Any:
-        def record(f: Any) -> Any:
-            self._registered.append(("callback", args, kwargs, f))
-            return f
-
-        return record
-
-    def real(self) -> Any:
-        if self._app is None:
-            globals().update(_option_types())  # the annotations name them: typer evaluates them now
-            app = typer.Typer(**self._settings)
-            for kind, args, kwargs, f in self._registered:
-                getattr(app, kind)(*args, **kwargs)(f)
-            self._app = app
-        return self._app
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.real()(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:  # typer.main.get_command(app) and the like
-        return getattr(self.real(), name)
-
-
-app: Any = _LazyApp(
+app = typer.Typer(
     name="pacscopy",
     help="Bulk copy and reconciliation for PACS migrations: scan, check, send, verify.",
     no_args_is_help=True,
@@ -129,66 +60,25 @@ def scan(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")] = False,
 ) -> None:
     """Index every file under ROOTs: hash, header, status. Incremental on rescans."""
-    _scan(roots=roots, index=index, volume=volume, workers=workers, rehash=rehash, quiet=quiet)
+    from pacscopy.scan.scan import ScanResult
+    from pacscopy.scan.scan import scan as do_scan
 
+    bar: Any = None
 
-def _scan(*, roots: list[Path], index: Optional[str], volume: Optional[str], workers: int, rehash: bool,
-          quiet: bool) -> None:
-    for r in roots:
-        if not os.path.lexists(r):
-            fail(f"root {r} does not exist")
-    path = _index(index)
-    # A first scan or a rehash reads every file: start the workers first thing, then
-    # the walk, and let them read while DuckDB is imported and the index opened.
-    early = rehash or not os.path.exists(path)
-    from pacscopy.scan.pool import scan_workers  # light: the worker processes import it too
+    def on_total(root: Any, files: int, nbytes: int) -> None:
+        nonlocal bar
+        if not quiet:
+            bar = _bar(files, "file", f"scan {Path(root).name or root}", smoothing=0.1)
 
-    pool = scan_workers(workers) if early else None
-    from pacscopy.scan.scan import SCAN_DUCKDB_THREADS, SCAN_MEMORY_LIMIT, begin_scan
+    def on_progress(files: int, nbytes: int) -> None:
+        if bar is not None:
+            _advance(bar, files, nbytes, every=50)
 
-    begun = begin_scan(roots[0], workers=workers, pool=pool) if early else None
-    try:
-        con = idx.open_index(path, create=True, memory_limit=SCAN_MEMORY_LIMIT, threads=SCAN_DUCKDB_THREADS)
-        try:
-            _scan_roots(con, roots, begun, index=path, volume=volume, workers=workers, rehash=rehash, quiet=quiet)
-            con.execute("CHECKPOINT")
-        finally:
-            con.close()
-    finally:
-        if begun is not None:
-            begun.close()
-
-
-def _scan_roots(con: Any, roots: list[Path], begun: Any, *, index: str, volume: Optional[str], workers: int,
-                rehash: bool, quiet: bool) -> None:
-    from pacscopy.scan.scan import scan_root
-
-    for i, r in enumerate(roots):
-        bar: Any = None
-
-        def on_total(files: int, nbytes: int) -> None:
-            nonlocal bar
-            if not quiet:
-                from tqdm import tqdm
-
-                bar = tqdm(total=files, unit="file", desc=f"scan {r.name or r}", file=sys.stderr,
-                           dynamic_ncols=True, smoothing=0.1)
-                bar.mb = 0.0
-
-        def on_progress(files: int, nbytes: int) -> None:
-            if bar is not None:
-                bar.mb += nbytes / 1e6
-                bar.update(files)
-                el = bar.format_dict.get("elapsed") or 0
-                if el and bar.n % 50 == 0:
-                    bar.set_postfix_str(f"{bar.mb / el:.1f} MB/s", refresh=False)
-
-        try:
-            res = scan_root(con, r, volume=volume, workers=workers, rehash=rehash,
-                            on_total=on_total, on_progress=on_progress, begun=begun if i == 0 else None)
-        finally:
-            if bar is not None:
-                bar.close()
+    def on_done(res: ScanResult) -> None:
+        nonlocal bar
+        if bar is not None:
+            bar.close()
+            bar = None
         if not quiet:
             rate = res.bytes_read / 1e6 / res.seconds if res.seconds else 0.0
             typer.echo(
@@ -196,11 +86,34 @@ def _scan_roots(con: Any, roots: list[Path], begun: Any, *, index: str, volume: 
                 f"{res.unchanged} unchanged, {res.missing} missing; read {res.files_read} files, "
                 f"{render.human_bytes(res.bytes_read)} in {res.seconds:.1f} s ({rate:.1f} MB/s)"
             )
+
+    try:
+        result = do_scan(roots, _index(index), volume=volume, workers=workers, rehash=rehash,
+                         on_total=on_total, on_progress=on_progress, on_done=on_done)
+    finally:
+        if bar is not None:
+            bar.close()
     if not quiet:
-        rows = idx.run(con, "ops/scan/status_counts").fetchall()
-        typer.echo("\nindex " + index + ":")
+        typer.echo("\nindex " + result.index + ":")
         typer.echo(render.table(["status", "files", "bytes"],
-                                [(s, n, render.human_bytes(b)) for s, n, b in rows]))
+                                [(s.status, s.files, render.human_bytes(s.bytes)) for s in result.statuses]))
+
+
+def _bar(total: int, unit: str, desc: str, **kw: Any) -> Any:
+    """A progress bar on stderr that also shows MB/s (see :func:`_advance`)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit=unit, desc=desc, file=sys.stderr, dynamic_ncols=True, **kw)
+    bar.mb = 0.0
+    return bar
+
+
+def _advance(bar: Any, n: int, nbytes: int, every: int = 1) -> None:
+    bar.mb += nbytes / 1e6
+    bar.update(n)
+    el = bar.format_dict.get("elapsed") or 0
+    if el and bar.n % every == 0:
+        bar.set_postfix_str(f"{bar.mb / el:.1f} MB/s", refresh=False)
 
 
 @app.command()
@@ -249,42 +162,36 @@ def check(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")] = False,
 ) -> None:
     """Run the SQL checks into 'findings' and rebuild the plan (decisions are kept)."""
-    from tqdm import tqdm
-
     from pacscopy.check.checks import run_checks
 
-    con = idx.open_index(_index(index))
     bar: Any = None
 
     def on_total(n: int) -> None:
         nonlocal bar
         if n and not quiet:
-            bar = tqdm(total=n, unit="file", desc="content hashes", file=sys.stderr, dynamic_ncols=True)
+            bar = _bar(n, "file", "content hashes")
 
     def on_progress(n: int) -> None:
         if bar is not None:
             bar.update(n)
 
+    con = idx.open_index(_index(index))
     try:
         res = run_checks(con, names, on_hash_total=on_total, on_hash_progress=on_progress)
     finally:
+        con.close()
         if bar is not None:
             bar.close()
-    try:
-        if not quiet:
-            rows = idx.run(con, "ops/check/findings_summary").fetchall()
-            typer.echo(render.table(["check", "severity", "files", "instances"], rows))
-            typer.echo("")
-            _echo_dispositions(con)
-    finally:
-        con.close()
+    if not quiet:
+        typer.echo(render.table(["check", "severity", "files", "instances"], res.summary))
+        typer.echo("")
+        _echo_plan(res.plan)
 
 
-def _echo_dispositions(con: Any) -> None:
+def _echo_plan(plan: list[Any]) -> None:
     """The plan in one table: instances, decisions and bytes per disposition."""
-    rows = idx.run(con, "ops/check/disposition_summary").fetchall()
     typer.echo(render.table(["disposition", "instances", "decided", "bytes"],
-                            [(d, n, k, render.human_bytes(b)) for d, n, k, b in rows]))
+                            [(p.disposition, p.instances, p.decided, render.human_bytes(p.bytes)) for p in plan]))
 
 
 class Action(str, Enum):
@@ -365,7 +272,6 @@ def probe(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the target.")] = 10.0,
 ) -> None:
     """C-ECHO the target and record which (SOP class, transfer syntax) pairs it accepts."""
-    from pacscopy.check.checks import run_checks
     from pacscopy.dicom.net import Target
     from pacscopy.send.probe import probe as do_probe
 
@@ -373,12 +279,11 @@ def probe(
     con = idx.open_index(_index(index))
     try:
         res = do_probe(con, t, calling_ae, timeout)
-        typer.echo(f"{res.target}: C-ECHO 0x{res.echo_status:04X}; {res.accepted} of {res.pairs} "
-                   f"(SOP class, transfer syntax) pairs accepted in {res.associations} association(s)")
-        run_checks(con, [])  # re-plan: refused pairs become 'blocked'
-        _echo_dispositions(con)
     finally:
         con.close()
+    typer.echo(f"{res.target}: C-ECHO 0x{res.echo_status:04X}; {res.accepted} of {res.pairs} "
+               f"(SOP class, transfer syntax) pairs accepted in {res.associations} association(s)")
+    _echo_plan(res.plan)
 
 
 @app.command()
@@ -399,10 +304,9 @@ def send(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Send what the plan says 'send' with C-STORE: parallel, throttled, resumable."""
-    from tqdm import tqdm
-
     from pacscopy.dicom.net import Target
-    from pacscopy.send.send import SendOptions, Window, parse_rate, queue_size
+    from pacscopy.send.send import SendOptions, Window, parse_rate
+    from pacscopy.send.send import dry_run as do_dry_run
     from pacscopy.send.send import send as do_send
 
     t = Target.parse(target)
@@ -412,32 +316,22 @@ def send(
     con = idx.open_index(_index(index))
     try:
         if dry_run:
-            n, b = queue_size(con, t, opts)
-            typer.echo(f"dry run: {n} instances, {render.human_bytes(b)} would be sent to {t}")
-            rows = con.execute(
-                "SELECT sop_class_uid, send_syntax, count(*), sum(size) FROM (" + _queue_for_display(opts)
-                + ") GROUP BY ALL ORDER BY 3 DESC",
-                {"target": str(t), "transcode": transcode, "limit": limit if limit is not None else 2**62},
-            ).fetchall()
+            plan = do_dry_run(con, t, opts)
+            typer.echo(f"dry run: {plan.instances} instances, {render.human_bytes(plan.bytes)} would be sent to {t}")
             typer.echo(render.table(["sop_class_uid", "transfer_syntax", "instances", "bytes"],
-                                    [(c, ts, k, render.human_bytes(x)) for c, ts, k, x in rows], max_width=70))
+                                    [(g.sop_class_uid, g.transfer_syntax, g.instances, render.human_bytes(g.bytes))
+                                     for g in plan.groups], max_width=70))
             return
         bar: Any = None
 
         def on_total(n: int, nbytes: int) -> None:
             nonlocal bar
             if not quiet and n:
-                bar = tqdm(total=n, unit="inst", desc=f"send {t.ae}", file=sys.stderr, dynamic_ncols=True,
-                           delay=1.0)
-                bar.mb = 0.0
+                bar = _bar(n, "inst", f"send {t.ae}", delay=1.0)
 
         def on_progress(msg: dict[str, Any]) -> None:
             if bar is not None and msg["outcome"] in ("stored", "warning", "failed"):
-                bar.mb += (msg["bytes"] or 0) / 1e6
-                bar.update(1)
-                el = bar.format_dict.get("elapsed") or 0
-                if el:
-                    bar.set_postfix_str(f"{bar.mb / el:.1f} MB/s", refresh=False)
+                _advance(bar, 1, msg["bytes"] or 0)
 
         def on_wait(opens: Any) -> None:
             typer.echo(f"outside the window {opts.window}: waiting until {opens:%Y-%m-%d %H:%M}", err=True)
@@ -470,38 +364,32 @@ def send(
         raise typer.Exit(1)
 
 
-def _queue_for_display(opts: Any) -> str:
-    from pacscopy.send.send import queue_sql
-
-    return queue_sql(opts.where)
-
-
 @app.command()
 def status(
     target: TargetOpt,
     index: IndexOpt = None,
 ) -> None:
     """Progress towards a target, with an estimated finish at the latest run's rate."""
-    import datetime as dt
-
     from pacscopy.dicom.net import Target
+    from pacscopy.send.send import progress
 
     t = Target.parse(target)
-    cols, rows = idx.query(_index(index), idx.load_sql("ops/send/send_status"), {"target": str(t)})
-    r = dict(zip(cols, rows[0]))
+    con = idx.open_index(_index(index), read_only=True)
+    try:
+        p = progress(con, t)
+    finally:
+        con.close()
     typer.echo(f"target {t}")
-    typer.echo(f"  planned to send: {r['planned']} instances ({render.human_bytes(r['planned_bytes'])})")
-    typer.echo(f"  stored:          {r['stored']} (+{r['warnings']} with warnings)")
-    typer.echo(f"  failed:          {r['failed']}")
-    typer.echo(f"  left:            {r['left_to_send']}")
-    if r["run_id"] is not None and r["ended"] and r["instances"]:
-        secs = max((r["ended"] - r["started"]).total_seconds(), 1e-3)
-        per_s = r["instances"] / secs
-        eta = dt.datetime.now() + dt.timedelta(seconds=r["left_to_send"] / per_s) if per_s else None
-        typer.echo(f"  latest run {r['run_id']}: {per_s:.1f} instances/s, {r['bytes'] / 1e6 / secs:.1f} MB/s")
-        if eta and r["left_to_send"]:
+    typer.echo(f"  planned to send: {p.planned} instances ({render.human_bytes(p.planned_bytes)})")
+    typer.echo(f"  stored:          {p.stored} (+{p.warnings} with warnings)")
+    typer.echo(f"  failed:          {p.failed}")
+    typer.echo(f"  left:            {p.left_to_send}")
+    if p.run_id is not None and p.ended and p.instances:
+        typer.echo(f"  latest run {p.run_id}: {p.per_second:.1f} instances/s, {p.mb_per_second:.1f} MB/s")
+        eta = p.finish()
+        if eta is not None:
             typer.echo(f"  estimated finish at that rate: {eta:%Y-%m-%d %H:%M} (sending around the clock)")
-    elif r["left_to_send"]:
+    elif p.left_to_send:
         typer.echo("  no send run yet: no rate to estimate a finish from")
 
 
@@ -578,8 +466,6 @@ def verify(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Prove the target holds what was sent: C-FIND, Storage Commitment, or retrieve and compare."""
-    from tqdm import tqdm
-
     from pacscopy.dicom.net import Target
     from pacscopy.verify.verify import verify as do_verify
 
@@ -590,8 +476,7 @@ def verify(
     def on_total(n: int) -> None:
         nonlocal bar
         if not quiet:
-            bar = tqdm(total=n, unit="inst", desc=f"verify {mode.value}", file=sys.stderr, dynamic_ncols=True,
-                       delay=1.0)
+            bar = _bar(n, "inst", f"verify {mode.value}", delay=1.0)
 
     def on_progress(n: int) -> None:
         if bar is not None:
@@ -607,9 +492,8 @@ def verify(
         typer.echo(f"verify {res.mode} against {res.target}: {res.checked} instances checked")
         for k in ("verified", "missing_on_target", "mismatch", "failed"):
             typer.echo(f"  {k + ':':19s}{res.counts.get(k, 0)}")
-        if not res.ok:
-            rows = idx.run(con, "ops/verify/verify_problems", {"target": str(t), "mode": mode.value}).fetchall()
-            typer.echo(render.table(["sop_instance_uid", "outcome", "detail"], rows, max_width=100))
+        if res.problems:
+            typer.echo(render.table(["sop_instance_uid", "outcome", "detail"], res.problems, max_width=100))
     finally:
         con.close()
     if not res.ok:
@@ -656,68 +540,6 @@ def _root(
     os.umask(0o077)  # everything pacscopy writes may hold patient data
 
 
-#: Options of ``scan`` that take a value, and the flags, for :func:`_plain_scan_args`.
-_SCAN_VALUE_OPTIONS = {"--index": "index", "--volume": "volume", "--workers": "workers"}
-_SCAN_FLAGS = {"--rehash": "rehash", "--quiet": "quiet", "-q": "quiet"}
-_FAST_SCAN = True  # tests switch it off to compare with typer's own parsing
-
-
-def _plain_scan_args(args: list[str]) -> dict[str, Any] | None:
-    """The arguments of a plain ``scan`` command line, or None for typer to parse.
-
-    Why: importing typer and letting it parse costs a scan ~35 ms (typer
-    0.28; 0.29 also builds a pydantic TypeAdapter per parameter: ~0.08 s),
-    close to a tenth of a whole scan of 1 GB. The scan is the one command run
-    in loops over many volumes, so its common form skips that. Only the exact forms below
-    are taken; anything else (help, a repeated or unknown option, a value
-    that looks like an option, an invalid number, no root) goes to typer,
-    which gives the same result or its usual message. ``tests/test_cli_fast.py``
-    checks that both parsers agree.
-    """
-    if not _FAST_SCAN or not args or args[0] != "scan":
-        return None
-    out: dict[str, Any] = {"index": None, "volume": None, "workers": os.cpu_count() or 1,
-                           "rehash": False, "quiet": False}
-    roots: list[Path] = []
-    seen: set[str] = set()
-    rest = iter(args[1:])
-    only_roots = False
-    for a in rest:
-        if only_roots or not a.startswith("-"):
-            if not a:
-                return None
-            roots.append(Path(a))
-            continue
-        if a == "--":
-            only_roots = True
-            continue
-        name, eq, value = a.partition("=")
-        if name in _SCAN_VALUE_OPTIONS:
-            if not eq:
-                value = next(rest, "")
-            if not value or value.startswith("-"):
-                return None
-            key = _SCAN_VALUE_OPTIONS[name]
-            if key == "workers":
-                if not (value.isascii() and value.isdigit() and value[0] != "0"):
-                    return None
-                out[key] = int(value)
-            else:
-                out[key] = value
-        elif a in _SCAN_FLAGS:
-            key = _SCAN_FLAGS[a]
-            out[key] = True
-        else:
-            return None
-        if key in seen:
-            return None
-        seen.add(key)
-    if not roots:
-        return None
-    out["roots"] = roots
-    return out
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one error boundary for the whole CLI."""
     import warnings
@@ -725,18 +547,6 @@ def main(argv: list[str] | None = None) -> None:
     # pydicom warns about every odd value it reads; the checks report those, once, in the index.
     warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\..*)?")
     try:
-        plain = _plain_scan_args(sys.argv[1:] if argv is None else argv)
-        if plain is not None:
-            _root(version=False)
-            _scan(**plain)
-            if argv is None:
-                # The process ends now: its last garbage collections would walk every
-                # object (DuckDB's, typer's, ...) for ~15 ms only to free memory the OS
-                # takes back anyway. The index is closed and nothing is left to flush.
-                import gc
-
-                gc.freeze()
-            return
         rc = app(args=argv, standalone_mode=False)
         if isinstance(rc, int) and rc:
             sys.exit(rc)  # typer.Exit inside a command comes back as a return value
@@ -756,7 +566,7 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo("pacscopy: interrupted; everything written so far is kept", err=True)
         sys.exit(130)
     except Exception as e:
-        duckdb = sys.modules.get("duckdb")  # imported only once an index was opened
+        duckdb = sys.modules.get("duckdb")  # imported once an index was opened
         # Ctrl-C while DuckDB runs a statement: it ends the statement and its transaction and
         # raises InterruptException, or a RuntimeError("Query interrupted") from its bindings.
         if duckdb is not None and (isinstance(e, duckdb.InterruptException)

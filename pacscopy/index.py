@@ -12,10 +12,11 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pacscopy.errors import IndexFileError, QueryError
 
@@ -166,6 +167,39 @@ def migrate(con: duckdb.DuckDBPyConnection, path: str = "index") -> list[int]:
 def run(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
     """Run the named SQL file with ``$parameters``."""
     return con.execute(load_sql(name), params or {})
+
+
+T = TypeVar("T")
+
+
+def fetch(con: duckdb.DuckDBPyConnection, name: str, row: Callable[..., T],
+          params: dict[str, Any] | None = None) -> list[T]:
+    """Run the named SQL file; each result row becomes ``row(**{column: value})``.
+
+    Rows are read by column name, never by position: a column added to the
+    query cannot shift the fields after it, and one the row type does not
+    know fails loudly.
+    """
+    cur = run(con, name, params)
+    cols = [d[0] for d in cur.description]
+    return [row(**dict(zip(cols, r))) for r in cur.fetchall()]
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """``BEGIN`` ... ``COMMIT``; ``ROLLBACK`` if anything (also Ctrl-C) interrupts the block."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        import duckdb
+
+        try:
+            con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass  # an interrupted statement already ended its transaction
+        raise
+    con.execute("COMMIT")
 
 
 def run_script(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any] | None = None) -> None:

@@ -18,13 +18,13 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 import xxhash
 
 from pacscopy.errors import InputError
-from pacscopy.index import insert_columns, load_sql, run, run_script, sql_dir
+from pacscopy.index import fetch, insert_columns, load_sql, run, run_script, sql_dir
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +36,37 @@ def check_names() -> list[str]:
     return sorted(p.stem for p in (sql_dir() / "checks").glob("*.sql"))
 
 
+class FindingCount(NamedTuple):
+    """Findings of one check and severity."""
+
+    check_id: str
+    severity: str
+    files: int
+    instances: int
+
+
+class DispositionCount(NamedTuple):
+    """The plan for one disposition: instances, how many by a decision, bytes."""
+
+    disposition: str
+    instances: int
+    decided: int
+    bytes: int
+
+
 @dataclass
 class CheckResult:
     checks: list[str]
     hashed: int = 0
     findings: dict[str, int] = field(default_factory=dict)  # check -> files
-    dispositions: dict[str, int] = field(default_factory=dict)
+    dispositions: dict[str, int] = field(default_factory=dict)  # disposition -> instances
+    summary: list[FindingCount] = field(default_factory=list)  # every check's findings in the index
+    plan: list[DispositionCount] = field(default_factory=list)
+
+
+def plan_summary(con: duckdb.DuckDBPyConnection) -> list[DispositionCount]:
+    """The plan in one table: instances, decisions and bytes per disposition."""
+    return fetch(con, "ops/check/disposition_summary", DispositionCount)
 
 
 def refresh_sop_classes(con: duckdb.DuckDBPyConnection) -> None:
@@ -94,7 +119,9 @@ def run_checks(
         con.execute("ROLLBACK")
         raise
     res.findings = {r[0]: r[1] for r in run(con, "ops/check/findings_per_check").fetchall()}
-    res.dispositions = {r[0]: r[1] for r in run(con, "ops/check/disposition_summary").fetchall()}
+    res.summary = fetch(con, "ops/check/findings_summary", FindingCount)
+    res.plan = plan_summary(con)
+    res.dispositions = {p.disposition: p.instances for p in res.plan}
     return res
 
 

@@ -14,15 +14,15 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from pacscopy import __version__
 from pacscopy.errors import InputError
 from pacscopy.scan.fileread import ROW_COLUMNS, display_path, entry_row, read_and_inspect, read_row
-from pacscopy.index import insert_columns, run
-from pacscopy.scan.pool import Workers
+from pacscopy.index import default_index_path, fetch, insert_columns, open_index, run
+from pacscopy.scan.pool import Workers, scan_workers
 
 if TYPE_CHECKING:  # not imported at run time: a scan begins before the index is open
     import duckdb
@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # not imported at run time: a scan begins before the index is
 
 log = logging.getLogger(__name__)
 
-__all__ = ["COLUMNS", "ScanResult", "begin_scan", "display_path", "read_and_inspect", "scan_root", "walk"]
+__all__ = ["COLUMNS", "ScanResult", "ScanRun", "StatusCount", "begin_scan", "display_path", "read_and_inspect", "scan", "scan_root", "walk"]
 
 #: Columns written for every file, in the order of a result row (volume and root are per scan).
 COLUMNS = ROW_COLUMNS
@@ -461,3 +461,71 @@ def scan_root(
                                  "missing": res.missing, "bytes_read": res.bytes_read, "scan_id": scan_id})
     res.statuses = {r[0]: r[1] for r in run(con, "ops/scan/status_counts").fetchall()}
     return res
+
+
+class StatusCount(NamedTuple):
+    """Files and bytes of one status in the whole index."""
+
+    status: str
+    files: int
+    bytes: int
+
+
+@dataclass
+class ScanRun:
+    """A scan of one or more roots into one index."""
+
+    index: str
+    results: list[ScanResult] = field(default_factory=list)
+    statuses: list[StatusCount] = field(default_factory=list)  # the whole index afterwards
+
+
+def scan(
+    roots: Sequence[str | os.PathLike[str]],
+    index: str | None = None,
+    *,
+    volume: str | None = None,
+    workers: int | None = None,
+    rehash: bool = False,
+    on_total: Callable[[str | os.PathLike[str], int, int], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    on_done: Callable[[ScanResult], None] | None = None,
+) -> ScanRun:
+    """Scan ``roots`` one after the other into the index at ``index`` (created if missing).
+
+    ``on_total(root, files, bytes)`` and ``on_progress(files, bytes)`` as in
+    :func:`scan_root`; ``on_done(result)`` after each root.
+    """
+    if not roots:
+        raise InputError("no root to scan")
+    for r in roots:
+        if not os.path.lexists(r):
+            raise InputError(f"root {os.fsdecode(r)} does not exist")
+    path = index or default_index_path()
+    workers = workers or os.cpu_count() or 1
+    # A first scan or a rehash reads every file: the workers read the first root
+    # while the index is opened.
+    early = rehash or not os.path.exists(path)
+    begun = begin_scan(roots[0], workers=workers, pool=scan_workers(workers)) if early else None
+    out = ScanRun(path)
+    try:
+        con = open_index(path, create=True, memory_limit=SCAN_MEMORY_LIMIT, threads=SCAN_DUCKDB_THREADS)
+        try:
+            for i, root in enumerate(roots):
+                total = None
+                if on_total is not None:
+                    def total(files: int, nbytes: int, root: str | os.PathLike[str] = root) -> None:
+                        on_total(root, files, nbytes)
+                res = scan_root(con, root, volume=volume, workers=workers, rehash=rehash, on_total=total,
+                                on_progress=on_progress, begun=begun if i == 0 else None)
+                out.results.append(res)
+                if on_done is not None:
+                    on_done(res)
+            out.statuses = fetch(con, "ops/scan/status_counts", StatusCount)
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+    finally:
+        if begun is not None:
+            begun.close()
+    return out

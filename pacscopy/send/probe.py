@@ -9,10 +9,11 @@ object could be sent decompressed. At most 128 contexts per association.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import duckdb
 
+from pacscopy.check.checks import DispositionCount, run_checks
 from pacscopy.dicom.net import Target, echo, make_ae, nodelay_handlers
 from pacscopy.errors import PacscopyError
 from pacscopy.index import insert_columns, run
@@ -32,6 +33,7 @@ class ProbeResult:
     pairs: int
     accepted: int
     associations: int
+    plan: list[DispositionCount] = field(default_factory=list)  # re-planned: refused pairs are 'blocked'
 
 
 def probe(con: duckdb.DuckDBPyConnection, target: Target, calling_ae: str = "PACSCOPY",
@@ -72,4 +74,5 @@ def probe(con: duckdb.DuckDBPyConnection, target: Target, calling_ae: str = "PAC
     except Exception:
         con.execute("ROLLBACK")
         raise
-    return ProbeResult(str(target), status, len(pairs), sum(1 for v in accepted.values() if v[0]), n_assoc)
+    plan = run_checks(con).plan  # re-plan: refused pairs become 'blocked'
+    return ProbeResult(str(target), status, len(pairs), sum(1 for v in accepted.values() if v[0]), n_assoc, plan)

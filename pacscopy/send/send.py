@@ -27,14 +27,14 @@ import time
 import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 
 from pacscopy.dicom.net import Target
 from pacscopy.send.worker import Item, WorkerOptions, worker
 from pacscopy.errors import InputError, PacscopyError
-from pacscopy.index import insert_columns, load_sql, run
+from pacscopy.index import fetch, insert_columns, load_sql, run
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +206,80 @@ def queue_size(con: duckdb.DuckDBPyConnection, target: Target, opts: SendOptions
         raise _queue_error(opts, e) from None
     assert r is not None
     return int(r[0]), int(r[1])
+
+
+class QueuedGroup(NamedTuple):
+    """Queued instances of one SOP class and transfer syntax (what a dry run shows)."""
+
+    sop_class_uid: str
+    transfer_syntax: str
+    instances: int
+    bytes: int
+
+
+@dataclass
+class DryRun:
+    target: str
+    instances: int
+    bytes: int
+    groups: list[QueuedGroup]
+
+
+def dry_run(con: duckdb.DuckDBPyConnection, target: Target, opts: SendOptions) -> DryRun:
+    """What :func:`send` would send with ``opts``, by SOP class and transfer syntax; sends nothing."""
+    n, b = queue_size(con, target, opts)
+    sql = ("SELECT sop_class_uid, send_syntax AS transfer_syntax, count(*) AS instances, sum(size) AS bytes "
+           f"FROM ({queue_sql(opts.where)}) GROUP BY ALL ORDER BY 3 DESC")
+    try:
+        cur = con.execute(sql, {"target": str(target), "transcode": opts.transcode,
+                                "limit": opts.limit if opts.limit is not None else 2**62})
+    except duckdb.Error as e:
+        raise _queue_error(opts, e) from None
+    return DryRun(str(target), n, b, [QueuedGroup(*r) for r in cur.fetchall()])
+
+
+@dataclass
+class SendProgress:
+    """Progress towards a target (``sql/ops/send/send_status.sql``) and the latest run's rate."""
+
+    planned: int
+    planned_bytes: int
+    stored: int
+    warnings: int
+    failed: int
+    left_to_send: int
+    run_id: int | None
+    started: dt.datetime | None
+    ended: dt.datetime | None
+    instances: int | None
+    bytes: int | None
+
+    @property
+    def seconds(self) -> float:
+        """The latest run's duration (0 if there is none or it sent nothing)."""
+        if self.started is None or self.ended is None:
+            return 0.0
+        return max((self.ended - self.started).total_seconds(), 1e-3)
+
+    @property
+    def per_second(self) -> float:
+        """Instances per second in the latest run (0 if unknown)."""
+        return (self.instances or 0) / self.seconds if self.seconds and self.instances else 0.0
+
+    @property
+    def mb_per_second(self) -> float:
+        return (self.bytes or 0) / 1e6 / self.seconds if self.seconds and self.instances else 0.0
+
+    def finish(self, now: dt.datetime | None = None) -> dt.datetime | None:
+        """When the rest would be sent at the latest run's rate, sending around the clock."""
+        if not self.left_to_send or not self.per_second:
+            return None
+        return (now or dt.datetime.now()) + dt.timedelta(seconds=self.left_to_send / self.per_second)
+
+
+def progress(con: duckdb.DuckDBPyConnection, target: Target) -> SendProgress:
+    """Planned, stored, failed and left for ``target``, and the rate of its latest run."""
+    return fetch(con, "ops/send/send_status", SendProgress, {"target": str(target)})[0]
 
 
 # -- the run ---------------------------------------------------------------------

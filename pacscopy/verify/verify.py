@@ -29,7 +29,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import groupby
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 import xxhash
@@ -37,7 +37,7 @@ import xxhash
 from pacscopy.check.checks import content_digest, digest_dataset
 from pacscopy.dicom.net import Target, make_ae, nodelay_handlers
 from pacscopy.errors import PacscopyError
-from pacscopy.index import insert_columns, run
+from pacscopy.index import fetch, insert_columns, run
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +78,21 @@ class Outcome:
     at: dt.datetime = field(default_factory=dt.datetime.now)
 
 
+class Problem(NamedTuple):
+    """An instance whose latest verification is not 'verified'."""
+
+    sop_instance_uid: str
+    outcome: str
+    detail: str | None
+
+
 @dataclass
 class VerifyResult:
     target: str
     mode: str
     checked: int = 0
     counts: dict[str, int] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)  # the first 50, when not ok
 
     @property
     def ok(self) -> bool:
@@ -132,6 +141,8 @@ def verify(
     res = VerifyResult(str(target), mode, len(outcomes))
     for o in outcomes:
         res.counts[o.outcome] = res.counts.get(o.outcome, 0) + 1
+    if not res.ok:
+        res.problems = fetch(con, "ops/verify/verify_problems", Problem, {"target": str(target), "mode": mode})
     return res
 
 
