@@ -462,15 +462,25 @@ def verify(
     calling_ae: CallingOpt = "PACSCOPY",
     port: Annotated[int, typer.Option(help="commit: port for the target's report; retrieve: port of our C-MOVE SCP.")] = 0,
     move: Annotated[bool, typer.Option("--move", help="retrieve: use C-MOVE to our SCP on --port instead of C-GET.")] = False,
+    bind: Annotated[Optional[str], typer.Option("--bind", help="Address our listener (--port) binds; default: the local address that reaches the target.")] = None,
+    forget: Annotated[Optional[VerifyMode], typer.Option("--forget", help="Retire the recorded results of this mode for the target (recorded, not deleted), then stop.")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the target.")] = 30.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Prove the target holds what was sent: C-FIND, Storage Commitment, or retrieve and compare."""
     from pacscopy.dicom.net import Target
+    from pacscopy.verify.verify import forget as do_forget
     from pacscopy.verify.verify import verify as do_verify
 
     t = Target.parse(target)
     con = idx.open_index(_index(index))
+    if forget is not None:
+        try:
+            n = do_forget(con, t, forget.value)
+        finally:
+            con.close()
+        typer.echo(f"retired {n} {forget.value} results for {t} (recorded in verification_forgets)")
+        return
     bar: Any = None
 
     def on_total(n: int) -> None:
@@ -485,7 +495,7 @@ def verify(
     try:
         try:
             res = do_verify(con, t, mode.value, sample=sample, calling_ae=calling_ae, timeout=timeout, port=port,
-                            move=move, on_total=on_total, on_progress=on_progress)
+                            move=move, bind=bind, on_total=on_total, on_progress=on_progress)
         finally:
             if bar is not None:
                 bar.close()

@@ -31,7 +31,7 @@ from typing import Any
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, build_role, evt
 
-from pacscopy.dicom.net import Target, make_ae, nodelay_handlers
+from pacscopy.dicom.net import Target, accept_nul_padded_ae_titles, make_ae, nodelay_handlers
 
 log = logging.getLogger(__name__)
 
@@ -293,6 +293,7 @@ class Receiver:
         """Start listening; return the port (useful with ``port=0``)."""
         self.storage.mkdir(parents=True, exist_ok=True)
         self._load()
+        accept_nul_padded_ae_titles()
         ae = AE(ae_title=self.ae_title)
         for cx in AllStoragePresentationContexts:
             assert cx.abstract_syntax is not None

@@ -710,3 +710,31 @@ def read_dataset(data: bytes, offset: int, transfer_syntax: str) -> Any:
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ts
     return ds
+
+
+_AE_PATCHED = False
+
+
+def accept_nul_padded_ae_titles() -> None:
+    """Let pacscopy's listeners accept AE titles padded with NULs instead of spaces.
+
+    PS3.8 pads AE titles with spaces; some implementations (pynetdicom2, used by
+    tiny-pacs) pad with NULs, and pynetdicom refuses such an A-ASSOCIATE-RQ as
+    invalid, aborting the association. Being liberal in what we accept, the
+    trailing NULs are stripped before pynetdicom validates the title. Idempotent.
+    """
+    global _AE_PATCHED
+    if _AE_PATCHED:
+        return
+    from pynetdicom.pdu import A_ASSOCIATE_RQ
+
+    for name in ("called_ae_title", "calling_ae_title"):
+        prop = getattr(A_ASSOCIATE_RQ, name)
+
+        def setter(self: Any, value: Any, _set: Any = prop.fset) -> None:
+            if isinstance(value, (bytes, bytearray)):
+                value = bytes(value).rstrip(b"\x00 ").lstrip(b"\x00") or bytes(value)
+            _set(self, value)
+
+        setattr(A_ASSOCIATE_RQ, name, prop.setter(setter))
+    _AE_PATCHED = True

@@ -1,10 +1,11 @@
 """Reconcile: account for every SOPInstanceUID of the index against one target.
 
 Each instance in the plan gets one final state (table macro ``final_states``
-in ``sql/schema/0004_verify.sql``): ``verified`` on the target, excluded with
+in ``sql/schema/0006_verify_evidence.sql``): ``verified`` on the target, excluded with
 its recorded reason (``excluded_corrupt``, ``excluded_held``,
 ``excluded_blocked``, ``excluded_decision``), or a problem (``not_sent``,
-``failed``, ``stored_unverified``, ``missing_on_target``, ``mismatch``). The
+``failed``, ``stored_unverified``, ``missing_on_target``, ``mismatch``,
+``disputed``: the strongest evidence and a weaker later result disagree). The
 migration is complete only when there are no problems. Study by study, the
 target's own count (NumberOfStudyRelatedInstances by C-FIND) is compared with
 what was planned and stored.
@@ -22,11 +23,11 @@ import duckdb
 
 from pacscopy.dicom.net import Target, make_ae, nodelay_handlers
 from pacscopy.index import run
-from pacscopy.verify.verify import FIND, VerifyError
+from pacscopy.verify.verify import FIND, VerifyError, _keep_responses
 
 DONE = ("verified",)
 EXCLUDED = ("excluded_corrupt", "excluded_held", "excluded_blocked", "excluded_decision")
-PROBLEMS = ("not_sent", "failed", "stored_unverified", "missing_on_target", "mismatch", "unaccounted")
+PROBLEMS = ("not_sent", "failed", "stored_unverified", "missing_on_target", "mismatch", "disputed", "unaccounted")
 
 
 @dataclass
@@ -58,6 +59,7 @@ def study_counts(target: Target, studies: list[str], calling_ae: str = "PACSCOPY
     assoc = ae.associate(target.host, target.port, ae_title=target.ae, evt_handlers=nodelay_handlers())
     if not assoc.is_established:
         raise VerifyError(f"{target} could not be reached for C-FIND")
+    _keep_responses(assoc)
     out: dict[str, int | None] = {}
     try:
         for study in studies:

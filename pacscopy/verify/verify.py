@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import threading
 import time
 import warnings
@@ -34,8 +35,8 @@ from typing import Any, NamedTuple
 import duckdb
 import xxhash
 
-from pacscopy.check.checks import content_digest, digest_dataset
-from pacscopy.dicom.net import Target, make_ae, nodelay_handlers
+from pacscopy.check.checks import digest_dataset
+from pacscopy.dicom.net import Target, accept_nul_padded_ae_titles, make_ae, nodelay_handlers, status_meaning
 from pacscopy.errors import PacscopyError
 from pacscopy.index import fetch, insert_columns, run
 
@@ -46,7 +47,10 @@ GET = "1.2.840.10008.5.1.4.1.2.2.3"  # Study Root Query/Retrieve Information Mod
 MOVE = "1.2.840.10008.5.1.4.1.2.2.2"  # Study Root Query/Retrieve Information Model - MOVE
 COMMIT = "1.2.840.10008.1.20.1"  # Storage Commitment Push Model SOP Class
 COMMIT_INSTANCE = "1.2.840.10008.1.20.1.1"
+VERIFICATION = "1.2.840.10008.1.1"
 MODES = ("find", "commit", "retrieve")
+#: presentation contexts one association may propose (PS3.8: odd context IDs 1-255)
+MAX_CONTEXTS = 128
 #: attributes pacscopy itself rewrites when a PatientID is mapped
 MAPPED_ATTRIBUTES = {"PatientID", "IssuerOfPatientID", "OtherPatientIDsSequence"}
 
@@ -121,10 +125,16 @@ def verify(
     timeout: float = 30,
     port: int = 0,
     move: bool = False,
+    bind: str | None = None,
     on_total: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> VerifyResult:
-    """Verify the instances stored on ``target``; record and return the outcomes."""
+    """Verify the instances stored on ``target``; record and return the outcomes.
+
+    ``bind`` is the address pacscopy's own listener (commitment reports, the
+    C-MOVE destination) binds; by default the local address this host uses to
+    reach the target, which is the address the target must call back.
+    """
     if mode not in MODES:
         raise VerifyError(f"unknown verify mode {mode!r}: use one of {', '.join(MODES)}")
     cands = candidates(con, target, sample)
@@ -132,11 +142,13 @@ def verify(
         raise VerifyError(f"nothing is recorded as stored on {target}: run 'pacscopy send --target {target}' first")
     if on_total:
         on_total(len(cands))
+    host = bind if bind is not None else local_address(target)
     if mode == "retrieve":
-        outcomes = _verify_retrieve(cands, target, calling_ae, timeout, port, on_progress, move=move)
+        outcomes = _verify_retrieve(cands, target, calling_ae, timeout, port, on_progress, move=move, bind=host)
+    elif mode == "commit":
+        outcomes = _verify_commit(cands, target, calling_ae, timeout, port, on_progress, bind=host)
     else:
-        fn = {"find": _verify_find, "commit": _verify_commit}[mode]
-        outcomes = fn(cands, target, calling_ae, timeout, port, on_progress)
+        outcomes = _verify_find(cands, target, calling_ae, timeout, port, on_progress)
     _record(con, target, mode, outcomes)
     res = VerifyResult(str(target), mode, len(outcomes))
     for o in outcomes:
@@ -144,6 +156,52 @@ def verify(
     if not res.ok:
         res.problems = fetch(con, "ops/verify/verify_problems", Problem, {"target": str(target), "mode": mode})
     return res
+
+
+def forget(con: duckdb.DuckDBPyConnection, target: Target, mode: str, note: str | None = None) -> int:
+    """Retire every result of ``mode`` for ``target`` recorded so far; return how many rows.
+
+    Nothing is deleted: the retirement is a row of ``verification_forgets``,
+    and the views that reconcile reads (``verification_latest``,
+    ``verification_evidence``) leave out the rows it covers.
+    """
+    if mode not in MODES:
+        raise VerifyError(f"unknown verify mode {mode!r}: use one of {', '.join(MODES)}")
+    con.execute("BEGIN TRANSACTION")
+    try:
+        (n,) = run(con, "ops/verify/verify_forget", {"target": str(target), "mode": mode, "note": note,
+                                                 "forgotten_at": dt.datetime.now()}).fetchone() or (0,)
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return int(n)
+
+
+def local_address(target: Target) -> str:
+    """The local address this host uses to reach ``target``: the one the target must call back.
+
+    A UDP socket "connected" to the target asks the kernel for the route and
+    sends nothing. Falls back to all addresses when the target's name does not
+    resolve (the association will say so).
+    """
+    import socket
+
+    try:
+        family, _, _, _, addr = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_DGRAM)[0]
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.connect(addr)
+            return str(s.getsockname()[0])
+    except OSError:
+        return "0.0.0.0"
+
+
+def _listen(ae: Any, host: str, port: int, handlers: list[Any], what: str) -> Any:
+    try:
+        return ae.start_server((host, port), block=False, evt_handlers=handlers)
+    except OSError as e:
+        raise VerifyError(f"cannot listen on {host}:{port} for {what}: {e.strerror} "
+                          "(--bind sets the address, --port the port)") from None
 
 
 def _record(con: duckdb.DuckDBPyConnection, target: Target, mode: str, outcomes: list[Outcome]) -> None:
@@ -163,11 +221,61 @@ def _record(con: duckdb.DuckDBPyConnection, target: Target, mode: str, outcomes:
         raise
 
 
+def _keep_responses(assoc: Any) -> None:
+    """Work around a race in pynetdicom 3.0's reactor: responses it takes go back on the queue.
+
+    ``send_c_find`` (and C-GET, C-MOVE, N-ACTION) pause the association's
+    reactor thread by clearing an event and waiting for a flag, but the flag
+    can still say "paused" from the reactor's previous turn while it is already
+    past the wait; the reactor then takes the next response off the queue,
+    logs "Received unexpected C-FIND service message" and drops it: a match
+    silently missing from the C-FIND results. A response is never a request the
+    reactor could serve, so it is put back at the head of the queue, where the
+    waiting call finds it. (The sender avoids the same race by driving its
+    socket itself: BENCHMARKS.md.)
+    """
+    if getattr(assoc, "_pacscopy_keeps_responses", False):
+        return
+    serve = assoc._serve_request
+
+    def serve_request(msg: Any, context_id: int) -> None:
+        if getattr(msg, "MessageIDBeingRespondedTo", None) is not None:
+            q = assoc.dimse.msg_queue
+            with q.mutex:
+                q.queue.appendleft((context_id, msg))
+                q.not_empty.notify()
+            time.sleep(0.001)  # let the waiting call take it before the reactor looks again
+            return
+        serve(msg, context_id)
+
+    assoc._serve_request = serve_request
+    assoc._pacscopy_keeps_responses = True
+
+
+def _alive(assoc: Any) -> bool:
+    """Is the association still usable? An A-ABORT or a closed connection is seen at once.
+
+    pynetdicom's ``is_established`` only changes when its reactor thread gets to
+    the abort; asking the ACSE and DUL directly avoids sending the next request
+    on a dead association and waiting out the DIMSE timeout.
+    """
+    try:
+        return bool(assoc.is_established and not assoc.acse.is_aborted() and assoc.dul.is_alive()
+                    and assoc.dul.state_machine.current_state == "Sta6")  # Sta6: established, ready
+    except AttributeError:
+        return bool(assoc.is_established)
+
+
 def _associate(target: Target, calling_ae: str, timeout: float, contexts: Iterable[tuple[str, list[str]]],
                what: str, ext_neg: list[Any] | None = None, handlers: list[Any] | None = None) -> Any:
+    """An association with ``contexts`` (and Verification, so it is established even when the
+    target refuses the service's own context: the caller then says exactly that)."""
+    from pydicom.uid import ImplicitVRLittleEndian
+
     ae = make_ae(calling_ae, timeout)
     for abstract, syntaxes in contexts:
         ae.add_requested_context(abstract, syntaxes)
+    ae.add_requested_context(VERIFICATION, [ImplicitVRLittleEndian])
     assoc = ae.associate(target.host, target.port, ae_title=target.ae, ext_neg=ext_neg,
                          evt_handlers=[*nodelay_handlers(), *(handlers or [])])
     if not assoc.is_established:
@@ -180,30 +288,43 @@ def _associate(target: Target, calling_ae: str, timeout: float, contexts: Iterab
             reachable = False
         why = ("could not be reached" if not reachable
                else "rejected the association" if assoc.is_rejected
-               else "aborted the association (no acceptable presentation context?)")
+               else "aborted the association")
         raise VerifyError(f"{target} {why} for {what}: check AE title, host, port and that it knows {calling_ae}")
+    _keep_responses(assoc)
     return assoc
 
 
 # -- find ---------------------------------------------------------------------------
 
-def _find_sops(assoc: Any, keys: dict[str, str]) -> tuple[set[str] | None, str | None]:
-    """Run one IMAGE-level C-FIND; return (SOPInstanceUIDs, None) or (None, error)."""
+@dataclass
+class _Found:
+    """What one IMAGE-level C-FIND returned."""
+
+    sops: set[str]
+    matches: int
+
+
+def _find_sops(assoc: Any, keys: dict[str, str]) -> tuple[_Found | None, str | None]:
+    """Run one IMAGE-level C-FIND; return (what it found, None) or (None, error)."""
     from pydicom.dataset import Dataset
 
     q = Dataset()
     q.QueryRetrieveLevel = "IMAGE"
     for k, v in keys.items():
         setattr(q, k, v)
-    q.SOPInstanceUID = ""
-    found: set[str] = set()
+    if "SOPInstanceUID" not in keys:
+        q.SOPInstanceUID = ""
+    found = _Found(set(), 0)
+    if not _alive(assoc):
+        return None, "the association was lost"
     for status, ident in assoc.send_c_find(q, FIND):
         if not status or "Status" not in status:
             return None, "no response to C-FIND (timeout or association aborted)"
         st = int(status.Status)
         if st in (0xFF00, 0xFF01):
+            found.matches += 1
             if ident is not None and ident.get("SOPInstanceUID"):
-                found.add(str(ident.SOPInstanceUID))
+                found.sops.add(str(ident.SOPInstanceUID))
         elif st == 0x0000:
             return found, None
         else:
@@ -211,34 +332,60 @@ def _find_sops(assoc: Any, keys: dict[str, str]) -> tuple[set[str] | None, str |
     return found, None
 
 
+def _find_one(assoc: Any, c: Candidate) -> tuple[bool | None, str]:
+    """Ask for one instance by its own SOPInstanceUID: (listed?, how), None when the query failed.
+
+    Some targets (tiny-pacs) name the same SOPInstanceUID in every match of a
+    series query; a match to a query for exactly this UID counts as listed.
+    """
+    found, err = _find_sops(assoc, {"StudyInstanceUID": c.study_instance_uid,
+                                    "SeriesInstanceUID": c.series_instance_uid,
+                                    "SOPInstanceUID": c.sop_instance_uid})
+    if found is None:
+        return None, err or "C-FIND failed"
+    if c.sop_instance_uid in found.sops:
+        return True, "listed by C-FIND (asked for by its SOPInstanceUID)"
+    if found.matches:
+        other = ", ".join(sorted(found.sops)) or "no SOPInstanceUID"
+        return True, f"listed by C-FIND (asked for by its SOPInstanceUID; the target's match names {other})"
+    return False, "not listed by C-FIND, neither in its series nor asked for by its SOPInstanceUID"
+
+
 def _verify_find(cands: list[Candidate], target: Target, calling_ae: str, timeout: float, port: int,
                  on_progress: Callable[[int], None] | None) -> list[Outcome]:
     from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-    assoc = _associate(target, calling_ae, timeout, [(FIND, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])],
-                       "C-FIND")
+    contexts: list[tuple[str, list[str]]] = [(FIND, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])]
+    assoc = _associate(target, calling_ae, timeout, contexts, "C-FIND")
     if not any(c.abstract_syntax == FIND for c in assoc.accepted_contexts):
         assoc.release()
-        raise VerifyError(f"{target} does not accept Study Root C-FIND: use --mode commit or retrieve")
+        raise VerifyError(f"{target} accepted the association but refused the Study Root C-FIND context: "
+                          "use --mode commit or retrieve")
     out: list[Outcome] = []
     try:
         for (study, series), group in groupby(cands, key=lambda c: (c.study_instance_uid, c.series_instance_uid)):
             members = list(group)
+            if not _alive(assoc):
+                assoc = _associate(target, calling_ae, timeout, contexts, "C-FIND")
             found, err = _find_sops(assoc, {"StudyInstanceUID": study, "SeriesInstanceUID": series})
             if found is None:
                 # some targets want IMAGE queries per study only
-                if not assoc.is_established:
-                    assoc = _associate(target, calling_ae, timeout,
-                                       [(FIND, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])], "C-FIND")
+                if not _alive(assoc):
+                    assoc = _associate(target, calling_ae, timeout, contexts, "C-FIND")
                 found, err = _find_sops(assoc, {"StudyInstanceUID": study})
             for c in members:
                 if found is None:
                     out.append(Outcome(c.sop_instance_uid, "failed", err))
-                elif c.sop_instance_uid in found:
+                elif c.sop_instance_uid in found.sops:
                     out.append(Outcome(c.sop_instance_uid, "verified", "listed by C-FIND"))
                 else:
-                    out.append(Outcome(c.sop_instance_uid, "missing_on_target",
-                                       f"not listed by C-FIND in series {series}"))
+                    # Before calling it missing, ask for it alone: a dropped or mislabelled match is not a loss.
+                    if not _alive(assoc):
+                        assoc = _associate(target, calling_ae, timeout, contexts, "C-FIND")
+                    listed, how = _find_one(assoc, c)
+                    out.append(Outcome(c.sop_instance_uid,
+                                       "failed" if listed is None else "verified" if listed else "missing_on_target",
+                                       how if listed is not None else f"re-query by SOPInstanceUID failed: {how}"))
             if on_progress:
                 on_progress(len(members))
     finally:
@@ -250,7 +397,7 @@ def _verify_find(cands: list[Candidate], target: Target, calling_ae: str, timeou
 # -- commit -------------------------------------------------------------------------
 
 def _verify_commit(cands: list[Candidate], target: Target, calling_ae: str, timeout: float, port: int,
-                   on_progress: Callable[[int], None] | None) -> list[Outcome]:
+                   on_progress: Callable[[int], None] | None, bind: str = "0.0.0.0") -> list[Outcome]:
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
     from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
@@ -271,11 +418,9 @@ def _verify_commit(cands: list[Candidate], target: Target, calling_ae: str, time
     listener = make_ae(calling_ae, timeout)
     listener.add_supported_context(COMMIT, [ExplicitVRLittleEndian, ImplicitVRLittleEndian], scu_role=True,
                                    scp_role=True)
-    try:
-        server = listener.start_server(("0.0.0.0", port), block=False,
-                                       evt_handlers=[(evt.EVT_N_EVENT_REPORT, on_report)])
-    except OSError as e:
-        raise VerifyError(f"cannot listen on port {port} for commitment reports: {e.strerror}") from None
+    accept_nul_padded_ae_titles()
+    server = _listen(listener, bind, port, [(evt.EVT_N_EVENT_REPORT, on_report), *nodelay_handlers()],
+                     "commitment reports")
     out: list[Outcome] = []
     try:
         assoc = _associate(target, calling_ae, timeout, [(COMMIT, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])],
@@ -283,7 +428,8 @@ def _verify_commit(cands: list[Candidate], target: Target, calling_ae: str, time
                            handlers=[(evt.EVT_N_EVENT_REPORT, on_report)])
         if not any(c.abstract_syntax == COMMIT for c in assoc.accepted_contexts):
             assoc.release()
-            raise VerifyError(f"{target} does not accept Storage Commitment: use --mode find or retrieve")
+            raise VerifyError(f"{target} accepted the association but refused the Storage Commitment context: "
+                              "it does not offer Storage Commitment (N-ACTION); use --mode find or retrieve")
         pending: dict[str, list[Candidate]] = {}
         for i in range(0, len(cands), 500):
             chunk = cands[i : i + 500]
@@ -297,7 +443,7 @@ def _verify_commit(cands: list[Candidate], target: Target, calling_ae: str, time
                 item.ReferencedSOPInstanceUID = c.sop_instance_uid
                 refs.append(item)
             req.ReferencedSOPSequence = Sequence(refs)
-            if not assoc.is_established:
+            if not _alive(assoc):
                 assoc = _associate(target, calling_ae, timeout,
                                    [(COMMIT, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])], "Storage Commitment",
                                    ext_neg=[build_role(COMMIT, scu_role=True, scp_role=True)],
@@ -354,21 +500,58 @@ def _failure_reason(code: int) -> str:
 
 # -- retrieve -----------------------------------------------------------------------
 
+#: C-GET / C-MOVE statuses beyond the general ones (PS3.4 C.4.2.1.5, C.4.3.1.4)
+_RETRIEVE_STATUS = {
+    0xA701: "Refused: Out of Resources - Unable to calculate number of matches",
+    0xA702: "Refused: Out of Resources - Unable to perform sub-operations",
+    0xA801: "Refused: Move Destination unknown",
+    0xA900: "Identifier does not match SOP Class",
+    0xB000: "Sub-operations Complete - One or more Failures or Warnings",
+    0xFE00: "Sub-operations terminated due to Cancel",
+}
+
+
+def _source_dataset(c: Candidate) -> Any:
+    """The source as it was sent: the file, replayed through the send's own rewrite where it was transcoded.
+
+    A transcode decodes the pixels (pydicom converts YBR to RGB on the way and
+    rewrites PhotometricInterpretation, PlanarConfiguration ...): the target
+    holds the decoded object, so that is what it is compared with. Re-encoding
+    an uncompressed object (big endian, deflated) changes no value.
+    """
+    import pydicom
+
+    ds = pydicom.dcmread(os.fsdecode(c.path_bytes), force=True)
+    if c.rewritten and "transcoded:" in c.rewritten and "PixelData" in ds:
+        meta = getattr(ds, "file_meta", None)
+        ts = meta.get("TransferSyntaxUID") if meta is not None else None
+        if ts is not None and ts.is_compressed:
+            ds.decompress(generate_instance_uid=False)
+    return ds
+
+
 def _compare(c: Candidate, got: Any) -> Outcome:
-    """Compare a retrieved dataset with the source file: pixels and normalised header."""
-    src = content_digest(c.path_bytes)
-    if src["content_hash"] is None:
-        return Outcome(c.sop_instance_uid, "failed", f"source: {src['note']}")
+    """Compare a retrieved dataset with what was sent: pixels (decoded) and the normalised header."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            src_ds = _source_dataset(c)
+            src = digest_dataset(src_ds)
+    except Exception as e:
+        text = str(e).splitlines()[0][:160] if str(e) else ""
+        return Outcome(c.sop_instance_uid, "failed", f"source: cannot read for comparison: {type(e).__name__}: {text}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         dst = digest_dataset(got)
     a, b = dict(zip(src["keys"], src["values"])), dict(zip(dst["keys"], dst["values"]))
     pixels_equal = a.get("PixelData") == b.get("PixelData")
     expected = MAPPED_ATTRIBUTES if c.rewritten and "patient_id_mapped" in c.rewritten else set()
-    diff = sorted(k for k in set(a) | set(b) if k != "PixelData" and a.get(k) != b.get(k) and k not in expected)
+    diff = sorted(k for k in set(a) | set(b) if k != "PixelData" and a.get(k) != b.get(k) and k not in expected
+                  and not _same_private(k, src_ds, got))
     notes = [n for n in (src["note"], dst["note"]) if n]
+    transcoded = " (as sent: transcoded)" if c.rewritten and "transcoded:" in c.rewritten else ""
     if not diff and pixels_equal:
-        return Outcome(c.sop_instance_uid, "verified", "retrieved: header and pixels equal"
+        return Outcome(c.sop_instance_uid, "verified", "retrieved: header and pixels equal" + transcoded
                        + ("" if src["pixel_decoded"] else "; pixels compared encoded"), [], True)
     parts = []
     if diff:
@@ -376,62 +559,224 @@ def _compare(c: Candidate, got: Any) -> Outcome:
     parts.append("pixels equal" if pixels_equal else "PIXELS DIFFER")
     if notes:
         parts.append("; ".join(notes))
-    return Outcome(c.sop_instance_uid, "mismatch", "; ".join(parts), diff, pixels_equal)
+    return Outcome(c.sop_instance_uid, "mismatch", "; ".join(parts) + transcoded, diff, pixels_equal)
+
+
+def _same_private(key: str, src: Any, dst: Any) -> bool:
+    """Is a private element that differs by digest the same value, one side read as UN?
+
+    A target that returns an object in implicit VR turns explicit private
+    elements into UN (their VR is nowhere in the data): DS "1.5" comes back as
+    the bytes b"1.5 ", UL 7 as b"\\x07\\0\\0\\0", a sequence as its encoded items.
+    Such an element is compared by its value bytes.
+    """
+    if not (key.startswith("(") and key.endswith(")")):
+        return False
+    try:
+        tag = int(key[1:5], 16) << 16 | int(key[6:10], 16)
+    except ValueError:
+        return False
+    if not (tag >> 16) & 1 or tag not in src or tag not in dst:
+        return False
+    return _same_element(src[tag], dst[tag])
+
+
+def _le_bytes(elem: Any) -> bytes:
+    """An element's value as implicit VR little endian bytes."""
+    if isinstance(elem.value, (bytes, bytearray)) and elem.VR in ("UN", "OB"):
+        return bytes(elem.value)
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_data_element
+
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, True
+    write_data_element(fp, elem)
+    data = fp.getvalue()
+    return data[8:]
+
+
+def _as_items(elem: Any) -> list[Any] | None:
+    """The items of a sequence, also of one read as UN bytes (implicit VR little endian)."""
+    from pydicom.sequence import Sequence
+
+    if isinstance(elem.value, Sequence):
+        return list(elem.value)
+    if elem.VR == "UN" and isinstance(elem.value, (bytes, bytearray)) and bytes(elem.value[:4]) == b"\xfe\xff\x00\xe0":
+        from io import BytesIO
+
+        from pydicom.filereader import read_sequence
+
+        try:
+            return list(read_sequence(BytesIO(bytes(elem.value)), True, True, len(elem.value), "iso8859"))
+        except Exception:
+            return None
+    return None
+
+
+def _same_element(x: Any, y: Any) -> bool:
+    from pacscopy.check.checks import _norm
+
+    xi, yi = _as_items(x), _as_items(y)
+    if xi is not None or yi is not None:
+        return xi is not None and yi is not None and len(xi) == len(yi) and all(
+            _same_items(i, j) for i, j in zip(xi, yi))
+    if x.VR == "UN" or y.VR == "UN":
+        try:
+            return _le_bytes(x).rstrip(b"\x00 ") == _le_bytes(y).rstrip(b"\x00 ")
+        except Exception:
+            return False
+    return bool(_norm(x.value) == _norm(y.value))
+
+
+def _same_items(a: Any, b: Any) -> bool:
+    tags = {t for t in (*a.keys(), *b.keys()) if t.element != 0}
+    return all(t in a and t in b and _same_element(a[t], b[t]) for t in tags)
+
+
+def _get_syntaxes(stored: set[str]) -> list[str]:
+    """The transfer syntaxes to offer for a C-GET of a class: as stored first, then the plain ones.
+
+    The target picks among the accepted contexts to send each object back;
+    offering the stored syntax first keeps it from re-encoding the object (a
+    target that returns implicit VR turns explicit private elements into UN).
+    """
+    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    out = sorted(stored)
+    for ts in (ExplicitVRLittleEndian, ImplicitVRLittleEndian):
+        if ts not in out:
+            out.append(ts)
+    return out
+
+
+def retrieve_chunks(by_class: dict[str, set[str]], move: bool) -> list[tuple[list[str], list[tuple[str, list[str]]]]]:
+    """Group the SOP classes into associations of at most :data:`MAX_CONTEXTS` presentation contexts.
+
+    Returns (classes, contexts) per association. C-GET needs one context per
+    class and transfer syntax (each context offers one syntax, so the target
+    can return each object as it holds it); C-MOVE needs only the model's.
+    """
+    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    plain: list[str] = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+    base: list[tuple[str, list[str]]] = [(MOVE if move else GET, plain), (FIND, plain)]
+    room = MAX_CONTEXTS - len(base) - 1  # and Verification (_associate)
+    chunks: list[tuple[list[str], list[tuple[str, list[str]]]]] = []
+    classes: list[str] = []
+    contexts: list[tuple[str, list[str]]] = []
+    for cls in sorted(by_class):
+        mine = [] if move else [(cls, [ts]) for ts in _get_syntaxes(by_class[cls])][:room]
+        if classes and (len(contexts) + len(mine) > room or (move and len(classes) >= 1000)):
+            chunks.append((classes, base + contexts))
+            classes, contexts = [], []
+        classes.append(cls)
+        contexts.extend(mine)
+    if classes:
+        chunks.append((classes, base + contexts))
+    return chunks
+
+
+def _register_storage_classes(classes: Iterable[str]) -> None:
+    """Make pynetdicom's Storage SCP serve these classes (retired, private or newer than its tables).
+
+    pynetdicom accepts a presentation context for any abstract syntax it is
+    told to support, but serves a C-STORE only for classes it knows as
+    storage: otherwise it aborts the association ("No supported service class
+    available for the SOP Class UID"), and the target reports the C-MOVE
+    sub-operation failed. pacscopy asked for these instances back, so they are
+    storage.
+    """
+    from pynetdicom.service_class import StorageServiceClass
+    from pynetdicom.sop_class import register_uid, uid_to_service_class
+
+    for cls in classes:
+        if uid_to_service_class(cls) is not StorageServiceClass:
+            try:
+                register_uid(cls, "PacscopyStorage_" + cls.replace(".", "_"), StorageServiceClass)
+            except ValueError as e:  # not a valid UID: the target's problem, said in the outcome
+                log.warning("cannot register SOP class %s for the C-MOVE SCP: %s", cls, e)
+
+
+def _retrieve_failure(what: str, status: Any, ident: Any, c: Candidate) -> str:
+    """The cause of a failed C-GET / C-MOVE, in the target's own words where it gave them."""
+    st = int(status.Status)
+    meaning = _RETRIEVE_STATUS.get(st) or status_meaning(st)
+    parts = [f"{what} failed with status 0x{st:04X} ({meaning})"]
+    comment = status.get("ErrorComment")
+    if comment:
+        parts.append(f"the target says: {str(comment).strip()}")
+    counts = [f"{n} {kw}" for kw, n in (("completed", status.get("NumberOfCompletedSuboperations")),
+                                          ("failed", status.get("NumberOfFailedSuboperations")),
+                                          ("warning", status.get("NumberOfWarningSuboperations")))
+              if n not in (None, "")]
+    if counts:
+        parts.append("sub-operations: " + ", ".join(counts))
+    failed = ident.get("FailedSOPInstanceUIDList") if ident is not None else None
+    if failed:
+        listed = [str(x) for x in (failed if isinstance(failed, (list, tuple)) or type(failed).__name__ == "MultiValue"
+                                   else str(failed).split("\\"))]
+        parts.append("this instance is in its failed SOP instance list" if c.sop_instance_uid in listed
+                     else f"failed SOP instances: {', '.join(listed[:3])}")
+    return "; ".join(parts)
 
 
 def _verify_retrieve(cands: list[Candidate], target: Target, calling_ae: str, timeout: float, port: int,
-                     on_progress: Callable[[int], None] | None, move: bool = False) -> list[Outcome]:
+                     on_progress: Callable[[int], None] | None, move: bool = False,
+                     bind: str = "0.0.0.0") -> list[Outcome]:
     """C-GET each instance back (or C-MOVE it to our own SCP on ``port``) and compare."""
     from pydicom.dataset import Dataset
-    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
     from pynetdicom import ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, build_role, evt
 
     received: dict[str, Any] = {}
     arrived = threading.Condition()
+    refused_here: dict[str, str] = {}  # C-MOVE: SOP classes our SCP refused on a sub-association
 
     def on_store(event: Any) -> int:
-        ds = event.dataset
-        ds.file_meta = event.file_meta
+        try:
+            ds = event.dataset
+            ds.file_meta = event.file_meta
+        except Exception as e:  # recorded as the instance's failure
+            sop = str(event.request.AffectedSOPInstanceUID)
+            with arrived:
+                received[sop] = e
+                arrived.notify_all()
+            return 0xC210
         with arrived:
             received[str(ds.SOPInstanceUID)] = ds
             arrived.notify_all()
         return 0x0000
 
-    plain: list[str] = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+    def on_accepted(event: Any) -> None:
+        for cx in event.assoc.rejected_contexts:
+            refused_here[str(cx.abstract_syntax)] = str(cx.result)
+
     by_class: dict[str, set[str]] = defaultdict(set)
     for c in cands:
         by_class[c.sop_class_uid].add(c.transfer_syntax_uid)
-    classes = sorted(by_class)
     server = None
     if move:
         if not port:
             raise VerifyError("C-MOVE needs --port: the port of pacscopy's own SCP, known to the target as "
                               f"{calling_ae}")
+        accept_nul_padded_ae_titles()
+        _register_storage_classes(by_class)
         listener = make_ae(calling_ae, timeout)
+        listener.maximum_associations = 16
         for cx in AllStoragePresentationContexts:
             assert cx.abstract_syntax is not None
             listener.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
-        for cls in classes:
+        for cls in sorted(by_class):
             listener.add_supported_context(cls, ALL_TRANSFER_SYNTAXES)
-        try:
-            server = listener.start_server(("0.0.0.0", port), block=False,
-                                           evt_handlers=[(evt.EVT_C_STORE, on_store), *nodelay_handlers()])
-        except OSError as e:
-            raise VerifyError(f"cannot listen on port {port} for C-MOVE: {e.strerror}") from None
+        listener.add_supported_context(VERIFICATION)
+        server = _listen(listener, bind, port, [(evt.EVT_C_STORE, on_store), (evt.EVT_ACCEPTED, on_accepted),
+                                                *nodelay_handlers()], "C-MOVE")
     out: list[Outcome] = []
+    model = MOVE if move else GET
+    what = "C-MOVE" if move else "C-GET"
     try:
-        for i in range(0, len(classes), 40):
-            chunk_classes = set(classes[i : i + 40])
-            model = MOVE if move else GET
-            contexts: list[tuple[str, list[str]]] = [(model, plain), (FIND, plain)]
-            roles = []
-            if not move:
-                for cls in sorted(chunk_classes):
-                    # one syntax per context, so the target can return each object as it holds it
-                    for ts in sorted(by_class[cls] | set(plain)):
-                        contexts.append((cls, [ts]))
-                    roles.append(build_role(cls, scp_role=True))
-            what = "C-MOVE" if move else "C-GET"
+        for chunk_classes, contexts in retrieve_chunks(by_class, move):
+            wanted = set(chunk_classes)
+            roles = [] if move else [build_role(cls, scp_role=True) for cls in chunk_classes]
 
             def connect() -> Any:
                 return _associate(target, calling_ae, timeout, contexts, what, ext_neg=roles or None,
@@ -441,33 +786,49 @@ def _verify_retrieve(cands: list[Candidate], target: Target, calling_ae: str, ti
             if not any(cx.abstract_syntax == model for cx in assoc.accepted_contexts):
                 assoc.release()
                 if not move:
-                    return _verify_retrieve(cands, target, calling_ae, timeout, port, on_progress, move=True) \
-                        if port else _raise(VerifyError(
-                            f"{target} does not accept Study Root C-GET: give --port (an SCP port the target knows "
-                            f"as {calling_ae}) to retrieve with C-MOVE, or use --mode find or commit"))
+                    if port:
+                        return _verify_retrieve(cands, target, calling_ae, timeout, port, on_progress, move=True,
+                                                bind=bind)
+                    raise VerifyError(
+                        f"{target} does not accept Study Root C-GET: give --port (an SCP port the target knows "
+                        f"as {calling_ae}) to retrieve with C-MOVE, or use --mode find or commit")
                 raise VerifyError(f"{target} accepts neither C-GET nor C-MOVE: use --mode find or commit")
             try:
-                for c in (c for c in cands if c.sop_class_uid in chunk_classes):
+                for c in (c for c in cands if c.sop_class_uid in wanted):
                     q = Dataset()
                     q.QueryRetrieveLevel = "IMAGE"
                     q.StudyInstanceUID = c.study_instance_uid
                     q.SeriesInstanceUID = c.series_instance_uid
                     q.SOPInstanceUID = c.sop_instance_uid
-                    if not assoc.is_established:
+                    if not _alive(assoc):
                         assoc = connect()
-                    final = None
+                    final: Any = None
+                    final_ident: Any = None
                     responses = (assoc.send_c_move(q, calling_ae, MOVE) if move else assoc.send_c_get(q, GET))
-                    for status, _ in responses:
+                    for status, ident in responses:
                         if status and "Status" in status:
-                            final = int(status.Status)
+                            final, final_ident = status, ident
+                    st = int(final.Status) if final is not None else None
                     with arrived:  # a C-MOVE's sub-operation arrives on another association
-                        if move and final == 0x0000:
+                        if move and st in (0x0000, 0xB000):
                             arrived.wait_for(lambda: c.sop_instance_uid in received, timeout=5)
                         got = received.pop(c.sop_instance_uid, None)
-                    if got is not None:
+                    if isinstance(got, Exception):
+                        out.append(Outcome(c.sop_instance_uid, "failed",
+                                           f"{what}: the object came back but cannot be decoded: {got}"))
+                    elif got is not None:
                         out.append(_compare(c, got))
                     else:
-                        out.append(_not_retrieved(assoc, c, what, final))
+                        if st is not None and st not in (0x0000, 0xFF00):
+                            text = _retrieve_failure(what, final, final_ident, c)
+                        elif st is None:
+                            text = (f"no answer to {what}" + ("" if _alive(assoc)
+                                                               else " (the target aborted the association)"))
+                        else:
+                            text = f"{what} returned nothing"
+                        if move and c.sop_class_uid in refused_here:
+                            text += f"; pacscopy's SCP was offered {c.sop_class_uid} and refused it"
+                        out.append(_not_retrieved(assoc, c, text))
                     if on_progress:
                         on_progress(1)
             finally:
@@ -479,19 +840,15 @@ def _verify_retrieve(cands: list[Candidate], target: Target, calling_ae: str, ti
     return out
 
 
-def _raise(e: Exception) -> Any:
-    raise e
+def _not_retrieved(assoc: Any, c: Candidate, text: str) -> Outcome:
+    """Nothing came back: missing if C-FIND does not list it either, else a failure (not evidence).
 
-
-def _not_retrieved(assoc: Any, c: Candidate, what: str, final: int | None) -> Outcome:
-    """Nothing came back: missing if C-FIND does not list it either, else a failure."""
-    text = f"no answer to {what}" if final is None else (
-        f"{what} returned nothing" if final in (0x0000, 0xB000, 0xFF00) else f"{what} failed with status 0x{final:04X}")
-    # Many targets answer a retrieve of an unknown instance with a failure: ask C-FIND.
-    listed: set[str] | None = None
-    if assoc.is_established and any(cx.abstract_syntax == FIND for cx in assoc.accepted_contexts):
-        listed, _ = _find_sops(assoc, {"StudyInstanceUID": c.study_instance_uid,
-                                       "SeriesInstanceUID": c.series_instance_uid})
-    if listed is not None and c.sop_instance_uid not in listed:
-        return Outcome(c.sop_instance_uid, "missing_on_target", f"{text}; not listed by C-FIND")
+    Many targets answer a retrieve of an unknown instance with a failure, so
+    C-FIND is asked, by the instance's own SOPInstanceUID, if the association
+    is still alive (a dead one would cost the DIMSE timeout).
+    """
+    if _alive(assoc) and any(cx.abstract_syntax == FIND for cx in assoc.accepted_contexts):
+        listed, _ = _find_one(assoc, c)
+        if listed is False:
+            return Outcome(c.sop_instance_uid, "missing_on_target", f"{text}; not listed by C-FIND")
     return Outcome(c.sop_instance_uid, "failed", text)
