@@ -24,7 +24,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from pacscopy.synth import PRIVATE_SOP_CLASS, _UIDs, make_dataset, part10_bytes
+from pacscopy.testing.synth import PRIVATE_SOP_CLASS, _UIDs, make_dataset, part10_bytes
 
 from .conftest import rows
 from .peers import dcmqrscp, free_port, orthanc
@@ -108,7 +108,7 @@ def test_retrieve_chunks_by_presentation_contexts(tmp_path, cli) -> None:
     from pynetdicom import AllStoragePresentationContexts
 
     from pacscopy.receive import Receiver
-    from pacscopy.verify import MAX_CONTEXTS, retrieve_chunks
+    from pacscopy.verify.verify import MAX_CONTEXTS, retrieve_chunks
 
     classes = [str(cx.abstract_syntax) for cx in AllStoragePresentationContexts][:34]
     syntaxes = [ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian]
@@ -133,7 +133,7 @@ def test_retrieve_chunks_by_presentation_contexts(tmp_path, cli) -> None:
 # -- 3 and 11: dcmqrscp, private elements, no Storage Commitment ----------------------------------
 
 def test_dcmqrscp_private_elements_equal_and_no_commitment(tmp_path, cli) -> None:
-    from pacscopy.verify import _get_syntaxes
+    from pacscopy.verify.verify import _get_syntaxes
 
     assert _get_syntaxes({ExplicitVRLittleEndian})[0] == ExplicitVRLittleEndian
     assert _get_syntaxes({ExplicitVRBigEndian})[:2] == [ExplicitVRBigEndian, ExplicitVRLittleEndian]
@@ -160,7 +160,7 @@ def test_private_element_read_as_un_compares_by_bytes() -> None:
 
     import pydicom
 
-    from pacscopy.verify import _same_private
+    from pacscopy.verify.verify import _same_private
 
     made = Dataset()
     block = made.private_block(0x0029, "PACSCOPY TEST", create=True)
@@ -216,7 +216,7 @@ def test_move_on_aborted_association_costs_no_timeout(planned, tmp_path, cli) ->
 # -- 10: NUL-padded AE titles --------------------------------------------------------------------
 
 def test_listener_accepts_nul_padded_ae_titles(tmp_path) -> None:
-    from pacscopy.dicomnet import associate_rq
+    from pacscopy.dicom.net import associate_rq
     from pacscopy.receive import Receiver
 
     rx = Receiver(tmp_path / "rx")
@@ -242,8 +242,8 @@ def test_listener_accepts_nul_padded_ae_titles(tmp_path) -> None:
 # -- 12: the listener's address ----------------------------------------------------------------
 
 def test_listener_binds_the_address_that_reaches_the_target(planned, tmp_path, cli) -> None:
-    from pacscopy.dicomnet import Target
-    from pacscopy.verify import local_address
+    from pacscopy.dicom.net import Target
+    from pacscopy.verify.verify import local_address
 
     assert local_address(Target("X", "127.0.0.1", 104)) == "127.0.0.1"
     from pacscopy.receive import Receiver
