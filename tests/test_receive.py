@@ -35,8 +35,14 @@ def test_full_cycle_against_the_builtin_receiver(planned, tmp_path, cli) -> None
         (tmp_path / "rx" / f"{gone}.dcm").unlink()
         r = cli("verify", "--target", t, "--index", planned, "--mode", "commit", "-q", "--timeout", "10")
         assert r.code == 1 and gone in r.out and "0x0112" in r.out
+        # the earlier retrieve proved it was there: a later commitment failure disputes it
         r = cli("reconcile", "--target", t, "--index", planned)
-        assert r.code == 1 and "missing_on_target" in r.out and "NOT COMPLETE" in r.out
+        assert r.code == 1 and "disputed" in r.out and "NOT COMPLETE" in r.out
+        # retrieved again: now the strongest evidence says it is gone
+        r = cli("verify", "--target", t, "--index", planned, "--mode", "retrieve", "-q", "--timeout", "10")
+        assert r.code == 1 and gone in r.out
+        r = cli("reconcile", "--target", t, "--index", planned)
+        assert r.code == 1 and "missing_on_target" in r.out and "disputed" not in r.out and "NOT COMPLETE" in r.out
     finally:
         rx2.stop()
 
