@@ -111,20 +111,22 @@ def test_send_to_orthanc(planned, tmp_path, cli) -> None:
             assert dataset_of(orthanc_get(peer, f"/instances/{oid}/file")) == open(path, "rb").read()[off:]
 
 
-def test_rejected_association_is_retried_then_the_run_ends_cleanly(planned, tmp_path, cli) -> None:
+def test_permanent_rejection_stops_the_run_at_once_with_the_reason(planned, tmp_path, cli) -> None:
+    """An A-ASSOCIATE-RJ "rejected-permanent" is a configuration problem, not an outage: no retries."""
     with faulty_scp(tmp_path, "reject") as peer:
         t0 = time.monotonic()
-        r = cli("send", "--target", peer.target, "--index", planned, "-q", "--wait-for-target", "2", "--retries", "1")
-        assert time.monotonic() - t0 < 60
+        r = cli("send", "--target", peer.target, "--index", planned, "-q", "--associations", "2")
+        took = time.monotonic() - t0
+    assert took < 15, took  # was 121 s of retries (--wait-for-target 120)
     assert r.code == 1
-    assert "target_down" in r.out and "association rejected" in r.out
-    assert "not attempted: target unreachable" in r.out
-    assert rows(planned, "SELECT count(*) FROM transfers WHERE outcome IN ('stored','warning')") == [(0,)]
+    assert "target_refused" in r.out and "target_down" not in r.out, r.out
+    assert "calling AE title not recognised" in r.out and "--calling-ae" in r.out and "PACSCOPY" in r.out
+    assert "not attempted: the target refuses pacscopy" in r.out
+    assert rows(planned, "SELECT count(*) FROM transfers WHERE outcome IN ('stored','warning','retry')") == [(0,)]
     # the A-ASSOCIATE-RJ's result, source and reason are recorded (the faulty SCP knows only another calling AE)
     assert rows(planned, "SELECT DISTINCT outcome, error FROM transfers") == [
-        ("retry", "association rejected (permanent, service user: calling AE title not recognised)")]
-    (left,) = rows(planned, "SELECT not_sent FROM send_runs")[0]
-    assert left == 15
+        ("failed", "association rejected (permanent, service user: calling AE title not recognised)")]
+    assert rows(planned, "SELECT not_sent, outcome FROM send_runs") == [(15, "target_refused")]
 
 
 def test_abort_mid_transfer_is_retried_and_nothing_lost(planned, tmp_path, cli) -> None:
@@ -149,14 +151,19 @@ def test_out_of_resources_then_success(planned, tmp_path, cli) -> None:
     assert_all_stored_once(planned, peer.target, set(want))
 
 
-def test_cannot_understand_is_failed_not_retried(planned, tmp_path, cli) -> None:
+def test_the_same_failure_for_the_first_instances_stops_the_run(planned, tmp_path, cli) -> None:
+    """0xC000 for every C-STORE: after STREAK instances in a row the run stops with that reason."""
+    from pacscopy.send.worker import STREAK
+
     with faulty_scp(tmp_path, "c000") as peer:
-        r = cli("send", "--target", peer.target, "--index", planned, "-q")
+        r = cli("send", "--target", peer.target, "--index", planned, "-q", "--associations", "1")
     assert r.code == 1
-    assert "0xC000" in r.out and "failed:    15" in r.out
+    assert "target_refused" in r.out and f"the first {STREAK} instances sent all failed the same way" in r.out
+    assert "0xC000" in r.out and f"failed:    {STREAK}" in r.out, r.out
     got = rows(planned, "SELECT outcome, status, status_meaning, count(*) FROM transfers GROUP BY ALL")
-    assert len(got) == 1 and got[0][0] == "failed" and got[0][1] == 0xC000 and got[0][3] == 15
+    assert len(got) == 1 and got[0][0] == "failed" and got[0][1] == 0xC000 and got[0][3] == STREAK
     assert "cannot understand" in got[0][2].lower()
+    assert rows(planned, "SELECT not_sent FROM send_runs") == [(15,)]
 
 
 def test_no_answer_is_not_success(planned, tmp_path, cli) -> None:

@@ -78,7 +78,8 @@ def refresh_sop_classes(con: duckdb.DuckDBPyConnection) -> None:
         if kind != "SOP Class":
             continue
         cols["uid"].append(uid)
-        cols["name"].append(name)
+        # pydicom keeps "(Retired)" only in the keyword; a user must see it wherever the class is named
+        cols["name"].append(f"{name} (Retired)" if retired == "Retired" and "(Retired)" not in name else name)
         cols["keyword"].append(keyword)
         cols["retired"].append(retired == "Retired")
         cols["enhanced"].append("Enhanced" in name and "Storage" in name)

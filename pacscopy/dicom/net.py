@@ -300,11 +300,36 @@ class LinkLost(Exception):
 
 
 class AssociationFailed(Exception):
-    """No association: ``kind`` is ``rejected``, ``aborted`` or ``connection``; the message says why."""
+    """No association: ``kind`` is ``rejected``, ``aborted`` or ``connection``; the message says why.
 
-    def __init__(self, kind: str, detail: str) -> None:
+    ``permanent`` is set for an A-ASSOCIATE-RJ with result "rejected-permanent":
+    the target will refuse every retry until someone changes its configuration.
+    ``reason`` is the A-ASSOCIATE-RJ's (source, reason) pair.
+    """
+
+    def __init__(self, kind: str, detail: str, *, permanent: bool = False,
+                 reason: tuple[int, int] | None = None) -> None:
         super().__init__(detail)
         self.kind = kind
+        self.permanent = permanent
+        self.reason = reason
+
+
+def rejection_advice(reason: tuple[int, int] | None, calling_ae: str, target: Target) -> str:
+    """What to configure after a permanent A-ASSOCIATE-RJ with this (source, reason)."""
+    if reason == (1, 3):
+        return (f"the target does not know the calling AE title {calling_ae!r}: add {calling_ae} (this host) to "
+                f"the target's known AEs (Orthanc: DicomModalities), or pass the AE title it knows with "
+                f"--calling-ae")
+    if reason == (1, 7):
+        return (f"the target's AE title is not {target.ae!r}: use the AE title the target is configured with "
+                f"in --target AE@{target.host}:{target.port}")
+    if reason == (1, 2):
+        return "the target does not speak the DICOM application context: is this a DICOM port?"
+    if reason == (2, 2):
+        return "the target does not support the DICOM upper layer protocol version 1"
+    return (f"check that the target knows the calling AE title {calling_ae!r} (this host) and that its own AE "
+            f"title is {target.ae!r}")
 
 
 #: Our implementation's identity in A-ASSOCIATE-RQ (a UID under the root pacscopy's synthetic data uses).
@@ -432,7 +457,8 @@ class StoreLink:
                 why = _REJECT_REASON.get((source, reason), f"reason {reason}")
                 raise AssociationFailed("rejected", f"association rejected "
                                                     f"({'permanent' if result == 1 else 'transient'}, "
-                                                    f"{_REJECT_SOURCE.get(source, source)}: {why})")
+                                                    f"{_REJECT_SOURCE.get(source, source)}: {why})",
+                                        permanent=result == 1, reason=(source, reason))
             if pdu_type == 0x07:
                 raise AssociationFailed("aborted", "association aborted by the target during negotiation")
             raise AssociationFailed("aborted", f"association aborted: the target answered with PDU type "

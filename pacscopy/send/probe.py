@@ -14,16 +14,30 @@ from dataclasses import dataclass, field
 import duckdb
 
 from pacscopy.check.checks import DispositionCount, run_checks
-from pacscopy.dicom.net import Target, echo, make_ae, nodelay_handlers
+from pacscopy.dicom.net import (AssociationFailed, StoreLink, Target, echo, make_ae, nodelay_handlers,
+                                 rejection_advice)
 from pacscopy.errors import PacscopyError
 from pacscopy.index import insert_columns, run
 
 UNCOMPRESSED = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
 MAX_CONTEXTS = 128
+VERIFICATION = "1.2.840.10008.1.1"
 
 
 class ProbeError(PacscopyError):
     """The target did not answer C-ECHO or refused every association."""
+
+
+def why_no_association(target: Target, calling_ae: str, timeout: float) -> str:
+    """Ask again, reading the answer ourselves: pynetdicom logs an A-ASSOCIATE-RJ's reason but keeps none of it."""
+    try:
+        StoreLink.open(target, calling_ae, [(VERIFICATION, "1.2.840.10008.1.2")], timeout).close()
+    except AssociationFailed as e:
+        if e.permanent:
+            return f"{e}: {rejection_advice(e.reason, calling_ae, target)}"
+        return f"{e}: check AE title, host, port and that the target knows the calling AE title {calling_ae}"
+    return (f"no association (it accepted one when asked again): check AE title, host, port and that the target "
+            f"knows the calling AE title {calling_ae}")
 
 
 @dataclass
@@ -40,8 +54,7 @@ def probe(con: duckdb.DuckDBPyConnection, target: Target, calling_ae: str = "PAC
           timeout: float = 10) -> ProbeResult:
     status = echo(target, calling_ae, timeout)
     if status is None:
-        raise ProbeError(f"{target} did not accept an association for C-ECHO: check AE title, host, port and "
-                         "that the target knows the calling AE title " + calling_ae)
+        raise ProbeError(f"{target} did not accept an association for C-ECHO: {why_no_association(target, calling_ae, timeout)}")
     pairs = sorted({(c, t) for c, t in run(con, "ops/send/probe_pairs").fetchall()}
                    | {(c, t) for (c,) in run(con, "ops/send/probe_classes").fetchall() for t in UNCOMPRESSED})
     accepted: dict[tuple[str, str], tuple[bool, str]] = {}

@@ -284,6 +284,9 @@ def progress(con: duckdb.DuckDBPyConnection, target: Target) -> SendProgress:
 
 # -- the run ---------------------------------------------------------------------
 
+#: Outcomes set by a worker's verdict on the target, which the other workers' "stopped" must not hide.
+_STOPPED = ("target_down", "target_refused")
+
 #: Columns of ``transfers`` a worker reports per attempt (run_id, target and status_hex are filled in by SQL).
 _TRANSFER_COLS = ("sop_instance_uid", "path", "started", "finished", "bytes", "status", "status_meaning", "outcome",
                   "error", "wire_xxh3", "transfer_syntax_uid", "rewritten", "association")
@@ -387,11 +390,17 @@ def send(
                 elif kind == "source_changed":
                     changed.append(msg)
                     summary.source_changed += 1
+                elif kind == "target_refused":
+                    if summary.outcome != "target_refused":  # the first worker's reason is the one shown
+                        summary.outcome = "target_refused"
+                        summary.target_error = msg["error"]
                 elif kind == "target_down":
-                    summary.outcome = "target_down"
-                    summary.target_error = msg["error"]
-                elif kind == "unsent":
-                    summary.outcome = "interrupted"
+                    if summary.outcome != "target_refused":
+                        summary.outcome = "target_down"
+                        summary.target_error = (f"--wait-for-target expired after {opts.wait_for_target:g} s: "
+                                                f"{msg['error']}")
+                elif kind == "unsent" and summary.outcome not in _STOPPED:
+                    summary.outcome = "interrupted"  # workers stopped by another's verdict say so too: not that
             if pending and (len(pending) >= 500 or time.monotonic() - last_flush > 1.0):
                 _write_transfers(con, summary, target, pending)
                 pending = []
@@ -484,7 +493,9 @@ def _finish(con: duckdb.DuckDBPyConnection, s: SendSummary) -> None:
     if s.failed:
         s.not_sent["failed"] = s.failed
     if left - s.failed > 0:
-        why = {"target_down": "target unreachable", "interrupted": "interrupted"}.get(s.outcome, "not attempted")
+        why = {"target_down": "target unreachable, --wait-for-target expired",
+               "target_refused": "the target refuses pacscopy (see target: below)",
+               "interrupted": "interrupted"}.get(s.outcome, "not attempted")
         s.not_sent[f"not attempted: {why}"] = left - s.failed
     run(con, "ops/send/send_finish", {"run_id": s.run_id, "stored": s.stored, "warnings": s.warnings,
                                  "failed": s.failed, "not_sent": left, "bytes": s.bytes_sent,

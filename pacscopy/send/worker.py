@@ -16,6 +16,7 @@ import os
 import queue as _queue
 import signal
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -29,14 +30,18 @@ from pacscopy.dicom.net import (
     SourceChanged,
     StoreLink,
     Target,
+    StoreResult,
     encode_dataset,
     read_dataset,
+    rejection_advice,
     status_meaning,
 )
 
 #: A worker sends its results after this many attempts or this many seconds, whichever comes first.
 RESULTS_EVERY = 16
 RESULTS_SECONDS = 0.2
+#: A worker that has stored nothing yet stops the run when this many instances in a row failed the same way.
+STREAK = 3
 
 
 class Item(NamedTuple):
@@ -129,6 +134,20 @@ def _source_for(item: Item) -> tuple[Source, str | None]:
     return BytesSource(data), ",".join(rewrites)
 
 
+def streak_key_of(r: StoreResult | None) -> str | None:
+    """How an attempt failed, when it may be the target refusing us rather than this object: a failure
+    status (not 0xA7xx, out of resources: that passes), or the association lost during the C-STORE."""
+    if r is None:
+        return None
+    if r.status is not None:
+        if r.status == STORED or r.status in STORED_WARNINGS or 0xA700 <= r.status <= 0xA7FF:
+            return None
+        return f"0x{r.status:04X} {status_meaning(r.status)}"
+    if r.association_lost and r.error:
+        return r.error
+    return None
+
+
 def _main_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -203,7 +222,7 @@ def worker(wid: int, target: Target, opts: WorkerOptions, tasks: Any, results: A
             "transfer_syntax_uid": item.send_syntax, "rewritten": rewritten, "association": wid,
         })
 
-    def connect(needed: set[tuple[str, str]]) -> str | None:
+    def connect(needed: set[tuple[str, str]]) -> AssociationFailed | None:
         nonlocal link
         if link is not None:
             link.close()
@@ -211,13 +230,27 @@ def worker(wid: int, target: Target, opts: WorkerOptions, tasks: Any, results: A
         try:
             link = StoreLink.open(target, opts.calling_ae, sorted(needed), opts.timeout)
         except AssociationFailed as e:
-            return str(e)
+            return e
         return None
 
     def source_changed(item: Item, e: SourceChanged) -> None:
         post({"kind": "source_changed", "path": item.path, "sop_instance_uid": item.sop_instance_uid,
               "detail": str(e)})
         emit(item, "failed", error=f"source_changed: {e}")
+
+    def refused(item: Item, why: str) -> None:
+        """The target refuses everything: stop the run (every worker) with the reason."""
+        post({"kind": "target_refused", "error": why})
+        stop.set()
+
+    # Until this worker has stored something, an instance that fails in a way that may be the target's
+    # verdict on us (an abort, a failure status) is put back at the end of the batch instead of being
+    # retried at once, so that the next attempt is on another instance: STREAK instances in a row failing
+    # the same way stop the run within seconds (a target that aborts every C-STORE from an AE it does not
+    # know would otherwise cost every instance its retries and backoff).
+    stored_any = False
+    streak_key: str | None = None
+    streak: set[str] = set()
 
     while not stop.is_set():
         flush()  # everything so far is reported before waiting for more work
@@ -226,23 +259,31 @@ def worker(wid: int, target: Target, opts: WorkerOptions, tasks: Any, results: A
             break
         needed = {(it.sop_class_uid, it.send_syntax) for it in batch}
         down_since: float | None = None
-        for n, item in enumerate(batch):
-            attempts = 0
+        work: deque[tuple[Item, int]] = deque((it, 0) for it in batch)
+        while work:
+            item, attempts = work.popleft()
             paced = reopened = False
             while True:
                 if should_stop():
-                    post({"kind": "unsent", "reason": "interrupted", "count": len(batch) - n})
+                    post({"kind": "unsent", "reason": "interrupted", "count": len(work) + 1})
                     stop.set()
                     break
                 pair = (item.sop_class_uid, item.send_syntax)
                 if link is None or not link.alive or pair not in proposed:
                     proposed = needed | {pair}
-                    err = connect(proposed)
-                    if err:
-                        emit(item, "retry", error=err)
+                    failure = connect(proposed)
+                    if failure is not None:
+                        cerr = str(failure)
+                        if failure.permanent:
+                            advice = rejection_advice(failure.reason, opts.calling_ae, target)
+                            emit(item, "failed", error=cerr)
+                            refused(item, f"{cerr}: {advice}")
+                            break
+                        emit(item, "retry", error=cerr)
                         down_since = down_since or time.monotonic()
                         if time.monotonic() - down_since > opts.wait_for_target:
-                            post({"kind": "target_down", "error": err, "count": len(batch) - n})
+                            post({"kind": "target_down", "error": cerr, "count": len(work) + 1,
+                                  "waited": time.monotonic() - down_since})
                             stop.set()
                             break
                         time.sleep(min(30.0, opts.backoff * 2 ** min(attempts, 5)))
@@ -284,7 +325,7 @@ def worker(wid: int, target: Target, opts: WorkerOptions, tasks: Any, results: A
                     break
                 except Exception as e:  # store() reports peer trouble itself: this is a bug; the link is unknown
                     r = None
-                    err = f"{type(e).__name__}: {e}"
+                    err: str | None = f"{type(e).__name__}: {e}"
                 finally:
                     source.close()
                 if r is not None:
@@ -292,8 +333,21 @@ def worker(wid: int, target: Target, opts: WorkerOptions, tasks: Any, results: A
                 status = r.status if r is not None else None
                 if status == STORED or status in STORED_WARNINGS:
                     emit(item, "stored" if status == STORED else "warning", r, None, source, rewritten, status)
+                    stored_any = True
                     break
                 retryable = status is None or 0xA700 <= status <= 0xA7FF
+                key = streak_key_of(r)
+                if key is not None and not stored_any:
+                    if key != streak_key:
+                        streak_key, streak = key, set()
+                    streak.add(item.sop_instance_uid)
+                    if len(streak) >= STREAK:
+                        emit(item, "failed", r, err or status_meaning(status), source, rewritten, status)
+                        refused(item, f"the first {STREAK} instances sent all failed the same way ({key}): "
+                                      f"stopped. A target that accepts the association but refuses every object "
+                                      f"often does not know the calling AE title {opts.calling_ae!r} (Orthanc: "
+                                      f"DicomModalities, DicomAlwaysAllowStore)")
+                        break
                 if status is not None and not retryable:
                     emit(item, "failed", r, status_meaning(status), source, rewritten, status)
                     break
@@ -306,6 +360,9 @@ def worker(wid: int, target: Target, opts: WorkerOptions, tasks: Any, results: A
                          source, rewritten, status)
                     break
                 emit(item, "retry", r, err or status_meaning(status), source, rewritten, status)
+                if key is not None and not stored_any and work:
+                    work.append((item, attempts))  # try the next instance first (see STREAK)
+                    break
                 time.sleep(min(30.0, opts.backoff * 2 ** (attempts - 1)))
             if stop.is_set():
                 break
