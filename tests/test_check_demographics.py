@@ -6,7 +6,7 @@ import random
 
 import numpy as np
 
-from pacscopy.synth import _UIDs, make_dataset, part10_bytes
+from pacscopy.testing.synth import _UIDs, make_dataset, part10_bytes
 
 from .conftest import rows
 

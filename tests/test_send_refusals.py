@@ -12,7 +12,7 @@ from .test_send import planned_corpus
 def test_orthanc_that_does_not_know_our_ae_stops_the_run_in_seconds(planned, tmp_path, cli) -> None:
     """DicomModalities without PACSCOPY and DicomAlwaysAllowStore false: Orthanc accepts the association and
     refuses every C-STORE. Each instance used to cost its 5 attempts and 15 s of backoff."""
-    from pacscopy.sendworker import STREAK
+    from pacscopy.send.worker import STREAK
 
     extra = {"DicomAlwaysAllowStore": False, "DicomModalities": {"other": ["OTHER", "127.0.0.1", 11112]}}
     with orthanc(tmp_path, extra=extra) as peer:

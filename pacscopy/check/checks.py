@@ -114,7 +114,9 @@ def run_checks(
                 f"SELECT $check_id, severity, path, sop_instance_uid, group_key, detail, recoverable FROM ({sql})",
                 {"check_id": name},
             )
-        run_script(con, "ops/check/build_plan")
+        from pacscopy.send.transcode import plan_params
+
+        run_script(con, "ops/check/build_plan", plan_params())
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")

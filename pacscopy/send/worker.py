@@ -128,7 +128,9 @@ def _source_for(item: Item) -> tuple[Source, str | None]:
             ds.OtherPatientIDsSequence = Sequence([*seq, other])
         rewrites.append("patient_id_mapped")
     if item.send_syntax != item.transfer_syntax_uid:
-        ds.decompress(generate_instance_uid=False)  # pydicom would mint a new SOPInstanceUID
+        from pacscopy.send.transcode import rewrite_syntax
+
+        rewrite_syntax(ds, item.transfer_syntax_uid, item.send_syntax)
         rewrites.append(f"transcoded:{item.transfer_syntax_uid}->{item.send_syntax}")
     data = encode_dataset(ds, item.send_syntax)
     return BytesSource(data), ",".join(rewrites)

@@ -58,7 +58,17 @@ SELECT
          WHEN h.checks IS NOT NULL THEN 'held: ID conflict (' || h.checks || ')'
          WHEN b.refused THEN 'blocked: ' || (SELECT target FROM probed) || ' refuses '
               || coalesce(sc.name, r.sop_class_uid) || ' in ' || coalesce(r.transfer_syntax_uid, '?')
-              || coalesce('; sendable decompressed to ' || b.transcode_to || ' with send --transcode', '')
+              || CASE WHEN b.transcode_to IS NOT NULL
+                      THEN '; sendable ' || CASE WHEN list_contains(['1.2.840.10008.1.2', '1.2.840.10008.1.2.1',
+                                                                     '1.2.840.10008.1.2.2', '1.2.840.10008.1.2.1.99'],
+                                                                    r.transfer_syntax_uid)
+                                                 THEN 're-encoded in ' ELSE 'decompressed to ' END
+                           || b.transcode_to || ' with send --transcode'
+                      WHEN b.uncompressed_ok IS NOT NULL
+                      THEN '; the target accepts the class uncompressed, but send --transcode cannot rewrite it here: '
+                           || coalesce($no_decoder_why[list_position($no_decoder_ts, r.transfer_syntax_uid)],
+                                       'pydicom cannot decode ' || coalesce(r.transfer_syntax_uid, '?'))
+                      ELSE '' END
          ELSE 'send' || CASE WHEN s.sound > 1 THEN '; ' || (s.sound - 1) || ' duplicate cop'
                                  || CASE WHEN s.sound = 2 THEN 'y' ELSE 'ies' END || ' skipped' ELSE '' END
                      || CASE WHEN s.damaged > 0 THEN '; intact copy of ' || s.damaged || ' damaged file'
@@ -71,7 +81,7 @@ SELECT
     r.study_instance_uid,
     r.patient_id,
     r.size,
-    CASE WHEN b.refused THEN b.transcode_to END AS transcode_to
+    CASE WHEN b.refused THEN b.transcode_to END AS transcode_to  -- only what the installed decoders can do
 FROM ranked r
 JOIN sop s USING (sop_instance_uid)
 LEFT JOIN holds h USING (sop_instance_uid)
@@ -79,7 +89,8 @@ LEFT JOIN sop_classes sc ON sc.uid = r.sop_class_uid
 LEFT JOIN (
     SELECT r2.sop_instance_uid,
            (SELECT count(*) FROM probed) > 0 AND ok.sop_class_uid IS NULL AS refused,
-           tc.ts AS transcode_to
+           CASE WHEN list_contains($transcodable, r2.transfer_syntax_uid) THEN tc.ts END AS transcode_to,
+           tc.ts AS uncompressed_ok
     FROM ranked r2
     LEFT JOIN (SELECT sop_class_uid, transfer_syntax_uid FROM caps WHERE accepted) ok
            ON ok.sop_class_uid = r2.sop_class_uid AND ok.transfer_syntax_uid = r2.transfer_syntax_uid
