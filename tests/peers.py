@@ -169,3 +169,62 @@ def dcmqrscp(tmp: Path, ae: str = "DCMQRSCP") -> Iterator[Peer]:
     )
     with _run([exe, "-c", str(cfg), "-dhl", str(port)], ae, port, storage, tmp / f"dcmqrscp-{port}.log") as p:
         yield p
+
+
+@contextmanager
+def qrscp(tmp: Path, ae: str = "QRSCP", move_destinations: dict[str, int] | None = None) -> Iterator[Peer]:
+    """pynetdicom's own Query/Retrieve SCP app (``python -m pynetdicom qrscp``), with a configuration file.
+
+    It needs SQLAlchemy (in the test extra); ``move_destinations`` maps AE titles to loopback ports.
+    """
+    try:
+        import sqlalchemy  # noqa: F401
+    except ImportError:
+        pytest.skip("pynetdicom's qrscp needs sqlalchemy (the test extra installs it)")
+    port = free_port()
+    storage = tmp / f"qrscp-{port}"
+    (storage / "instances").mkdir(parents=True)
+    lines = ["[DEFAULT]", f"ae_title: {ae}", f"port: {port}", "max_pdu: 16382", "acse_timeout: 30",
+             "dimse_timeout: 30", "network_timeout: 30", "bind_address: 127.0.0.1",
+             f"instance_location: {storage / 'instances'}", f"database_location: {storage / 'instances.sqlite'}",
+             "log_identifier: False"]
+    for dest, dport in (move_destinations or {}).items():
+        lines += [f"[{dest}]", "address: 127.0.0.1", f"port: {dport}"]
+    cfg = storage / "qrscp.ini"
+    cfg.write_text("\n".join(lines) + "\n")
+    cmd = [sys.executable, "-m", "pynetdicom", "qrscp", "-c", str(cfg), "-ll", "info"]
+    with _run(cmd, ae, port, storage, tmp / f"qrscp-{port}.log") as p:
+        yield p
+
+
+#: tiny-pacs runs from its own virtual environment (its pydantic, peewee and pynetdicom2 stay out of
+#: pacscopy's); scripts/setup creates it.
+TINY_PACS = HERE.parent / ".venv-peers" / "bin" / "tiny-pacs"
+
+
+@contextmanager
+def tiny_pacs(tmp: Path, ae: str = "TINY_PACS") -> Iterator[Peer]:
+    """tiny-pacs (PyPI: a small pure-Python PACS on pynetdicom2) with files on disk and SQLite in a file."""
+    if not TINY_PACS.exists():
+        pytest.skip(f"tiny-pacs is not installed in {TINY_PACS.parent.parent} (scripts/setup installs it from PyPI; "
+                    "it failed or had no network)")
+    port = free_port()
+    storage = tmp / f"tiny-pacs-{port}"
+    (storage / "files").mkdir(parents=True)
+    cfg = {
+        "ae": {"ae_title": [ae], "port": port},
+        "log": {"version": 1, "disable_existing_loggers": False,
+                "formatters": {"simple": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+                "handlers": {"console": {"class": "logging.StreamHandler", "level": "INFO", "formatter": "simple",
+                                         "stream": "ext://sys.stdout"}},
+                "root": {"level": "INFO", "handlers": ["console"]}},
+        "components": {
+            "Database": {"on": True, "driver": "sqlite", "db_name": str(storage / "tiny.sqlite"), "uri": False},
+            "InMemoryStorage": {"on": False},
+            "FileStorage": {"on": True, "storage_dir": str(storage / "files")},
+        },
+    }
+    conf = storage / "tiny-pacs.json"
+    conf.write_text(json.dumps(cfg))
+    with _run([str(TINY_PACS), "run", "-c", str(conf)], ae, port, storage, tmp / f"tiny-pacs-{port}.log") as p:
+        yield p
