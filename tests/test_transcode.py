@@ -58,7 +58,7 @@ def _same_values(a: pydicom.Dataset, b: pydicom.Dataset, big_endian: bool) -> No
             assert np.array_equal(va, np.frombuffer(eb.value, dtype=f"<u{n}")), ea.tag
         else:
             assert ea.value == eb.value, ea.tag
-    assert {e.tag for e in a} == {e.tag for e in b}
+    assert {e.tag for e in a} == {e.tag for e in b}, "elements added or lost"
 
 
 @pytest.mark.parametrize("name,big", [("be", True), ("deflated", False)])

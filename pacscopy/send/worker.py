@@ -240,7 +240,7 @@ def worker(wid: int, target: Target, opts: WorkerOptions, tasks: Any, results: A
               "detail": str(e)})
         emit(item, "failed", error=f"source_changed: {e}")
 
-    def refused(item: Item, why: str) -> None:
+    def refused(why: str) -> None:
         """The target refuses everything: stop the run (every worker) with the reason."""
         post({"kind": "target_refused", "error": why})
         stop.set()
@@ -279,7 +279,7 @@ def worker(wid: int, target: Target, opts: WorkerOptions, tasks: Any, results: A
                         if failure.permanent:
                             advice = rejection_advice(failure.reason, opts.calling_ae, target)
                             emit(item, "failed", error=cerr)
-                            refused(item, f"{cerr}: {advice}")
+                            refused(f"{cerr}: {advice}")
                             break
                         emit(item, "retry", error=cerr)
                         down_since = down_since or time.monotonic()
@@ -345,7 +345,7 @@ def worker(wid: int, target: Target, opts: WorkerOptions, tasks: Any, results: A
                     streak.add(item.sop_instance_uid)
                     if len(streak) >= STREAK:
                         emit(item, "failed", r, err or status_meaning(status), source, rewritten, status)
-                        refused(item, f"the first {STREAK} instances sent all failed the same way ({key}): "
+                        refused(f"the first {STREAK} instances sent all failed the same way ({key}): "
                                       f"stopped. A target that accepts the association but refuses every object "
                                       f"often does not know the calling AE title {opts.calling_ae!r} (Orthanc: "
                                       f"DicomModalities, DicomAlwaysAllowStore)")
