@@ -119,12 +119,12 @@ BLOCK = 4096
 Buffer = bytes | bytearray | memoryview | mmap.mmap
 
 
-_TEXT, _US, _PIXEL, _DIRECTORY = range(4)
+_TEXT, _US, _PIXEL, _DIRECTORY, _CHARSET = range(5)
 #: The top-level elements the walk keeps something of: tag -> (kind, value name).
 #: Values not in the index (photometric, bits_stored, high_bit) serve the pixel checks.
 _TOP_TAGS: dict[int, tuple[int, str]] = {
     **{t: (_TEXT, name) for t, name in TEXT_TAGS.items()},
-    SPECIFIC_CHARACTER_SET: (_TEXT, "specific_character_set"),
+    SPECIFIC_CHARACTER_SET: (_CHARSET, "specific_character_set"),
     0x00280004: (_TEXT, "photometric"),
     **{t: (_US, name) for t, name in US_TAGS.items()},
     0x00280101: (_US, "bits_stored"), 0x00280102: (_US, "high_bit"),
@@ -332,6 +332,11 @@ class _Walker:
                     elif kind == _US:
                         if length >= 2:
                             top.values[name] = self.h.unpack_from(buf, vpos)[0]
+                    elif kind == _CHARSET:
+                        raw = top.values[name] = bytes(buf[vpos : vpos + length])
+                        problem = _charset_problem(vr, raw)
+                        if problem:  # judged after the walk: the header values still get read
+                            top.values["charset_problem"] = f"{problem} at offset {pos}"
                     else:
                         top.values["is_dicomdir"] = True
             pos = vpos + length
@@ -418,6 +423,21 @@ def _plausible_pixel_length(values: dict[str, Any], length: int) -> bool:
     return length in (expected, expected + 1)
 
 
+def _charset_problem(vr: bytes | None, raw: bytes) -> str | None:
+    """Why a SpecificCharacterSet cannot name a character set, or None.
+
+    Every text value of the dataset is decoded through it, so a damaged one (a VR that is
+    not CS, control bytes or non-ASCII inside the value) leaves names unreadable. An unknown
+    but well-formed term (a typo such as ``ISO_IR100``) is left to the decoder's fallback.
+    """
+    if vr is not None and vr not in (b"CS", b"UN"):
+        return f"SpecificCharacterSet with VR {vr.decode('ascii', 'replace')} instead of CS"
+    text = raw.rstrip(b" \x00")
+    if not text.isascii() or any(c < 0x20 or c == 0x7F for c in text):
+        return f"SpecificCharacterSet {raw[:40]!r} holds bytes no character set term has"
+    return None
+
+
 def _uid_valid(uid: str) -> bool:
     """A UID as PS3.5 9.1 defines it: at most 64 characters, digits in dot-separated
     components, none empty, none with a leading zero."""
@@ -484,14 +504,11 @@ def _check_pixels(ins: Inspection, ts: str | None, data: Buffer) -> None:
         if not ins.encapsulated and keyword == "PixelData" and ts in STANDARD_SYNTAXES and ts not in NATIVE_SYNTAXES:
             raise _Problem("pixel_encoding_mismatch",
                            f"PixelData is native (not fragments) under the encapsulated transfer syntax {ts}")
-    missing = [kw for kw, key in (("Rows", "rows"), ("Columns", "columns"), ("BitsAllocated", "bits_allocated"))
-               if v.get(key) is None]
+    missing = [kw for kw, key in (("Rows", "rows"), ("Columns", "columns"), ("BitsAllocated", "bits_allocated"),
+                                  ("SamplesPerPixel", "samples_per_pixel")) if v.get(key) is None]
     if missing:
         raise _Problem("missing_image_attributes", f"{keyword} without {', '.join(missing)}: its size is unknown")
-    rows, cols, bits = v["rows"], v["columns"], v["bits_allocated"]
-    spp = v.get("samples_per_pixel")
-    if spp is None:
-        spp = 1
+    rows, cols, bits, spp = v["rows"], v["columns"], v["bits_allocated"], v["samples_per_pixel"]
     bad = []
     if not rows or not cols:
         bad.append(f"Rows x Columns {rows} x {cols}")
@@ -639,8 +656,22 @@ def _inflate(buf: Buffer, pos: int, n: int) -> bytearray:
     return out
 
 
+#: The VR of each file meta element (PS3.10 7.1): an explicit meta that says otherwise is damaged.
+_META_VRS = {
+    0x00020000: b"UL", 0x00020001: b"OB", 0x00020002: b"UI", 0x00020003: b"UI", 0x00020010: b"UI",
+    0x00020012: b"UI", 0x00020013: b"SH", 0x00020016: b"AE", 0x00020017: b"AE", 0x00020018: b"AE",
+    0x00020026: b"UR", 0x00020027: b"UR", 0x00020028: b"UR", 0x00020031: b"OB", 0x00020032: b"UR",
+    0x00020033: b"LO", 0x00020035: b"UI", 0x00020100: b"UI", 0x00020102: b"OB",
+}
+
+
 def _read_meta(buf: Buffer, pos: int, end: int, ins: Inspection) -> int:
-    """Walk the group 0002 file meta; return the offset where the dataset starts."""
+    """Walk the group 0002 file meta; return the offset where the dataset starts.
+
+    A meta element whose VR is not the standard's, or whose length cannot fit its VR, is
+    recorded in ``values["meta_problem"]`` and judged once the dataset is walked: a damaged
+    meta length can swallow the TransferSyntaxUID and leave the encoding to a guess.
+    """
     explicit = True
     # A few writers encode the meta in implicit VR; read it as they wrote it.
     if end >= pos + 8 and bytes(buf[pos + 4 : pos + 6]) not in VALID_VRS:
@@ -649,9 +680,16 @@ def _read_meta(buf: Buffer, pos: int, end: int, ins: Inspection) -> int:
     while pos < end:
         if pos + 2 <= end and _U16(buf, pos)[0] != 0x0002:
             break
-        tag, _, length, vpos = w.header(pos, end)
+        tag, vr, length, vpos = w.header(pos, end)
         if vpos + length > end:
             w.fits(tag, length, vpos, end, length < 0x10000)  # raises
+        if vr is not None and "meta_problem" not in ins.values:
+            want = _META_VRS.get(tag)
+            if want is not None and vr != want:
+                ins.values["meta_problem"] = ("unparseable", f"file meta element ({tag >> 16:04X},{tag & 0xFFFF:04X}) "
+                                              f"at offset {pos} has VR {vr.decode()}, the standard's is {want.decode()}")
+            elif vr in VR_SIZES and length % VR_SIZES[vr]:
+                ins.values["meta_problem"] = ("invalid_vr_length", w.bad_length(tag, vr, length, pos).detail)
         if tag == 0x00020010:
             ins.transfer_syntax_uid = _ascii(bytes(buf[vpos : vpos + length])) or None
         elif tag == 0x00020002:
@@ -862,8 +900,14 @@ def _inspect(buf: Buffer, n: int, ins: Inspection) -> None:
         _decode_text(ins.values)
         ins.status = "dicomdir"
         return
+    meta_problem = ins.values.pop("meta_problem", None)
+    if meta_problem:
+        raise _Problem(*meta_problem)
     if bad_ts is not None:
         raise bad_ts
+    charset_problem = ins.values.pop("charset_problem", None)
+    if charset_problem:
+        raise _Problem("invalid_character_set", charset_problem)
     if ins.detected_syntax and ins.transfer_syntax_uid and ins.detected_syntax != ins.transfer_syntax_uid:
         raise _Problem(
             "encoding_mismatch",
