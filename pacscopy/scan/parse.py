@@ -120,6 +120,8 @@ Buffer = bytes | bytearray | memoryview | mmap.mmap
 
 
 _TEXT, _US, _PIXEL, _DIRECTORY, _CHARSET = range(5)
+_KEYWORDS = {"rows": "Rows", "columns": "Columns", "bits_allocated": "BitsAllocated", "bits_stored": "BitsStored",
+             "samples_per_pixel": "SamplesPerPixel", "high_bit": "HighBit"}
 #: The top-level elements the walk keeps something of: tag -> (kind, value name).
 #: Values not in the index (photometric, bits_stored, high_bit) serve the pixel checks.
 _TOP_TAGS: dict[int, tuple[int, str]] = {
@@ -332,6 +334,8 @@ class _Walker:
                     elif kind == _US:
                         if length >= 2:
                             top.values[name] = self.h.unpack_from(buf, vpos)[0]
+                            if length != 2:  # each of these holds one value (VM 1)
+                                top.values.setdefault("multi_valued", f"{_KEYWORDS[name]} holds {length // 2} values")
                     elif kind == _CHARSET:
                         raw = top.values[name] = bytes(buf[vpos : vpos + length])
                         problem = _charset_problem(vr, raw)
@@ -504,11 +508,17 @@ def _check_pixels(ins: Inspection, ts: str | None, data: Buffer) -> None:
         if not ins.encapsulated and keyword == "PixelData" and ts in STANDARD_SYNTAXES and ts not in NATIVE_SYNTAXES:
             raise _Problem("pixel_encoding_mismatch",
                            f"PixelData is native (not fragments) under the encapsulated transfer syntax {ts}")
+    # Type 1 attributes of the Image Pixel module (PS3.3 C.7.6.3) that say how to read the pixels.
     missing = [kw for kw, key in (("Rows", "rows"), ("Columns", "columns"), ("BitsAllocated", "bits_allocated"),
                                   ("SamplesPerPixel", "samples_per_pixel")) if v.get(key) is None]
+    if not _ascii(v.get("photometric") or b""):
+        missing.append("PhotometricInterpretation")
     if missing:
         raise _Problem("missing_image_attributes", f"{keyword} without {', '.join(missing)}: its size is unknown")
     rows, cols, bits, spp = v["rows"], v["columns"], v["bits_allocated"], v["samples_per_pixel"]
+    multi = v.pop("multi_valued", None)
+    if multi:
+        raise _Problem("invalid_image_attributes", f"{multi}: one is expected, the image size is ambiguous")
     bad = []
     if not rows or not cols:
         bad.append(f"Rows x Columns {rows} x {cols}")
@@ -683,13 +693,16 @@ def _read_meta(buf: Buffer, pos: int, end: int, ins: Inspection) -> int:
         tag, vr, length, vpos = w.header(pos, end)
         if vpos + length > end:
             w.fits(tag, length, vpos, end, length < 0x10000)  # raises
-        if vr is not None and "meta_problem" not in ins.values:
-            want = _META_VRS.get(tag)
-            if want is not None and vr != want:
+        want = _META_VRS.get(tag)
+        if "meta_problem" not in ins.values:
+            if vr is not None and want is not None and vr != want:
                 ins.values["meta_problem"] = ("unparseable", f"file meta element ({tag >> 16:04X},{tag & 0xFFFF:04X}) "
                                               f"at offset {pos} has VR {vr.decode()}, the standard's is {want.decode()}")
-            elif vr in VR_SIZES and length % VR_SIZES[vr]:
-                ins.values["meta_problem"] = ("invalid_vr_length", w.bad_length(tag, vr, length, pos).detail)
+            elif tag == 0x00020000 and length != 4:  # one UL, in either VR encoding
+                ins.values["meta_problem"] = ("invalid_vr_length", f"file meta group length of {length} bytes "
+                                              f"at offset {pos}: a UL holds 4")
+            elif (vr or want) in VR_SIZES and length % VR_SIZES[vr or want or b""]:
+                ins.values["meta_problem"] = ("invalid_vr_length", w.bad_length(tag, vr or want or b"", length, pos).detail)
         if tag == 0x00020010:
             ins.transfer_syntax_uid = _ascii(bytes(buf[vpos : vpos + length])) or None
         elif tag == 0x00020002:
