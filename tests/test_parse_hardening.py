@@ -333,3 +333,26 @@ def test_jpeg_with_damaged_meta_is_quarantined_and_never_sent(tmp_path: Path, cl
     assert set(rx.catalogue) == sent and len(sent) >= 3
     assert not bad & set(rx.catalogue)
     assert not bad & {p.stem for p in (tmp_path / "rx").glob("*.dcm")}
+
+
+def _implicit(tag: int, value: bytes) -> bytes:
+    return struct.pack("<HHI", tag >> 16, tag & 0xFFFF, len(value)) + value
+
+
+@pytest.mark.parametrize("extra,ok", [
+    (_implicit(0x00280010, b"\x04\x00"), True),
+    (_implicit(0x00280010, b"\x04\x00\x00"), False),  # Rows (US) of 3 bytes
+    (_implicit(0x00189087, bytes(4)), False),  # DiffusionBValue (FD) of 4 bytes
+])
+def test_implicit_vr_lengths_are_judged_by_the_dictionary(extra: bytes, ok: bool) -> None:
+    elements = [_implicit(0x00080016, b"1.2.840.10008.5.1.4.1.1.7\0"), _implicit(0x00080018, b"1.2.3.4"),
+                _implicit(0x0020000D, b"1.2.3.5\0"), extra]
+    data = b"".join(sorted(elements, key=lambda e: struct.unpack_from("<HH", e)))
+    assert verdict(data) == (("ok", None) if ok else ("corrupt", "invalid_vr_length"))
+
+
+def test_an_implicit_group_length_holds_one_ul() -> None:
+    body = _implicit(0x00080016, b"1.2.840.10008.5.1.4.1.1.7\0") + _implicit(0x00080018, b"1.2.3.4")
+    body += _implicit(0x0020000D, b"1.2.3.5\0")
+    assert verdict(_implicit(0x00080000, bytes(4)) + body) == ("ok", None)
+    assert verdict(_implicit(0x00080000, bytes(6)) + body) == ("corrupt", "invalid_vr_length")

@@ -277,6 +277,13 @@ def test_sq_table_is_the_dictionary_of_the_installed_pydicom() -> None:
 
     from pacscopy.scan.sqtags import SQ_TAGS
 
+    from pacscopy.scan.sqtags import FIXED_SIZE_TAGS, dictionary_tables
+
+    sq, sizes = dictionary_tables()
+    assert FIXED_SIZE_TAGS == sizes and SQ_TAGS == set(sq), (
+        "regenerate: python -m pacscopy.scan.sqtags > pacscopy/scan/sqtags.py"
+    )
+    assert FIXED_SIZE_TAGS[0x00280010] == 2 and FIXED_SIZE_TAGS[0x00189087] == 8  # Rows US, DiffusionBValue FD
     assert SQ_TAGS == {t for t, e in DicomDictionary.items() if e[0] == "SQ"}, (
         "regenerate: python -m pacscopy.scan.sqtags > pacscopy/scan/sqtags.py"
     )

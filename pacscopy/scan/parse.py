@@ -25,7 +25,7 @@ import zlib
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~8 ms for a worker)
 
-from pacscopy.scan.sqtags import SQ_TAGS
+from pacscopy.scan.sqtags import FIXED_SIZE_TAGS, SQ_TAGS
 
 if TYPE_CHECKING:  # typing and dataclasses cost a worker ~15 ms to import: none at run time
     from typing import Any
@@ -82,6 +82,8 @@ SAMPLES_PER_PIXEL = frozenset({1, 3, 4})
 #: Value multiples of the fixed-size binary VRs: a length that is not one cannot be read.
 VR_SIZES = {b"US": 2, b"SS": 2, b"UL": 4, b"SL": 4, b"FL": 4, b"FD": 8, b"AT": 4,
             b"OW": 2, b"OF": 4, b"OL": 4, b"OD": 8, b"OV": 8, b"SV": 8, b"UV": 8}
+#: Implicit VR: tag -> 0 for a sequence, else the size of one value of its dictionary VR.
+_IMPLICIT = {**FIXED_SIZE_TAGS, **dict.fromkeys(SQ_TAGS, 0)}
 #: Short-length VR -> value multiple (0: text, any length); one lookup in the walk's hot loop.
 _SHORT_SIZE = {vr: VR_SIZES.get(vr, 0) for vr in SHORT_VRS}
 
@@ -280,9 +282,19 @@ class _Walker:
             else:
                 g, el, length = unpack_implicit(buf, pos)
                 tag = (g << 16) | el
-                # Implicit VR: the dictionary says which elements are sequences, and
-                # that is all the walk needs to know of a VR it cannot read.
-                vr = b"SQ" if tag in SQ_TAGS else None
+                # Implicit VR: the dictionary says which elements are sequences, and which
+                # hold fixed-size values: all the walk needs to know of a VR it cannot read.
+                vr = None
+                size = _IMPLICIT.get(tag)
+                if size is not None:
+                    if not size:
+                        vr = b"SQ"
+                    elif length % size and length != UNDEFINED:
+                        raise _Problem("invalid_vr_length", f"({g:04X},{el:04X}) of {length} bytes at offset {pos}: "
+                                       f"not a multiple of {size}, the size of its values in the dictionary")
+                elif not el and length != 4 and g != 0xFFFE:
+                    raise _Problem("invalid_vr_length", f"group length ({g:04X},0000) of {length} bytes at offset "
+                                   f"{pos}: a UL holds 4")
             if tag == ITEM_DELIM:
                 if in_undefined_item:
                     return vpos
