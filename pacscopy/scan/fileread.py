@@ -59,6 +59,40 @@ _NO_CONTENT = (None,) * (len(ROW_COLUMNS) - 10)
 
 def read_row(path: bytes) -> Row:
     """Read one file once: hash and parse the same bytes. Never raises on what it finds."""
+    got = load(path)
+    return got if isinstance(got, tuple) else got.row()
+
+
+class Loaded:
+    """A file's bytes in memory (or mapped), read by :func:`load`, not yet inspected."""
+
+    __slots__ = ("path", "size", "mtime_ns", "data")
+
+    def __init__(self, path: bytes, size: int, mtime_ns: int, data: bytes | mmap.mmap) -> None:
+        self.path, self.size, self.mtime_ns, self.data = path, size, mtime_ns, data
+
+    def row(self) -> Row:
+        """Hash and parse the bytes (CPU only, no I/O), then let go of them."""
+        try:
+            return _inspect(self.path, self.mtime_ns, self.data)
+        except Exception as e:
+            # A bug met on this file's bytes (the parser never raises on bad content by design):
+            # the file gets a row that names the error and is never sent, the rest of the batch
+            # and the scan go on. RecursionError and MemoryError included.
+            return entry_row(self.path, self.size, self.mtime_ns, "corrupt", "parser_error",
+                             f"{type(e).__name__} while parsing: {str(e)[:200]} (a pacscopy bug: please report it)")
+        finally:
+            if isinstance(self.data, mmap.mmap):
+                self.data.close()
+            self.data = b""
+
+
+def load(path: bytes) -> Loaded | Row:
+    """The I/O half of :func:`read_row`: the whole file in one large read, or mapped.
+
+    Returns the row at once for a file that cannot be read or is no longer a
+    regular file. Safe to call from threads: the reads release the GIL.
+    """
     try:
         # O_NONBLOCK: if the entry became a FIFO since the walk, open must not hang.
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -71,24 +105,18 @@ def read_row(path: bytes) -> Row:
         if not stat.S_ISREG(st.st_mode):
             return entry_row(path, size, mtime_ns, "skipped", "not_regular", "changed into a non-regular file")
         if size > MMAP_ABOVE:
-            with mmap.mmap(fd, 0, flags=mmap.MAP_SHARED | _MAP_POPULATE, prot=mmap.PROT_READ) as mm:
-                return _inspect(path, mtime_ns, mm)
+            return Loaded(path, size, mtime_ns, mmap.mmap(fd, 0, flags=mmap.MAP_SHARED | _MAP_POPULATE,
+                                                          prot=mmap.PROT_READ))
         # os.read rather than a file object: ~4 us less per file. Read to EOF, as
         # the file may have grown since fstat (and a short read need not be the end).
         data = os.read(fd, size + 1)
         while more := os.read(fd, 1 << 16):
             data += more
-        return _inspect(path, mtime_ns, data)
+        return Loaded(path, size, mtime_ns, data)
     except OSError as e:
         return entry_row(path, size, mtime_ns, "unreadable", "os_error", f"{e.strerror} (errno {e.errno})")
     except ValueError as e:  # mmap: the file shrank to nothing since fstat
         return entry_row(path, size, mtime_ns, "unreadable", "os_error", f"changed while being read: {e}")
-    except Exception as e:
-        # A bug met on this file's bytes (the parser never raises on bad content by design):
-        # the file gets a row that names the error and is never sent, the rest of the batch
-        # and the scan go on. RecursionError and MemoryError included.
-        return entry_row(path, size, mtime_ns, "corrupt", "parser_error",
-                         f"{type(e).__name__} while parsing: {str(e)[:200]} (a pacscopy bug: please report it)")
     finally:
         os.close(fd)
 

@@ -5,10 +5,12 @@ DuckDB's threads and locks (unsafe) and its 100 MB; a forkserver takes about
 0.3 s to start; ``spawn`` re-imports the CLI's main module. A worker here is
 ``python -S -P -c "from pacscopy.scan.pool import worker_main; worker_main()"``:
 it imports only :mod:`pacscopy.scan.fileread` (the parser and xxhash), so it is
-ready in ~20 ms and stays at about 11 MB.
+ready in ~20 ms and stays at about 11 MB. The workers are sized for CPU (one
+per core); a worker reads ahead in threads when the storage is slow
+(:class:`ReadAhead`), so that I/O concurrency does not cost interpreters.
 
-The protocol is length-prefixed pickles over the worker's pipes: a list of
-paths in on stdin, the list of their rows (:data:`pacscopy.scan.fileread.ROW_COLUMNS`)
+The protocol is length-prefixed pickles over the worker's pipes: a chunk of
+paths (with their sizes, as walked) in on stdin, the list of their rows (:data:`pacscopy.scan.fileread.ROW_COLUMNS`)
 out on stdout, or the text of an unexpected error. A worker exits at EOF on
 its stdin. When the scanning process dies, whatever kills it (also kill -9),
 its ends of the pipes close: the worker sees EOF or a broken pipe and exits,
@@ -26,6 +28,7 @@ import sys
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~8 ms for a worker)
 
 if TYPE_CHECKING:
+    import queue
     from collections.abc import Callable, Iterator
     from typing import IO, Any, NoReturn
 
@@ -36,6 +39,12 @@ _WORKER = "from pacscopy.scan.pool import worker_main; worker_main()"
 #: Chunks in flight per worker: enough that it never waits for the next one
 #: while the scanning process is busy in DuckDB, few enough to end together.
 CREDIT = 16
+#: Reads in flight, at most, over all workers (unless ``io_depth`` says otherwise): what a
+#: NAS answering in 2-10 ms needs to deliver its throughput. Each worker adapts its own
+#: number to the latency it sees (:class:`ReadAhead`); on a local disk it stays at one.
+IO_DEPTH = 64
+#: Bytes read ahead and not yet parsed, at most, over all workers.
+IO_BYTES = 64 << 20
 
 
 class WorkerError(PacscopyError):
@@ -46,7 +55,11 @@ class WorkerError(PacscopyError):
 
 
 def worker_main() -> NoReturn:
-    """The worker process: read path lists from stdin, write row lists to stdout."""
+    """The worker process: read path lists from stdin, write row lists to stdout.
+
+    Its arguments (``sys.argv[1:]``): the most reads it keeps in flight, and the
+    most bytes those may hold (:class:`ReadAhead`).
+    """
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the scanning process's to handle
@@ -57,31 +70,40 @@ def worker_main() -> NoReturn:
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything printed by accident goes to stderr, never into the protocol
     inp = sys.stdin.buffer
+    max_depth, max_bytes = (int(a) for a in sys.argv[1:3])
 
-    from pacscopy.scan.fileread import read_rows
+    import queue
+    import threading
 
+    # A thread takes the chunks in as they come, so that reads of the next chunks can
+    # start while this one is parsed; the credits (CREDIT) bound how many wait here.
+    chunks: queue.Queue[tuple[list[bytes], list[int]] | None] = queue.Queue()
+
+    def intake() -> None:
+        try:
+            while True:
+                head = inp.read(_HEADER)
+                if len(head) < _HEADER:
+                    break  # EOF: no more work, or the scanning process is gone
+                chunks.put(pickle.loads(inp.read(int.from_bytes(head, "little"))))
+        finally:
+            chunks.put(None)
+
+    threading.Thread(target=intake, daemon=True).start()
     code = 0
+    reads = ReadAhead(max_depth, max_bytes)
     try:
-        while True:
-            head = inp.read(_HEADER)
-            if len(head) < _HEADER:
-                break  # EOF: no more work, or the scanning process is gone
-            paths = pickle.loads(inp.read(int.from_bytes(head, "little")))
-            try:
-                payload = pickle.dumps(read_rows(paths), protocol=pickle.HIGHEST_PROTOCOL)
-            except Exception:  # a bug, not a bad file (those become rows): report it and stop
-                import traceback
-
-                _write_frame(out, pickle.dumps(traceback.format_exc()))
-                code = 1
-                break
-            _write_frame(out, payload)
+        for rows in reads.rows(chunks):
+            _write_frame(out, pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL))
     except (BrokenPipeError, ConnectionResetError):
         pass  # the scanning process is gone
-    except BaseException:
+    except Exception:  # a bug, not a bad file (those become rows): report it and stop
         import traceback
 
-        traceback.print_exc()
+        try:
+            _write_frame(out, pickle.dumps(traceback.format_exc()))
+        except OSError:
+            pass
         code = 1
     try:
         out.close()
@@ -91,13 +113,132 @@ def worker_main() -> NoReturn:
     os._exit(code)
 
 
+class ReadAhead:
+    """Reads files ahead of the parsing, as many at once as the storage's latency calls for.
+
+    On a local disk a file's bytes come back in microseconds, mostly as CPU
+    work (a copy from the page cache): the parsing thread reads each file
+    itself, and threads would only add hand-offs. On network storage (NFS, SMB,
+    a tape library's staging disk) each open and read waits a round trip:
+    then threads read ahead (``os.read`` releases the GIL), up to ``depth``
+    files in flight. The time a read waits beyond its CPU time decides: above
+    :data:`THREADS_ABOVE_S` the reads go to threads, with enough in flight
+    to cover that wait at the parsing's pace. The depth then grows whenever
+    the parsing has to wait for a read, and shrinks slowly while it never does;
+    at the smallest depth, reads go back to the parsing thread to be measured
+    again. ``max_bytes`` caps the bytes read ahead and not yet parsed (the
+    sizes the walk saw; one file is always allowed).
+    """
+
+    #: A read that waits longer than this (beyond its CPU time) is worth a thread.
+    THREADS_ABOVE_S = 50e-6
+    #: Files between two steps down of the depth while the parsing never waits.
+    SHRINK_EVERY = 512
+
+    def __init__(self, max_depth: int, max_bytes: int) -> None:
+        self.max_depth = max(1, max_depth)
+        self.max_bytes = max_bytes
+        self.depth = 0  # 0: the parsing thread reads; else reads in flight in threads
+        self.wait_s = 0.0  # smoothed wait of a read, beyond its CPU time (measured inline)
+        self.parse_s = 0.0  # smoothed time the parsing takes per file
+        self.calm = 0  # files parsed since the parsing last waited for a read
+        self.pool: Any = None
+
+    def rows(self, chunks: queue.Queue[tuple[list[bytes], list[int]] | None]) -> Iterator[list[tuple[Any, ...]]]:
+        """The rows of each chunk of ``(paths, sizes)`` from ``chunks`` (None: no more), in order."""
+        import queue
+        from collections import deque
+        from time import perf_counter, thread_time
+
+        from pacscopy.scan.fileread import Loaded, load
+
+        todo: deque[tuple[bytes, int]] = deque()  # files of the chunks taken in, not yet started
+        sizes: deque[int] = deque()  # chunk sizes, in files, of the chunks taken in
+        flight: deque[tuple[Any, int]] = deque()  # (future, size), in order
+        flight_bytes = 0
+        done: list[tuple[Any, ...]] = []
+        ended = False
+        try:
+            while True:
+                # Take in chunks: enough to fill the reads in flight; wait for one only when idle.
+                while not ended and (not sizes or len(todo) < self.depth):
+                    try:
+                        chunk = chunks.get(block=not sizes)
+                    except queue.Empty:
+                        break
+                    if chunk is None:
+                        ended = True
+                    elif chunk[0]:
+                        sizes.append(len(chunk[0]))
+                        todo.extend(zip(chunk[0], chunk[1]))
+                    else:
+                        yield []
+                if not sizes:
+                    return
+                if self.depth:
+                    while todo and len(flight) < self.depth and (
+                            not flight or flight_bytes + todo[0][1] <= self.max_bytes):
+                        path, size = todo.popleft()
+                        flight.append((self.pool.submit(load, path), size))
+                        flight_bytes += size
+                t0 = perf_counter()
+                if flight:
+                    fut, size = flight.popleft()
+                    flight_bytes -= size
+                    waited = not fut.done()
+                    got = fut.result()
+                    self._after_wait(waited)
+                else:
+                    path, _ = todo.popleft()
+                    c0 = thread_time()
+                    got = load(path)
+                    wall = perf_counter() - t0
+                    self._after_inline(wall - (thread_time() - c0))
+                    t0 = perf_counter()
+                if isinstance(got, Loaded):
+                    got = got.row()
+                    self.parse_s += (perf_counter() - t0 - self.parse_s) / 16
+                done.append(got)
+                if len(done) == sizes[0]:
+                    sizes.popleft()
+                    yield done
+                    done = []
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def _after_inline(self, wait: float) -> None:
+        self.wait_s += (wait - self.wait_s) / 8
+        if self.max_depth > 1 and self.wait_s > self.THREADS_ABOVE_S:
+            if self.pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self.pool = ThreadPoolExecutor(self.max_depth, thread_name_prefix="read")
+            # Little's law: to parse without waiting, wait/parse reads must be in flight.
+            self.depth = min(self.max_depth, 2 + int(self.wait_s / max(self.parse_s, 1e-5)))
+            self.calm = 0
+
+    def _after_wait(self, waited: bool) -> None:
+        if waited:
+            self.calm = 0
+            self.depth = min(self.max_depth, self.depth + 1)
+            return
+        self.calm += 1
+        if self.calm >= self.SHRINK_EVERY:
+            self.calm = 0
+            self.depth -= 1
+            if self.depth < 2:  # reads are as fast as parsing: measure them inline again
+                self.depth = 0
+                self.wait_s = 0.0
+
+
 def _write_frame(out: IO[bytes], payload: bytes) -> None:
     out.write(len(payload).to_bytes(_HEADER, "little"))
     out.write(payload)
     out.flush()
 
 
-def scan_workers(n: int) -> Workers | None:
+def scan_workers(n: int, io_depth: int | None = None) -> Workers | None:
     """Workers for a scan that will read every file, started first thing.
 
     They take ~20 ms to start, and the scanning process has ~0.1 s of DuckDB to
@@ -106,7 +247,7 @@ def scan_workers(n: int) -> Workers | None:
     """
     if n < 2:
         return None
-    return Workers(n, n - 1 if (os.cpu_count() or 1) <= n else None)
+    return Workers(n, n - 1 if (os.cpu_count() or 1) <= n else None, io_depth)
 
 
 class Workers:
@@ -119,8 +260,11 @@ class Workers:
     :meth:`close`.
     """
 
-    def __init__(self, n: int, active: int | None = None) -> None:
-        """Start ``n`` workers; only the first ``active`` get work until :meth:`activate`."""
+    def __init__(self, n: int, active: int | None = None, io_depth: int | None = None) -> None:
+        """Start ``n`` workers; only the first ``active`` get work until :meth:`activate`.
+
+        ``io_depth``: reads in flight at most, over all workers (default :data:`IO_DEPTH`).
+        """
         import _thread
         import queue
         import subprocess
@@ -146,10 +290,11 @@ class Workers:
         else:  # a path that cannot travel in PYTHONPATH: let site find them, as usual
             here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
             env["PYTHONPATH"] = here + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        depth = max(1, (io_depth or IO_DEPTH) // n)
         try:
             for _ in range(n):
                 self.procs.append(subprocess.Popen(
-                    [sys.executable, *flags, "-c", _WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                    [sys.executable, *flags, "-c", _WORKER, str(depth), str(IO_BYTES // n)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                     env=env, close_fds=True,
                 ))
         except BaseException:
@@ -176,9 +321,10 @@ class Workers:
             for _ in range(CREDIT):
                 credit.release()
 
-    def submit(self, paths: list[bytes]) -> None:
-        """Queue one chunk of paths for whichever worker is free first."""
-        self._work.put(pickle.dumps(paths, protocol=pickle.HIGHEST_PROTOCOL))
+    def submit(self, paths: list[bytes], sizes: list[int] | None = None) -> None:
+        """Queue one chunk of paths (and their sizes, as walked) for whichever worker is free first."""
+        chunk = (paths, sizes or [0] * len(paths))
+        self._work.put(pickle.dumps(chunk, protocol=pickle.HIGHEST_PROTOCOL))
         self.submitted += 1
 
     def finish(self) -> None:

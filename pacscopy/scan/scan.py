@@ -220,14 +220,18 @@ class _Reader:
     (:data:`POOL_FILES`, :data:`POOL_BYTES`); a small job is read in this process.
     """
 
-    def __init__(self, workers: int, hold: bool = False, spare: Workers | None = None) -> None:
+    def __init__(self, workers: int, hold: bool = False, spare: Workers | None = None,
+                 io_depth: int | None = None) -> None:
         self.n_workers = workers
+        self.io_depth = io_depth
         #: Keep one core for this process until :meth:`activate` (it opens the index meanwhile).
         self.hold = hold
         self.pool: Workers | None = None
         self.spare = spare  # started early by the caller: used if the job is big enough
         self.pending: list[bytes] = []  # before the pool starts
+        self.pending_sizes: list[int] = []
         self.chunk: list[bytes] = []
+        self.sizes: list[int] = []
         self.chunk_bytes = 0
         self.files = self.nbytes = 0
 
@@ -240,15 +244,18 @@ class _Reader:
         self.nbytes += size
         if self.pool is None:
             self.pending.append(path)
+            self.pending_sizes.append(size)
             if self.n_workers > 1 and (self.files >= POOL_FILES or self.nbytes >= POOL_BYTES):
                 self.pool, self.spare = self.spare, None
                 if self.pool is None:
-                    self.pool = Workers(self.n_workers, self.n_workers - 1 if self.hold else None)
+                    self.pool = Workers(self.n_workers, self.n_workers - 1 if self.hold else None, self.io_depth)
                 self.chunk, self.pending = self.pending, []
+                self.sizes, self.pending_sizes = self.pending_sizes, []
                 self.chunk_bytes = self.nbytes
                 self._submit()
             return []
         self.chunk.append(path)
+        self.sizes.append(size)
         self.chunk_bytes += size
         if len(self.chunk) >= CHUNK_FILES or self.chunk_bytes >= CHUNK_BYTES:
             self._submit()
@@ -260,8 +267,8 @@ class _Reader:
     def _submit(self) -> None:
         assert self.pool is not None
         for i in range(0, len(self.chunk), CHUNK_FILES):
-            self.pool.submit(self.chunk[i : i + CHUNK_FILES])
-        self.chunk, self.chunk_bytes = [], 0
+            self.pool.submit(self.chunk[i : i + CHUNK_FILES], self.sizes[i : i + CHUNK_FILES])
+        self.chunk, self.sizes, self.chunk_bytes = [], [], 0
 
     def rest(self, idle: Callable[[], object] | None = None) -> Iterator[list[Row]]:
         """Every chunk not yet returned by :meth:`add`, as it finishes (``idle``: see Workers.results)."""
