@@ -56,6 +56,8 @@ def scan(
     index: IndexOpt = None,
     volume: Annotated[Optional[str], typer.Option(help="Volume label (default: each root folder's name).")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes (default: number of cores).")] = os.cpu_count() or 1,
+    io_depth: Annotated[Optional[int], typer.Option(
+        min=1, help="Reads in flight at most (default 64; adapts to the storage's latency).")] = None,
     rehash: Annotated[bool, typer.Option("--rehash", help="Re-read every file, not only changed ones.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")] = False,
 ) -> None:
@@ -72,7 +74,7 @@ def scan(
 
     def on_progress(files: int, nbytes: int) -> None:
         if bar is not None:
-            _advance(bar, files, nbytes, every=50)
+            _advance(bar, files, nbytes)
 
     def on_done(res: ScanResult) -> None:
         nonlocal bar
@@ -88,7 +90,7 @@ def scan(
             )
 
     try:
-        result = do_scan(roots, _index(index), volume=volume, workers=workers, rehash=rehash,
+        result = do_scan(roots, _index(index), volume=volume, workers=workers, io_depth=io_depth, rehash=rehash,
                          on_total=on_total, on_progress=on_progress, on_done=on_done)
     finally:
         if bar is not None:

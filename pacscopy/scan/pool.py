@@ -110,6 +110,9 @@ def worker_main() -> NoReturn:
     except OSError:
         pass
     # Nothing else to clean up: skip the interpreter's teardown, the scan may be waiting.
+    if os.environ.get("PACSCOPY_DEBUG_READS"):
+        print(f"scan worker: depth {reads.depth}, at most {reads.most_in_flight} reads and {reads.most_bytes} bytes "
+              f"in flight; read wait {reads.wait_s * 1e3:.2f} ms, parse {reads.parse_s * 1e3:.3f} ms", file=sys.stderr)
     os._exit(code)
 
 
@@ -143,6 +146,7 @@ class ReadAhead:
         self.parse_s = 0.0  # smoothed time the parsing takes per file
         self.calm = 0  # files parsed since the parsing last waited for a read
         self.pool: Any = None
+        self.most_in_flight = self.most_bytes = 0  # the peaks, for tests and --debug figures
 
     def rows(self, chunks: queue.Queue[tuple[list[bytes], list[int]] | None]) -> Iterator[list[tuple[Any, ...]]]:
         """The rows of each chunk of ``(paths, sizes)`` from ``chunks`` (None: no more), in order."""
@@ -181,6 +185,8 @@ class ReadAhead:
                         path, size = todo.popleft()
                         flight.append((self.pool.submit(load, path), size))
                         flight_bytes += size
+                    self.most_in_flight = max(self.most_in_flight, len(flight))
+                    self.most_bytes = max(self.most_bytes, flight_bytes)
                 t0 = perf_counter()
                 if flight:
                     fut, size = flight.popleft()
@@ -188,6 +194,7 @@ class ReadAhead:
                     waited = not fut.done()
                     got = fut.result()
                     self._after_wait(waited)
+                    t0 = perf_counter()
                 else:
                     path, _ = todo.popleft()
                     c0 = thread_time()

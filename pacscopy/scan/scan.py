@@ -16,15 +16,17 @@ import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pacscopy import __version__
 from pacscopy.errors import InputError
-from pacscopy.scan.fileread import ROW_COLUMNS, display_path, entry_row, read_and_inspect, read_row
 from pacscopy.index import default_index_path, fetch, insert_columns, open_index, run
-from pacscopy.scan.pool import Workers, scan_workers
+from pacscopy.scan.fileread import ROW_COLUMNS, display_path, entry_row, read_and_inspect
+from pacscopy.scan.pool import IO_BYTES, IO_DEPTH, ReadAhead, Workers, scan_workers
 
 if TYPE_CHECKING:  # not imported at run time: a scan begins before the index is open
+    from concurrent.futures import Future
+
     import duckdb
 
     from pacscopy.scan.fileread import Row
@@ -92,9 +94,18 @@ class _Entry:
     detail: str | None = None
 
 
-def walk(root: bytes) -> Iterator[_Entry]:
-    """Every entry under ``root``, never following symlinks and never looping."""
-    seen_dirs: set[tuple[int, int]] = set()
+#: Folders listed ahead of the walk, at most, in threads: on network storage each
+#: listing (and each entry's lstat) is a round trip, and an archive has many folders.
+LIST_AHEAD = 32
+
+
+def walk(root: bytes, list_ahead: int = LIST_AHEAD) -> Iterator[_Entry]:
+    """Every entry under ``root``, never following symlinks and never looping.
+
+    Depth first, each folder's entries by name. The folders next in line are
+    listed ahead in up to ``list_ahead`` threads (their entries lstat'ed too);
+    the order and the entries are those of a plain serial walk.
+    """
     try:
         st = os.lstat(root)
     except OSError as e:
@@ -103,34 +114,77 @@ def walk(root: bytes) -> Iterator[_Entry]:
     if not stat.S_ISDIR(st.st_mode):
         yield _entry(root, st)
         return
-    stack = [root]
-    while stack:
-        d = stack.pop()
+    pool = None
+    if list_ahead > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(list_ahead, thread_name_prefix="list")
+    try:
+        yield from _walk_tree(root, pool, list_ahead)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+#: A listed folder: its (dev, inode) and its entries with their lstat (or the error).
+_Listing = tuple[tuple[int, int], list[tuple[bytes, "os.stat_result | OSError"]]]
+
+
+def _list(d: bytes) -> _Listing:
+    """List one folder, entries sorted by name, each lstat'ed (raises OSError if it cannot be listed)."""
+    dst = os.lstat(d)
+    with os.scandir(d) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    out: list[tuple[bytes, os.stat_result | OSError]] = []
+    for entry in entries:
         try:
-            dst = os.lstat(d)
-            key = (dst.st_dev, dst.st_ino)
-            if key in seen_dirs:  # bind mounts can loop even without symlinks
-                yield _Entry(d, 0, 0, "skipped", "loop", "folder already visited (bind mount loop)")
-                continue
-            seen_dirs.add(key)
-            with os.scandir(d) as it:
-                entries = sorted(it, key=lambda e: e.name)
+            out.append((entry.path, entry.stat(follow_symlinks=False)))
+        except OSError as err:
+            out.append((entry.path, err))
+    return (dst.st_dev, dst.st_ino), out
+
+
+def _walk_tree(root: bytes, pool: Any, ahead: int) -> Iterator[_Entry]:
+    seen_dirs: set[tuple[int, int]] = set()
+    # Folders still to visit, the next on top; each with its listing once asked for.
+    stack: list[tuple[bytes, Future[_Listing] | None]] = [(root, None)]
+    asked = 0  # listings asked for and not yet taken
+
+    def ask_ahead() -> None:
+        nonlocal asked
+        for i in range(len(stack) - 1, max(-1, len(stack) - 1 - 2 * ahead), -1):
+            if asked >= ahead:
+                return
+            if stack[i][1] is None:
+                stack[i] = (stack[i][0], pool.submit(_list, stack[i][0]))
+                asked += 1
+
+    while stack:
+        d, listing = stack.pop()
+        try:
+            if listing is not None:
+                asked -= 1
+                key, entries = listing.result()
+            else:
+                key, entries = _list(d)
         except OSError as e:
             yield _Entry(d, 0, 0, "unreadable", "os_error", f"cannot list folder: {e.strerror}")
             continue
+        if key in seen_dirs:  # bind mounts can loop even without symlinks
+            yield _Entry(d, 0, 0, "skipped", "loop", "folder already visited (bind mount loop)")
+            continue
+        seen_dirs.add(key)
         subdirs = []
-        for entry in entries:
-            p = entry.path
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError as err:
-                yield _Entry(p, 0, 0, "unreadable", "os_error", err.strerror)
-                continue
-            if stat.S_ISDIR(st.st_mode):
+        for p, st in entries:
+            if isinstance(st, OSError):
+                yield _Entry(p, 0, 0, "unreadable", "os_error", st.strerror)
+            elif stat.S_ISDIR(st.st_mode):
                 subdirs.append(p)
             else:
                 yield _entry(p, st)
-        stack.extend(reversed(subdirs))
+        stack.extend((p, None) for p in reversed(subdirs))
+        if pool is not None:
+            ask_ahead()
 
 
 def _entry(p: bytes, st: os.stat_result) -> _Entry:
@@ -272,9 +326,15 @@ class _Reader:
 
     def rest(self, idle: Callable[[], object] | None = None) -> Iterator[list[Row]]:
         """Every chunk not yet returned by :meth:`add`, as it finishes (``idle``: see Workers.results)."""
-        if self.pool is None:
-            for p in self.pending:
-                yield [read_row(p)]
+        if self.pool is None:  # read here, ahead in threads if the storage is slow
+            import queue
+
+            chunks: queue.Queue[tuple[list[bytes], list[int]] | None] = queue.Queue()
+            for i in range(0, len(self.pending), CHUNK_FILES):
+                chunks.put((self.pending[i : i + CHUNK_FILES], self.pending_sizes[i : i + CHUNK_FILES]))
+            chunks.put(None)
+            self.pending, self.pending_sizes = [], []
+            yield from ReadAhead(self.io_depth or IO_DEPTH, IO_BYTES).rows(chunks)
             return
         if self.chunk:
             self._submit()
@@ -299,12 +359,12 @@ class _Reader:
 class Begun:
     """A scan whose walk and reading started before its index was open (:func:`begin_scan`)."""
 
-    def __init__(self, broot: bytes, workers: int, pool: Workers | None = None) -> None:
+    def __init__(self, broot: bytes, workers: int, pool: Workers | None = None, io_depth: int | None = None) -> None:
         self.broot = broot
         self.started = time.monotonic()
         self.walker = walk(broot)
         # While the index opens, this process needs a core of its own: one worker waits.
-        self.reader = _Reader(workers, hold=(os.cpu_count() or 1) <= workers, spare=pool)
+        self.reader = _Reader(workers, hold=(os.cpu_count() or 1) <= workers, spare=pool, io_depth=io_depth)
         self.entries: list[_Entry] = []  # everything walked so far, in order
         self.finished: list[list[Row]] = []  # chunks the workers sent back meanwhile
 
@@ -322,7 +382,7 @@ class Begun:
 
 
 def begin_scan(root: str | bytes | os.PathLike[str], *, workers: int | None = None,
-               pool: Workers | None = None) -> Begun:
+               pool: Workers | None = None, io_depth: int | None = None) -> Begun:
     """Start walking and reading ``root`` before the index is open.
 
     Only for a scan that reads every regular file anyway: a first scan into a
@@ -338,7 +398,7 @@ def begin_scan(root: str | bytes | os.PathLike[str], *, workers: int | None = No
         if pool is not None:
             pool.close()
         raise
-    begun = Begun(broot, workers or os.cpu_count() or 1, pool)
+    begun = Begun(broot, workers or os.cpu_count() or 1, pool, io_depth)
     try:
         begun.run(EARLY_FILES)
     except BaseException:
@@ -360,6 +420,7 @@ def scan_root(
     *,
     volume: str | None = None,
     workers: int | None = None,
+    io_depth: int | None = None,
     rehash: bool = False,
     on_total: Callable[[int, int], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
@@ -372,6 +433,8 @@ def scan_root(
     the previous call. Reading starts while the walk runs; the files read
     before the walk ends are reported right after ``on_total``. ``begun``:
     this root's scan as :func:`begin_scan` started it (first scan or rehash).
+    ``io_depth``: reads in flight at most, over all workers (default
+    :data:`pacscopy.scanpool.IO_DEPTH`; each worker adapts below it to the latency it sees).
     """
     broot = _root_bytes(root)
     if begun is not None and begun.broot != broot:
@@ -390,7 +453,7 @@ def scan_root(
         for r in run(con, "ops/scan/known_files", {"root": sroot, "prefix": sroot.rstrip("/") + "/"}).fetchall()
     }
     writer = _Writer(con, scan_id, volume, sroot)
-    reader = _Reader(workers or os.cpu_count() or 1) if begun is None else begun.reader
+    reader = _Reader(workers or os.cpu_count() or 1, io_depth=io_depth) if begun is None else begun.reader
     unreported = [0, 0]  # files and bytes read before on_total
 
     def done(chunks: list[list[Row]]) -> None:
@@ -493,6 +556,7 @@ def scan(
     *,
     volume: str | None = None,
     workers: int | None = None,
+    io_depth: int | None = None,
     rehash: bool = False,
     on_total: Callable[[str | os.PathLike[str], int, int], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
@@ -501,7 +565,7 @@ def scan(
     """Scan ``roots`` one after the other into the index at ``index`` (created if missing).
 
     ``on_total(root, files, bytes)`` and ``on_progress(files, bytes)`` as in
-    :func:`scan_root`; ``on_done(result)`` after each root.
+    :func:`scan_root`; ``on_done(result)`` after each root. ``io_depth``: as in :func:`scan_root`.
     """
     if not roots:
         raise InputError("no root to scan")
@@ -513,7 +577,8 @@ def scan(
     # A first scan or a rehash reads every file: the workers read the first root
     # while the index is opened.
     early = rehash or not os.path.exists(path)
-    begun = begin_scan(roots[0], workers=workers, pool=scan_workers(workers)) if early else None
+    begun = (begin_scan(roots[0], workers=workers, pool=scan_workers(workers, io_depth), io_depth=io_depth)
+             if early else None)
     out = ScanRun(path)
     try:
         con = open_index(path, create=True, memory_limit=SCAN_MEMORY_LIMIT, threads=SCAN_DUCKDB_THREADS)
@@ -523,7 +588,8 @@ def scan(
                 if on_total is not None:
                     def total(files: int, nbytes: int, root: str | os.PathLike[str] = root) -> None:
                         on_total(root, files, nbytes)
-                res = scan_root(con, root, volume=volume, workers=workers, rehash=rehash, on_total=total,
+                res = scan_root(con, root, volume=volume, workers=workers, io_depth=io_depth, rehash=rehash,
+                                on_total=total,
                                 on_progress=on_progress, begun=begun if i == 0 else None)
                 out.results.append(res)
                 if on_done is not None:
