@@ -434,7 +434,7 @@ def scan_root(
     before the walk ends are reported right after ``on_total``. ``begun``:
     this root's scan as :func:`begin_scan` started it (first scan or rehash).
     ``io_depth``: reads in flight at most, over all workers (default
-    :data:`pacscopy.scanpool.IO_DEPTH`; each worker adapts below it to the latency it sees).
+    :data:`pacscopy.scan.pool.IO_DEPTH`; each worker adapts below it to the latency it sees).
     """
     broot = _root_bytes(root)
     if begun is not None and begun.broot != broot:
