@@ -465,6 +465,9 @@ def _uid_valid(uid: str) -> bool:
     return True
 
 
+_TS_VERDICTS: dict[str, tuple[str, str] | None] = {}
+
+
 def _check_transfer_syntax(ts: str) -> None:
     """A TransferSyntaxUID no reader can act on is damage, not a syntax to guess around."""
     if not _uid_valid(ts):
@@ -874,12 +877,17 @@ def _inspect(buf: Buffer, n: int, ins: Inspection) -> None:
     end = n
     ts = ins.transfer_syntax_uid
     # Judged once the dataset is walked, so that a corrupt copy keeps its header values.
-    bad_ts: _Problem | None = None
+    bad_ts: tuple[str, str] | None = None
     if ts is not None:
-        try:
-            _check_transfer_syntax(ts)
-        except _Problem as p:
-            bad_ts = p
+        if ts in _TS_VERDICTS:  # an archive holds few syntaxes: judge each once
+            bad_ts = _TS_VERDICTS[ts]
+        else:
+            try:
+                _check_transfer_syntax(ts)
+            except _Problem as p:
+                bad_ts = (p.reason, p.detail)
+            if len(_TS_VERDICTS) < 256:
+                _TS_VERDICTS[ts] = bad_ts
     if ts == DEFLATED_LE:
         inflated = _inflate(buf, pos, n)
         data, pos, end = inflated, 0, len(inflated)
@@ -929,7 +937,7 @@ def _inspect(buf: Buffer, n: int, ins: Inspection) -> None:
     if meta_problem:
         raise _Problem(*meta_problem)
     if bad_ts is not None:
-        raise bad_ts
+        raise _Problem(*bad_ts)
     charset_problem = ins.values.pop("charset_problem", None)
     if charset_problem:
         raise _Problem("invalid_character_set", charset_problem)
