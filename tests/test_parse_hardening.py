@@ -356,3 +356,19 @@ def test_an_implicit_group_length_holds_one_ul() -> None:
     body += _implicit(0x0020000D, b"1.2.3.5\0")
     assert verdict(_implicit(0x00080000, bytes(4)) + body) == ("ok", None)
     assert verdict(_implicit(0x00080000, bytes(6)) + body) == ("corrupt", "invalid_vr_length")
+
+
+def test_a_new_reason_with_an_intact_copy_is_recoverable(tmp_path: Path, cli) -> None:
+    """As for any corrupt file: the damaged copy is quarantined, the intact one is sent."""
+    root = tmp_path / "src"
+    root.mkdir()
+    intact = PYDICOM_FILES / "SC_rgb_dcmtk_+eb+cy+np.dcm"
+    (root / "intact.dcm").write_bytes(intact.read_bytes())
+    (root / "damaged.dcm").write_bytes(jpeg_with_damaged_meta())
+    idx = tmp_path / "i.duckdb"
+    assert cli("scan", root, "--index", idx, "-q").code == 0
+    cli("check", "--index", idx, "-q")
+    got = rows(idx, "SELECT severity, recoverable FROM findings WHERE check_id = 'corrupt_file'")
+    assert got == [("warning", True)]
+    plan = sorted(rows(idx, "SELECT path, disposition FROM plan_files"))
+    assert plan == [(str(root / "damaged.dcm"), "quarantine"), (str(root / "intact.dcm"), "send")]
