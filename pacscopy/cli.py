@@ -411,6 +411,40 @@ def map_(
     typer.echo(f"loaded {n} PatientID mapping{'s' if n != 1 else ''}")
 
 
+class ManifestAction(str, Enum):
+    load = "load"
+
+
+class ManifestFormat(str, Enum):
+    csv = "csv"
+    parquet = "parquet"
+    json = "json"
+
+
+@app.command()
+def manifest(
+    action: Annotated[ManifestAction, typer.Argument(help="load: replace the manifest with an export.")],
+    file: Annotated[Path, typer.Argument(help="The old PACS's database export.", show_default=False)],
+    fmt: Annotated[Optional[ManifestFormat], typer.Option(
+        "--format", help="csv, parquet or json (default: from the extension).", show_default=False)] = None,
+    columns: Annotated[Optional[str], typer.Option(
+        "--columns", help="Column mapping: a file of ours=theirs lines, or ours=theirs,... pairs.",
+        show_default=False)] = None,
+    index: IndexOpt = None,
+) -> None:
+    """Load the old PACS's database export (the manifest); run check to apply it."""
+    from pacscopy.manifest import load_manifest, parse_mapping
+
+    mapping = parse_mapping(columns)
+    con = idx.open_index(_index(index))
+    try:
+        res = load_manifest(con, file, fmt.value if fmt else None, mapping)
+    finally:
+        con.close()
+    typer.echo(f"manifest load {res.load_id}: {res.rows} rows from {res.source} ({res.format}); "
+               "run 'pacscopy check' to apply it")
+
+
 @app.command()
 def receive(
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free port).")],

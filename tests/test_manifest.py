@@ -1,0 +1,279 @@
+"""The old PACS's database export (manifest): load, bad input, checks, plan, send, reconcile.
+
+One generated archive is scanned once; its "database export" is written from the scanned
+headers with every case planted: rows without files on two volumes, orphan files, rows
+marked deleted whose files exist, names and birth dates corrected in the database only, a
+PatientID merged in the database only, and a StudyInstanceUID that disagrees.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pacscopy.manifest import COLUMNS
+from pacscopy.synth import make_archive
+
+from .conftest import rows
+
+
+@dataclass
+class World:
+    root: Path
+    index: Path            # scanned, no manifest (copy it before changing it)
+    export: list[dict[str, str]]
+    lost_a: list[str] = field(default_factory=list)      # rows without files on TAPE-A
+    lost_b: list[str] = field(default_factory=list)      # rows without files on TAPE-B
+    orphans: list[str] = field(default_factory=list)     # files the export does not list
+    deleted: list[str] = field(default_factory=list)     # marked deleted, file present
+    renamed: list[str] = field(default_factory=list)     # name and birth date corrected in the database
+    merged: list[str] = field(default_factory=list)      # PatientID merged in the database
+    uid_mismatch: list[str] = field(default_factory=list)
+    new_name: str = "SMITH^JANE^MARIE"
+    new_birth: str = "19491231"
+    merged_id: str = "MERGED-0001"
+
+
+def write_csv(path: Path, export: list[dict[str, str]], names: dict[str, str] | None = None) -> Path:
+    names = names or {}
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow([names.get(c, c) for c in COLUMNS])
+        for r in export:
+            w.writerow([r.get(c, "") for c in COLUMNS])
+    return path
+
+
+def write_parquet(path: Path, export: list[dict[str, str]]) -> Path:
+    """The export as Parquet, with dates as DATE columns (as a database dump would type them)."""
+    src = write_csv(path.with_suffix(".src.csv"), export)
+    con = duckdb.connect()
+    con.execute(
+        "COPY (SELECT * REPLACE (strptime(patient_birth_date, '%Y%m%d')::DATE AS patient_birth_date) "
+        "FROM read_csv($p, all_varchar = true)) TO '" + str(path).replace("'", "''") + "' (FORMAT parquet)",
+        {"p": str(src)},
+    )
+    con.close()
+    src.unlink()
+    return path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    from pacscopy.cli import main
+
+    base = tmp_path_factory.mktemp("manifest")
+    root = base / "arch"
+    make_archive(root, patients=3, studies_per_patient=1, series_per_study=2, instances_per_series=2,
+                 defects=False, conflicts=False, specials=False)
+    index = base / "scanned.duckdb"
+    for args in (["scan", str(root)], ["check"]):
+        try:
+            main([*args, "--index", str(index), "--quiet", *(["--workers", "1"] if args[0] == "scan" else [])])
+        except SystemExit as e:
+            assert not e.code
+    cols = ("sop_instance_uid", "study_instance_uid", "series_instance_uid", "sop_class_uid", "patient_id",
+            "issuer_of_patient_id", "patient_name", "patient_birth_date", "patient_sex", "accession_number",
+            "study_date", "modality")
+    files = rows(index, f"SELECT {', '.join(cols)}, volume FROM files WHERE status = 'ok' "
+                        "ORDER BY patient_id, study_instance_uid, series_instance_uid, sop_instance_uid")
+    export = []
+    for r in files:
+        row = {c: ("" if v is None else str(v)) for c, v in zip(cols, r)}
+        row["location"], row["state"] = f"JUKEBOX-{r[-1]}", "online"
+        export.append(row)
+    w = World(root, index, export)
+    by_patient: dict[str, list[dict[str, str]]] = {}
+    for row in export:
+        by_patient.setdefault(row["patient_id"], []).append(row)
+    p1, p2, p3 = sorted(by_patient)
+    # PID1: names and birth dates corrected in the database only
+    for row in by_patient[p1]:
+        row["patient_name"], row["patient_birth_date"] = w.new_name, w.new_birth
+        w.renamed.append(row["sop_instance_uid"])
+    # PID2: merged into another PatientID in the database only
+    for row in by_patient[p2]:
+        row["patient_id"] = w.merged_id
+        w.merged.append(row["sop_instance_uid"])
+    p3rows = by_patient[p3]
+    # PID3: two orphans (not in the export), one deleted, one UID mismatch
+    w.orphans = [p3rows[0]["sop_instance_uid"], p3rows[1]["sop_instance_uid"]]
+    p3rows[2]["state"] = "deleted"
+    w.deleted = [p3rows[2]["sop_instance_uid"]]
+    p3rows[3]["study_instance_uid"] = "1.2.826.0.1.3680043.8.498.999"
+    w.uid_mismatch = [p3rows[3]["sop_instance_uid"]]
+    export[:] = [r for r in export if r["sop_instance_uid"] not in w.orphans]
+    # rows without files: two on TAPE-A, one on TAPE-B (offline volumes not restored yet)
+    template = dict(p3rows[-1])
+    for label, n, out in (("TAPE-A", 2, w.lost_a), ("TAPE-B", 1, w.lost_b)):
+        for i in range(n):
+            uid = f"1.2.826.0.1.3680043.8.498.{len(out) + 1}{i}{ord(label[-1])}"
+            export.append({**template, "sop_instance_uid": uid, "location": label, "state": "offline"})
+            out.append(uid)
+    return w
+
+
+def fresh(world: World, tmp_path: Path) -> Path:
+    """A private copy of the scanned index."""
+    return Path(shutil.copy(world.index, tmp_path / "idx.duckdb"))
+
+
+# -- load -----------------------------------------------------------------------------
+
+def test_load_csv_replaces_and_records(world: World, tmp_path: Path, cli) -> None:
+    idx = fresh(world, tmp_path)
+    src = write_csv(tmp_path / "db.csv", world.export)
+    r = cli("manifest", "load", src, "--index", idx)
+    assert r.code == 0, r.err
+    assert f"{len(world.export)} rows" in r.out
+    assert rows(idx, "SELECT count(*) FROM manifest") == [(len(world.export),)]
+    # a second load replaces (one row fewer), and both loads are recorded
+    r = cli("manifest", "load", write_csv(tmp_path / "db2.csv", world.export[1:]), "--index", idx)
+    assert r.code == 0, r.err
+    assert rows(idx, "SELECT count(*) FROM manifest") == [(len(world.export) - 1,)]
+    loads = rows(idx, "SELECT load_id, source, format, rows FROM manifest_loads ORDER BY load_id")
+    assert loads == [(1, str(src), "csv", len(world.export)),
+                     (2, str(tmp_path / "db2.csv"), "csv", len(world.export) - 1)]
+
+
+def test_load_parquet_equals_csv(world: World, tmp_path: Path, cli) -> None:
+    a, b = fresh(world, tmp_path), tmp_path / "b.duckdb"
+    shutil.copy(a, b)
+    assert cli("manifest", "load", write_csv(tmp_path / "db.csv", world.export), "--index", a).code == 0
+    r = cli("manifest", "load", write_parquet(tmp_path / "db.parquet", world.export), "--index", b)
+    assert r.code == 0, r.err
+    q = f"SELECT {', '.join(COLUMNS)} FROM manifest ORDER BY sop_instance_uid"
+    assert rows(a, q) == rows(b, q)
+    assert rows(b, "SELECT DISTINCT patient_birth_date FROM manifest WHERE sop_instance_uid = $u",
+                {"u": world.renamed[0]}) == [(world.new_birth,)]
+
+
+def test_load_json(world: World, tmp_path: Path, cli) -> None:
+    import json
+
+    idx = fresh(world, tmp_path)
+    src = tmp_path / "db.json"
+    src.write_text("\n".join(json.dumps(r) for r in world.export[:5]))
+    r = cli("manifest", "load", src, "--index", idx, "--format", "json")
+    assert r.code == 0, r.err
+    assert rows(idx, "SELECT count(*), count(DISTINCT location) FROM manifest") == [(5, 1)]
+
+
+def test_foreign_column_names_through_a_mapping_file_and_pairs(world: World, tmp_path: Path, cli) -> None:
+    theirs = {"sop_instance_uid": "SOPInstUID", "patient_id": "PAT_ID", "patient_name": "PatName",
+              "patient_birth_date": "DOB", "location": "Platter", "state": "Status"}
+    src = write_csv(tmp_path / "vendor.csv", world.export, theirs)
+    idx = fresh(world, tmp_path)
+    r = cli("manifest", "load", src, "--index", idx)
+    assert r.code == 2 and "no sop_instance_uid column" in r.err and "SOPInstUID" in r.err
+    mapping = tmp_path / "columns.txt"
+    mapping.write_text("# ours=theirs\n" + "\n".join(f"{k}={v}" for k, v in theirs.items()) + "\n")
+    r = cli("manifest", "load", src, "--index", idx, "--columns", mapping)
+    assert r.code == 0, r.err
+    got = rows(idx, "SELECT patient_name, patient_birth_date, location FROM manifest WHERE sop_instance_uid = $u",
+               {"u": world.renamed[0]})
+    assert got == [(world.new_name, world.new_birth, "JUKEBOX-arch")]
+    pairs = ",".join(f"{k}={v}" for k, v in theirs.items())
+    r = cli("manifest", "load", src, "--index", idx, "--columns", pairs)
+    assert r.code == 0, r.err
+    assert rows(idx, "SELECT count(*) FROM manifest_loads WHERE columns LIKE '%patient_name=PatName%'") == [(2,)]
+
+
+def test_values_normalised_and_empty_cells_null(world: World, tmp_path: Path, cli) -> None:
+    idx = fresh(world, tmp_path)
+    src = tmp_path / "pad.csv"
+    src.write_text("sop_instance_uid,patient_id,patient_name,patient_sex,study_date,state,location\n"
+                   " 1.2.3 , 00123 ,doe^john^ ,m,2001-02-03,OFFLINE,\n"
+                   "1.2.4,,,,,,TAPE 1\n")
+    assert cli("manifest", "load", src, "--index", idx).code == 0
+    assert rows(idx, "SELECT sop_instance_uid, patient_id, patient_name, patient_sex, study_date, state, location, "
+                     "series_instance_uid FROM manifest ORDER BY 1") == [
+        ("1.2.3", "00123", "doe^john^", "M", "20010203", "offline", None, None),
+        ("1.2.4", None, None, None, None, None, "TAPE 1", None),
+    ]
+
+
+# -- bad input: one line naming the row or column, exit 2, the earlier manifest kept ---------
+
+BAD = {
+    "no_sop_column": ("uid,patient_id\n1.2.3,A\n", "has no sop_instance_uid column"),
+    "duplicate_uids": ("sop_instance_uid,patient_id\n1.2.3,A\n1.2.4,B\n1.2.3,C\n",
+                       "1 SOPInstanceUID appears more than once, e.g. 1.2.3 on lines 2, 4"),
+    "invalid_birth_date": ("sop_instance_uid,patient_birth_date\n1.2.3,19700101\n1.2.4,1970-02-30\n",
+                           "line 3: column patient_birth_date: '1970-02-30' is not a date"),
+    "invalid_study_date": ("sop_instance_uid,study_date\n1.2.3,yesterday\n", "line 2: column study_date"),
+    "unknown_state": ("sop_instance_uid,state\n1.2.3,online\n1.2.4,archived\n",
+                      "line 3: column state: 'archived' is not online, offline or deleted"),
+    "empty_uid": ("sop_instance_uid,state\n1.2.3,online\n,online\n", "line 3: sop_instance_uid is empty"),
+    "truncated": ("sop_instance_uid,patient_id,state\n1.2.3,A,online\n1.2.4,B,online\n1.2.5,C",
+                  "line 4: expected 3 fields, found 2"),
+    "unterminated_quote": ('sop_instance_uid,patient_id\n1.2.3,A\n1.2.4,"B\n', "line 3: Value with unterminated quote"),
+    "empty_file": ("", "the file is empty"),
+    "header_twice": ("sop_instance_uid,state,state\n1.2.3,online,online\n", "column 'state' appears twice"),
+}
+
+
+@pytest.fixture
+def loaded(world: World, tmp_path: Path, cli) -> Path:
+    idx = fresh(world, tmp_path)
+    assert cli("manifest", "load", write_csv(tmp_path / "good.csv", world.export), "--index", idx).code == 0
+    return idx
+
+
+def _kept(idx: Path, world: World) -> None:
+    assert rows(idx, "SELECT count(*) FROM manifest") == [(len(world.export),)]
+    assert rows(idx, "SELECT count(*) FROM manifest_loads") == [(1,)]
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_export_is_named_and_the_earlier_manifest_kept(case: str, world: World, loaded: Path,
+                                                          tmp_path: Path, cli) -> None:
+    body, expected = BAD[case]
+    src = tmp_path / f"{case}.csv"
+    src.write_text(body)
+    r = cli("manifest", "load", src, "--index", loaded)
+    assert r.code == 2
+    assert r.err.startswith("pacscopy: error: ") and r.err.count("\n") == 1, r.err
+    assert expected in r.err
+    assert "Traceback" not in r.err
+    _kept(loaded, world)
+
+
+def test_mapping_naming_a_missing_column(world: World, loaded: Path, tmp_path: Path, cli) -> None:
+    src = write_csv(tmp_path / "db.csv", world.export)
+    r = cli("manifest", "load", src, "--index", loaded, "--columns", "patient_name=PatName")
+    assert r.code == 2 and "--columns maps patient_name to 'PatName', a column" in r.err
+    r = cli("manifest", "load", src, "--index", loaded, "--columns", "pat_name=patient_name")
+    assert r.code == 2 and "'pat_name' is not a manifest column" in r.err
+    r = cli("manifest", "load", src, "--index", loaded, "--columns", "patient_name")
+    assert r.code == 2 and "is not ours=theirs" in r.err
+    _kept(loaded, world)
+
+
+def test_unreadable_and_truncated_binary_files(world: World, loaded: Path, tmp_path: Path, cli) -> None:
+    pq = write_parquet(tmp_path / "db.parquet", world.export)
+    cut = tmp_path / "cut.parquet"
+    cut.write_bytes(pq.read_bytes()[: pq.stat().st_size // 2])
+    r = cli("manifest", "load", cut, "--index", loaded)
+    assert r.code == 2 and f"cannot read {cut} as parquet" in r.err and r.err.count("\n") == 1
+    r = cli("manifest", "load", tmp_path / "nope.csv", "--index", loaded)
+    assert r.code == 2 and "no such file" in r.err
+    locked = write_csv(tmp_path / "locked.csv", world.export)
+    locked.chmod(0)
+    import os
+
+    if os.geteuid() != 0:  # root reads anything
+        r = cli("manifest", "load", locked, "--index", loaded)
+        assert r.code == 2 and "permission denied" in r.err
+    r = cli("manifest", "load", tmp_path / "db.xml", "--index", loaded)
+    assert r.code == 2 and "give --format" in r.err
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text('[{"sop_instance_uid": "1.2.3"}, {"sop_instance_')
+    r = cli("manifest", "load", bad_json, "--index", loaded)
+    assert r.code == 2 and f"cannot read {bad_json} as json" in r.err and r.err.count("\n") == 1
+    _kept(loaded, world)
