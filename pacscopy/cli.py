@@ -162,10 +162,15 @@ def check(
     names: Annotated[Optional[list[str]], typer.Argument(help="Checks to run (default: all).", show_default=False)] = None,
     index: IndexOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")] = False,
+    manifest_policy: Annotated[Optional[list[str]], typer.Option(
+        "--manifest-policy", help="RULE=ACTION for the manifest's cases (deleted, orphan, demographics, "
+        "uid_mismatch); kept until set again.", show_default=False)] = None,
 ) -> None:
     """Run the SQL checks into 'findings' and rebuild the plan (decisions are kept)."""
     from pacscopy.check.checks import run_checks
+    from pacscopy.manifest import parse_policy, set_policy
 
+    policy = parse_policy(manifest_policy or [])
     bar: Any = None
 
     def on_total(n: int) -> None:
@@ -179,6 +184,7 @@ def check(
 
     con = idx.open_index(_index(index))
     try:
+        set_policy(con, policy)
         res = run_checks(con, names, on_hash_total=on_total, on_hash_progress=on_progress)
     finally:
         con.close()

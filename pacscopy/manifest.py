@@ -281,3 +281,14 @@ def current_policy(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     rows = dict(run(con, "manifest/policy").fetchall())
     return {rule: rows.get(rule, actions[0]) for rule, actions in POLICY.items()}
 
+
+
+def manifest_rewritten(rewritten: str | None) -> set[str]:
+    """The attributes a transfer's ``rewritten`` says were written from the manifest (``manifest#N:A+B``)."""
+    out: set[str] = set()
+    for part in (rewritten or "").split(","):
+        if part.startswith("manifest#") and ":" in part:
+            out.update(part.split(":", 1)[1].split("+"))
+    if "PatientID" in out:
+        out.add("OtherPatientIDsSequence")
+    return out

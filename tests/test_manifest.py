@@ -69,7 +69,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
 
     base = tmp_path_factory.mktemp("manifest")
     root = base / "arch"
-    make_archive(root, patients=3, studies_per_patient=1, series_per_study=2, instances_per_series=2,
+    make_archive(root, patients=4, studies_per_patient=1, series_per_study=2, instances_per_series=2,
                  defects=False, conflicts=False, specials=False)
     index = base / "scanned.duckdb"
     for args in (["scan", str(root)], ["check"]):
@@ -91,7 +91,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     by_patient: dict[str, list[dict[str, str]]] = {}
     for row in export:
         by_patient.setdefault(row["patient_id"], []).append(row)
-    p1, p2, p3 = sorted(by_patient)
+    p1, p2, p3, _p4 = sorted(by_patient)  # PID4 stays as it is
     # PID1: names and birth dates corrected in the database only
     for row in by_patient[p1]:
         row["patient_name"], row["patient_birth_date"] = w.new_name, w.new_birth
@@ -277,3 +277,186 @@ def test_unreadable_and_truncated_binary_files(world: World, loaded: Path, tmp_p
     r = cli("manifest", "load", bad_json, "--index", loaded)
     assert r.code == 2 and f"cannot read {bad_json} as json" in r.err and r.err.count("\n") == 1
     _kept(loaded, world)
+
+
+# -- checks -----------------------------------------------------------------------------------
+
+MANIFEST_CHECKS = ("manifest_without_file", "file_without_manifest", "manifest_deleted", "manifest_mismatch")
+
+
+@pytest.fixture(scope="module")
+def checked(world: World, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The world's index with the CSV export loaded and checked (read-only for tests)."""
+    from pacscopy.cli import main
+
+    base = tmp_path_factory.mktemp("checked")
+    idx = Path(shutil.copy(world.index, base / "checked.duckdb"))
+    src = write_csv(base / "db.csv", world.export)
+    for args in (["manifest", "load", str(src)], ["check", "--quiet"]):
+        try:
+            main([*args, "--index", str(idx)])
+        except SystemExit as e:
+            assert not e.code
+    return idx
+
+
+def _sops(idx: Path, check: str) -> set[str]:
+    return {r[0] for r in rows(idx, "SELECT sop_instance_uid FROM findings WHERE check_id = $c", {"c": check})}
+
+
+def test_checks_find_nothing_without_a_manifest(world: World) -> None:
+    assert rows(world.index, "SELECT count(*) FROM findings") == [(0,)]  # the archive is clean
+    from pacscopy.checks import check_names
+
+    assert set(MANIFEST_CHECKS) <= set(check_names())
+
+
+def test_manifest_without_file_grouped_by_location(world: World, checked: Path) -> None:
+    assert _sops(checked, "manifest_without_file") == set(world.lost_a + world.lost_b)
+    per_location = rows(checked, "SELECT group_key, count(*) FROM findings WHERE check_id = 'manifest_without_file' "
+                                 "GROUP BY 1 ORDER BY 1")
+    assert per_location == [("TAPE-A", 2), ("TAPE-B", 1)]
+    detail = rows(checked, "SELECT detail FROM findings WHERE check_id = 'manifest_without_file' AND group_key = 'TAPE-A'")
+    assert "offline, location TAPE-A" in detail[0][0] and "2 such instances" in detail[0][0]
+
+
+def test_orphans_and_deleted(world: World, checked: Path) -> None:
+    assert _sops(checked, "file_without_manifest") == set(world.orphans)
+    assert _sops(checked, "manifest_deleted") == set(world.deleted)
+
+
+def test_mismatch_names_attributes_and_both_values(world: World, checked: Path) -> None:
+    assert _sops(checked, "manifest_mismatch") == set(world.renamed + world.merged + world.uid_mismatch)
+    got = rows(checked, "SELECT severity, group_key, detail FROM findings WHERE check_id = 'manifest_mismatch' "
+                        "AND sop_instance_uid = $u", {"u": world.renamed[0]})
+    sev, key, detail = got[0]
+    assert (sev, key) == ("warning", "PatientName,PatientBirthDate")
+    assert f"PatientName file 'DOE^PATIENT1', database '{world.new_name}'" in detail
+    assert f"PatientBirthDate file '19500115', database '{world.new_birth}'" in detail
+    got = rows(checked, "SELECT severity, group_key, detail FROM findings WHERE check_id = 'manifest_mismatch' "
+                        "AND sop_instance_uid = $u", {"u": world.merged[0]})
+    assert got[0][:2] == ("warning", "PatientID") and f"database '{world.merged_id}'" in got[0][2]
+    got = rows(checked, "SELECT severity, group_key FROM findings WHERE check_id = 'manifest_mismatch' "
+                        "AND sop_instance_uid = $u", {"u": world.uid_mismatch[0]})
+    assert got == [("error", "StudyInstanceUID")]
+
+
+# -- the plan -----------------------------------------------------------------------------------
+
+def _plan(idx: Path) -> dict[str, tuple[str, str]]:
+    return {r[0]: (r[1], r[2]) for r in rows(idx, "SELECT sop_instance_uid, disposition, why FROM plan")}
+
+
+def test_plan_default_policy(world: World, checked: Path) -> None:
+    plan = _plan(checked)
+    for uid in world.deleted:
+        assert plan[uid][0] == "skip" and "deleted in the old PACS's database" in plan[uid][1]
+    for uid in world.orphans:
+        assert plan[uid][0] == "hold" and plan[uid][1].startswith("orphan: not in the old PACS's database")
+    for uid in world.uid_mismatch:
+        assert plan[uid][0] == "hold" and "records another StudyInstanceUID" in plan[uid][1]
+    for uid in world.renamed:
+        assert plan[uid][0] == "send"
+        assert "database values of PatientName, PatientBirthDate written on the way out" in plan[uid][1]
+    for uid in world.merged:
+        assert plan[uid][0] == "send" and "values of PatientID written" in plan[uid][1]
+    special = set(world.deleted + world.orphans + world.uid_mismatch + world.renamed + world.merged)
+    assert {d for u, (d, _) in plan.items() if u not in special} == {"send"}
+    assert not set(world.lost_a + world.lost_b) & set(plan)  # no file: nothing to plan
+
+
+def test_policy_option_and_decide_override(world: World, checked: Path, tmp_path: Path, cli) -> None:
+    idx = Path(shutil.copy(checked, tmp_path / "p.duckdb"))
+    r = cli("check", "--index", idx, "-q", "--manifest-policy", "deleted=hold", "--manifest-policy", "orphan=send",
+            "--manifest-policy", "demographics=hold")
+    assert r.code == 0, r.err
+    plan = _plan(idx)
+    assert plan[world.deleted[0]][0] == "hold" and "policy deleted=hold" in plan[world.deleted[0]][1]
+    assert plan[world.orphans[0]] == ("send", "send")
+    assert plan[world.renamed[0]][0] == "hold" and "policy demographics=hold" in plan[world.renamed[0]][1]
+    # the policy is kept for the next check until set again
+    assert cli("check", "--index", idx, "-q").code == 0
+    assert _plan(idx)[world.orphans[0]][0] == "send"
+    r = cli("check", "--index", idx, "-q", "--manifest-policy", "orphan=rewrite")
+    assert r.code == 2 and "orphan can be hold, send, skip" in r.err
+    r = cli("check", "--index", idx, "-q", "--manifest-policy", "zombies=hold")
+    assert r.code == 2 and "RULE one of deleted, orphan, demographics, uid_mismatch" in r.err
+    # decide overrides the policy, and can settle a broken link (skip or hold, not send)
+    assert cli("decide", "--index", idx, "--sop", world.deleted[0], "--action", "send", "--note", "INC-1").code == 0
+    assert _plan(idx)[world.deleted[0]] == ("send", "decision: INC-1")
+    r = cli("decide", "--index", idx, "--sop", world.lost_a[0], "--action", "send", "--note", "x")
+    assert r.code == 2 and "known only to the old PACS's database" in r.err
+    r = cli("decide", "--index", idx, "--sop", world.lost_a[0], "--action", "skip", "--note", "tape destroyed")
+    assert r.code == 0, r.err
+
+
+# -- send: the target holds the database's values -------------------------------------------------
+
+def _c_find_studies(target: str, study_uids: list[str]) -> dict[str, dict[str, str]]:
+    """PatientID, PatientName and PatientBirthDate per study, by C-FIND at STUDY level."""
+    from pydicom.dataset import Dataset
+    from pynetdicom import AE
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as FIND
+
+    ae_title, _, hostport = target.partition("@")
+    host, _, port = hostport.rpartition(":")
+    ae = AE(ae_title="PACSCOPY")
+    ae.add_requested_context(FIND)
+    assoc = ae.associate(host, int(port), ae_title=ae_title)
+    assert assoc.is_established
+    out = {}
+    try:
+        for study in study_uids:
+            q = Dataset()
+            q.QueryRetrieveLevel = "STUDY"
+            q.StudyInstanceUID = study
+            q.PatientID = q.PatientName = q.PatientBirthDate = ""
+            for status, ident in assoc.send_c_find(q, FIND):
+                if status and status.Status in (0xFF00, 0xFF01) and ident is not None:
+                    out[study] = {"PatientID": str(ident.PatientID), "PatientName": str(ident.PatientName),
+                                  "PatientBirthDate": str(ident.PatientBirthDate)}
+    finally:
+        assoc.release()
+    return out
+
+
+def test_send_to_orthanc_writes_the_database_values(world: World, checked: Path, tmp_path: Path, cli) -> None:
+    from .peers import orthanc, orthanc_json
+
+    idx = Path(shutil.copy(checked, tmp_path / "send.duckdb"))
+    with orthanc(tmp_path) as peer:
+        r = cli("send", "--target", peer.target, "--index", idx, "-q")
+        assert r.code == 0, r.out + r.err
+        # every transfer of a corrected instance says what was written, and from which load
+        got = dict(rows(idx, "SELECT sop_instance_uid, rewritten FROM transfers WHERE outcome = 'stored'"))
+        for uid in world.renamed:
+            assert got[uid] == "manifest#1:PatientName+PatientBirthDate"
+        for uid in world.merged:
+            assert got[uid] == "manifest#1:PatientID"
+        assert not set(world.deleted + world.orphans + world.uid_mismatch) & set(got)
+        plain = set(got) - set(world.renamed + world.merged)
+        assert plain and all(got[u] is None for u in plain)
+        # C-FIND: the target holds the database's corrected values
+        study = dict(rows(idx, "SELECT sop_instance_uid, study_instance_uid FROM files"))
+        renamed_study, merged_study = study[world.renamed[0]], study[world.merged[0]]
+        found = _c_find_studies(peer.target, [renamed_study, merged_study])
+        assert found[renamed_study]["PatientName"] == world.new_name
+        assert found[renamed_study]["PatientBirthDate"] == world.new_birth
+        assert found[renamed_study]["PatientID"] == "PID00001"
+        assert found[merged_study]["PatientID"] == world.merged_id
+        # the merged instance keeps its old PatientID in OtherPatientIDsSequence
+        oid = next(i["ID"] for i in _lookup(peer, world.merged[0]))
+        tags = orthanc_json(peer, f"/instances/{oid}/simplified-tags")
+        assert tags["OtherPatientIDsSequence"][0]["PatientID"] == "PID00002"
+        # retrieve compares with the source: the database's values are not counted as differences
+        r = cli("verify", "--target", peer.target, "--index", idx, "--mode", "retrieve", "-q")
+        assert r.code == 0, r.out + r.err
+
+
+def _lookup(peer, sop: str) -> list[dict]:
+    import json
+    import urllib.request
+
+    req = urllib.request.Request(f"http://127.0.0.1:{peer.http}/tools/lookup", data=sop.encode(), method="POST")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())

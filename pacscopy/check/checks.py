@@ -332,6 +332,11 @@ def _validate(con: duckdb.DuckDBPyConnection, d: Decision, where: str) -> None:
     if not d.note or not d.note.strip():
         raise InputError(f"{where}: a note is required (say why, for the audit trail)")
     known = run(con, "ops/check/files_of_sop", {"sop": d.sop_instance_uid}).fetchall()
+    if not known and run(con, "ops/manifest/known_sop", {"sop": d.sop_instance_uid}).fetchone():
+        if d.action == "send":  # a broken link: there is nothing to send, it can only be skipped or held
+            raise InputError(f"{where}: SOPInstanceUID {d.sop_instance_uid} is known only to the old PACS's "
+                             "database (no file holds it): it can be skipped or held, not sent")
+        return
     if not known:
         raise InputError(f"{where}: SOPInstanceUID {d.sop_instance_uid} is not in the index")
     if d.path is not None:

@@ -181,12 +181,15 @@ def iter_queue(con: duckdb.DuckDBPyConnection, target: Target, opts: SendOptions
                                             "limit": opts.limit if opts.limit is not None else 2**62})
     except duckdb.Error as e:
         raise _queue_error(opts, e) from None
+    names = [d[0] for d in cur.description]
+    ms, ml = names.index("manifest_set"), names.index("manifest_load")
     while True:
         rows = cur.fetchmany(1000)
         if not rows:
             break
         for r in rows:
-            yield Item(r[0], r[1], r[2], r[3], bytes(r[4]), r[5], r[6], r[7], r[8], r[9], r[10], r[11])
+            yield Item(r[0], r[1], r[2], r[3], bytes(r[4]), r[5], r[6], r[7], r[8], r[9], r[10], r[11],
+                       tuple((k, v) for k, v in r[ms]) if r[ms] else None, r[ml])
     cur.close()
 
 

@@ -57,6 +57,8 @@ class Item(NamedTuple):
     new_patient_id: str | None
     new_issuer: str | None
     send_syntax: str  # the syntax to send in (differs when transcoding)
+    manifest_set: tuple[tuple[str, str], ...] | None = None  # (keyword, value): the old PACS's database values
+    manifest_load: int | None = None  # the manifest load they come from
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ class _Pacer:
 def _source_for(item: Item) -> tuple[Source, str | None]:
     """What to stream for an item: the file untouched, or a rewritten copy."""
     rewrites = []
-    if item.new_patient_id is None and item.send_syntax == item.transfer_syntax_uid:
+    if item.new_patient_id is None and not item.manifest_set and item.send_syntax == item.transfer_syntax_uid:
         return FileSource(item.path_bytes, item.dataset_offset, item.dataset_xxh3, item.size, item.mtime_ns), None
     # Rewriting needs the whole dataset: check the file is still the scanned one first.
     import xxhash
@@ -112,20 +114,19 @@ def _source_for(item: Item) -> tuple[Source, str | None]:
     if item.dataset_xxh3 and xxhash.xxh3_128_hexdigest(data[item.dataset_offset:]) != item.dataset_xxh3:
         raise SourceChanged("content differs from the scan (xxh3 of the dataset bytes)")
     ds = read_dataset(data, item.dataset_offset, item.transfer_syntax_uid)  # the bytes just checked
+    if item.manifest_set:  # the old PACS's database holds the corrections (pacscopy manifest)
+        old = ds.get("PatientID", "")
+        for keyword, value in item.manifest_set:
+            setattr(ds, keyword, value)
+        if any(k == "PatientID" for k, _ in item.manifest_set):
+            _keep_old_patient_id(ds, old)
+        rewrites.append(f"manifest#{item.manifest_load}:" + "+".join(k for k, _ in item.manifest_set))
     if item.new_patient_id is not None:
-        from pydicom.dataset import Dataset
-        from pydicom.sequence import Sequence
-
         old = ds.get("PatientID", "")
         ds.PatientID = item.new_patient_id
         if item.new_issuer:
             ds.IssuerOfPatientID = item.new_issuer
-        if old:  # keep the old identifier, as PS3.3 C.7.1.1 OtherPatientIDsSequence allows
-            other = Dataset()
-            other.PatientID = old
-            other.TypeOfPatientID = "TEXT"
-            seq = list(ds.get("OtherPatientIDsSequence", []))
-            ds.OtherPatientIDsSequence = Sequence([*seq, other])
+        _keep_old_patient_id(ds, old)
         rewrites.append("patient_id_mapped")
     if item.send_syntax != item.transfer_syntax_uid:
         from pacscopy.send.transcode import rewrite_syntax
@@ -148,6 +149,20 @@ def streak_key_of(r: StoreResult | None) -> str | None:
     if r.association_lost and r.error:
         return r.error
     return None
+
+
+def _keep_old_patient_id(ds: Any, old: str) -> None:
+    """Keep a replaced PatientID in OtherPatientIDsSequence, as PS3.3 C.7.1.1 allows."""
+    if not old:
+        return
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    other = Dataset()
+    other.PatientID = old
+    other.TypeOfPatientID = "TEXT"
+    seq = list(ds.get("OtherPatientIDsSequence", []))
+    ds.OtherPatientIDsSequence = Sequence([*seq, other])
 
 
 def _main_alive(pid: int) -> bool:

@@ -39,6 +39,7 @@ from pacscopy.check.checks import digest_dataset
 from pacscopy.dicom.net import Target, accept_nul_padded_ae_titles, make_ae, nodelay_handlers, status_meaning
 from pacscopy.errors import PacscopyError
 from pacscopy.index import fetch, insert_columns, run
+from pacscopy.manifest import manifest_rewritten
 
 log = logging.getLogger(__name__)
 
@@ -546,6 +547,7 @@ def _compare(c: Candidate, got: Any) -> Outcome:
     a, b = dict(zip(src["keys"], src["values"])), dict(zip(dst["keys"], dst["values"]))
     pixels_equal = a.get("PixelData") == b.get("PixelData")
     expected = MAPPED_ATTRIBUTES if c.rewritten and "patient_id_mapped" in c.rewritten else set()
+    expected = expected | manifest_rewritten(c.rewritten)
     diff = sorted(k for k in set(a) | set(b) if k != "PixelData" and a.get(k) != b.get(k) and k not in expected
                   and not _same_private(k, src_ds, got))
     notes = [n for n in (src["note"], dst["note"]) if n]

@@ -6,6 +6,8 @@ WITH base AS (
     SELECT DISTINCT norm_name(patient_name) AS name
     FROM files
     WHERE patient_name IS NOT NULL
+    UNION
+    SELECT norm_name(patient_name) FROM manifest WHERE patient_name IS NOT NULL  -- names corrected in the old PACS's database
 ),
 variants AS (
     SELECT DISTINCT unnest([

@@ -43,19 +43,45 @@ holds AS (
                         'accession_multiple_patients', 'patient_id_inconsistent_demographics')
            OR (check_id = 'missing_required_attribute' AND group_key LIKE '%PatientID%'))
     GROUP BY 1
+),
+mpol AS (
+    -- the manifest policy (pacscopy check --manifest-policy), defaults where no rule is recorded
+    SELECT coalesce(any_value(action) FILTER (WHERE rule = 'deleted'), 'skip') AS deleted,
+           coalesce(any_value(action) FILTER (WHERE rule = 'orphan'), 'hold') AS orphan,
+           coalesce(any_value(action) FILTER (WHERE rule = 'demographics'), 'rewrite') AS demographics,
+           coalesce(any_value(action) FILTER (WHERE rule = 'uid_mismatch'), 'hold') AS uid_mismatch,
+           EXISTS (SELECT 1 FROM manifest) AS loaded
+    FROM manifest_policy
 )
 SELECT
     r.sop_instance_uid,
     r.path,
-    CASE WHEN s.sound = 0 THEN 'quarantine'
+    CASE WHEN m.state = 'deleted' AND mp.deleted <> 'send' THEN mp.deleted
+         WHEN s.sound = 0 THEN 'quarantine'
          WHEN s.contents > 1 THEN 'hold'
          WHEN h.checks IS NOT NULL THEN 'hold'
+         WHEN len(mc.uids) > 0 AND mp.uid_mismatch <> 'send' THEN mp.uid_mismatch
+         WHEN mp.loaded AND m.sop_instance_uid IS NULL AND mp.orphan <> 'send' THEN mp.orphan
+         WHEN len(mc.demographics) > 0 AND mp.demographics = 'hold' THEN 'hold'
          WHEN b.refused THEN 'blocked'
          ELSE 'send' END AS disposition,
-    CASE WHEN s.sound = 0 AND r.status = 'missing' THEN 'missing: every copy vanished from the source'
+    CASE WHEN m.state = 'deleted' AND mp.deleted <> 'send'
+              THEN 'deleted in the old PACS''s database (manifest_deleted; manifest policy deleted=' || mp.deleted || ')'
+         WHEN s.sound = 0 AND r.status = 'missing' THEN 'missing: every copy vanished from the source'
          WHEN s.sound = 0 THEN r.status || ': ' || coalesce(r.reason, '?') || ', no intact copy'
          WHEN s.contents > 1 THEN 'held: conflict, ' || s.sound || ' copies with different content (duplicate_conflict)'
          WHEN h.checks IS NOT NULL THEN 'held: ID conflict (' || h.checks || ')'
+         WHEN len(mc.uids) > 0 AND mp.uid_mismatch <> 'send'
+              THEN 'held: the old PACS''s database records another '
+                   || array_to_string(list_transform(mc.uids, lambda x: x.attribute), ', ')
+                   || ' (manifest_mismatch; manifest policy uid_mismatch=' || mp.uid_mismatch || ')'
+         WHEN mp.loaded AND m.sop_instance_uid IS NULL AND mp.orphan <> 'send'
+              THEN 'orphan: not in the old PACS''s database (file_without_manifest; manifest policy orphan='
+                   || mp.orphan || ')'
+         WHEN len(mc.demographics) > 0 AND mp.demographics = 'hold'
+              THEN 'held: the old PACS''s database has other '
+                   || array_to_string(list_transform(mc.demographics, lambda x: x.attribute), ', ')
+                   || ' (manifest_mismatch; manifest policy demographics=hold)'
          WHEN b.refused THEN 'blocked: ' || (SELECT target FROM probed) || ' refuses '
               || coalesce(sc.name, r.sop_class_uid) || ' in ' || coalesce(r.transfer_syntax_uid, '?')
               || CASE WHEN b.transcode_to IS NOT NULL
@@ -73,6 +99,10 @@ SELECT
                                  || CASE WHEN s.sound = 2 THEN 'y' ELSE 'ies' END || ' skipped' ELSE '' END
                      || CASE WHEN s.damaged > 0 THEN '; intact copy of ' || s.damaged || ' damaged file'
                                  || CASE WHEN s.damaged > 1 THEN 's' ELSE '' END ELSE '' END
+                     || CASE WHEN len(mc.demographics) > 0 AND mp.demographics = 'rewrite'
+                             THEN '; the old PACS''s database values of '
+                                  || array_to_string(list_transform(mc.demographics, lambda x: x.attribute), ', ')
+                                  || ' written on the way out' ELSE '' END
     END AS why,
     s.copies,
     s.sound,
@@ -99,4 +129,7 @@ LEFT JOIN (
                GROUP BY 1) tc ON tc.sop_class_uid = r2.sop_class_uid
     WHERE r2.rnk = 1
 ) b USING (sop_instance_uid)
+LEFT JOIN manifest m ON m.sop_instance_uid = r.sop_instance_uid
+LEFT JOIN manifest_compare mc ON mc.path = r.path
+CROSS JOIN mpol mp
 WHERE r.rnk = 1;

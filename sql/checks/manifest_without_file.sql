@@ -1,0 +1,13 @@
+-- The old PACS's database knows the instance, no scanned file holds it (a broken link: lost, or on a volume not restored yet); group_key is the location
+SELECT 'error' AS severity,
+       coalesce(m.location, '(no location recorded)') AS path,
+       m.sop_instance_uid,
+       m.location AS group_key,
+       'known to the old PACS''s database (' || coalesce(m.state, 'state not recorded') || ', location '
+       || coalesce(m.location, 'not recorded') || '), no scanned file holds it: lost, or on a volume not restored yet ('
+       || count(*) OVER (PARTITION BY m.location) || ' such instances on this location)' AS detail,
+       NULL::BOOLEAN AS recoverable
+FROM manifest m
+WHERE m.state IS DISTINCT FROM 'deleted'
+  AND NOT EXISTS (SELECT 1 FROM files f
+                  WHERE f.sop_instance_uid = m.sop_instance_uid AND f.status IN ('ok', 'suspect', 'corrupt'))
