@@ -17,7 +17,7 @@ import duckdb
 import pytest
 
 from pacscopy.manifest import COLUMNS
-from pacscopy.synth import make_archive
+from pacscopy.testing.synth import make_archive
 
 from .conftest import rows
 
@@ -306,7 +306,7 @@ def _sops(idx: Path, check: str) -> set[str]:
 
 def test_checks_find_nothing_without_a_manifest(world: World) -> None:
     assert rows(world.index, "SELECT count(*) FROM findings") == [(0,)]  # the archive is clean
-    from pacscopy.checks import check_names
+    from pacscopy.check.checks import check_names
 
     assert set(MANIFEST_CHECKS) <= set(check_names())
 

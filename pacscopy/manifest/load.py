@@ -233,8 +233,8 @@ def load_manifest(con: duckdb.DuckDBPyConnection, path: Path, fmt: str | None = 
         con.execute(f"CREATE OR REPLACE TEMP VIEW manifest_stage AS SELECT rowid + 1 AS source_row, {select} "
                     "FROM manifest_raw")
         try:
-            run_script(con, "manifest/normalise")
-            problems = run(con, "manifest/validate").fetchall()
+            run_script(con, "ops/manifest/normalise")
+            problems = run(con, "ops/manifest/validate").fetchall()
         except duckdb.Error as e:
             raise ManifestError(f"cannot read {path} as {fmt}: {_first_line(e)}") from None
         if problems:
@@ -243,17 +243,17 @@ def load_manifest(con: duckdb.DuckDBPyConnection, path: Path, fmt: str | None = 
         spec = ", ".join(f"{k}={v}" for k, v in mapping.items()) or None
         con.execute("BEGIN TRANSACTION")
         try:
-            run_script(con, "manifest/replace", {"source": source, "format": fmt, "columns": spec})
+            run_script(con, "ops/manifest/replace", {"source": source, "format": fmt, "columns": spec})
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")
             raise
-        r = run(con, "manifest/latest_load").fetchone()
+        r = run(con, "ops/manifest/latest_load").fetchone()
         assert r is not None
         log.info("manifest loaded from %s: %d rows", source, r[4])
         return LoadResult(int(r[0]), int(r[4]), source, fmt)
     finally:
-        run_script(con, "manifest/cleanup")
+        run_script(con, "ops/manifest/cleanup")
 
 
 def parse_policy(items: list[str]) -> dict[str, str]:
@@ -273,12 +273,12 @@ def parse_policy(items: list[str]) -> dict[str, str]:
 def set_policy(con: duckdb.DuckDBPyConnection, policy: dict[str, str]) -> None:
     """Record manifest policy rules (they stay until set again)."""
     for rule, action in policy.items():
-        run(con, "manifest/set_policy", {"rule": rule, "action": action})
+        run(con, "ops/manifest/set_policy", {"rule": rule, "action": action})
 
 
 def current_policy(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     """Every rule with its action (recorded, else the default)."""
-    rows = dict(run(con, "manifest/policy").fetchall())
+    rows = dict(run(con, "ops/manifest/policy").fetchall())
     return {rule: rows.get(rule, actions[0]) for rule, actions in POLICY.items()}
 
 
