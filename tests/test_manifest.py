@@ -27,6 +27,7 @@ class World:
     root: Path
     index: Path            # scanned, no manifest (copy it before changing it)
     export: list[dict[str, str]]
+    tape_a: Path                                         # TAPE-A's files, restored late
     lost_a: list[str] = field(default_factory=list)      # rows without files on TAPE-A
     lost_b: list[str] = field(default_factory=list)      # rows without files on TAPE-B
     orphans: list[str] = field(default_factory=list)     # files the export does not list
@@ -87,7 +88,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
         row = {c: ("" if v is None else str(v)) for c, v in zip(cols, r)}
         row["location"], row["state"] = f"JUKEBOX-{r[-1]}", "online"
         export.append(row)
-    w = World(root, index, export)
+    w = World(root, index, export, base / "tape-a")
     by_patient: dict[str, list[dict[str, str]]] = {}
     for row in export:
         by_patient.setdefault(row["patient_id"], []).append(row)
@@ -108,13 +109,22 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     p3rows[3]["study_instance_uid"] = "1.2.826.0.1.3680043.8.498.999"
     w.uid_mismatch = [p3rows[3]["sop_instance_uid"]]
     export[:] = [r for r in export if r["sop_instance_uid"] not in w.orphans]
-    # rows without files: two on TAPE-A, one on TAPE-B (offline volumes not restored yet)
-    template = dict(p3rows[-1])
+    # rows without files: two on TAPE-A, one on TAPE-B (offline volumes not restored yet); TAPE-A's
+    # files exist in w.tape_a, to be "restored" (scanned) later
+    import pydicom
+
+    template = dict(by_patient[_p4][0])
+    (src,) = rows(index, "SELECT path FROM files WHERE sop_instance_uid = $u", {"u": template["sop_instance_uid"]})[0]
+    w.tape_a.mkdir()
     for label, n, out in (("TAPE-A", 2, w.lost_a), ("TAPE-B", 1, w.lost_b)):
         for i in range(n):
             uid = f"1.2.826.0.1.3680043.8.498.{len(out) + 1}{i}{ord(label[-1])}"
             export.append({**template, "sop_instance_uid": uid, "location": label, "state": "offline"})
             out.append(uid)
+            if label == "TAPE-A":
+                ds = pydicom.dcmread(src)
+                ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid
+                ds.save_as(w.tape_a / f"{uid}.dcm")
     return w
 
 
@@ -460,3 +470,71 @@ def _lookup(peer, sop: str) -> list[dict]:
     req = urllib.request.Request(f"http://127.0.0.1:{peer.http}/tools/lookup", data=sop.encode(), method="POST")
     with urllib.request.urlopen(req, timeout=30) as r:
         return json.loads(r.read())
+
+
+# -- reconcile against the manifest, and the locations to restore ------------------------------------
+
+def test_locations_to_restore_query(world: World, checked: Path, cli) -> None:
+    r = cli("query", "locations_to_restore", "--index", checked, "--format", "json")
+    assert r.code == 0, r.err
+    import json
+
+    got = [(x["location"], x["without_file"], x["offline"]) for x in json.loads(r.out)]
+    assert got == [("TAPE-A", 2, 2), ("TAPE-B", 1, 1)]
+    r = cli("query", "locations_to_restore", "--index", world.index, "--format", "json")  # no manifest: nothing
+    assert r.code == 0 and json.loads(r.out) == []
+
+
+def test_reconcile_complete_only_after_broken_links_are_restored_or_decided(world: World, checked: Path,
+                                                                           tmp_path: Path, cli) -> None:
+    import json
+
+    from .peers import orthanc
+
+    idx = Path(shutil.copy(checked, tmp_path / "rec.duckdb"))
+    with orthanc(tmp_path) as peer:
+        t = peer.target
+        assert cli("send", "--target", t, "--index", idx, "-q").code == 0
+        assert cli("verify", "--target", t, "--index", idx, "-q").code == 0
+        r = cli("reconcile", "--target", t, "--index", idx, "--format", "json")
+        assert r.code == 1
+        data = json.loads(r.out)
+        m = data["manifest"]
+        assert data["complete"] is False and m["lost_no_file"] == 3
+        sent = len(world.export) - len(world.lost_a + world.lost_b + world.deleted + world.uid_mismatch)
+        assert m["totals"]["manifest"] == {"verified": sent, "excluded_deleted": 1, "excluded_held": 1,
+                                           "lost_no_file": 3}
+        assert m["totals"]["not_in_manifest"] == {"excluded_held": 2}  # the orphans
+        locs = {x["location"]: (x["known"], x["found"], x["missing"], x["deleted"]) for x in m["locations"]}
+        assert locs["TAPE-A"] == (2, 0, 2, 0) and locs["TAPE-B"] == (1, 0, 1, 0)
+        assert locs["JUKEBOX-arch"] == (len(world.export) - 3, len(world.export) - 3, 0, 1)
+        assert {p["sop_instance_uid"] for p in m["problems"]} == set(world.lost_a + world.lost_b)
+        text = cli("reconcile", "--target", t, "--index", idx).out
+        assert "lost_no_file" in text and "TAPE-A" in text and "NOT COMPLETE" in text
+        # TAPE-A is restored and scanned: its instances are found, sent and verified
+        assert cli("scan", world.tape_a, "--index", idx, "-q", "--volume", "TAPE-A").code == 0
+        assert cli("check", "--index", idx, "-q").code == 0
+        assert cli("send", "--target", t, "--index", idx, "-q").code == 0
+        assert cli("verify", "--target", t, "--index", idx, "-q").code == 0
+        data = json.loads(cli("reconcile", "--target", t, "--index", idx, "--format", "json").out)
+        assert data["complete"] is False and data["manifest"]["lost_no_file"] == 1
+        # TAPE-B is gone for good: decided, and the migration is complete
+        assert cli("decide", "--index", idx, "--sop", world.lost_b[0], "--action", "skip",
+                   "--note", "TAPE-B unreadable, INC-42").code == 0
+        r = cli("reconcile", "--target", t, "--index", idx, "--format", "json")
+        assert r.code == 0, r.out
+        m = json.loads(r.out)["manifest"]
+        assert m["totals"]["manifest"]["excluded_decision"] == 1 and m["totals"]["manifest"]["verified"] == sent + 2
+        out = tmp_path / "rec.html"
+        assert cli("reconcile", "--target", t, "--index", idx, "--format", "html", "--out", out).code == 0
+        page = out.read_text()
+        assert "Instances known / found / missing per location" in page
+        assert 'data-chart="manifest_locations"' in page and "TAPE-B" in page
+
+
+def test_reconcile_without_manifest_has_no_manifest_section(world: World, tmp_path: Path, cli) -> None:
+    import json
+
+    idx = fresh(world, tmp_path)
+    r = cli("reconcile", "--target", "X@127.0.0.1:1", "--index", idx, "--format", "json", "--no-query")
+    assert json.loads(r.out)["manifest"] is None

@@ -23,6 +23,7 @@ import duckdb
 
 from pacscopy.dicom.net import Target, make_ae, nodelay_handlers
 from pacscopy.index import run
+from pacscopy.manifest import reconcile as manifest_reconcile
 from pacscopy.verify.verify import FIND, VerifyError, _keep_responses
 
 DONE = ("verified",)
@@ -43,6 +44,7 @@ class Reconciliation:
     unidentified_files: list[dict[str, Any]] = field(default_factory=list)
     target_queried: bool = False
     target_error: str | None = None
+    manifest: dict[str, Any] | None = None  # against the old PACS's database (pacscopy.manifest.reconcile)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -128,7 +130,8 @@ def reconcile(con: duckdb.DuckDBPyConnection, target: Target, *, query_target: b
             else:
                 s["study_state"] = "ok"
     problems = sum(rec.totals.get(k, 0) for k in PROBLEMS)
-    rec.complete = rec.instances > 0 and problems == 0
+    rec.manifest = manifest_reconcile.manifest_section(con, str(target), limit)
+    rec.complete = rec.instances > 0 and problems == 0 and manifest_reconcile.complete(rec.manifest)
     return rec
 
 
@@ -154,10 +157,14 @@ def to_text(rec: Reconciliation) -> str:
     if rec.unidentified_files:
         lines.append("\nfiles without a readable SOPInstanceUID (never sendable):")
         lines.append(table(["status", "reason", "files"], [tuple(u.values()) for u in rec.unidentified_files]))
+    if rec.manifest is not None:
+        lines.append(manifest_reconcile.to_text(rec.manifest))
     lines.append("")
     lines.append("COMPLETE: every instance is verified on the target or excluded with a recorded reason"
                  if rec.complete else
-                 f"NOT COMPLETE: {sum(rec.totals.get(k, 0) for k in PROBLEMS)} instances are not accounted for")
+                 f"NOT COMPLETE: {sum(rec.totals.get(k, 0) for k in PROBLEMS)} instances are not accounted for"
+                 + (f", {rec.manifest['lost_no_file']} known to the old PACS's database have no file (lost_no_file)"
+                    if rec.manifest and rec.manifest["lost_no_file"] else ""))
     return "\n".join(lines)
 
 
@@ -199,4 +206,5 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}} .lbl{{font-size:1
 <h2>Studies</h2>{rows(rec.studies[:500], ["study_instance_uid", "planned", "stored", "verified", "excluded", "on_target", "study_state"])}
 <h2>Not accounted for</h2>{rows(rec.problems[:500], ["sop_instance_uid", "final_state", "reason"])}
 <h2>Excluded, with reasons</h2>{rows(rec.excluded[:500], ["sop_instance_uid", "final_state", "reason"])}
+{manifest_reconcile.to_html(rec.manifest)}
 </body></html>"""

@@ -1,0 +1,116 @@
+"""Reconcile against the old PACS's database: every row it knows accounted for, per location.
+
+With a manifest loaded, completeness is judged against what the old PACS knew: every manifest
+row is ``verified`` on the target or excluded with a reason (``excluded_deleted``,
+``excluded_decision``, or the plan's own exclusions), a broken link still unresolved is
+``lost_no_file``, and the planned instances the database does not know keep their final state
+(``sql/reconcile/manifest_states.sql``). Kept apart from :mod:`pacscopy.verify.reconcile`, which
+calls :func:`manifest_section` and renders the section with :func:`to_text` / :func:`to_html`.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import duckdb
+
+from pacscopy.index import load_sql, run
+
+#: Final states that keep a migration from being complete (besides the plan's own problems).
+PROBLEMS = ("lost_no_file",)
+
+
+def manifest_section(con: duckdb.DuckDBPyConnection, target: str, limit: int = 1000) -> dict[str, Any] | None:
+    """The manifest part of a reconciliation for ``target``; None when no manifest is loaded."""
+    load = run(con, "ops/manifest/latest_load").fetchone()
+    if load is None:
+        return None
+    states = load_sql("reconcile/manifest_states").strip().rstrip(";")
+    # package SQL wrapped into a temp table, so totals, locations and problems read it once
+    con.execute(f"CREATE OR REPLACE TEMP TABLE manifest_final AS {states}", {"target": target})
+    try:
+        totals: dict[str, dict[str, int]] = {"manifest": {}, "not_in_manifest": {}}
+        for in_manifest, state, n in run(con, "reconcile/manifest_totals").fetchall():
+            totals["manifest" if in_manifest else "not_in_manifest"][state] = n
+        cur = run(con, "reconcile/manifest_locations", {"limit": limit})
+        cols = [d[0] for d in cur.description]
+        locations = [dict(zip(cols, r)) for r in cur.fetchall()]
+        cur = run(con, "reconcile/manifest_problems", {"limit": limit})
+        cols = [d[0] for d in cur.description]
+        problems = [dict(zip(cols, r)) for r in cur.fetchall()]
+    finally:
+        run(con, "reconcile/manifest_drop")
+    return {
+        "load_id": load[0], "loaded_at": str(load[1]), "source": load[2], "rows": load[4],
+        "totals": totals, "lost_no_file": totals["manifest"].get("lost_no_file", 0),
+        "locations": locations, "problems": problems,
+    }
+
+
+def complete(section: dict[str, Any] | None) -> bool:
+    """True unless the manifest still has rows that are not accounted for."""
+    return section is None or not any(section["totals"]["manifest"].get(k, 0) for k in PROBLEMS)
+
+
+def to_text(section: dict[str, Any] | None) -> str:
+    """The manifest section of the text reconciliation ('' without a manifest)."""
+    if section is None:
+        return ""
+    from pacscopy.output.render import table
+
+    out = [f"\nagainst the old PACS's database (manifest load {section['load_id']}, {section['rows']} rows):"]
+    rows = [("manifest", k, v) for k, v in sorted(section["totals"]["manifest"].items())]
+    rows += [("not in manifest", k, v) for k, v in sorted(section["totals"]["not_in_manifest"].items())]
+    out.append(table(["instances", "final state", "count"], rows))
+    out.append("\nper location (known / found / missing):")
+    out.append(table(["location", "known", "found", "missing", "deleted", "verified"],
+                     [(r["location"], r["known"], r["found"], r["missing"], r["deleted"], r["verified"])
+                      for r in section["locations"][:50]]))
+    if section["problems"]:
+        out.append("\nmanifest rows not accounted for (first 50):")
+        out.append(table(["sop_instance_uid", "final state", "reason"],
+                         [(p["sop_instance_uid"], p["final_state"], p["reason"]) for p in section["problems"][:50]],
+                         max_width=90))
+    return "\n".join(out)
+
+
+def to_html(section: dict[str, Any] | None) -> str:
+    """The manifest section of the HTML reconciliation: a found/missing bar per location (inline SVG)."""
+    if section is None:
+        return ""
+    locs = section["locations"][:60]
+    top = max([r["known"] for r in locs] or [1]) or 1
+    bars = []
+    for i, r in enumerate(locs):
+        y = i * 26
+        wf = int(480 * r["found"] / top)
+        wm = int(480 * r["missing"] / top)
+        wd = int(480 * r["deleted"] / top)
+        bars.append(
+            f'<text x="0" y="{y + 17}" class="lbl">{html.escape(str(r["location"]))[:40]}</text>'
+            f'<rect x="260" y="{y + 4}" width="{wf}" height="18" fill="#2e7d32"><title>found {r["found"]}</title></rect>'
+            f'<rect x="{260 + wf}" y="{y + 4}" width="{wm}" height="18" fill="#c62828"><title>missing {r["missing"]}</title></rect>'
+            f'<rect x="{260 + wf + wm}" y="{y + 4}" width="{wd}" height="18" fill="#90a4ae"><title>deleted {r["deleted"]}</title></rect>'
+            f'<text x="{266 + wf + wm + wd}" y="{y + 18}">{r["found"]} / {r["known"]}</text>')
+    svg = (f'<svg class="chart" data-chart="manifest_locations" width="860" height="{len(locs) * 26 + 10}" '
+           f'xmlns="http://www.w3.org/2000/svg">{"".join(bars)}</svg>')
+    legend = ('<p><span style="color:#2e7d32">&#9632; found</span> <span style="color:#c62828">&#9632; missing '
+              '(no file: restore that volume)</span> <span style="color:#90a4ae">&#9632; deleted</span></p>')
+    head = "".join(f"<th>{h}</th>" for h in ("location", "known", "found", "missing", "deleted", "verified"))
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r[k]))}</td>" for k in
+                                     ("location", "known", "found", "missing", "deleted", "verified")) + "</tr>"
+                   for r in section["locations"][:500])
+    totals = section["totals"]
+    trows = "".join(f"<tr><td>{html.escape(scope)}</td><td>{html.escape(k)}</td><td>{v}</td></tr>"
+                    for scope, key in (("manifest", "manifest"), ("not in manifest", "not_in_manifest"))
+                    for k, v in sorted(totals[key].items()))
+    prows = "".join(f"<tr><td>{html.escape(p['sop_instance_uid'])}</td><td>{html.escape(p['final_state'])}</td>"
+                    f"<td>{html.escape(str(p['reason']))}</td></tr>" for p in section["problems"][:500])
+    return (f'<h2 id="manifest">Against the old PACS\'s database</h2>'
+            f'<p>manifest load {section["load_id"]} ({section["rows"]} rows, {html.escape(section["loaded_at"])})</p>'
+            f'<table><tr><th>instances</th><th>final state</th><th>count</th></tr>{trows}</table>'
+            f'<h3>Instances known / found / missing per location</h3>{legend}{svg}'
+            f'<table><tr>{head}</tr>{body}</table>'
+            + (f'<h3>Manifest rows not accounted for</h3><table><tr><th>sop_instance_uid</th><th>final state</th>'
+               f'<th>reason</th></tr>{prows}</table>' if prows else ""))
