@@ -230,7 +230,7 @@ def decide(
         decisions = [Decision(sop, action.value, note, path)]
     con = idx.open_index(_index(index))
     try:
-        n = record_decisions(con, decisions)
+        n = record_decisions(con, decisions, str(csv_file) if csv_file is not None else None)
     finally:
         con.close()
     typer.echo(f"recorded {n} decision{'s' if n != 1 else ''}")
@@ -405,13 +405,14 @@ def status(
 def map_(
     csv_file: Annotated[Path, typer.Option("--csv", help="CSV: old_id,new_id[,issuer]", show_default=False)],
     index: IndexOpt = None,
+    merge: Annotated[bool, typer.Option("--merge", help="Allow mappings onto another patient's ID (merges; recorded).")] = False,
 ) -> None:
     """Load a PatientID mapping; mapped instances are rewritten at send time."""
     from pacscopy.send.send import load_patient_map
 
     con = idx.open_index(_index(index))
     try:
-        n = load_patient_map(con, str(csv_file))
+        n = load_patient_map(con, str(csv_file), merge=merge)
     finally:
         con.close()
     typer.echo(f"loaded {n} PatientID mapping{'s' if n != 1 else ''}")

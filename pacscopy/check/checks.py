@@ -298,23 +298,60 @@ class Decision:
     action: str
     note: str
     path: str | None = None
+    line: int | None = None  # the CSV line it came from
 
 
-def record_decisions(con: duckdb.DuckDBPyConnection, decisions: list[Decision]) -> int:
-    """Validate every decision against the index, then store them all (or none)."""
+def record_decisions(con: duckdb.DuckDBPyConnection, decisions: list[Decision], source: str | None = None) -> int:
+    """Validate every decision against the index, then store them all (or none).
+
+    Set-wise: the decisions are staged in one statement and checked in SQL
+    (``ops/decide_problems``), so a CSV of thousands of lines costs a few queries,
+    not a few per line. ``source`` (the CSV's name) prefixes error messages.
+    """
     for i, d in enumerate(decisions):
-        _validate(con, d, f"decision {i + 1}" if len(decisions) > 1 else "decision")
+        _validate_fields(d, _where(d, source, len(decisions)))
     user = _user()
     con.execute("BEGIN TRANSACTION")
     try:
-        for d in decisions:
-            run(con, "ops/check/upsert_decision", {"sop": d.sop_instance_uid, "action": d.action, "path": d.path,
-                                             "note": d.note, "by": user})
+        run(con, "ops/check/decide_stage", {
+            "line": [d.line if d.line is not None else i + 1 for i, d in enumerate(decisions)],
+            "sop": [d.sop_instance_uid for d in decisions], "action": [d.action for d in decisions],
+            "note": [d.note for d in decisions], "path": [d.path for d in decisions]})
+        problem = run(con, "ops/check/decide_problems").fetchone()
+        if problem is not None:
+            _refuse(problem, source, len(decisions))
+        run(con, "ops/check/upsert_decision", {"by": user})
+        con.execute("DROP TABLE decide_stage")
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
         raise
     return len(decisions)
+
+
+def _where(d: Decision, source: str | None, n: int) -> str:
+    if source is not None and d.line is not None:
+        return f"{source}, line {d.line}"
+    return "decision"
+
+
+def _refuse(problem: tuple[Any, ...], source: str | None, n: int) -> None:
+    kind, line, other, sop, other_action, action, path = problem
+    where = f"{source}, line {line}" if source is not None else "decision"
+    if kind == "twice":
+        how = (f"with different actions ({other_action} on line {other}, {action} on line {line})"
+               if other_action != action else f"twice (lines {other} and {line})")
+        raise InputError(f"{where}: SOPInstanceUID {sop} is decided {how}: give one decision per instance")
+    if kind == "unknown":
+        raise InputError(f"{where}: SOPInstanceUID {sop} is not in the index")
+    if kind == "manifest_only_send":  # a broken link: there is nothing to send, it can only be skipped or held
+        raise InputError(f"{where}: SOPInstanceUID {sop} is known only to the old PACS's "
+                         "database (no file holds it): it can be skipped or held, not sent")
+    if kind == "path_without_send":
+        raise InputError(f"{where}: --path only makes sense with --action send")
+    if kind == "not_a_copy":
+        raise InputError(f"{where}: {path} is not a file of SOPInstanceUID {sop}")
+    raise InputError(f"{where}: {path} has vanished from the source (status missing)")
 
 
 def _user() -> str:
@@ -324,39 +361,24 @@ def _user() -> str:
         return str(os.getuid())
 
 
-def _validate(con: duckdb.DuckDBPyConnection, d: Decision, where: str) -> None:
+def _validate_fields(d: Decision, where: str) -> None:
     if d.action not in ACTIONS:
         raise InputError(f"{where}: action {d.action!r} is not one of {', '.join(ACTIONS)}")
     if not d.sop_instance_uid:
         raise InputError(f"{where}: no SOPInstanceUID given")
     if not d.note or not d.note.strip():
         raise InputError(f"{where}: a note is required (say why, for the audit trail)")
-    known = run(con, "ops/check/files_of_sop", {"sop": d.sop_instance_uid}).fetchall()
-    if not known and run(con, "ops/manifest/known_sop", {"sop": d.sop_instance_uid}).fetchone():
-        if d.action == "send":  # a broken link: there is nothing to send, it can only be skipped or held
-            raise InputError(f"{where}: SOPInstanceUID {d.sop_instance_uid} is known only to the old PACS's "
-                             "database (no file holds it): it can be skipped or held, not sent")
-        return
-    if not known:
-        raise InputError(f"{where}: SOPInstanceUID {d.sop_instance_uid} is not in the index")
-    if d.path is not None:
-        match = [r for r in known if r[0] == d.path]
-        if not match:
-            raise InputError(f"{where}: {d.path} is not a file of SOPInstanceUID {d.sop_instance_uid}")
-        if d.action != "send":
-            raise InputError(f"{where}: --path only makes sense with --action send")
-        if match[0][1] == "missing":
-            raise InputError(f"{where}: {d.path} has vanished from the source (status missing)")
 
 
 def read_decisions_csv(path: Path) -> list[Decision]:
     """Read ``sop_instance_uid,action,note[,path]`` rows; errors name the line."""
-    try:
-        f = open(path, newline="", encoding="utf-8-sig")
-    except OSError as e:
-        raise InputError(f"cannot read {path}: {e.strerror}") from None
+    import io
+
+    from pacscopy import validate
+
+    text = validate.read_text(path, "decisions file")
     out = []
-    with f:
+    with io.StringIO(text, newline="") as f:
         reader = csv.reader(f)
         try:
             header = [h.strip().lower() for h in next(reader)]
@@ -377,7 +399,8 @@ def read_decisions_csv(path: Path) -> list[Decision]:
                 if len(row) != len(header):
                     raise InputError(f"{path}, line {line}: expected {len(header)} fields, found {len(row)}")
                 rec = dict(zip(header, (c.strip() for c in row)))
-                d = Decision(rec["sop_instance_uid"], rec["action"].lower(), rec["note"], rec.get("path") or None)
+                d = Decision(rec["sop_instance_uid"], rec["action"].lower(), rec["note"], rec.get("path") or None,
+                             line)
                 if d.action not in ACTIONS:
                     raise InputError(f"{path}, line {line}: action {rec['action']!r} is not one of {', '.join(ACTIONS)}")
                 if not d.sop_instance_uid or not d.note:

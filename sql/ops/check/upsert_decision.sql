@@ -1,3 +1,3 @@
--- Record (or replace) the user's decision on one instance.
+-- Record (or replace) the staged decisions, all in one statement.
 INSERT OR REPLACE INTO decisions (sop_instance_uid, action, path, note, decided_at, decided_by)
-VALUES ($sop, $action, $path, $note, now()::TIMESTAMP, $by);
+SELECT sop_instance_uid, action, path, note, now()::TIMESTAMP, $by FROM decide_stage;
