@@ -126,8 +126,9 @@ def query(
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
     param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="NAME=VALUE for $NAME in the SQL.")] = None,
     list_: Annotated[bool, typer.Option("--list", help="List the shipped named queries.")] = False,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write the result to this file (0600) instead of stdout.")] = None,
 ) -> None:
-    """Run SQL read-only against the index (or a named query, e.g. corrupt_files)."""
+    """Run SQL read-only against the index (or a named query, e.g. corrupt_files); no file access."""
     named = idx.named_queries()
     if list_:
         rows = [(n, idx.description(p.read_text(encoding="utf-8"))) for n, p in named.items()]
@@ -136,10 +137,9 @@ def query(
     if file is not None:
         if sql is not None:
             fail("give either SQL or -f FILE, not both")
-        try:
-            text = file.read_text(encoding="utf-8")
-        except OSError as e:
-            fail(f"cannot read {file}: {e.strerror}")
+        from pacscopy.validate import read_text
+
+        text = read_text(file, "SQL file")
     elif sql is None:
         fail("give SQL, a query name (see 'pacscopy query --list') or -f FILE")
     elif sql in named:
@@ -154,7 +154,7 @@ def query(
         params[k] = v
     cols, rows = idx.query(_index(index), text, params or None)
     if cols:
-        typer.echo(render.render(fmt.value, cols, rows))
+        _emit(render.render(fmt.value, cols, rows), out)
 
 
 @app.command()
@@ -265,10 +265,9 @@ def _emit(text: str, out: Optional[Path], note: str = "") -> None:
     if out is None:
         typer.echo(text)
         return
-    try:
-        out.write_text(text, encoding="utf-8")
-    except OSError as e:
-        fail(f"cannot write {out}: {e.strerror}")
+    from pacscopy.outfile import write_private
+
+    write_private(out, text)
     typer.echo(f"wrote {out}{note}", err=True)
 
 
@@ -632,8 +631,12 @@ def main(argv: list[str] | None = None) -> None:
         if os.environ.get("PACSCOPY_DEBUG"):
             raise
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        typer.echo(f"pacscopy: error: index: {first} (PACSCOPY_DEBUG=1 shows the traceback)", err=True)
-        sys.exit(3)
+        low = first.lower()
+        if "checksum" in low or "could not read enough bytes" in low or "corrupt" in low:
+            typer.echo(f"pacscopy: error: the index is damaged ({first}): {idx.RECOVER}", err=True)
+        else:
+            typer.echo(f"pacscopy: error: index: {first} (PACSCOPY_DEBUG=1 shows the traceback)", err=True)
+        sys.exit(2)  # the one error code (README, "Exit codes")
 
 
 if __name__ == "__main__":

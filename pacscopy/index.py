@@ -62,6 +62,20 @@ def default_index_path() -> str:
     return os.environ.get("PACSCOPY_INDEX") or DEFAULT_INDEX
 
 
+#: What to do about a damaged index: said by every message that finds one.
+RECOVER = ("restore your backup copy of the index (see README, 'Backing up the index'), "
+           "or rescan into a new index: pacscopy scan ROOT... --index NEW.duckdb")
+_DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
+
+
+def _looks_like_duckdb(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(12)[8:12] == _DUCKDB_MAGIC
+    except OSError:
+        return False
+
+
 def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
     # Imported here, not at module level: importing duckdb takes ~0.07 s, and a
     # scan starts its workers and its walk before it needs the index.
@@ -69,15 +83,20 @@ def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
 
     try:
         return duckdb.connect(path, read_only=read_only)
-    except duckdb.IOException as e:
-        msg = str(e).splitlines()[0]
-        if "lock" in msg.lower():
+    except duckdb.Error as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        low = msg.lower()
+        if "lock" in low:
             raise IndexFileError(
                 f"index {path} is in use by another pacscopy or duckdb process: wait for it or close it"
             ) from None
-        raise IndexFileError(f"{path} is not a pacscopy index (DuckDB says: {msg})") from None
-    except duckdb.Error as e:
-        raise IndexFileError(f"cannot open index {path}: {str(e).splitlines()[0]}") from None
+        if "permission denied" in low:
+            raise IndexFileError(f"permission denied opening index {path}: check its owner and mode") from None
+        if os.path.exists(path) and _looks_like_duckdb(path):
+            raise IndexFileError(f"index {path} is damaged (DuckDB says: {msg}): {RECOVER}") from None
+        if isinstance(e, duckdb.IOException) and os.path.exists(path):
+            raise IndexFileError(f"{path} is not a pacscopy index (not a DuckDB file; DuckDB says: {msg})") from None
+        raise IndexFileError(f"cannot open index {path}: {msg}") from None
 
 
 def _secure(path: str) -> None:
@@ -87,6 +106,20 @@ def _secure(path: str) -> None:
             os.chmod(p, 0o600)
         except FileNotFoundError:
             pass
+
+
+def _exists(path: str) -> bool:
+    """Whether ``path`` exists; a folder on the way that may not be entered is said as such."""
+    try:
+        os.stat(path)
+        return True
+    except FileNotFoundError:
+        return False
+    except NotADirectoryError:
+        raise IndexFileError(f"no index at {path}: a part of that path is a file, not a folder") from None
+    except PermissionError:
+        raise IndexFileError(f"permission denied: cannot reach {path} (a folder on the way may not be "
+                             "entered: check its owner and mode)") from None
 
 
 def open_index(path: str | None = None, *, create: bool = False, read_only: bool = False,
@@ -99,11 +132,20 @@ def open_index(path: str | None = None, *, create: bool = False, read_only: bool
     ``threads``, if given, DuckDB's number of threads (default: one per core).
     """
     path = path or default_index_path()
-    exists = os.path.exists(path)
-    if not exists and not create:
-        raise IndexFileError(f"no index at {path}: run 'pacscopy scan ROOT --index {path}' first")
+    exists = _exists(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not exists:
+        if not _exists(folder):
+            raise IndexFileError(f"no index at {path}: the folder {folder} does not exist")
+        if not create:
+            raise IndexFileError(f"no index at {path}: run 'pacscopy scan ROOT --index {path}' first")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise IndexFileError(f"permission denied: cannot create index {path} in {folder}")
     if os.path.isdir(path):
         raise IndexFileError(f"{path} is a folder, not an index file")
+    if exists and not os.access(path, os.R_OK if read_only else os.R_OK | os.W_OK):
+        raise IndexFileError(f"permission denied: cannot {'read' if read_only else 'read and write'} index "
+                             f"{path} (check its owner and mode)")
     if not exists:
         old = os.umask(0o077)
         try:
@@ -123,12 +165,80 @@ def open_index(path: str | None = None, *, create: bool = False, read_only: bool
             con.execute("SET threads = $threads", {"threads": threads})
     except duckdb.Error as e:
         raise IndexFileError(f"PACSCOPY_MEMORY_LIMIT={limit!r} is not a DuckDB memory size (e.g. 1GB)") from e
+    if exists:
+        try:
+            check_integrity(con, path)
+        except BaseException:
+            con.close()
+            raise
     if not read_only:
         _secure(path)
         migrate(con, path)
     else:
         _require_pacscopy(con, path)
     return con
+
+
+_TABLE_DDL = re.compile(r"\b(CREATE|DROP)\s+TABLE\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?(\w+)"
+                        r"|\bALTER\s+TABLE\s+(\w+)\s+RENAME\s+TO\s+(\w+)", re.IGNORECASE)
+
+
+def _expected_tables(applied: set[int]) -> list[str]:
+    """The tables the applied migrations leave (created, not dropped or renamed since)."""
+    out: list[str] = []
+    for version, _, sql in migrations():
+        if version not in applied:
+            continue
+        for m in _TABLE_DDL.finditer(re.sub(r"--[^\n]*", "", sql)):
+            if m.group(1) and m.group(1).upper() == "CREATE":
+                out.append(m.group(2))
+            elif m.group(1):
+                out = [t for t in out if t != m.group(2)]
+            else:
+                out = [m.group(4) if t == m.group(3) else t for t in out]
+    return out
+
+
+def check_integrity(con: duckdb.DuckDBPyConnection, path: str) -> None:
+    """Refuse a damaged index, cheaply, on open (:class:`IndexFileError` saying how to recover).
+
+    DuckDB verifies a block's checksum only when it reads the block, so a truncated
+    or damaged file can answer queries for a while. This checks that the file holds
+    every block DuckDB's header counts (a cut copy does not), that the schema version
+    is one this pacscopy knows, that every table the applied migrations create
+    exists, and reads the first rows of each table (their blocks' checksums).
+    Damage deeper inside a big table is still only found when it is read.
+    """
+    import duckdb
+
+    def damaged(why: str) -> IndexFileError:
+        return IndexFileError(f"index {path} is damaged ({why}): {RECOVER}")
+
+    try:
+        tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        if "schema_migrations" not in tables:
+            return  # not (yet) a pacscopy index: migrate() or _require_pacscopy() say so
+        if not os.path.exists(path + ".wal"):  # WAL changes are not in the file yet
+            # every used block is a whole block at its own offset: the file holds at least that many
+            size = con.execute("SELECT block_size, used_blocks FROM pragma_database_size()").fetchone()
+            if size is not None and os.path.getsize(path) < size[0] * size[1]:
+                raise damaged(f"the file is {os.path.getsize(path)} bytes, but DuckDB's header counts {size[1]} "
+                              f"blocks of {size[0]} bytes in use: it was cut short")
+        done = {r[0] for r in con.execute("SELECT version FROM schema_migrations").fetchall()}
+        known = migrations()
+        newest = max((v for v, _, _ in known), default=0)
+        if done and max(done) > newest:
+            raise IndexFileError(f"index {path} has schema version {max(done)}, newer than this pacscopy "
+                                 f"knows ({newest}): upgrade pacscopy")
+        expected = _expected_tables(done)
+        missing = [t for t in expected if t not in tables]
+        if missing:
+            raise damaged(f"tables missing: {', '.join(missing)}")
+        for t in ["schema_migrations", *expected]:
+            # identifiers from pacscopy's own migration files, not user input
+            con.execute(f'SELECT * FROM "{t}" LIMIT 1').fetchall()
+    except duckdb.Error as e:
+        raise damaged(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__) from None
 
 
 def _require_pacscopy(con: duckdb.DuckDBPyConnection, path: str) -> None:
@@ -270,11 +380,20 @@ def description(sql: str) -> str:
 def query(
     path: str | None, sql: str, params: dict[str, Any] | None = None
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run user SQL read-only; return (column names, rows)."""
+    """Run user SQL read-only and without file access; return (column names, rows).
+
+    The index is opened read-only, and DuckDB's ``enable_external_access`` is
+    switched off first (it cannot be switched back on by the SQL): ``COPY ... TO``,
+    ``EXPORT DATABASE``, ``INSTALL``/``LOAD`` and ``read_csv('/any/file')`` are
+    refused, so user SQL can neither overwrite files nor fetch anything.
+    Exports go through ``pacscopy query --out FILE``.
+    """
     con = open_index(path, read_only=True)
     import duckdb
 
     try:
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
         try:
             statements = split_statements(sql)
             if not statements:
@@ -291,6 +410,11 @@ def query(
             first = str(e).strip().splitlines()[0]
             if "read-only" in first.lower() or "read only" in first.lower():
                 raise QueryError(f"query is read-only: the index was not changed ({first})") from None
+            if isinstance(e, duckdb.PermissionException) or "disabled by configuration" in first.lower() \
+                    or "lock_configuration" in first.lower() or "configuration has been locked" in first.lower():
+                raise QueryError("query has no access to files, extensions or settings (COPY TO, EXPORT "
+                                 "DATABASE, INSTALL, read_csv of a file...): write results with "
+                                 f"'pacscopy query ... --out FILE' ({first})") from None
             raise QueryError(f"SQL error: {first}") from None
     finally:
         con.close()

@@ -4,6 +4,7 @@ failed before its fix."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -230,3 +231,165 @@ def test_name_variant_on_a_single_copy_still_flags_the_patient(tmp_path, cli) ->
     assert cli("check", "--index", idx, "-q").code == 0
     assert rows(idx, "SELECT count(DISTINCT sop_instance_uid) FROM findings "
                      "WHERE check_id = 'patient_id_inconsistent_demographics'") == [(12,)]
+
+
+# -- 5. a damaged index is refused on open ----------------------------------------------
+
+def test_first_half_of_an_index_is_refused_by_every_command(idx, tmp_path, cli) -> None:
+    data = idx.read_bytes()
+    half = tmp_path / "half.duckdb"
+    half.write_bytes(data[: len(data) // 2])
+    src = tmp_path / "more"
+    make_archive(src, patients=1, studies_per_patient=1, series_per_study=1, instances_per_series=2,
+                 defects=False, conflicts=False, specials=False)
+    for args in (["query", "SELECT count(*) FROM files"], ["scan", src, "-q"], ["check", "-q"], ["report"],
+                 ["status", "--target", "X@127.0.0.1:104"]):
+        r = cli(*args, "--index", half)
+        assert r.code == 2, (args, r.err)
+        msg = one_line(r.err)
+        assert f"index {half} is damaged" in msg and "restore your backup copy" in msg and "rescan into a new index" in msg
+    assert half.read_bytes() == data[: len(data) // 2]  # nothing written into it
+
+
+def test_index_open_messages_are_distinct(tmp_path, cli) -> None:
+    r = cli("query", "SELECT 1", "--index", tmp_path / "nowhere" / "i.duckdb")
+    assert r.code == 2 and "the folder" in one_line(r.err) and "does not exist" in r.err
+    r = cli("scan", tmp_path, "-q", "--index", tmp_path / "nowhere" / "i.duckdb")
+    assert r.code == 2 and "does not exist" in one_line(r.err)
+    text = tmp_path / "notes.txt"
+    text.write_text("not an index\n" * 1000)
+    r = cli("query", "SELECT 1", "--index", text)
+    assert r.code == 2 and "is not a pacscopy index (not a DuckDB file" in one_line(r.err)
+
+
+def _as_nobody(*args: str) -> "subprocess.CompletedProcess[str]":
+    """Run the CLI as user nobody (the tests run as root, who may read anything)."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "pacscopy", *map(str, args)]
+    if os.geteuid() == 0:
+        cmd = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *cmd]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, cwd="/")
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and not shutil.which("setpriv"), reason="needs setpriv to drop root")
+def test_permission_denied_is_not_called_not_an_index(idx) -> None:
+    import tempfile
+
+    box = Path(tempfile.mkdtemp(prefix="pacscopy-perm-", dir="/tmp"))
+    try:
+        box.chmod(0o755)
+        shutil.copy(idx, box / "i.duckdb")
+        (box / "i.duckdb").chmod(0o600 if os.geteuid() == 0 else 0o000)
+        r = _as_nobody("query", "SELECT 1", "--index", box / "i.duckdb")
+        assert r.returncode == 2 and "permission denied: cannot read index" in one_line(r.stderr), r.stderr
+        (box / "i.duckdb").chmod(0o644)
+        box.chmod(0o700 if os.geteuid() == 0 else 0o000)
+        r = _as_nobody("query", "SELECT 1", "--index", box / "i.duckdb")
+        assert r.returncode == 2 and "permission denied: cannot reach" in one_line(r.stderr), r.stderr
+    finally:
+        box.chmod(0o700)
+        shutil.rmtree(box)
+
+
+# -- 6. query: no file access; --out ----------------------------------------------------
+
+@pytest.mark.parametrize("sql", [
+    "COPY files TO '{d}/leak.csv'",
+    "COPY (SELECT path FROM files) TO '{d}/leak.csv'",
+    "EXPORT DATABASE '{d}/leak'",
+    "SELECT * FROM read_csv('{d}/leak.csv')",
+    "INSTALL httpfs",
+    "SET enable_external_access = true; COPY files TO '{d}/leak.csv'",
+    "ATTACH '{d}/leak.duckdb'",
+])
+def test_query_cannot_touch_files(idx, tmp_path, cli, sql) -> None:
+    d = tmp_path / "out"
+    d.mkdir()
+    (d / "leak.csv").write_text("keep me\n") if "read_csv" in sql else None
+    r = cli("query", sql.format(d=d), "--index", idx)
+    assert r.code == 2
+    assert "query has no access to files" in one_line(r.err) and "--out FILE" in r.err
+    assert sorted(p.name for p in d.iterdir()) == (["leak.csv"] if "read_csv" in sql else [])
+
+
+def test_shipped_queries_run_with_file_access_off(idx, cli) -> None:
+    from pacscopy.index import named_queries
+
+    for name in named_queries():
+        args = ["-p", "uid=1.2.3"] if name == "study" else []
+        r = cli("query", name, "--index", idx, *args)
+        assert r.code == 0, (name, r.err)
+
+
+def test_query_out_writes_a_private_file_atomically(idx, tmp_path, cli) -> None:
+    out = tmp_path / "per_volume.csv"
+    out.write_text("old export\n")
+    out.chmod(0o644)
+    r = cli("query", "SELECT volume, count(*) AS n FROM files GROUP BY 1", "--format", "csv", "--out", out,
+            "--index", idx)
+    assert r.code == 0 and r.out == "" and f"wrote {out}" in r.err
+    assert out.read_text().splitlines()[0] == "volume,n"
+    assert out.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == []
+
+
+def test_query_file_not_utf8_is_named(idx, tmp_path, cli) -> None:
+    f = tmp_path / "q.sql"
+    f.write_bytes("SELECT 'Müller'".encode("latin-1"))
+    r = cli("query", "-f", f, "--index", idx)
+    assert r.code == 2 and f"SQL file {f} is not UTF-8 text" in one_line(r.err)
+
+
+# -- 8. the smaller ones ---------------------------------------------------------------
+
+def test_report_out_replaces_a_0644_file_with_a_0600_one(idx, tmp_path, cli) -> None:
+    out = tmp_path / "r.html"
+    out.write_text("old")
+    out.chmod(0o644)
+    r = cli("report", "--format", "html", "--out", out, "--index", idx)
+    assert r.code == 0
+    assert out.stat().st_mode & 0o777 == 0o600 and out.read_text().lstrip().lower().startswith("<!doctype html")
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_report_out_on_a_full_disk_leaves_the_old_file(tmp_path) -> None:
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full")
+    from pacscopy.errors import InputError
+    from pacscopy.outfile import write_private
+
+    out = tmp_path / "r.txt"
+    out.write_text("the previous report\n")
+    real_fdopen = os.fdopen
+
+    def full(fd: int, *a, **k):  # every write goes to /dev/full: ENOSPC, as on a full disk
+        full_fd = os.open("/dev/full", os.O_WRONLY)
+        os.dup2(full_fd, fd)
+        os.close(full_fd)
+        return real_fdopen(fd, *a, **k)
+
+    os.fdopen = full  # type: ignore[assignment]
+    try:
+        with pytest.raises(InputError, match="No space left on device"):
+            write_private(out, "x" * 100_000)
+    finally:
+        os.fdopen = real_fdopen
+    assert out.read_text() == "the previous report\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["r.txt"]
+
+
+def test_a_path_with_a_newline_is_one_table_row(tmp_path, cli) -> None:
+    src = tmp_path / "src"
+    make_archive(src, patients=1, studies_per_patient=1, series_per_study=1, instances_per_series=1,
+                 defects=False, conflicts=False, specials=False)
+    f = sorted(p for p in src.rglob("*.dcm") if p.is_file())[0]
+    f.rename(f.with_name("two\nlines.dcm"))
+    idx = tmp_path / "i.duckdb"
+    assert cli("scan", src, "--index", idx, "-q").code == 0
+    r = cli("query", "SELECT replace(path, $root, '') AS p FROM files WHERE path LIKE '%lines.dcm'", "-p",
+            f"root={src}", "--index", idx)
+    assert r.code == 0
+    assert r.out.splitlines()[2].endswith("two\\nlines.dcm") and r.out.splitlines()[3] == "(1 row)"

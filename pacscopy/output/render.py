@@ -21,9 +21,17 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
+_CONTROL = {i: f"\\x{i:02x}" for i in (*range(32), 127)} | {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
+
+
+def _table_cell(v: Any) -> str:
+    """A cell on one line: newlines, tabs and other control characters escaped (a path may hold them)."""
+    return _cell(v).translate(_CONTROL)
+
+
 def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], max_width: int = 60) -> str:
     """A plain aligned text table (no box drawing: it must survive any terminal and log)."""
-    cells = [[_cell(v) for v in r] for r in rows]
+    cells = [[_table_cell(v) for v in r] for r in rows]
     cells = [[c if len(c) <= max_width else c[: max_width - 1] + "…" for c in r] for r in cells]
     widths = [len(c) for c in columns]
     for r in cells:
