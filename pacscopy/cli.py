@@ -17,13 +17,37 @@ import typer
 from pacscopy import __version__
 from pacscopy import index as idx
 from pacscopy.errors import PacscopyError
+from pacscopy import validate
 from pacscopy.output import render
 
 IndexOpt = Annotated[Optional[str], typer.Option(
     "--index", help="Index file (default: $PACSCOPY_INDEX, else ./pacscopy.duckdb).", show_default=False)]
 TargetOpt = Annotated[str, typer.Option(
     "--target", help="Target as AE@host:port, e.g. ORTHANC@127.0.0.1:4242.", show_default=False)]
-CallingOpt = Annotated[str, typer.Option("--calling-ae", help="Our AE title.")]
+
+
+def _checked(check: Any, what: str, **kw: Any) -> Any:
+    """A typer callback running ``check(value, what)`` (:mod:`pacscopy.validate`): a bad
+    value ends as one line (InputError) before the command runs."""
+
+    def callback(value: Any) -> Any:
+        return value if value is None else check(value, what, **kw)
+
+    return callback
+
+
+def _target(text: str, resolve: bool = True) -> Any:
+    """``--target`` parsed (AE title and port validated) and, for a network command, its host resolved."""
+    from pacscopy.dicom.net import Target
+
+    t = Target.parse(text)
+    if resolve:
+        validate.resolvable(t.host, f"target {text!r}: host")
+    return t
+
+
+CallingOpt = Annotated[str, typer.Option("--calling-ae", help="Our AE title.",
+                                         callback=_checked(validate.ae_title, "--calling-ae"))]
 
 app = typer.Typer(
     name="pacscopy",
@@ -276,13 +300,13 @@ def probe(
     target: TargetOpt,
     index: IndexOpt = None,
     calling_ae: CallingOpt = "PACSCOPY",
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the target.")] = 10.0,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the target.",
+                                           callback=_checked(validate.timeout, "--timeout"))] = 10.0,
 ) -> None:
     """C-ECHO the target and record which (SOP class, transfer syntax) pairs it accepts."""
-    from pacscopy.dicom.net import Target
     from pacscopy.send.probe import probe as do_probe
 
-    t = Target.parse(target)
+    t = _target(target)
     con = idx.open_index(_index(index))
     try:
         res = do_probe(con, t, calling_ae, timeout)
@@ -305,18 +329,18 @@ def send(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be sent; send nothing.")] = False,
     transcode: Annotated[bool, typer.Option("--transcode", help="Also send blocked instances decompressed.")] = False,
     calling_ae: CallingOpt = "PACSCOPY",
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for each answer (DIMSE/ACSE).")] = 20.0,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each answer (DIMSE/ACSE).",
+                                           callback=_checked(validate.timeout, "--timeout"))] = 20.0,
     retries: Annotated[int, typer.Option(min=0, help="Retries per instance for retryable failures.")] = 4,
-    wait_for_target: Annotated[float, typer.Option(help="Seconds to wait for a target that went down.")] = 120.0,
+    wait_for_target: Annotated[float, typer.Option(min=0, help="Seconds to wait for a target that went down.")] = 120.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Send what the plan says 'send' with C-STORE: parallel, throttled, resumable."""
-    from pacscopy.dicom.net import Target
     from pacscopy.send.send import SendOptions, Window, parse_rate
     from pacscopy.send.send import dry_run as do_dry_run
     from pacscopy.send.send import send as do_send
 
-    t = Target.parse(target)
+    t = _target(target, resolve=not dry_run)
     opts = SendOptions(associations=associations, calling_ae=calling_ae, max_rate=parse_rate(max_rate),
                        window=Window.parse(window) if window else None, where=where, limit=limit,
                        timeout=timeout, retries=retries, wait_for_target=wait_for_target, transcode=transcode)
@@ -377,10 +401,9 @@ def status(
     index: IndexOpt = None,
 ) -> None:
     """Progress towards a target, with an estimated finish at the latest run's rate."""
-    from pacscopy.dicom.net import Target
     from pacscopy.send.send import progress
 
-    t = Target.parse(target)
+    t = _target(target, resolve=False)
     con = idx.open_index(_index(index), read_only=True)
     try:
         p = progress(con, t)
@@ -453,10 +476,12 @@ def manifest(
 
 @app.command()
 def receive(
-    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free port).")],
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).",
+                                      callback=_checked(validate.port, "--port", allow_zero=True))],
     storage: Annotated[Path, typer.Option(help="Folder to write received objects to.")],
-    ae: Annotated[str, typer.Option("--ae", help="Our AE title.")] = "PACSCOPY_RX",
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    ae: Annotated[str, typer.Option("--ae", help="Our AE title.", callback=_checked(validate.ae_title, "--ae"))] = "PACSCOPY_RX",
+    host: Annotated[str, typer.Option(help="Address to listen on.",
+                                      callback=_checked(validate.resolvable, "--host"))] = "127.0.0.1",
     commit_reply: Annotated[Optional[str], typer.Option(
         help="Send Storage Commitment reports on a new association to AE@host:port.")] = None,
 ) -> None:
@@ -468,9 +493,7 @@ def receive(
     except OSError as e:
         fail(f"cannot create {storage}: {e.strerror}")
     if commit_reply is not None:
-        from pacscopy.dicom.net import Target
-
-        Target.parse(commit_reply)  # a bad value fails here, with one line
+        _target(commit_reply)  # a bad value fails here, with one line
     rx = Receiver(storage, port=port, ae_title=ae, host=host, commit_reply=commit_reply)
     try:
         actual = rx.start()
@@ -502,19 +525,21 @@ def verify(
     mode: Annotated[VerifyMode, typer.Option("--mode", help="find: C-FIND; commit: Storage Commitment; retrieve: C-GET and compare.")] = VerifyMode.find,
     sample: Annotated[Optional[float], typer.Option(min=0.01, max=100, help="Verify only this percentage (a reproducible sample).")] = None,
     calling_ae: CallingOpt = "PACSCOPY",
-    port: Annotated[int, typer.Option(help="commit: port for the target's report; retrieve: port of our C-MOVE SCP.")] = 0,
+    port: Annotated[int, typer.Option(help="commit: port for the target's report; retrieve: port of our C-MOVE SCP.",
+                                      callback=_checked(validate.port, "--port", allow_zero=True))] = 0,
     move: Annotated[bool, typer.Option("--move", help="retrieve: use C-MOVE to our SCP on --port instead of C-GET.")] = False,
-    bind: Annotated[Optional[str], typer.Option("--bind", help="Address our listener (--port) binds; default: the local address that reaches the target.")] = None,
+    bind: Annotated[Optional[str], typer.Option("--bind", help="Address our listener (--port) binds; default: the local address that reaches the target.",
+                                                callback=_checked(validate.resolvable, "--bind"))] = None,
     forget: Annotated[Optional[VerifyMode], typer.Option("--forget", help="Retire the recorded results of this mode for the target (recorded, not deleted), then stop.")] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the target.")] = 30.0,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the target.",
+                                           callback=_checked(validate.timeout, "--timeout"))] = 30.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Prove the target holds what was sent: C-FIND, Storage Commitment, or retrieve and compare."""
-    from pacscopy.dicom.net import Target
     from pacscopy.verify.verify import forget as do_forget
     from pacscopy.verify.verify import verify as do_verify
 
-    t = Target.parse(target)
+    t = _target(target)
     con = idx.open_index(_index(index))
     if forget is not None:
         try:
@@ -560,13 +585,13 @@ def reconcile(
     out: Annotated[Optional[Path], typer.Option("--out", help="Write to this file instead of stdout.")] = None,
     no_query: Annotated[bool, typer.Option("--no-query", help="Do not ask the target for study counts.")] = False,
     calling_ae: CallingOpt = "PACSCOPY",
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the target.")] = 30.0,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the target.",
+                                           callback=_checked(validate.timeout, "--timeout"))] = 30.0,
 ) -> None:
     """Account for every instance: verified on the target, or excluded with its reason. Exit 0 only when complete."""
     from pacscopy.verify import reconcile as rc
-    from pacscopy.dicom.net import Target
 
-    t = Target.parse(target)
+    t = _target(target, resolve=not no_query)
     con = idx.open_index(_index(index), read_only=True)
     try:
         rec = rc.reconcile(con, t, query_target=not no_query, calling_ae=calling_ae, timeout=timeout)

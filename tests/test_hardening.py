@@ -393,3 +393,65 @@ def test_a_path_with_a_newline_is_one_table_row(tmp_path, cli) -> None:
             f"root={src}", "--index", idx)
     assert r.code == 0
     assert r.out.splitlines()[2].endswith("two\\nlines.dcm") and r.out.splitlines()[3] == "(1 row)"
+
+
+# -- 7. one line, exit code 2, never a traceback ---------------------------------------
+
+T = "X@127.0.0.1:104"
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["probe", "--target", T, "--calling-ae", "A" * 17], "--calling-ae 'AAAAAAAAAAAAAAAAA' is 17 characters long: at most 16"),
+    (["verify", "--target", T, "--calling-ae", "A" * 17], "is 17 characters long"),
+    (["reconcile", "--target", T, "--calling-ae", "A" * 17], "is 17 characters long"),
+    (["send", "--target", T, "--calling-ae", "A" * 17], "is 17 characters long"),
+    (["send", "--target", T, "--calling-ae", ""], "--calling-ae '' is empty"),
+    (["send", "--target", T, "--calling-ae", "    "], "is empty"),
+    (["probe", "--target", T, "--calling-ae", "PÄCS"], "outside the DICOM default repertoire"),
+    (["probe", "--target", T, "--calling-ae", "A\\B"], "contains a backslash"),
+    (["send", "--target", "ÄRCHIV@127.0.0.1:104"], "AE title 'ÄRCHIV' has characters outside the DICOM default"),
+    (["send", "--target", "ABCDEFGHIJKLMNOPQ@127.0.0.1:104"], "is 17 characters long"),
+    (["status", "--target", "X@127.0.0.1:0"], "is not AE@host:port"),
+    (["probe", "--target", "X@no-such-host.invalid:104"], "host 'no-such-host.invalid' does not resolve"),
+    (["verify", "--target", "X@no-such-host.invalid:104"], "does not resolve"),
+    (["send", "--target", T, "--timeout", "-1"], "--timeout -1.0 must be a positive number of seconds"),
+    (["probe", "--target", T, "--timeout", "0"], "must be a positive number"),
+    (["verify", "--target", T, "--port", "70000"], "--port 70000 is not a port (0-65535)"),
+    (["receive", "--port", "0", "--storage", "{tmp}/rx", "--ae", "A" * 17], "--ae 'AAAAAAAAAAAAAAAAA' is 17"),
+    (["receive", "--port", "70000", "--storage", "{tmp}/rx"], "--port 70000 is not a port"),
+    (["receive", "--port", "0", "--storage", "{tmp}/rx", "--host", "no-such-host.invalid"], "does not resolve"),
+    (["receive", "--port", "0", "--storage", "{tmp}/rx", "--commit-reply", "A@no-such-host.invalid:1"],
+     "does not resolve"),
+])
+def test_bad_values_are_one_line_and_exit_2(idx, tmp_path, cli, args, needle) -> None:
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    before = rows(idx, "SELECT count(*) FROM transfers")
+    r = cli(*args, *([] if args[0] == "receive" else ["--index", idx]))
+    assert r.code == 2, r
+    assert needle in one_line(r.err)
+    assert rows(idx, "SELECT count(*) FROM transfers") == before
+    assert rows(idx, "SELECT count(*) FROM send_runs") == [(0,)]
+
+
+@pytest.mark.parametrize("cmd", ["map", "decide"])
+def test_csv_not_utf8_is_named(idx, tmp_path, cli, cmd) -> None:
+    f = tmp_path / "in.csv"
+    header = "old_id,new_id\n" if cmd == "map" else "sop_instance_uid,action,note\n"
+    f.write_bytes(header.encode() + "1.2.3,hold,Müller asked\n".encode("latin-1"))
+    r = cli(cmd, "--csv", f, "--index", idx)
+    assert r.code == 2
+    assert f"file {f} is not UTF-8 text (line 2" in one_line(r.err)
+
+
+def test_unforeseen_index_errors_exit_2_like_every_error(idx, cli, monkeypatch) -> None:
+    import duckdb
+
+    from pacscopy import checks
+
+    def boom(*a, **k):
+        raise duckdb.ConversionException("Conversion Error: something nobody foresaw")
+
+    monkeypatch.setattr(checks, "run_checks", boom)
+    r = cli("check", "--index", idx, "-q")
+    assert r.code == 2
+    assert "index: Conversion Error: something nobody foresaw" in one_line(r.err)

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 #: C-STORE statuses that mean the target stored the object (PS3.4 B.2.3).
 STORED = 0x0000
 STORED_WARNINGS = frozenset({0xB000, 0xB006, 0xB007})
-_TARGET = re.compile(r"^(?P<ae>[^@]{1,16})@(?P<host>[^:@]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})$")
+_TARGET = re.compile(r"^(?P<ae>[^@]+)@(?P<host>[^:@]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})$")
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,9 @@ class Target:
         if not m or not (0 < int(m.group("port")) < 65536):
             raise InputError(f"target {text!r} is not AE@host:port (for example ORTHANC@127.0.0.1:4242)")
         ae = m.group("ae")
-        if not ae.strip() or any(ord(c) < 32 or c == "\\" for c in ae):
-            raise InputError(f"target {text!r}: invalid AE title {ae!r}")
+        from pacscopy.validate import ae_title
+
+        ae_title(ae, f"target {text!r}: AE title")
         return cls(ae, m.group("host").strip("[]"), int(m.group("port")))
 
     def __str__(self) -> str:
