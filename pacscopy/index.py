@@ -247,6 +247,22 @@ def _require_pacscopy(con: duckdb.DuckDBPyConnection, path: str) -> None:
         raise IndexFileError(f"{path} is a DuckDB file but not a pacscopy index (no schema_migrations table)")
 
 
+def rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """ROLLBACK after a failure, keeping the failure as the error.
+
+    When a COMMIT fails (a full disk: the WAL cannot be written) DuckDB has
+    already ended the transaction, and a ROLLBACK would raise "cannot rollback -
+    no transaction is active", hiding the real cause. Call this in an ``except``
+    block, then re-raise.
+    """
+    import duckdb
+
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.TransactionException:
+        pass  # already ended by DuckDB: the error being handled says why
+
+
 def migrate(con: duckdb.DuckDBPyConnection, path: str = "index") -> list[int]:
     """Apply every migration not yet recorded; return the versions applied."""
     tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
@@ -267,7 +283,7 @@ def migrate(con: duckdb.DuckDBPyConnection, path: str = "index") -> list[int]:
             con.execute(load_sql("ops/index/record_migration"), {"version": version, "name": name})
             con.execute("COMMIT")
         except Exception:
-            con.execute("ROLLBACK")
+            rollback(con)
             raise
         log.info("applied schema migration %04d_%s", version, name)
         applied.append(version)

@@ -99,6 +99,11 @@ class Receiver:
     def _load(self) -> None:
         from pacscopy.scan.parse import inspect_bytes
 
+        for p in self.storage.glob(".*.part"):  # half-written by a receiver that died or hit a full disk
+            try:
+                p.unlink()
+            except OSError as e:
+                log.warning("cannot remove the partial file %s: %s", p, e.strerror)
         for p in sorted(self.storage.glob("*.dcm")):
             # Whatever lies in the folder (a damaged or hostile file put there by hand),
             # the receiver starts: what it cannot catalogue is left out, with a warning.
@@ -170,6 +175,11 @@ class Receiver:
             return status
         except OSError as e:
             log.error("cannot store %s: %s", getattr(event.request, "AffectedSOPInstanceUID", "?"), e)
+            if "tmp" in locals():
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
             return 0xA700  # out of resources: the sender will retry
 
     def _coerced(self, event: Any) -> bytes:

@@ -455,3 +455,120 @@ def test_unforeseen_index_errors_exit_2_like_every_error(idx, cli, monkeypatch) 
     r = cli("check", "--index", idx, "-q")
     assert r.code == 2
     assert "index: Conversion Error: something nobody foresaw" in one_line(r.err)
+
+
+@pytest.fixture
+def many(tmp_path: Path, cli) -> Path:
+    """80 instances, checked: enough for 3 associations of 32-instance batches."""
+    root = tmp_path / "src"
+    make_archive(root, patients=2, studies_per_patient=1, series_per_study=2, instances_per_series=20,
+                 defects=False, conflicts=False, specials=False)
+    idx = tmp_path / "many.duckdb"
+    assert cli("scan", root, "--index", idx, "-q").code == 0
+    assert cli("check", "--index", idx, "-q").code == 0
+    return idx
+
+
+def test_a_target_that_is_down_ends_as_target_down_every_time(many, cli) -> None:
+    from .peers import free_port
+
+    port = free_port()  # nothing listens: connection refused
+    for _ in range(3):
+        r = cli("send", "--target", f"NOBODY@127.0.0.1:{port}", "--index", many, "-q", "--associations", "3",
+                "--wait-for-target", "0.5", "--retries", "0")
+        assert r.code == 1 and "Traceback" not in r.err
+        assert r.out.splitlines()[0].endswith(": target_down"), r.out
+    assert rows(many, "SELECT DISTINCT outcome FROM send_runs") == [("target_down",)]
+
+
+def test_failed_association_attempts_record_when_they_began(planned, cli) -> None:
+    import socket
+
+    silent = socket.socket()  # accepts the TCP connection (backlog), never answers the A-ASSOCIATE-RQ
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    try:
+        r = cli("send", "--target", f"SILENT@127.0.0.1:{silent.getsockname()[1]}", "--index", planned, "-q",
+                "--timeout", "0.5", "--wait-for-target", "0.8", "--retries", "0", "--associations", "1")
+    finally:
+        silent.close()
+    assert r.code == 1 and "target_down" in r.out
+    got = rows(planned, "SELECT count(*), min(epoch(finished) - epoch(started)) FROM transfers WHERE outcome = 'retry'")
+    assert got[0][0] >= 1 and got[0][1] >= 0.4, got
+
+
+def _tmpfs(path: Path, size: str) -> bool:
+    import subprocess
+
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        return False
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True).returncode == 0
+
+
+def _fill(folder: Path) -> None:
+    with open(folder / "filler", "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+        except OSError:
+            pass
+        try:
+            while True:
+                f.write(b"\0" * 512)
+        except OSError:
+            pass
+
+
+def test_a_full_index_disk_during_send_names_the_real_cause(planned, tmp_path) -> None:
+    import subprocess
+
+    from pacscopy import index as idxmod
+    from pacscopy.dicomnet import Target
+    from pacscopy.receive import Receiver
+    from pacscopy.send import SendOptions, send
+
+    disk = tmp_path / "disk"
+    if not _tmpfs(disk, "8m"):
+        pytest.skip("needs root to mount a small tmpfs")
+    try:
+        shutil.copy(planned, disk / "i.duckdb")
+        rx = Receiver(tmp_path / "rx")
+        port = rx.start()
+        con = idxmod.open_index(str(disk / "i.duckdb"))
+        filled = []
+
+        def fill_once(msg: dict) -> None:
+            if not filled:
+                _fill(disk)
+                filled.append(True)
+
+        try:
+            with pytest.raises(Exception) as e:
+                send(con, Target("RX", "127.0.0.1", port), SendOptions(associations=1, retries=0),
+                     on_progress=fill_once)
+        finally:
+            rx.stop()
+            try:
+                con.close()
+            except Exception:
+                pass
+        assert filled
+        assert "No space left on device" in str(e.value), e.value
+        assert "cannot rollback" not in str(e.value)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_receive_removes_half_written_files_at_start(tmp_path) -> None:
+    from pacscopy.receive import Receiver
+
+    store = tmp_path / "rx"
+    store.mkdir()
+    (store / ".1.2.3.140245.part").write_bytes(b"\0" * 1000)  # left by a receiver that hit a full disk
+    (store / "keep.txt").write_text("not ours to delete")
+    rx = Receiver(store)
+    rx.start()
+    rx.stop()
+    assert sorted(p.name for p in store.iterdir()) == ["keep.txt"]

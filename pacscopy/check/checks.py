@@ -24,7 +24,7 @@ import duckdb
 import xxhash
 
 from pacscopy.errors import InputError
-from pacscopy.index import fetch, insert_columns, load_sql, run, run_script, sql_dir
+from pacscopy.index import fetch, insert_columns, load_sql, rollback, run, run_script, sql_dir
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def run_checks(
         run_script(con, "ops/check/build_plan", plan_params())
         con.execute("COMMIT")
     except Exception:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise
     res.findings = {r[0]: r[1] for r in run(con, "ops/check/findings_per_check").fetchall()}
     res.summary = fetch(con, "ops/check/findings_summary", FindingCount)
@@ -324,7 +324,7 @@ def record_decisions(con: duckdb.DuckDBPyConnection, decisions: list[Decision], 
         con.execute("DROP TABLE decide_stage")
         con.execute("COMMIT")
     except Exception:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise
     return len(decisions)
 

@@ -34,7 +34,7 @@ import duckdb
 from pacscopy.dicom.net import Target
 from pacscopy.send.worker import Item, WorkerOptions, worker
 from pacscopy.errors import InputError, PacscopyError
-from pacscopy.index import fetch, insert_columns, load_sql, run
+from pacscopy.index import fetch, insert_columns, load_sql, rollback, run
 
 log = logging.getLogger(__name__)
 
@@ -413,6 +413,7 @@ def send(
         summary.outcome = "interrupted"
         raise
     finally:
+        stop.set()  # first: should recording fail (a full index disk), no worker goes on sending
         _write_transfers(con, summary, target, pending)
         if changed:
             insert_columns(con, "ops/send/insert_source_changed", {
@@ -484,7 +485,7 @@ def _write_transfers(con: duckdb.DuckDBPyConnection, s: SendSummary, target: Tar
         insert_columns(con, "ops/send/insert_transfers", cols, run_id=s.run_id, target=str(target))
         con.execute("COMMIT")
     except Exception:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise
 
 
@@ -582,6 +583,6 @@ def load_patient_map(con: duckdb.DuckDBPyConnection, path: str, *, merge: bool =
         con.execute("DROP TABLE map_stage")
         con.execute("COMMIT")
     except Exception:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise
     return len(olds)

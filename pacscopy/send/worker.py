@@ -227,11 +227,11 @@ def worker(wid: int, target: Target, opts: WorkerOptions, tasks: Any, results: A
         return stop.is_set() or not _main_alive(main_pid)
 
     def emit(item: Item, outcome: str, r: Any = None, error: str | None = None, source: Source | None = None,
-             rewritten: str | None = None, status: int | None = None) -> None:
+             rewritten: str | None = None, status: int | None = None, started: dt.datetime | None = None) -> None:
         now = dt.datetime.now()
         post({
             "kind": "transfer", "sop_instance_uid": item.sop_instance_uid, "path": item.path,
-            "started": r.started if r else now, "finished": r.finished if r else now,
+            "started": r.started if r else started or now, "finished": r.finished if r else now,
             "bytes": source.length if source is not None and outcome in ("stored", "warning", "failed") else 0,
             "status": status, "outcome": outcome, "error": error,
             "status_meaning": status_meaning(status) if status is not None or outcome == "retry" else None,
@@ -288,15 +288,16 @@ def worker(wid: int, target: Target, opts: WorkerOptions, tasks: Any, results: A
                 pair = (item.sop_class_uid, item.send_syntax)
                 if link is None or not link.alive or pair not in proposed:
                     proposed = needed | {pair}
+                    tried = dt.datetime.now()  # a failed attempt is recorded with when it began and ended
                     failure = connect(proposed)
                     if failure is not None:
                         cerr = str(failure)
                         if failure.permanent:
                             advice = rejection_advice(failure.reason, opts.calling_ae, target)
-                            emit(item, "failed", error=cerr)
+                            emit(item, "failed", error=cerr, started=tried)
                             refused(f"{cerr}: {advice}")
                             break
-                        emit(item, "retry", error=cerr)
+                        emit(item, "retry", error=cerr, started=tried)
                         down_since = down_since or time.monotonic()
                         if time.monotonic() - down_since > opts.wait_for_target:
                             post({"kind": "target_down", "error": cerr, "count": len(work) + 1,
