@@ -289,7 +289,7 @@ def _emit(text: str, out: Optional[Path], note: str = "") -> None:
     if out is None:
         typer.echo(text)
         return
-    from pacscopy.outfile import write_private
+    from pacscopy.output.outfile import write_private
 
     write_private(out, text)
     typer.echo(f"wrote {out}{note}", err=True)

@@ -359,7 +359,7 @@ def test_report_out_on_a_full_disk_leaves_the_old_file(tmp_path) -> None:
     if not Path("/dev/full").exists():
         pytest.skip("no /dev/full")
     from pacscopy.errors import InputError
-    from pacscopy.outfile import write_private
+    from pacscopy.output.outfile import write_private
 
     out = tmp_path / "r.txt"
     out.write_text("the previous report\n")
@@ -446,7 +446,7 @@ def test_csv_not_utf8_is_named(idx, tmp_path, cli, cmd) -> None:
 def test_unforeseen_index_errors_exit_2_like_every_error(idx, cli, monkeypatch) -> None:
     import duckdb
 
-    from pacscopy import checks
+    from pacscopy.check import checks
 
     def boom(*a, **k):
         raise duckdb.ConversionException("Conversion Error: something nobody foresaw")
@@ -525,9 +525,9 @@ def test_a_full_index_disk_during_send_names_the_real_cause(planned, tmp_path) -
     import subprocess
 
     from pacscopy import index as idxmod
-    from pacscopy.dicomnet import Target
+    from pacscopy.dicom.net import Target
     from pacscopy.receive import Receiver
-    from pacscopy.send import SendOptions, send
+    from pacscopy.send.send import SendOptions, send
 
     disk = tmp_path / "disk"
     if not _tmpfs(disk, "8m"):
