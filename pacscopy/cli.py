@@ -315,6 +315,9 @@ def probe(
     typer.echo(f"{res.target}: C-ECHO 0x{res.echo_status:04X}; {res.accepted} of {res.pairs} "
                f"(SOP class, transfer syntax) pairs accepted in {res.associations} association(s)")
     _echo_plan(res.plan)
+    for hint, n in res.blocked.items():
+        typer.echo(f"blocked: {n} " + ("sendable with send --transcode" if hint is None else
+                                       "refused in every syntax" if hint == "refused" else f"not transcodable: {hint}"))
 
 
 @app.command()

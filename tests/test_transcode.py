@@ -95,6 +95,7 @@ def test_big_endian_and_deflated_go_to_a_little_endian_only_orthanc(corpus, tmp_
     with orthanc(tmp_path, accepted_syntaxes=LITTLE, extra={"UnknownSopClassAccepted": False}) as peer:
         r = cli("probe", "--target", peer.target, "--index", idx)
         assert r.code == 0, r.err
+        assert "blocked: 5 sendable with send --transcode" in r.out, r.out
         plan = {sops[s]: (d, why, tc) for s, d, why, tc in
                 rows(idx, "SELECT sop_instance_uid, disposition, why, transcode_to FROM plan")}
         for kind in ("be", "deflated"):
@@ -137,6 +138,9 @@ def test_without_decoders_the_plan_promises_only_what_pydicom_can_do(corpus, tmp
         r = subprocess.run([sys.executable, "-c", code, "probe", "--target", peer.target, "--index", str(idx)],
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
+    assert "blocked: 3 sendable with send --transcode" in r.stdout, r.stdout
+    assert "blocked: 1 not transcodable: no decoder for JPEG Baseline (Process 1) installed (pip install " \
+           "'pacscopy[decoders]'" in r.stdout, r.stdout
     plan = {sops[s]: (d, why, tc) for s, d, why, tc in
             rows(idx, "SELECT sop_instance_uid, disposition, why, transcode_to FROM plan")}
     for kind in ("jpeg", "j2k"):

@@ -48,6 +48,9 @@ class ProbeResult:
     accepted: int
     associations: int
     plan: list[DispositionCount] = field(default_factory=list)  # re-planned: refused pairs are 'blocked'
+    #: blocked instances by what ``send --transcode`` can do: None -> it can send them; 'refused' -> nothing
+    #: (no syntax of the class accepted); else what is missing (a decoder and the package that adds it)
+    blocked: dict[str | None, int] = field(default_factory=dict)
 
 
 def probe(con: duckdb.DuckDBPyConnection, target: Target, calling_ae: str = "PACSCOPY",
@@ -88,4 +91,6 @@ def probe(con: duckdb.DuckDBPyConnection, target: Target, calling_ae: str = "PAC
         con.execute("ROLLBACK")
         raise
     plan = run_checks(con).plan  # re-plan: refused pairs become 'blocked'
-    return ProbeResult(str(target), status, len(pairs), sum(1 for v in accepted.values() if v[0]), n_assoc, plan)
+    blocked = {hint: int(n) for hint, n in run(con, "ops/send/probe_blocked").fetchall()}
+    return ProbeResult(str(target), status, len(pairs), sum(1 for v in accepted.values() if v[0]), n_assoc, plan,
+                       blocked)
