@@ -46,6 +46,8 @@ def _same_values(a: pydicom.Dataset, b: pydicom.Dataset, big_endian: bool) -> No
     """Every element of ``a`` has the same value in ``b`` (binary values compared as the numbers they hold)."""
     swap = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
     for ea in a:
+        if ea.tag.element == 0:  # group lengths count the old encoding's bytes: not written (and retired)
+            continue
         eb = b[ea.tag]
         assert ea.VR == eb.VR, ea.tag
         if ea.VR == "SQ":
@@ -58,12 +60,14 @@ def _same_values(a: pydicom.Dataset, b: pydicom.Dataset, big_endian: bool) -> No
             assert np.array_equal(va, np.frombuffer(eb.value, dtype=f"<u{n}")), ea.tag
         else:
             assert ea.value == eb.value, ea.tag
-    assert {e.tag for e in a} == {e.tag for e in b}, "elements added or lost"
+    assert {e.tag for e in a if e.tag.element} == {e.tag for e in b if e.tag.element}, "elements added or lost"
 
 
-@pytest.mark.parametrize("name,big", [("be", True), ("deflated", False)])
+@pytest.mark.parametrize("name,big", [("MR_small_bigendian.dcm", True), ("SC_rgb_small_odd_big_endian.dcm", True),
+                                      ("ExplVR_BigEnd.dcm", True), ("image_dfl.dcm", False)])
 def test_reencoding_keeps_every_value(name, big) -> None:
-    path = get_testdata_file(SAMPLES[name])
+    """16-bit OW, 8-bit RGB in OW (odd size), 8-bit OB, deflated: every value survives, pixels too."""
+    path = get_testdata_file(name)
     original = pydicom.dcmread(path)
     pixels = original.pixel_array.copy()
     ds = pydicom.dcmread(path)

@@ -11,7 +11,9 @@ syntax into one the target accepts (explicit or implicit VR little endian):
   RLE itself; the JPEG families need pylibjpeg with its plug-ins (the extra
   ``pacscopy[decoders]``), GDCM or Pillow.
 
-The plan (``sql/ops/build_plan.sql``) promises a transcode only for syntaxes
+Group length elements (gggg,0000), retired, count the bytes of the old encoding and are not written.
+
+The plan (``sql/ops/check/build_plan.sql``) promises a transcode only for syntaxes
 :func:`transcodable` lists, and says which package adds the others.
 """
 
