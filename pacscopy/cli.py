@@ -12,6 +12,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, Optional
 
+import duckdb
 import typer
 
 from pacscopy import __version__
@@ -646,14 +647,12 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo("pacscopy: interrupted; everything written so far is kept", err=True)
         sys.exit(130)
     except Exception as e:
-        duckdb = sys.modules.get("duckdb")  # imported once an index was opened
         # Ctrl-C while DuckDB runs a statement: it ends the statement and its transaction and
         # raises InterruptException, or a RuntimeError("Query interrupted") from its bindings.
-        if duckdb is not None and (isinstance(e, duckdb.InterruptException)
-                                   or (type(e) is RuntimeError and str(e) == "Query interrupted")):
+        if isinstance(e, duckdb.InterruptException) or (type(e) is RuntimeError and str(e) == "Query interrupted"):
             typer.echo("pacscopy: interrupted; everything written so far is kept", err=True)
             sys.exit(130)
-        if duckdb is None or not isinstance(e, duckdb.Error):
+        if not isinstance(e, duckdb.Error):
             raise
         # an index problem the library did not foresee: still one line
         if os.environ.get("PACSCOPY_DEBUG"):

@@ -9,6 +9,7 @@ as ``$parameters``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -16,12 +17,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
+
+import duckdb
 
 from pacscopy.errors import IndexFileError, QueryError
-
-if TYPE_CHECKING:
-    import duckdb
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +77,6 @@ def _looks_like_duckdb(path: str) -> bool:
 
 
 def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
-    # Imported here, not at module level: importing duckdb takes ~0.07 s, and a
-    # scan starts its workers and its walk before it needs the index.
-    import duckdb
-
     try:
         return duckdb.connect(path, read_only=read_only)
     except duckdb.Error as e:
@@ -156,8 +152,6 @@ def open_index(path: str | None = None, *, create: bool = False, read_only: bool
         con = _connect(path, read_only=read_only)
     # Bounded memory whatever the archive size: DuckDB spills to disk beyond this.
     limit = os.environ.get("PACSCOPY_MEMORY_LIMIT") or memory_limit
-    import duckdb
-
     try:
         con.execute("SET memory_limit = $limit", {"limit": limit})
         con.execute("SET preserve_insertion_order = false")
@@ -209,8 +203,6 @@ def check_integrity(con: duckdb.DuckDBPyConnection, path: str) -> None:
     exists, and reads the first rows of each table (their blocks' checksums).
     Damage deeper inside a big table is still only found when it is read.
     """
-    import duckdb
-
     def damaged(why: str) -> IndexFileError:
         return IndexFileError(f"index {path} is damaged ({why}): {RECOVER}")
 
@@ -253,14 +245,12 @@ def rollback(con: duckdb.DuckDBPyConnection) -> None:
     When a COMMIT fails (a full disk: the WAL cannot be written) DuckDB has
     already ended the transaction, and a ROLLBACK would raise "cannot rollback -
     no transaction is active", hiding the real cause. Call this in an ``except``
-    block, then re-raise.
+    block, then re-raise. (:func:`transaction` does.)
     """
-    import duckdb
-
     try:
         con.execute("ROLLBACK")
     except duckdb.TransactionException:
-        pass  # already ended by DuckDB: the error being handled says why
+        pass  # already ended by DuckDB (a failed COMMIT, an interrupted statement): the error being handled says why
 
 
 def migrate(con: duckdb.DuckDBPyConnection, path: str = "index") -> list[int]:
@@ -277,14 +267,9 @@ def migrate(con: duckdb.DuckDBPyConnection, path: str = "index") -> list[int]:
     for version, name, sql in migrations():
         if version in done:
             continue
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             con.execute(sql)
             con.execute(load_sql("ops/index/record_migration"), {"version": version, "name": name})
-            con.execute("COMMIT")
-        except Exception:
-            rollback(con)
-            raise
         log.info("applied schema migration %04d_%s", version, name)
         applied.append(version)
     return applied
@@ -298,32 +283,36 @@ def run(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any] | None
 T = TypeVar("T")
 
 
-def fetch(con: duckdb.DuckDBPyConnection, name: str, row: Callable[..., T],
-          params: dict[str, Any] | None = None) -> list[T]:
-    """Run the named SQL file; each result row becomes ``row(**{column: value})``.
+def row_reader(cur: duckdb.DuckDBPyConnection, row: type[T]) -> Callable[[Sequence[Any]], T]:
+    """Turn ``cur``'s result rows into ``row`` objects (a NamedTuple or dataclass) by column name.
 
-    Rows are read by column name, never by position: a column added to the
-    query cannot shift the fields after it, and one the row type does not
-    know fails loudly.
+    Never by position: a column added to a query cannot shift the fields after
+    it. Columns ``row`` does not name are left out; a field the query lacks is an error.
     """
+    cols = [d[0] for d in cur.description or ()]
+    names = getattr(row, "_fields", None) or [f.name for f in dataclasses.fields(row)]  # type: ignore[arg-type]
+    missing = [n for n in names if n not in cols]
+    if missing:
+        raise QueryError(f"the query has no column {missing[0]!r} for {row.__name__}")
+    pick = [cols.index(n) for n in names]
+    return lambda r: row(*(r[i] for i in pick))
+
+
+def fetch(con: duckdb.DuckDBPyConnection, name: str, row: type[T], params: dict[str, Any] | None = None) -> list[T]:
+    """Run the named SQL file; its rows as ``row`` objects, read by column name (:func:`row_reader`)."""
     cur = run(con, name, params)
-    cols = [d[0] for d in cur.description]
-    return [row(**dict(zip(cols, r))) for r in cur.fetchall()]
+    make = row_reader(cur, row)
+    return [make(r) for r in cur.fetchall()]
 
 
 @contextmanager
 def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """``BEGIN`` ... ``COMMIT``; ``ROLLBACK`` if anything (also Ctrl-C) interrupts the block."""
+    """``BEGIN`` ... ``COMMIT``; ``ROLLBACK`` (:func:`rollback`) if anything, also Ctrl-C, interrupts the block."""
     con.execute("BEGIN TRANSACTION")
     try:
         yield
     except BaseException:
-        import duckdb
-
-        try:
-            con.execute("ROLLBACK")
-        except duckdb.Error:
-            pass  # an interrupted statement already ended its transaction
+        rollback(con)
         raise
     con.execute("COMMIT")
 
@@ -405,8 +394,6 @@ def query(
     Exports go through ``pacscopy query --out FILE``.
     """
     con = open_index(path, read_only=True)
-    import duckdb
-
     try:
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")

@@ -31,13 +31,11 @@ from typing import Any
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, build_role, evt
 
-from pacscopy.dicom.net import Target, accept_nul_padded_ae_titles, make_ae, nodelay_handlers
+from pacscopy.dicom.net import Target, accept_nul_padded_ae_titles, nodelay_handlers
+from pacscopy.dicom.scu import COMMIT, COMMIT_INSTANCE, VERIFICATION, request
 
 log = logging.getLogger(__name__)
 
-VERIFICATION = "1.2.840.10008.1.1"
-COMMIT = "1.2.840.10008.1.20.1"
-COMMIT_INSTANCE = "1.2.840.10008.1.20.1.1"
 FIND_MODELS = ("1.2.840.10008.5.1.4.1.2.1.1", "1.2.840.10008.5.1.4.1.2.2.1")  # patient root, study root
 GET_MODELS = ("1.2.840.10008.5.1.4.1.2.1.3", "1.2.840.10008.5.1.4.1.2.2.3")
 
@@ -290,10 +288,7 @@ class Receiver:
         if self.commit_reply is None:
             return
         t = Target.parse(self.commit_reply)
-        ae = make_ae(self.ae_title, 10)
-        ae.add_requested_context(COMMIT)
-        reply = ae.associate(t.host, t.port, ae_title=t.ae, ext_neg=[build_role(COMMIT, scp_role=True)],
-                             evt_handlers=nodelay_handlers())
+        reply = request(t, self.ae_title, 10, [(COMMIT, ())], ext_neg=[build_role(COMMIT, scp_role=True)])
         if reply.is_established:
             reply.send_n_event_report(info, event_type, COMMIT, COMMIT_INSTANCE)
             reply.release()

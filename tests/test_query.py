@@ -141,6 +141,8 @@ def test_sql_ships_in_the_wheel(tmp_path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     shipped = {f"pacscopy/sql/{p.relative_to(repo / 'sql')}" for p in (repo / "sql").rglob("*.sql")}
     assert shipped and shipped <= names
+    templates = {f"pacscopy/output/templates/{p.name}" for p in (repo / "pacscopy/output/templates").iterdir()}
+    assert templates and templates <= names  # the HTML pages' templates, stylesheet and chart script
     # and the package, as unpacked from the wheel, finds them there
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)

@@ -366,6 +366,23 @@ def test_chromium_draws_empty_charts_before_check(tmp_path, cli) -> None:
     assert dom.bars["studies_per_year"] >= 1 and dom.bars["findings"] == 0 and dom.bars["dispositions"] == 0
 
 
+@needs_chromium
+def test_chromium_draws_the_reconciliation_in_the_reports_look(index, cli, tmp_path) -> None:
+    page = tmp_path / "rec.html"
+    args = ("reconcile", "--target", "NOBODY@127.0.0.1:104", "--no-query", "--index", index)
+    r = cli(*args, "--format", "html", "--out", page)
+    assert r.code == 1 and "NOT complete" in r.err  # nothing was sent
+    totals = json.loads(cli(*args, "--format", "json").out)["totals"]
+    dom = _Dom()
+    dom.feed(_chromium(tmp_path, "--dump-dom", page.as_uri()).stdout)
+    assert dom.drawn == "1" and dom.bars == {"final_states": len(totals)}
+    # one product: the same stylesheet and chart script as the report
+    text = page.read_text(encoding="utf-8")
+    report_page = cli("report", "--index", index, "--format", "html").out
+    for tag in ("style", "script>"):
+        assert text.split(f"<{tag}", 1)[1].split("</")[0] == report_page.split(f"<{tag}", 1)[1].split("</")[0]
+
+
 # -- the SQL ----------------------------------------------------------------------------------
 
 def test_every_report_sql_file_runs(index, monkeypatch) -> None:

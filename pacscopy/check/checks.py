@@ -5,8 +5,8 @@ columns ``severity, path, sop_instance_uid, group_key, detail, recoverable``;
 ``run_checks`` rebuilds the ``findings`` rows of the checks it runs and then
 the automatic plan, in one transaction, so a killed run leaves the previous
 state intact. The one thing SQL cannot do, comparing the decoded content of
-two differently encoded copies of an instance, is done here in Python, and
-only for the members of duplicate groups.
+two differently encoded copies of an instance (:mod:`pacscopy.digest`), is
+done in worker processes, and only for the members of duplicate groups.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import duckdb
-import xxhash
 
+from pacscopy.digest import content_digest
 from pacscopy.errors import InputError
-from pacscopy.index import fetch, insert_columns, load_sql, rollback, run, run_script, sql_dir
+from pacscopy.index import fetch, insert_columns, load_sql, run, run_script, sql_dir, transaction
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +103,7 @@ def run_checks(
     refresh_sop_classes(con)
     if {"duplicate_reencoded", "duplicate_conflict"} & set(wanted) or not names:
         res.hashed = compute_content_hashes(con, on_total=on_hash_total, on_progress=on_hash_progress)
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         for name in wanted:
             sql = load_sql(f"checks/{name}").strip().rstrip(";")
             con.execute(load_sql("ops/check/delete_findings"), {"check_id": name})
@@ -117,123 +116,11 @@ def run_checks(
         from pacscopy.send.transcode import plan_params
 
         run_script(con, "ops/check/build_plan", plan_params())
-        con.execute("COMMIT")
-    except Exception:
-        rollback(con)
-        raise
     res.findings = {r[0]: r[1] for r in run(con, "ops/check/findings_per_check").fetchall()}
     res.summary = fetch(con, "ops/check/findings_summary", FindingCount)
     res.plan = plan_summary(con)
     res.dispositions = {p.disposition: p.instances for p in res.plan}
     return res
-
-
-# -- canonical content hash ---------------------------------------------------
-
-def _norm(value: Any) -> Any:
-    """A value in a form that does not depend on its encoding."""
-    from pydicom.multival import MultiValue
-    from pydicom.sequence import Sequence
-
-    if isinstance(value, Sequence):
-        return tuple(_dataset_digest(item)[0] for item in value)
-    if isinstance(value, (MultiValue, list, tuple)):
-        return tuple(_norm(v) for v in value)
-    if isinstance(value, bytes):
-        stripped = value.rstrip(b"\x00 ")
-        if stripped.isascii() and all(32 <= c < 127 or c in (9, 10, 13) for c in stripped):
-            return stripped.decode("ascii").strip()  # a private text element read as UN
-        return value
-    if isinstance(value, float):
-        return repr(value)
-    if value is None:
-        return ""
-    text = str(value)
-    return text.rstrip("\x00 ").strip()
-
-
-def _dataset_digest(ds: Any) -> tuple[str, dict[str, str]]:
-    elements: dict[str, str] = {}
-    # how the values were read (None for datasets built in memory: native little endian)
-    big_endian = getattr(ds, "original_encoding", (None, None))[1] is False
-    for elem in ds:
-        # Not content: the file meta, group lengths (they change with the VR encoding),
-        # trailing padding, and the pixel data (compared separately, decoded).
-        if elem.tag.group == 0x0002 or elem.tag.element == 0x0000 or elem.tag in (0x7FE00010, 0xFFFCFFFC):
-            continue
-        try:
-            v = elem.value
-        except Exception as e:  # a value pydicom cannot convert still has an identity
-            v = f"<unreadable: {e}>"
-        key = elem.keyword or f"({elem.tag.group:04X},{elem.tag.element:04X})"
-        if isinstance(v, bytes) and elem.VR in ("OW", "OF", "OD", "OL") and big_endian:
-            import numpy as np
-
-            width = {"OW": 2, "OF": 4, "OD": 8, "OL": 4}[elem.VR]
-            v = np.frombuffer(v, dtype=f">u{width}").astype(f"<u{width}").tobytes()
-        elements[key] = xxhash.xxh3_64_hexdigest(repr(_norm(v)).encode("utf-8", "surrogatepass"))
-    digest = xxhash.xxh3_128_hexdigest(repr(sorted(elements.items())).encode())
-    return digest, elements
-
-
-def content_digest(path: bytes) -> dict[str, Any]:
-    """Canonical hashes of one file: every element in tag order (group 0002 excluded), pixels decoded if possible."""
-    import warnings
-
-    import pydicom
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(os.fsdecode(path), force=True)
-            return digest_dataset(ds)
-    except Exception as e:
-        return {"content_hash": None, "pixel_hash": None, "pixel_decoded": False, "keys": [], "values": [],
-                "note": f"cannot read for comparison: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"}
-
-
-def digest_dataset(ds: Any) -> dict[str, Any]:
-    """Canonical hashes of a dataset, independent of its encoding.
-
-    ``keys``/``values`` are the attribute keywords and the hashes of their
-    normalised values (``PixelData``: of the decoded pixels where pydicom has
-    a decoder, else of the encoded bytes, and ``note`` says so).
-    """
-    import warnings
-
-    out: dict[str, Any] = {"content_hash": None, "pixel_hash": None, "pixel_decoded": False,
-                           "note": None, "keys": [], "values": []}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        digest, elements = _dataset_digest(ds)
-        if "PixelData" in ds:
-            meta = getattr(ds, "file_meta", None)
-            ts = meta.get("TransferSyntaxUID") if meta is not None else None
-            if ts is None:
-                # a raw dataset without meta: the encoding pydicom read it in is its syntax
-                from pydicom.dataset import FileMetaDataset
-                from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
-
-                implicit, little = ds.original_encoding
-                ts = ImplicitVRLittleEndian if implicit else (ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
-                if meta is None:
-                    ds.file_meta = FileMetaDataset()
-                ds.file_meta.TransferSyntaxUID = ts
-            try:
-                arr = ds.pixel_array
-                out["pixel_hash"] = xxhash.xxh3_128_hexdigest(
-                    f"{arr.shape}|{arr.dtype.str.lstrip('<>=|')}".encode() + arr.astype(arr.dtype.newbyteorder("<")).tobytes()
-                )
-                out["pixel_decoded"] = True
-            except Exception as e:
-                out["pixel_hash"] = xxhash.xxh3_128_hexdigest(ds.PixelData)
-                name = getattr(ts, "name", ts) or "unknown syntax"
-                out["note"] = f"pixel data of {name} not decoded ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
-            elements["PixelData"] = out["pixel_hash"]
-            digest = xxhash.xxh3_128_hexdigest(repr(sorted(elements.items())).encode())
-    out["content_hash"] = digest
-    out["keys"], out["values"] = list(elements), list(elements.values())
-    return out
 
 
 def _digest_many(items: list[tuple[str, bytes, str]]) -> list[dict[str, Any]]:
@@ -269,10 +156,9 @@ def compute_content_hashes(
     workers = workers or os.cpu_count() or 1
     chunks = [todo[i : i + 16] for i in range(0, len(todo), 16)]
     if workers > 1 and len(todo) > 64:
-        import multiprocessing as mp
+        from pacscopy.processes import forkserver
 
-        ctx = mp.get_context("forkserver")
-        with ctx.Pool(workers) as pool:
+        with forkserver("pacscopy.check.checks").Pool(workers) as pool:
             results: Iterable[list[dict[str, Any]]] = pool.imap_unordered(_digest_many, chunks)
             for rows in results:
                 batch.extend(rows)
@@ -311,8 +197,7 @@ def record_decisions(con: duckdb.DuckDBPyConnection, decisions: list[Decision], 
     for i, d in enumerate(decisions):
         _validate_fields(d, _where(d, source, len(decisions)))
     user = _user()
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         run(con, "ops/check/decide_stage", {
             "line": [d.line if d.line is not None else i + 1 for i, d in enumerate(decisions)],
             "sop": [d.sop_instance_uid for d in decisions], "action": [d.action for d in decisions],
@@ -322,10 +207,6 @@ def record_decisions(con: duckdb.DuckDBPyConnection, decisions: list[Decision], 
             _refuse(problem, source, len(decisions))
         run(con, "ops/check/upsert_decision", {"by": user})
         con.execute("DROP TABLE decide_stage")
-        con.execute("COMMIT")
-    except Exception:
-        rollback(con)
-        raise
     return len(decisions)
 
 

@@ -24,14 +24,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from io import BytesIO
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import xxhash
 
-from pacscopy.errors import InputError
-
-if TYPE_CHECKING:
-    from pynetdicom import AE
+from pacscopy.errors import AssociationFailed, InputError, LinkLost, SourceChanged
 
 #: C-STORE statuses that mean the target stored the object (PS3.4 B.2.3).
 STORED = 0x0000
@@ -134,10 +131,6 @@ def nodelay_handlers() -> list[Any]:
 
 
 # -- streaming sources ------------------------------------------------------------
-
-class SourceChanged(Exception):
-    """The bytes read for sending are not the bytes the index recorded."""
-
 
 class Source:
     """Dataset bytes to send, handed out in blocks and hashed on the way."""
@@ -294,26 +287,6 @@ _ABORT_PDU = bytes([0x07, 0, 0, 0, 0, 4, 0, 0, 0, 0])  # A-ABORT-RQ, source: ser
 _RELEASE_PDU = bytes([0x05, 0, 0, 0, 0, 4, 0, 0, 0, 0])  # A-RELEASE-RQ
 _PDU_NAMES = {0x01: "A-ASSOCIATE-RQ", 0x02: "A-ASSOCIATE-AC", 0x03: "A-ASSOCIATE-RJ", 0x05: "A-RELEASE-RQ",
               0x06: "A-RELEASE-RP", 0x07: "A-ABORT"}
-
-
-class LinkLost(Exception):
-    """The association ended or broke while a C-STORE was in flight."""
-
-
-class AssociationFailed(Exception):
-    """No association: ``kind`` is ``rejected``, ``aborted`` or ``connection``; the message says why.
-
-    ``permanent`` is set for an A-ASSOCIATE-RJ with result "rejected-permanent":
-    the target will refuse every retry until someone changes its configuration.
-    ``reason`` is the A-ASSOCIATE-RJ's (source, reason) pair.
-    """
-
-    def __init__(self, kind: str, detail: str, *, permanent: bool = False,
-                 reason: tuple[int, int] | None = None) -> None:
-        super().__init__(detail)
-        self.kind = kind
-        self.permanent = permanent
-        self.reason = reason
 
 
 def rejection_advice(reason: tuple[int, int] | None, calling_ae: str, target: Target) -> str:
@@ -682,33 +655,6 @@ class StoreLink:
             self.sock.close()
         except OSError:
             pass
-
-
-def make_ae(calling_ae: str, timeout: float) -> AE:
-    from pynetdicom import AE
-
-    ae = AE(ae_title=calling_ae)
-    ae.acse_timeout = timeout
-    ae.dimse_timeout = timeout
-    ae.network_timeout = timeout
-    ae.connection_timeout = min(timeout, 10)
-    return ae
-
-
-def echo(target: Target, calling_ae: str = "PACSCOPY", timeout: float = 10) -> int | None:
-    """C-ECHO the target; return the status, or None when there was no association."""
-    from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
-
-    ae = make_ae(calling_ae, timeout)
-    ae.add_requested_context(Verification)
-    assoc = ae.associate(target.host, target.port, ae_title=target.ae, evt_handlers=nodelay_handlers())
-    if not assoc.is_established:
-        return None
-    try:
-        st = assoc.send_c_echo()
-        return int(st.Status) if "Status" in st else None
-    finally:
-        assoc.release()
 
 
 def encode_dataset(ds: Any, transfer_syntax: str) -> bytes:

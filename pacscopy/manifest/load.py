@@ -20,8 +20,8 @@ from typing import Any
 
 import duckdb
 
-from pacscopy.errors import InputError
-from pacscopy.index import run, run_script
+from pacscopy.errors import InputError, ManifestError
+from pacscopy.index import run, run_script, transaction
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,6 @@ POLICY: dict[str, tuple[str, ...]] = {
     "demographics": ("rewrite", "send", "hold"),  # patient/study attributes differ: rewrite = the database's values
     "uid_mismatch": ("hold", "send", "skip"),    # study, series or SOP class UID differ
 }
-
-
-class ManifestError(InputError):
-    """A manifest export that cannot be loaded; the earlier manifest is kept."""
 
 
 @dataclass
@@ -241,13 +237,8 @@ def load_manifest(con: duckdb.DuckDBPyConnection, path: Path, fmt: str | None = 
             raise ManifestError(_describe_problem(path, fmt, problems[0]))
         source = str(path.resolve())
         spec = ", ".join(f"{k}={v}" for k, v in mapping.items()) or None
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             run_script(con, "ops/manifest/replace", {"source": source, "format": fmt, "columns": spec})
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
         r = run(con, "ops/manifest/latest_load").fetchone()
         assert r is not None
         log.info("manifest loaded from %s: %d rows", source, r[4])

@@ -5,12 +5,11 @@ row is ``verified`` on the target or excluded with a reason (``excluded_deleted`
 ``excluded_decision``, or the plan's own exclusions), a broken link still unresolved is
 ``lost_no_file``, and the planned instances the database does not know keep their final state
 (``sql/reconcile/manifest_states.sql``). Kept apart from :mod:`pacscopy.verify.reconcile`, which
-calls :func:`manifest_section` and renders the section with :func:`to_text` / :func:`to_html`.
+calls :func:`manifest_section` and renders the section with :func:`to_text` (and the HTML template).
 """
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 import duckdb
@@ -73,44 +72,3 @@ def to_text(section: dict[str, Any] | None) -> str:
                          [(p["sop_instance_uid"], p["final_state"], p["reason"]) for p in section["problems"][:50]],
                          max_width=90))
     return "\n".join(out)
-
-
-def to_html(section: dict[str, Any] | None) -> str:
-    """The manifest section of the HTML reconciliation: a found/missing bar per location (inline SVG)."""
-    if section is None:
-        return ""
-    locs = section["locations"][:60]
-    top = max([r["known"] for r in locs] or [1]) or 1
-    bars = []
-    for i, r in enumerate(locs):
-        y = i * 26
-        wf = int(480 * r["found"] / top)
-        wm = int(480 * r["missing"] / top)
-        wd = int(480 * r["deleted"] / top)
-        bars.append(
-            f'<text x="0" y="{y + 17}" class="lbl">{html.escape(str(r["location"]))[:40]}</text>'
-            f'<rect x="260" y="{y + 4}" width="{wf}" height="18" fill="#2e7d32"><title>found {r["found"]}</title></rect>'
-            f'<rect x="{260 + wf}" y="{y + 4}" width="{wm}" height="18" fill="#c62828"><title>missing {r["missing"]}</title></rect>'
-            f'<rect x="{260 + wf + wm}" y="{y + 4}" width="{wd}" height="18" fill="#90a4ae"><title>deleted {r["deleted"]}</title></rect>'
-            f'<text x="{266 + wf + wm + wd}" y="{y + 18}">{r["found"]} / {r["known"]}</text>')
-    svg = (f'<svg class="chart" data-chart="manifest_locations" width="860" height="{len(locs) * 26 + 10}" '
-           f'xmlns="http://www.w3.org/2000/svg">{"".join(bars)}</svg>')
-    legend = ('<p><span style="color:#2e7d32">&#9632; found</span> <span style="color:#c62828">&#9632; missing '
-              '(no file: restore that volume)</span> <span style="color:#90a4ae">&#9632; deleted</span></p>')
-    head = "".join(f"<th>{h}</th>" for h in ("location", "known", "found", "missing", "deleted", "verified"))
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r[k]))}</td>" for k in
-                                     ("location", "known", "found", "missing", "deleted", "verified")) + "</tr>"
-                   for r in section["locations"][:500])
-    totals = section["totals"]
-    trows = "".join(f"<tr><td>{html.escape(scope)}</td><td>{html.escape(k)}</td><td>{v}</td></tr>"
-                    for scope, key in (("manifest", "manifest"), ("not in manifest", "not_in_manifest"))
-                    for k, v in sorted(totals[key].items()))
-    prows = "".join(f"<tr><td>{html.escape(p['sop_instance_uid'])}</td><td>{html.escape(p['final_state'])}</td>"
-                    f"<td>{html.escape(str(p['reason']))}</td></tr>" for p in section["problems"][:500])
-    return (f'<h2 id="manifest">Against the old PACS\'s database</h2>'
-            f'<p>manifest load {section["load_id"]} ({section["rows"]} rows, {html.escape(section["loaded_at"])})</p>'
-            f'<table><tr><th>instances</th><th>final state</th><th>count</th></tr>{trows}</table>'
-            f'<h3>Instances known / found / missing per location</h3>{legend}{svg}'
-            f'<table><tr>{head}</tr>{body}</table>'
-            + (f'<h3>Manifest rows not accounted for</h3><table><tr><th>sop_instance_uid</th><th>final state</th>'
-               f'<th>reason</th></tr>{prows}</table>' if prows else ""))

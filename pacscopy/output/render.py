@@ -54,18 +54,29 @@ def to_csv(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return buf.getvalue().rstrip("\n")
 
 
-def _json_default(v: Any) -> Any:
+def _json_default(v: Any, whole: bool = False) -> Any:
+    """JSON for what DuckDB returns: times in ISO 8601, decimals as numbers (``whole``: 3, not 3.0)."""
     if isinstance(v, (dt.datetime, dt.date, dt.time)):
         return v.isoformat()
     if isinstance(v, decimal.Decimal):
-        return float(v)
+        return int(v) if whole and v == v.to_integral_value() else float(v)
     if isinstance(v, bytes):
         return v.decode("utf-8", "backslashreplace")
     return str(v)
 
 
+def _whole_default(v: Any) -> Any:
+    return _json_default(v, whole=True)
+
+
 def to_json(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return json.dumps([dict(zip(columns, r)) for r in rows], default=_json_default, indent=1, ensure_ascii=False)
+
+
+def document_json(data: Any, *, compact: bool = False) -> str:
+    """A report (nested dicts and lists) as JSON; ``compact``: no indentation, no spaces."""
+    return json.dumps(data, default=_whole_default, ensure_ascii=False,
+                      **({"separators": (",", ":")} if compact else {"indent": 1}))  # type: ignore[arg-type]
 
 
 def render(fmt: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from typing import IO, Any, NoReturn
 
-from pacscopy.errors import PacscopyError
+from pacscopy.errors import WorkerError
 
 _HEADER = 4  # little-endian payload length
 _WORKER = "from pacscopy.scan.pool import worker_main; worker_main()"
@@ -45,13 +45,6 @@ CREDIT = 16
 IO_DEPTH = 64
 #: Bytes read ahead and not yet parsed, at most, over all workers.
 IO_BYTES = 64 << 20
-
-
-class WorkerError(PacscopyError):
-    """A worker process failed or died: the scan cannot know what it missed.
-
-    The scan stops; what it wrote so far stays, and the next scan reads the rest.
-    """
 
 
 def worker_main() -> NoReturn:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pacscopy import __version__
 from pacscopy.errors import InputError
-from pacscopy.index import default_index_path, fetch, insert_columns, open_index, run
+from pacscopy.index import default_index_path, fetch, insert_columns, open_index, run, transaction
 from pacscopy.scan.fileread import ROW_COLUMNS, display_path, entry_row, read_and_inspect
 from pacscopy.scan.pool import IO_BYTES, IO_DEPTH, ReadAhead, Workers, scan_workers
 
@@ -251,18 +251,10 @@ class _Writer:
         else:
             new, old = self.rows, []
         params = {"scan_id": self.scan_id, "volume": self.volume, "root": self.root}
-        self.con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(self.con):
             for name, rows in (("ops/scan/insert_files", new), ("ops/scan/upsert_files", old)):
                 if rows:
                     insert_columns(self.con, name, dict(zip(COLUMNS, zip(*rows))), **params)
-            self.con.execute("COMMIT")
-        except BaseException:
-            try:
-                self.con.execute("ROLLBACK")
-            except Exception:  # DuckDB ends the transaction itself when Ctrl-C interrupts it
-                pass
-            raise
         self.rows = []
         self.last = time.monotonic()
 
@@ -522,9 +514,8 @@ def scan_root(
     writer.flush()
     gone = [p for p, v in known.items() if v[2] != "missing"]
     if gone:
-        con.execute("BEGIN TRANSACTION")
-        run(con, "ops/scan/mark_missing", {"paths": gone, "scan_id": scan_id})
-        con.execute("COMMIT")
+        with transaction(con):
+            run(con, "ops/scan/mark_missing", {"paths": gone, "scan_id": scan_id})
     res.missing = len(gone)
     res.seconds = time.monotonic() - started
     run(con, "ops/scan/scan_finish", {"new": res.new, "changed": res.changed, "unchanged": res.unchanged,

@@ -14,30 +14,13 @@ from dataclasses import dataclass, field
 import duckdb
 
 from pacscopy.check.checks import DispositionCount, run_checks
-from pacscopy.dicom.net import (AssociationFailed, StoreLink, Target, echo, make_ae, nodelay_handlers,
-                                 rejection_advice)
-from pacscopy.errors import PacscopyError
-from pacscopy.index import insert_columns, run
+from pacscopy.dicom.net import Target
+from pacscopy.dicom.scu import echo, request
+from pacscopy.errors import ProbeError
+from pacscopy.index import insert_columns, run, transaction
 
 UNCOMPRESSED = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
 MAX_CONTEXTS = 128
-VERIFICATION = "1.2.840.10008.1.1"
-
-
-class ProbeError(PacscopyError):
-    """The target did not answer C-ECHO or refused every association."""
-
-
-def why_no_association(target: Target, calling_ae: str, timeout: float) -> str:
-    """Ask again, reading the answer ourselves: pynetdicom logs an A-ASSOCIATE-RJ's reason but keeps none of it."""
-    try:
-        StoreLink.open(target, calling_ae, [(VERIFICATION, "1.2.840.10008.1.2")], timeout).close()
-    except AssociationFailed as e:
-        if e.permanent:
-            return f"{e}: {rejection_advice(e.reason, calling_ae, target)}"
-        return f"{e}: check AE title, host, port and that the target knows the calling AE title {calling_ae}"
-    return (f"no association (it accepted one when asked again): check AE title, host, port and that the target "
-            f"knows the calling AE title {calling_ae}")
 
 
 @dataclass
@@ -55,19 +38,16 @@ class ProbeResult:
 
 def probe(con: duckdb.DuckDBPyConnection, target: Target, calling_ae: str = "PACSCOPY",
           timeout: float = 10) -> ProbeResult:
-    status = echo(target, calling_ae, timeout)
+    status = echo(target, calling_ae, timeout, error=ProbeError)
     if status is None:
-        raise ProbeError(f"{target} did not accept an association for C-ECHO: {why_no_association(target, calling_ae, timeout)}")
+        raise ProbeError(f"{target} answered C-ECHO without a status")
     pairs = sorted({(c, t) for c, t in run(con, "ops/send/probe_pairs").fetchall()}
                    | {(c, t) for (c,) in run(con, "ops/send/probe_classes").fetchall() for t in UNCOMPRESSED})
     accepted: dict[tuple[str, str], tuple[bool, str]] = {}
     n_assoc = 0
     for i in range(0, len(pairs), MAX_CONTEXTS):
         chunk = pairs[i : i + MAX_CONTEXTS]
-        ae = make_ae(calling_ae, timeout)
-        for sop_class, ts in chunk:
-            ae.add_requested_context(sop_class, [ts])
-        assoc = ae.associate(target.host, target.port, ae_title=target.ae, evt_handlers=nodelay_handlers())
+        assoc = request(target, calling_ae, timeout, [(sop_class, [ts]) for sop_class, ts in chunk])
         n_assoc += 1
         if not assoc.is_established:
             why = "association rejected" if assoc.is_rejected else "no association"
@@ -78,18 +58,13 @@ def probe(con: duckdb.DuckDBPyConnection, target: Target, calling_ae: str = "PAC
         for p in chunk:
             accepted[p] = (p in ok, "accepted" if p in ok else "presentation context rejected")
         assoc.release()
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         run(con, "ops/send/delete_capabilities", {"target": str(target)})
         if pairs:
             insert_columns(con, "ops/send/insert_capabilities", {
                 "sop_class_uid": [p[0] for p in pairs], "transfer_syntax_uid": [p[1] for p in pairs],
                 "accepted": [accepted[p][0] for p in pairs], "result": [accepted[p][1] for p in pairs],
             }, target=str(target), probed_at=dt.datetime.now())
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
     plan = run_checks(con).plan  # re-plan: refused pairs become 'blocked'
     blocked = {hint: int(n) for hint, n in run(con, "ops/send/probe_blocked").fetchall()}
     return ProbeResult(str(target), status, len(pairs), sum(1 for v in accepted.values() if v[0]), n_assoc, plan,

@@ -15,16 +15,12 @@ is what limits a sender, and the GIL would serialise it.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
-import multiprocessing as mp
 import os
 import queue as _queue
-import sys
 import threading
 import time
-import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -32,17 +28,14 @@ from typing import Any, NamedTuple
 import duckdb
 
 from pacscopy.dicom.net import Target
-from pacscopy.send.worker import Item, WorkerOptions, worker
 from pacscopy.errors import InputError, PacscopyError
-from pacscopy.index import fetch, insert_columns, load_sql, rollback, run
+from pacscopy.index import fetch, insert_columns, load_sql, row_reader, run, transaction
+from pacscopy.processes import forkserver
+from pacscopy.send.worker import Item, WorkerOptions, worker
 
 log = logging.getLogger(__name__)
 
 BATCH = 32  # instances per task; at most 2 contexts each, well under 128 per association
-
-
-class TargetUnreachable(PacscopyError):
-    """The target could not be reached at all."""
 
 
 @dataclass
@@ -181,15 +174,16 @@ def iter_queue(con: duckdb.DuckDBPyConnection, target: Target, opts: SendOptions
                                             "limit": opts.limit if opts.limit is not None else 2**62})
     except duckdb.Error as e:
         raise _queue_error(opts, e) from None
-    names = [d[0] for d in cur.description]
-    ms, ml = names.index("manifest_set"), names.index("manifest_load")
+    make = row_reader(cur, Item)
     while True:
         rows = cur.fetchmany(1000)
         if not rows:
             break
         for r in rows:
-            yield Item(r[0], r[1], r[2], r[3], bytes(r[4]), r[5], r[6], r[7], r[8], r[9], r[10], r[11],
-                       tuple((k, v) for k, v in r[ms]) if r[ms] else None, r[ml])
+            item = make(r)
+            if item.manifest_set:  # DuckDB's lists of [keyword, value] as pairs
+                item = item._replace(manifest_set=tuple((k, v) for k, v in item.manifest_set))
+            yield item
     cur.close()
 
 
@@ -305,11 +299,7 @@ def send(
     on_wait: Callable[[dt.datetime], None] | None = None,
 ) -> SendSummary:
     """Send the queue for ``target``; return the run's summary."""
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["pacscopy.send.worker"])
-    # The forkserver (a fresh interpreter preloading the lean worker module) boots while the queue is read.
-    booting = threading.Thread(target=_start_forkserver, name="pacscopy-forkserver", daemon=True)
-    booting.start()
+    ctx = forkserver("pacscopy.send.worker")
     queued, qbytes = queue_size(con, target, opts)
     started_row = run(con, "ops/send/send_start", {
         "target": str(target), "associations": opts.associations, "max_rate": opts.max_rate,
@@ -336,10 +326,8 @@ def send(
                           opts.max_rate)
     workers = [ctx.Process(target=worker, args=(i + 1, target, wopts, tasks, results, pacer_value, stop, os.getpid()),
                            daemon=True) for i in range(n)]
-    booting.join()
-    with _lean_main():
-        for w in workers:
-            w.start()
+    for w in workers:
+        w.start()
     feeder_error: list[BaseException] = []
     fed = [0]
 
@@ -433,31 +421,6 @@ def send(
     return summary
 
 
-def _start_forkserver() -> None:
-    from multiprocessing import forkserver
-
-    with contextlib.suppress(Exception):  # a failure shows again, and is reported, when a worker starts
-        forkserver.ensure_running()
-
-
-@contextlib.contextmanager
-def _lean_main() -> Iterator[None]:
-    """Start worker processes without them importing the CLI.
-
-    multiprocessing makes every child re-import the parent's ``__main__``
-    (for ``pacscopy``, the console script and with it :mod:`pacscopy.cli`:
-    ~30 ms of imports per worker now that the CLI loads typer and DuckDB
-    lazily; before, ~50 MB and a tenth of a second). The workers need none
-    of it: their code lives in :mod:`pacscopy.send.worker`.
-    """
-    main = sys.modules["__main__"]
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        sys.modules["__main__"] = main
-
-
 def _count(s: SendSummary, msg: dict[str, Any]) -> None:
     o = msg["outcome"]
     if o == "stored":
@@ -480,13 +443,8 @@ def _write_transfers(con: duckdb.DuckDBPyConnection, s: SendSummary, target: Tar
     if not rows:
         return
     cols = {c: [r[c] for r in rows] for c in _TRANSFER_COLS}
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         insert_columns(con, "ops/send/insert_transfers", cols, run_id=s.run_id, target=str(target))
-        con.execute("COMMIT")
-    except Exception:
-        rollback(con)
-        raise
 
 
 def _finish(con: duckdb.DuckDBPyConnection, s: SendSummary) -> None:
@@ -558,8 +516,7 @@ def load_patient_map(con: duckdb.DuckDBPyConnection, path: str, *, merge: bool =
         raise InputError(f"{path}, line {reader.line_num}: {e}") from None
     if not olds:
         raise InputError(f"{path}: no mappings in the file")
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         run(con, "ops/send/map_stage", {"line": lines, "old": olds, "new": news, "issuer": issuers})
         merge_lines: list[int] = []
         for kind, line, other, old, new, other_old, other_new, files in run(con, "ops/send/map_problems").fetchall():
@@ -581,8 +538,4 @@ def load_patient_map(con: duckdb.DuckDBPyConnection, path: str, *, merge: bool =
                 "that merges two patients; if that is intended, load the file with --merge")
         run(con, "ops/send/insert_patient_map", {"source": str(path), "merge_lines": sorted(set(merge_lines))})
         con.execute("DROP TABLE map_stage")
-        con.execute("COMMIT")
-    except Exception:
-        rollback(con)
-        raise
     return len(olds)

@@ -1,8 +1,8 @@
 """The send worker: one process, one association at a time, C-STOREs streamed from disk.
 
-Kept apart from :mod:`pacscopy.send.send` so that a worker process imports neither
-DuckDB nor the CLI: the workers are forked from a forkserver that preloads
-only this module, and every worker carries only what sending needs.
+Kept apart from :mod:`pacscopy.send.send` so that a worker process does not
+import DuckDB: the workers are forked from a forkserver that preloads this
+module (:mod:`pacscopy.processes`).
 Results go back to the main process (the only writer of the index) in small
 batches; an attempt whose result never arrives is simply not recorded as
 stored and is sent again by the next run.
@@ -23,11 +23,9 @@ from typing import Any, NamedTuple
 from pacscopy.dicom.net import (
     STORED,
     STORED_WARNINGS,
-    AssociationFailed,
     BytesSource,
     FileSource,
     Source,
-    SourceChanged,
     StoreLink,
     Target,
     StoreResult,
@@ -36,6 +34,7 @@ from pacscopy.dicom.net import (
     rejection_advice,
     status_meaning,
 )
+from pacscopy.errors import AssociationFailed, SourceChanged
 
 #: A worker sends its results after this many attempts or this many seconds, whichever comes first.
 RESULTS_EVERY = 16

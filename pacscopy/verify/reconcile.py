@@ -14,17 +14,17 @@ what was planned and stored.
 from __future__ import annotations
 
 import datetime as dt
-import html
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
 
-from pacscopy.dicom.net import Target, make_ae, nodelay_handlers
+from pacscopy.dicom.net import Target
+from pacscopy.dicom.scu import FIND, associate, find
+from pacscopy.errors import VerifyError
 from pacscopy.index import run
 from pacscopy.manifest import reconcile as manifest_reconcile
-from pacscopy.verify.verify import FIND, VerifyError, _keep_responses
 
 DONE = ("verified",)
 EXCLUDED = ("excluded_corrupt", "excluded_held", "excluded_blocked", "excluded_decision")
@@ -56,12 +56,8 @@ def study_counts(target: Target, studies: list[str], calling_ae: str = "PACSCOPY
     from pydicom.dataset import Dataset
     from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-    ae = make_ae(calling_ae, timeout)
-    ae.add_requested_context(FIND, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
-    assoc = ae.associate(target.host, target.port, ae_title=target.ae, evt_handlers=nodelay_handlers())
-    if not assoc.is_established:
-        raise VerifyError(f"{target} could not be reached for C-FIND")
-    _keep_responses(assoc)
+    assoc = associate(target, calling_ae, timeout, [(FIND, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])],
+                      "C-FIND", error=VerifyError)
     out: dict[str, int | None] = {}
     try:
         for study in studies:
@@ -70,15 +66,9 @@ def study_counts(target: Target, studies: list[str], calling_ae: str = "PACSCOPY
             q.StudyInstanceUID = study
             q.NumberOfStudyRelatedInstances = ""
             n: int | None = None
-            for status, ident in assoc.send_c_find(q, FIND):
-                if not status or "Status" not in status:
-                    raise VerifyError(f"{target} stopped answering C-FIND")
-                st = int(status.Status)
-                if st in (0xFF00, 0xFF01) and ident is not None:
-                    v = ident.get("NumberOfStudyRelatedInstances")
-                    n = int(v) if v not in (None, "") else -1
-                elif st not in (0x0000,):
-                    raise VerifyError(f"{target} refused C-FIND at STUDY level (status 0x{st:04X})")
+            for ident in find(assoc, q, error=VerifyError):
+                v = ident.get("NumberOfStudyRelatedInstances")
+                n = int(v) if v not in (None, "") else -1
             out[study] = n
     finally:
         if assoc.is_established:
@@ -160,11 +150,7 @@ def to_text(rec: Reconciliation) -> str:
     if rec.manifest is not None:
         lines.append(manifest_reconcile.to_text(rec.manifest))
     lines.append("")
-    lines.append("COMPLETE: every instance is verified on the target or excluded with a recorded reason"
-                 if rec.complete else
-                 f"NOT COMPLETE: {sum(rec.totals.get(k, 0) for k in PROBLEMS)} instances are not accounted for"
-                 + (f", {rec.manifest['lost_no_file']} known to the old PACS's database have no file (lost_no_file)"
-                    if rec.manifest and rec.manifest["lost_no_file"] else ""))
+    lines.append(_verdict(rec))
     return "\n".join(lines)
 
 
@@ -173,38 +159,30 @@ def to_json(rec: Reconciliation) -> str:
 
 
 def to_html(rec: Reconciliation) -> str:
-    """One self-contained page: a bar per final state (inline SVG) and the problem lists."""
-    colors = {"verified": "#2e7d32", "excluded_corrupt": "#8d6e63", "excluded_held": "#f9a825",
-              "excluded_blocked": "#6d4c41", "excluded_decision": "#90a4ae"}
-    items = sorted(rec.totals.items(), key=lambda kv: -kv[1])
-    top = max([v for _, v in items] or [1])
-    bars = []
-    for i, (state, n) in enumerate(items):
-        w = int(520 * n / top) if top else 0
-        color = colors.get(state, "#c62828")
-        bars.append(f'<text x="0" y="{i * 28 + 18}" class="lbl">{html.escape(state)}</text>'
-                    f'<rect class="bar" x="190" y="{i * 28 + 4}" width="{max(w, 1)}" height="20" fill="{color}"/>'
-                    f'<text x="{196 + w}" y="{i * 28 + 19}">{n}</text>')
-    svg = (f'<svg class="chart" data-chart="final_states" width="800" height="{len(items) * 28 + 10}" '
-           f'xmlns="http://www.w3.org/2000/svg">{"".join(bars)}</svg>')
+    """One self-contained page in the report's look (templates/reconcile.html.j2): a chart of the final states,
+    the studies and the problem lists."""
+    from pacscopy.output import html
 
-    def rows(data: list[dict[str, Any]], keys: list[str]) -> str:
-        head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(d.get(k, '') if d.get(k) is not None else ''))}</td>"
-                                         for k in keys) + "</tr>" for d in data)
-        return f"<table><tr>{head}</tr>{body}</table>"
+    states = sorted(rec.totals.items(), key=lambda kv: -kv[1])
+    m = rec.manifest
+    data: dict[str, Any] = {"final_states": [{"state": k, "instances": n} for k, n in states]}
+    if m is not None:
+        data["manifest_locations"] = [{k: r[k] for k in ("location", "known", "found", "missing", "deleted")}
+                                      for r in m["locations"][:60]]
+    return html.page(
+        "reconcile.html.j2", f"pacscopy reconciliation – {rec.target}", data,
+        r=rec, verdict=_verdict(rec), states=states, m=m,
+        manifest_totals=[(scope, k, v) for scope, key in (("manifest", "manifest"), ("not in manifest", "not_in_manifest"))
+                         for k, v in sorted(m["totals"][key].items())] if m else [],
+        verified=sum(rec.totals.get(k, 0) for k in DONE),
+        excluded=sum(rec.totals.get(k, 0) for k in EXCLUDED),
+        problems=sum(rec.totals.get(k, 0) for k in PROBLEMS),
+    )
 
-    verdict = ("COMPLETE: every instance is verified on the target or excluded with a recorded reason"
-               if rec.complete else "NOT COMPLETE")
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>pacscopy reconciliation</title>
-<style>body{{font:14px system-ui,sans-serif;margin:2em;color:#222}} table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}} .lbl{{font-size:13px}}
-.verdict{{font-size:20px;font-weight:bold;color:{'#2e7d32' if rec.complete else '#c62828'}}}</style></head>
-<body><h1>Reconciliation against {html.escape(rec.target)}</h1><p>{html.escape(rec.generated_at)}</p>
-<p class="verdict" data-complete="{str(rec.complete).lower()}">{verdict}</p>
-<h2>Final state of {rec.instances} instances</h2>{svg}
-<h2>Studies</h2>{rows(rec.studies[:500], ["study_instance_uid", "planned", "stored", "verified", "excluded", "on_target", "study_state"])}
-<h2>Not accounted for</h2>{rows(rec.problems[:500], ["sop_instance_uid", "final_state", "reason"])}
-<h2>Excluded, with reasons</h2>{rows(rec.excluded[:500], ["sop_instance_uid", "final_state", "reason"])}
-{manifest_reconcile.to_html(rec.manifest)}
-</body></html>"""
+
+def _verdict(rec: Reconciliation) -> str:
+    if rec.complete:
+        return "COMPLETE: every instance is verified on the target or excluded with a recorded reason"
+    lost = rec.manifest["lost_no_file"] if rec.manifest else 0
+    return (f"NOT COMPLETE: {sum(rec.totals.get(k, 0) for k in PROBLEMS)} instances are not accounted for"
+            + (f", {lost} known to the old PACS's database have no file (lost_no_file)" if lost else ""))

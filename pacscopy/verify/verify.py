@@ -35,29 +35,21 @@ from typing import Any, NamedTuple
 import duckdb
 import xxhash
 
-from pacscopy.check.checks import digest_dataset
-from pacscopy.dicom.net import Target, accept_nul_padded_ae_titles, make_ae, nodelay_handlers, status_meaning
-from pacscopy.errors import PacscopyError
-from pacscopy.index import fetch, insert_columns, run
+from pacscopy.dicom.net import Target, accept_nul_padded_ae_titles, nodelay_handlers, status_meaning
+from pacscopy.dicom.scu import (COMMIT, COMMIT_INSTANCE, FIND, GET, MOVE, VERIFICATION, alive, associate, find,
+                                make_ae)
+from pacscopy.digest import digest_dataset
+from pacscopy.errors import VerifyError
+from pacscopy.index import fetch, insert_columns, run, transaction
 from pacscopy.manifest import manifest_rewritten
 
 log = logging.getLogger(__name__)
 
-FIND = "1.2.840.10008.5.1.4.1.2.2.1"  # Study Root Query/Retrieve Information Model - FIND
-GET = "1.2.840.10008.5.1.4.1.2.2.3"  # Study Root Query/Retrieve Information Model - GET
-MOVE = "1.2.840.10008.5.1.4.1.2.2.2"  # Study Root Query/Retrieve Information Model - MOVE
-COMMIT = "1.2.840.10008.1.20.1"  # Storage Commitment Push Model SOP Class
-COMMIT_INSTANCE = "1.2.840.10008.1.20.1.1"
-VERIFICATION = "1.2.840.10008.1.1"
 MODES = ("find", "commit", "retrieve")
 #: presentation contexts one association may propose (PS3.8: odd context IDs 1-255)
 MAX_CONTEXTS = 128
 #: attributes pacscopy itself rewrites when a PatientID is mapped
 MAPPED_ATTRIBUTES = {"PatientID", "IssuerOfPatientID", "OtherPatientIDsSequence"}
-
-
-class VerifyError(PacscopyError):
-    """The target cannot be verified at all (unreachable, refuses the service)."""
 
 
 @dataclass
@@ -107,8 +99,7 @@ class VerifyResult:
 def candidates(con: duckdb.DuckDBPyConnection, target: Target, sample: float | None = None) -> list[Candidate]:
     """Instances recorded stored on the target; a reproducible sample if asked (by UID hash)."""
     out = []
-    for r in run(con, "ops/verify/verify_candidates", {"target": str(target)}).fetchall():
-        c = Candidate(r[0], r[1], r[2], r[3], bytes(r[4]), r[5], r[6], r[7], r[8])
+    for c in fetch(con, "ops/verify/verify_candidates", Candidate, {"target": str(target)}):
         if sample is not None and sample < 100:
             if xxhash.xxh3_64_intdigest(c.sop_instance_uid.encode()) % 10000 >= sample * 100:
                 continue
@@ -168,14 +159,9 @@ def forget(con: duckdb.DuckDBPyConnection, target: Target, mode: str, note: str 
     """
     if mode not in MODES:
         raise VerifyError(f"unknown verify mode {mode!r}: use one of {', '.join(MODES)}")
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         (n,) = run(con, "ops/verify/verify_forget", {"target": str(target), "mode": mode, "note": note,
                                                  "forgotten_at": dt.datetime.now()}).fetchone() or (0,)
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
     return int(n)
 
 
@@ -206,8 +192,7 @@ def _listen(ae: Any, host: str, port: int, handlers: list[Any], what: str) -> An
 
 
 def _record(con: duckdb.DuckDBPyConnection, target: Target, mode: str, outcomes: list[Outcome]) -> None:
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         insert_columns(con, "ops/verify/insert_verifications", {
             "sop_instance_uid": [o.sop_instance_uid for o in outcomes],
             "verified_at": [o.at for o in outcomes],
@@ -216,83 +201,6 @@ def _record(con: duckdb.DuckDBPyConnection, target: Target, mode: str, outcomes:
             "header_diff": [o.header_diff for o in outcomes],
             "pixels_equal": [o.pixels_equal for o in outcomes],
         }, target=str(target), mode=mode)
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
-
-
-def _keep_responses(assoc: Any) -> None:
-    """Work around a race in pynetdicom 3.0's reactor: responses it takes go back on the queue.
-
-    ``send_c_find`` (and C-GET, C-MOVE, N-ACTION) pause the association's
-    reactor thread by clearing an event and waiting for a flag, but the flag
-    can still say "paused" from the reactor's previous turn while it is already
-    past the wait; the reactor then takes the next response off the queue,
-    logs "Received unexpected C-FIND service message" and drops it: a match
-    silently missing from the C-FIND results. A response is never a request the
-    reactor could serve, so it is put back at the head of the queue, where the
-    waiting call finds it. (The sender avoids the same race by driving its
-    socket itself: BENCHMARKS.md.)
-    """
-    if getattr(assoc, "_pacscopy_keeps_responses", False):
-        return
-    serve = assoc._serve_request
-
-    def serve_request(msg: Any, context_id: int) -> None:
-        if getattr(msg, "MessageIDBeingRespondedTo", None) is not None:
-            q = assoc.dimse.msg_queue
-            with q.mutex:
-                q.queue.appendleft((context_id, msg))
-                q.not_empty.notify()
-            time.sleep(0.001)  # let the waiting call take it before the reactor looks again
-            return
-        serve(msg, context_id)
-
-    assoc._serve_request = serve_request
-    assoc._pacscopy_keeps_responses = True
-
-
-def _alive(assoc: Any) -> bool:
-    """Is the association still usable? An A-ABORT or a closed connection is seen at once.
-
-    pynetdicom's ``is_established`` only changes when its reactor thread gets to
-    the abort; asking the ACSE and DUL directly avoids sending the next request
-    on a dead association and waiting out the DIMSE timeout.
-    """
-    try:
-        return bool(assoc.is_established and not assoc.acse.is_aborted() and assoc.dul.is_alive()
-                    and assoc.dul.state_machine.current_state == "Sta6")  # Sta6: established, ready
-    except AttributeError:
-        return bool(assoc.is_established)
-
-
-def _associate(target: Target, calling_ae: str, timeout: float, contexts: Iterable[tuple[str, list[str]]],
-               what: str, ext_neg: list[Any] | None = None, handlers: list[Any] | None = None) -> Any:
-    """An association with ``contexts`` (and Verification, so it is established even when the
-    target refuses the service's own context: the caller then says exactly that)."""
-    from pydicom.uid import ImplicitVRLittleEndian
-
-    ae = make_ae(calling_ae, timeout)
-    for abstract, syntaxes in contexts:
-        ae.add_requested_context(abstract, syntaxes)
-    ae.add_requested_context(VERIFICATION, [ImplicitVRLittleEndian])
-    assoc = ae.associate(target.host, target.port, ae_title=target.ae, ext_neg=ext_neg,
-                         evt_handlers=[*nodelay_handlers(), *(handlers or [])])
-    if not assoc.is_established:
-        import socket
-
-        try:
-            socket.create_connection((target.host, target.port), timeout=min(timeout, 5)).close()
-            reachable = True
-        except OSError:
-            reachable = False
-        why = ("could not be reached" if not reachable
-               else "rejected the association" if assoc.is_rejected
-               else "aborted the association")
-        raise VerifyError(f"{target} {why} for {what}: check AE title, host, port and that it knows {calling_ae}")
-    _keep_responses(assoc)
-    return assoc
 
 
 # -- find ---------------------------------------------------------------------------
@@ -315,22 +223,13 @@ def _find_sops(assoc: Any, keys: dict[str, str]) -> tuple[_Found | None, str | N
         setattr(q, k, v)
     if "SOPInstanceUID" not in keys:
         q.SOPInstanceUID = ""
-    found = _Found(set(), 0)
-    if not _alive(assoc):
+    if not alive(assoc):
         return None, "the association was lost"
-    for status, ident in assoc.send_c_find(q, FIND):
-        if not status or "Status" not in status:
-            return None, "no response to C-FIND (timeout or association aborted)"
-        st = int(status.Status)
-        if st in (0xFF00, 0xFF01):
-            found.matches += 1
-            if ident is not None and ident.get("SOPInstanceUID"):
-                found.sops.add(str(ident.SOPInstanceUID))
-        elif st == 0x0000:
-            return found, None
-        else:
-            return None, f"C-FIND failed with status 0x{st:04X}"
-    return found, None
+    try:
+        matches = find(assoc, q, error=VerifyError)
+    except VerifyError as e:
+        return None, str(e)
+    return _Found({str(i.SOPInstanceUID) for i in matches if i.get("SOPInstanceUID")}, len(matches)), None
 
 
 def _find_one(assoc: Any, c: Candidate) -> tuple[bool | None, str]:
@@ -357,7 +256,7 @@ def _verify_find(cands: list[Candidate], target: Target, calling_ae: str, timeou
     from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
     contexts: list[tuple[str, list[str]]] = [(FIND, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])]
-    assoc = _associate(target, calling_ae, timeout, contexts, "C-FIND")
+    assoc = associate(target, calling_ae, timeout, contexts, "C-FIND", error=VerifyError)
     if not any(c.abstract_syntax == FIND for c in assoc.accepted_contexts):
         assoc.release()
         raise VerifyError(f"{target} accepted the association but refused the Study Root C-FIND context: "
@@ -366,13 +265,13 @@ def _verify_find(cands: list[Candidate], target: Target, calling_ae: str, timeou
     try:
         for (study, series), group in groupby(cands, key=lambda c: (c.study_instance_uid, c.series_instance_uid)):
             members = list(group)
-            if not _alive(assoc):
-                assoc = _associate(target, calling_ae, timeout, contexts, "C-FIND")
+            if not alive(assoc):
+                assoc = associate(target, calling_ae, timeout, contexts, "C-FIND", error=VerifyError)
             found, err = _find_sops(assoc, {"StudyInstanceUID": study, "SeriesInstanceUID": series})
             if found is None:
                 # some targets want IMAGE queries per study only
-                if not _alive(assoc):
-                    assoc = _associate(target, calling_ae, timeout, contexts, "C-FIND")
+                if not alive(assoc):
+                    assoc = associate(target, calling_ae, timeout, contexts, "C-FIND", error=VerifyError)
                 found, err = _find_sops(assoc, {"StudyInstanceUID": study})
             for c in members:
                 if found is None:
@@ -381,8 +280,8 @@ def _verify_find(cands: list[Candidate], target: Target, calling_ae: str, timeou
                     out.append(Outcome(c.sop_instance_uid, "verified", "listed by C-FIND"))
                 else:
                     # Before calling it missing, ask for it alone: a dropped or mislabelled match is not a loss.
-                    if not _alive(assoc):
-                        assoc = _associate(target, calling_ae, timeout, contexts, "C-FIND")
+                    if not alive(assoc):
+                        assoc = associate(target, calling_ae, timeout, contexts, "C-FIND", error=VerifyError)
                     listed, how = _find_one(assoc, c)
                     out.append(Outcome(c.sop_instance_uid,
                                        "failed" if listed is None else "verified" if listed else "missing_on_target",
@@ -424,9 +323,9 @@ def _verify_commit(cands: list[Candidate], target: Target, calling_ae: str, time
                      "commitment reports")
     out: list[Outcome] = []
     try:
-        assoc = _associate(target, calling_ae, timeout, [(COMMIT, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])],
+        assoc = associate(target, calling_ae, timeout, [(COMMIT, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])],
                            "Storage Commitment", ext_neg=[build_role(COMMIT, scu_role=True, scp_role=True)],
-                           handlers=[(evt.EVT_N_EVENT_REPORT, on_report)])
+                           handlers=[(evt.EVT_N_EVENT_REPORT, on_report)], error=VerifyError)
         if not any(c.abstract_syntax == COMMIT for c in assoc.accepted_contexts):
             assoc.release()
             raise VerifyError(f"{target} accepted the association but refused the Storage Commitment context: "
@@ -444,11 +343,11 @@ def _verify_commit(cands: list[Candidate], target: Target, calling_ae: str, time
                 item.ReferencedSOPInstanceUID = c.sop_instance_uid
                 refs.append(item)
             req.ReferencedSOPSequence = Sequence(refs)
-            if not _alive(assoc):
-                assoc = _associate(target, calling_ae, timeout,
+            if not alive(assoc):
+                assoc = associate(target, calling_ae, timeout,
                                    [(COMMIT, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])], "Storage Commitment",
                                    ext_neg=[build_role(COMMIT, scu_role=True, scp_role=True)],
-                                   handlers=[(evt.EVT_N_EVENT_REPORT, on_report)])
+                                   handlers=[(evt.EVT_N_EVENT_REPORT, on_report)], error=VerifyError)
             status, _ = assoc.send_n_action(req, 1, COMMIT, COMMIT_INSTANCE)
             st = int(status.Status) if status and "Status" in status else None
             if st != 0x0000:
@@ -616,7 +515,7 @@ def _as_items(elem: Any) -> list[Any] | None:
 
 
 def _same_element(x: Any, y: Any) -> bool:
-    from pacscopy.check.checks import _norm
+    from pacscopy.digest import normalise
 
     xi, yi = _as_items(x), _as_items(y)
     if xi is not None or yi is not None:
@@ -627,7 +526,7 @@ def _same_element(x: Any, y: Any) -> bool:
             return _le_bytes(x).rstrip(b"\x00 ") == _le_bytes(y).rstrip(b"\x00 ")
         except Exception:
             return False
-    return bool(_norm(x.value) == _norm(y.value))
+    return bool(normalise(x.value) == normalise(y.value))
 
 
 def _same_items(a: Any, b: Any) -> bool:
@@ -662,7 +561,7 @@ def retrieve_chunks(by_class: dict[str, set[str]], move: bool) -> list[tuple[lis
 
     plain: list[str] = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
     base: list[tuple[str, list[str]]] = [(MOVE if move else GET, plain), (FIND, plain)]
-    room = MAX_CONTEXTS - len(base) - 1  # and Verification (_associate)
+    room = MAX_CONTEXTS - len(base) - 1  # and Verification (scu.associate)
     chunks: list[tuple[list[str], list[tuple[str, list[str]]]]] = []
     classes: list[str] = []
     contexts: list[tuple[str, list[str]]] = []
@@ -781,8 +680,8 @@ def _verify_retrieve(cands: list[Candidate], target: Target, calling_ae: str, ti
             roles = [] if move else [build_role(cls, scp_role=True) for cls in chunk_classes]
 
             def connect() -> Any:
-                return _associate(target, calling_ae, timeout, contexts, what, ext_neg=roles or None,
-                                  handlers=[(evt.EVT_C_STORE, on_store)])
+                return associate(target, calling_ae, timeout, contexts, what, ext_neg=roles or None,
+                                  handlers=[(evt.EVT_C_STORE, on_store)], error=VerifyError)
 
             assoc = connect()
             if not any(cx.abstract_syntax == model for cx in assoc.accepted_contexts):
@@ -802,7 +701,7 @@ def _verify_retrieve(cands: list[Candidate], target: Target, calling_ae: str, ti
                     q.StudyInstanceUID = c.study_instance_uid
                     q.SeriesInstanceUID = c.series_instance_uid
                     q.SOPInstanceUID = c.sop_instance_uid
-                    if not _alive(assoc):
+                    if not alive(assoc):
                         assoc = connect()
                     final: Any = None
                     final_ident: Any = None
@@ -824,7 +723,7 @@ def _verify_retrieve(cands: list[Candidate], target: Target, calling_ae: str, ti
                         if st is not None and st not in (0x0000, 0xFF00):
                             text = _retrieve_failure(what, final, final_ident, c)
                         elif st is None:
-                            text = (f"no answer to {what}" + ("" if _alive(assoc)
+                            text = (f"no answer to {what}" + ("" if alive(assoc)
                                                                else " (the target aborted the association)"))
                         else:
                             text = f"{what} returned nothing"
@@ -849,7 +748,7 @@ def _not_retrieved(assoc: Any, c: Candidate, text: str) -> Outcome:
     C-FIND is asked, by the instance's own SOPInstanceUID, if the association
     is still alive (a dead one would cost the DIMSE timeout).
     """
-    if _alive(assoc) and any(cx.abstract_syntax == FIND for cx in assoc.accepted_contexts):
+    if alive(assoc) and any(cx.abstract_syntax == FIND for cx in assoc.accepted_contexts):
         listed, _ = _find_one(assoc, c)
         if listed is False:
             return Outcome(c.sop_instance_uid, "missing_on_target", f"{text}; not listed by C-FIND")
