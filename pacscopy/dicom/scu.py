@@ -60,7 +60,7 @@ def refusal(target: Target, assoc: Any, what: str, calling_ae: str, timeout: flo
     """
     check = f"check AE title, host, port and that the target knows the calling AE title {calling_ae}"
     try:
-        StoreLink.open(target, calling_ae, [(VERIFICATION, IMPLICIT_VR_LITTLE_ENDIAN)], timeout).close()
+        StoreLink.open(target, calling_ae, [(VERIFICATION, IMPLICIT_VR_LITTLE_ENDIAN)], min(timeout, 10)).close()
     except AssociationFailed as e:
         if e.kind == "connection":
             why = f"it could not be reached ({e}): check host and port"
