@@ -1,29 +1,33 @@
 -- Rebuild the automatic disposition of every SOPInstanceUID (decisions are applied by the plan view).
+-- Shaped for hundreds of millions of files in a bounded memory: one aggregation over narrow
+-- rows picks each instance's copy to send (arg_min over a sort key, no window over whole rows),
+-- and only that copy's few columns are joined back from files by path; DuckDB spills both.
 DELETE FROM plan_auto;
 INSERT INTO plan_auto
 WITH cand AS (
-    SELECT f.*, h.content_hash
+    SELECT f.sop_instance_uid, f.path, f.status,
+           -- the copy to send: sound first, then a Part 10 file in explicit VR little endian,
+           -- then any Part 10 file, then the most recent scan, then the first path
+           {'s': CASE f.status WHEN 'ok' THEN 0 WHEN 'suspect' THEN 1 WHEN 'corrupt' THEN 2 ELSE 3 END,
+            'le': NOT coalesce(f.has_meta AND f.transfer_syntax_uid = '1.2.840.10008.1.2.1', false),
+            'meta': NOT coalesce(f.has_meta, false),
+            't': -epoch_us(f.scanned_at),
+            'p': f.path} AS rank_key,
+           coalesce(h.content_hash, f.dataset_xxh3) AS content
     FROM files f
     LEFT JOIN content_hashes h ON h.path = f.path AND h.xxh3 = f.xxh3
     WHERE f.sop_instance_uid IS NOT NULL AND f.status IN ('ok', 'suspect', 'corrupt', 'missing')
 ),
-ranked AS (
-    -- the copy to send: sound first, then a Part 10 file in explicit VR little endian,
-    -- then any Part 10 file, then the most recent scan
-    SELECT *, row_number() OVER (
-        PARTITION BY sop_instance_uid
-        ORDER BY status = 'ok' DESC, status = 'suspect' DESC, status = 'corrupt' DESC,
-                 coalesce(has_meta AND transfer_syntax_uid = '1.2.840.10008.1.2.1', false) DESC,
-                 coalesce(has_meta, false) DESC, scanned_at DESC, path
-    ) AS rnk
-    FROM cand
-),
 sop AS (
     SELECT sop_instance_uid,
+           arg_min(path, rank_key) AS path,
            count(*) AS copies,
            count(*) FILTER (WHERE status = 'ok') AS sound,
            count(*) FILTER (WHERE status IN ('corrupt', 'suspect')) AS damaged,
-           count(DISTINCT coalesce(content_hash, dataset_xxh3)) FILTER (WHERE status = 'ok') AS contents
+           -- more than one content among the sound copies (what count(DISTINCT ...) > 1 says, without
+           -- a distinct aggregate's memory)
+           coalesce(min(content) FILTER (WHERE status = 'ok') <> max(content) FILTER (WHERE status = 'ok'), false)
+               AS conflict
     FROM cand
     GROUP BY 1
 ),
@@ -34,6 +38,22 @@ probed AS (
 caps AS (
     SELECT sop_class_uid, transfer_syntax_uid, accepted
     FROM target_capabilities WHERE target = (SELECT target FROM probed)
+),
+ranked AS (
+    -- the chosen copy's columns, joined back by its path, and whether the probed target takes it
+    SELECT s.sop_instance_uid, s.copies, s.sound, s.damaged, s.conflict,
+           f.path, f.status, f.reason, f.sop_class_uid, f.transfer_syntax_uid,
+           f.study_instance_uid, f.patient_id, f.size,
+           (SELECT count(*) FROM probed) > 0 AND ok.sop_class_uid IS NULL AS refused,
+           CASE WHEN list_contains($transcodable, f.transfer_syntax_uid) THEN tc.ts END AS transcode_to,
+           tc.ts AS uncompressed_ok
+    FROM sop s
+    JOIN files f ON f.path = s.path
+    LEFT JOIN (SELECT sop_class_uid, transfer_syntax_uid FROM caps WHERE accepted) ok
+           ON ok.sop_class_uid = f.sop_class_uid AND ok.transfer_syntax_uid = f.transfer_syntax_uid
+    LEFT JOIN (SELECT sop_class_uid, arg_max(transfer_syntax_uid, transfer_syntax_uid = '1.2.840.10008.1.2.1') AS ts
+               FROM caps WHERE accepted AND transfer_syntax_uid IN ('1.2.840.10008.1.2.1', '1.2.840.10008.1.2')
+               GROUP BY 1) tc ON tc.sop_class_uid = f.sop_class_uid
 ),
 holds AS (
     SELECT sop_instance_uid, string_agg(DISTINCT check_id, ', ' ORDER BY check_id) AS checks
@@ -57,19 +77,19 @@ SELECT
     r.sop_instance_uid,
     r.path,
     CASE WHEN m.state = 'deleted' AND mp.deleted <> 'send' THEN mp.deleted
-         WHEN s.sound = 0 THEN 'quarantine'
-         WHEN s.contents > 1 THEN 'hold'
+         WHEN r.sound = 0 THEN 'quarantine'
+         WHEN r.conflict THEN 'hold'
          WHEN h.checks IS NOT NULL THEN 'hold'
          WHEN len(mc.uids) > 0 AND mp.uid_mismatch <> 'send' THEN mp.uid_mismatch
          WHEN mp.loaded AND m.sop_instance_uid IS NULL AND mp.orphan <> 'send' THEN mp.orphan
          WHEN len(mc.demographics) > 0 AND mp.demographics = 'hold' THEN 'hold'
-         WHEN b.refused THEN 'blocked'
+         WHEN r.refused THEN 'blocked'
          ELSE 'send' END AS disposition,
     CASE WHEN m.state = 'deleted' AND mp.deleted <> 'send'
               THEN 'deleted in the old PACS''s database (manifest_deleted; manifest policy deleted=' || mp.deleted || ')'
-         WHEN s.sound = 0 AND r.status = 'missing' THEN 'missing: every copy vanished from the source'
-         WHEN s.sound = 0 THEN r.status || ': ' || coalesce(r.reason, '?') || ', no intact copy'
-         WHEN s.contents > 1 THEN 'held: conflict, ' || s.sound || ' copies with different content (duplicate_conflict)'
+         WHEN r.sound = 0 AND r.status = 'missing' THEN 'missing: every copy vanished from the source'
+         WHEN r.sound = 0 THEN r.status || ': ' || coalesce(r.reason, '?') || ', no intact copy'
+         WHEN r.conflict THEN 'held: conflict, ' || r.sound || ' copies with different content (duplicate_conflict)'
          WHEN h.checks IS NOT NULL THEN 'held: ID conflict (' || h.checks || ')'
          WHEN len(mc.uids) > 0 AND mp.uid_mismatch <> 'send'
               THEN 'held: the old PACS''s database records another '
@@ -82,54 +102,39 @@ SELECT
               THEN 'held: the old PACS''s database has other '
                    || array_to_string(list_transform(mc.demographics, lambda x: x.attribute), ', ')
                    || ' (manifest_mismatch; manifest policy demographics=hold)'
-         WHEN b.refused THEN 'blocked: ' || (SELECT target FROM probed) || ' refuses '
+         WHEN r.refused THEN 'blocked: ' || (SELECT target FROM probed) || ' refuses '
               || coalesce(sc.name, r.sop_class_uid) || ' in ' || coalesce(r.transfer_syntax_uid, '?')
-              || CASE WHEN b.transcode_to IS NOT NULL
+              || CASE WHEN r.transcode_to IS NOT NULL
                       THEN '; sendable ' || CASE WHEN list_contains(['1.2.840.10008.1.2', '1.2.840.10008.1.2.1',
                                                                      '1.2.840.10008.1.2.2', '1.2.840.10008.1.2.1.99'],
                                                                     r.transfer_syntax_uid)
                                                  THEN 're-encoded in ' ELSE 'decompressed to ' END
-                           || b.transcode_to || ' with send --transcode'
-                      WHEN b.uncompressed_ok IS NOT NULL
+                           || r.transcode_to || ' with send --transcode'
+                      WHEN r.uncompressed_ok IS NOT NULL
                       THEN '; the target accepts the class uncompressed, but send --transcode cannot rewrite it here: '
                            || coalesce($no_decoder_why[list_position($no_decoder_ts, r.transfer_syntax_uid)],
                                        'pydicom cannot decode ' || coalesce(r.transfer_syntax_uid, '?'))
                       ELSE '' END
-         ELSE 'send' || CASE WHEN s.sound > 1 THEN '; ' || (s.sound - 1) || ' duplicate cop'
-                                 || CASE WHEN s.sound = 2 THEN 'y' ELSE 'ies' END || ' skipped' ELSE '' END
-                     || CASE WHEN s.damaged > 0 THEN '; intact copy of ' || s.damaged || ' damaged file'
-                                 || CASE WHEN s.damaged > 1 THEN 's' ELSE '' END ELSE '' END
+         ELSE 'send' || CASE WHEN r.sound > 1 THEN '; ' || (r.sound - 1) || ' duplicate cop'
+                                 || CASE WHEN r.sound = 2 THEN 'y' ELSE 'ies' END || ' skipped' ELSE '' END
+                     || CASE WHEN r.damaged > 0 THEN '; intact copy of ' || r.damaged || ' damaged file'
+                                 || CASE WHEN r.damaged > 1 THEN 's' ELSE '' END ELSE '' END
                      || CASE WHEN len(mc.demographics) > 0 AND mp.demographics = 'rewrite'
                              THEN '; the old PACS''s database values of '
                                   || array_to_string(list_transform(mc.demographics, lambda x: x.attribute), ', ')
                                   || ' written on the way out' ELSE '' END
     END AS why,
-    s.copies,
-    s.sound,
+    r.copies,
+    r.sound,
     r.sop_class_uid,
     r.transfer_syntax_uid,
     r.study_instance_uid,
     r.patient_id,
     r.size,
-    CASE WHEN b.refused THEN b.transcode_to END AS transcode_to  -- only what the installed decoders can do
+    CASE WHEN r.refused THEN r.transcode_to END AS transcode_to  -- only what the installed decoders can do
 FROM ranked r
-JOIN sop s USING (sop_instance_uid)
 LEFT JOIN holds h USING (sop_instance_uid)
 LEFT JOIN sop_classes sc ON sc.uid = r.sop_class_uid
-LEFT JOIN (
-    SELECT r2.sop_instance_uid,
-           (SELECT count(*) FROM probed) > 0 AND ok.sop_class_uid IS NULL AS refused,
-           CASE WHEN list_contains($transcodable, r2.transfer_syntax_uid) THEN tc.ts END AS transcode_to,
-           tc.ts AS uncompressed_ok
-    FROM ranked r2
-    LEFT JOIN (SELECT sop_class_uid, transfer_syntax_uid FROM caps WHERE accepted) ok
-           ON ok.sop_class_uid = r2.sop_class_uid AND ok.transfer_syntax_uid = r2.transfer_syntax_uid
-    LEFT JOIN (SELECT sop_class_uid, arg_max(transfer_syntax_uid, transfer_syntax_uid = '1.2.840.10008.1.2.1') AS ts
-               FROM caps WHERE accepted AND transfer_syntax_uid IN ('1.2.840.10008.1.2.1', '1.2.840.10008.1.2')
-               GROUP BY 1) tc ON tc.sop_class_uid = r2.sop_class_uid
-    WHERE r2.rnk = 1
-) b USING (sop_instance_uid)
 LEFT JOIN manifest m ON m.sop_instance_uid = r.sop_instance_uid
 LEFT JOIN manifest_compare mc ON mc.path = r.path
-CROSS JOIN mpol mp
-WHERE r.rnk = 1;
+CROSS JOIN mpol mp;

@@ -1,0 +1,29 @@
+"""Synthetic indexes at hospital scale, built by SQL only (``scripts/bench make-index``, tests).
+
+The shapes follow issue 12: UIDs of ~55 characters under a few device roots, paths of ~92
+characters, 1 % duplicates (0.1 % of the rows conflicting), 0.1 % corrupt, 50 instances per
+series, 3 series per study, study dates over 20 years, 250,000 files per volume, and a send
+run with transfers and verifications (``sql/testing/scale_*.sql``).
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from pacscopy.index import run_script
+
+#: The target the synthetic transfers and verifications name.
+TARGET = "NEWPACS@127.0.0.1:11112"
+
+
+def fill(con: duckdb.DuckDBPyConnection, rows: int, *, sent: float = 0.6, verified: float = 0.4,
+         target: str = TARGET) -> None:
+    """Fill an empty, migrated index with ``rows`` files, a scan, transfers and verifications, in one transaction."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        run_script(con, "testing/scale_files", {"rows": rows})
+        run_script(con, "testing/scale_sent", {"target": target, "sent": sent, "verified": verified})
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise

@@ -1,0 +1,157 @@
+"""A synthetic index of N `files` rows built by SQL, with the shapes of a hospital archive (issue 12).
+
+    python scripts/bench_index.py make-index --rows N --index PATH [--sent 0.6] [--verified 0.4]
+    python scripts/bench_index.py measure --index PATH [--only check,status,report,reconcile] [--runs 1]
+
+make-index opens PATH through pacscopy's index module (so every migration applies) and
+fills it with SQL only (pacscopy.testing.scale, sql/testing/scale_*.sql; no files on disk):
+
+- UIDs of ~55 characters under a handful of device roots, paths of ~92 characters;
+- 50 instances per series, 3 series per study, 3 studies per patient, study dates over 20 years;
+- 250,000 files per volume (volume = a restored tape);
+- 1 % of the rows are duplicates of another row's instance (identical dataset), and 0.1 % of
+  the rows are conflicting copies (other dataset bytes: check hashes their content, finds no
+  file and counts them as conflicts), 0.1 % corrupt (truncated);
+- a send run to NEWPACS@127.0.0.1:11112 recording `--sent` of the instances stored and
+  `--verified` of them verified by C-FIND (run `check` first for a plan: the transfers only
+  reference SOPInstanceUIDs, as a real send would).
+
+measure runs pacscopy commands on a copy of the index and prints wall time and the peak RSS of
+the whole process tree (sampled from /proc every 20 ms), with the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+TARGET = "NEWPACS@127.0.0.1:11112"  # pacscopy.testing.scale.TARGET
+
+def make_index(path: Path, rows: int, sent: float, verified: float) -> None:
+    from pacscopy.index import open_index
+    from pacscopy.testing.scale import fill
+
+    if path.exists():
+        raise SystemExit(f"{path} exists: give a new path")
+    t = time.monotonic()
+    con = open_index(str(path), create=True, memory_limit=os.environ.get("PACSCOPY_MEMORY_LIMIT", "2GB"))
+    fill(con, rows, sent=sent, verified=verified)
+    con.execute("CHECKPOINT")
+    stats = con.execute("""
+        SELECT count(*), avg(length(path)), avg(length(sop_instance_uid)), avg(length(study_instance_uid)),
+               count(DISTINCT volume), count(*) FILTER (WHERE status = 'corrupt'),
+               (SELECT count(*) FROM transfers), (SELECT count(*) FROM verifications)
+        FROM files""").fetchone()
+    con.close()
+    assert stats is not None
+    print(f"{stats[0]:,} files in {stats[4]} volumes, path {stats[1]:.0f} chars, SOPInstanceUID {stats[2]:.0f}, "
+          f"StudyInstanceUID {stats[3]:.0f}, {stats[5]:,} corrupt, {stats[6]:,} transfers, "
+          f"{stats[7]:,} verifications; {time.monotonic() - t:.1f} s, "
+          f"{path.stat().st_size / 1e9:.2f} GB", file=sys.stderr)
+
+
+def _tree_rss(pid: int) -> int:
+    """RSS in bytes of pid and all its descendants."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    kids: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                kids.setdefault(ppid, []).append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                total += int(f.read().split()[1]) * page
+        except (OSError, ValueError):
+            pass
+        todo.extend(kids.get(p, []))
+    return total
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int, int, str]:
+    """Wall seconds, peak RSS of the process tree (bytes), exit code and the stderr tail."""
+    t = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _tree_rss(proc.pid))
+            time.sleep(0.02)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    _, err = proc.communicate()
+    wall = time.monotonic() - t
+    done.set()
+    th.join()
+    return wall, peak, proc.returncode, (err or "").strip()[-300:]
+
+
+COMMANDS = {
+    "check": ["check", "-q"],
+    "status": ["status", "--target", TARGET],
+    "report": ["report", "--format", "json"],
+    "reconcile": ["reconcile", "--target", TARGET, "--no-query", "--format", "json"],
+}
+
+
+def measure(path: Path, only: list[str], runs: int) -> None:
+    rows = []
+    for name in only:
+        for n in range(runs):
+            load = os.getloadavg()[0]
+            cmd = [sys.executable, "-m", "pacscopy", *COMMANDS[name], "--index", str(path)]
+            wall, peak, rc, err = timed(cmd)
+            note = "" if rc in (0, 1) else f"exit {rc}: {err.splitlines()[-1] if err else ''}"
+            rows.append((name, wall, peak, load, note))
+            print(f"{name} run {n + 1}: {wall:.1f} s, peak RSS {peak / 2**20:.0f} MB, load {load:.1f} {note}",
+                  file=sys.stderr)
+    print("| command | wall | peak RSS (tree) | load avg (1 min) at start | note |\n|---|--:|--:|--:|---|")
+    for name, wall, peak, load, note in rows:
+        print(f"| {name} | {wall:.1f} s | {peak / 2**20:.0f} MB | {load:.1f} | {note} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    mk = sub.add_parser("make-index")
+    mk.add_argument("--rows", type=int, required=True)
+    mk.add_argument("--index", type=Path, required=True)
+    mk.add_argument("--sent", type=float, default=0.6, help="share of instances stored on the target")
+    mk.add_argument("--verified", type=float, default=0.4, help="share of stored instances verified")
+    me = sub.add_parser("measure")
+    me.add_argument("--index", type=Path, required=True)
+    me.add_argument("--only", default="check,status,report,reconcile")
+    me.add_argument("--runs", type=int, default=1)
+    me.add_argument("--copy", action="store_true", help="measure on a copy (check rewrites the plan)")
+    a = ap.parse_args()
+    if a.cmd == "make-index":
+        make_index(a.index, a.rows, a.sent, a.verified)
+    else:
+        path = a.index
+        if a.copy:
+            path = a.index.with_suffix(".run.duckdb")
+            shutil.copy(a.index, path)
+        measure(path, a.only.split(","), a.runs)
+
+
+if __name__ == "__main__":
+    main()
