@@ -314,3 +314,37 @@ def test_evidence_order_disputed_and_forget(planned, tmp_path, cli) -> None:
         assert data["totals"] == {"verified": 14, "missing_on_target": 1}
         r = cli("reconcile", "--target", t, "--index", idx, "--no-query")
         assert "missing_on_target" in r.out and "disputed" not in r.out
+
+
+def test_a_response_taken_by_the_reactor_goes_back_on_the_queue(tmp_path) -> None:
+    """pynetdicom's reactor can take a C-FIND response meant for send_c_find (a race in its pause);
+    pacscopy's associations put it back at the head of the queue instead of dropping it."""
+    from pydicom.uid import ExplicitVRLittleEndian
+    from pynetdicom.dimse_primitives import C_FIND
+
+    from pacscopy.dicom.net import Target
+    from pacscopy.receive import Receiver
+    from pacscopy.verify.verify import FIND, _associate
+
+    rx = Receiver(tmp_path / "rx")
+    port = rx.start()
+    try:
+        assoc = _associate(Target(rx.ae_title, "127.0.0.1", port), "PACSCOPY", 10,
+                           [(FIND, [ExplicitVRLittleEndian])], "C-FIND")
+        try:
+            rsp = C_FIND()
+            rsp.MessageIDBeingRespondedTo = 1
+            rsp.AffectedSOPClassUID = FIND
+            rsp.Status = 0xFF00
+            cid = assoc.accepted_contexts[0].context_id
+            assoc._reactor_checkpoint.clear()  # hold the reactor, as send_c_find does
+            while not assoc._is_paused:
+                time.sleep(0.001)
+            assoc._serve_request(rsp, cid)  # what the reactor does with a message it took
+            assert assoc.dimse.msg_queue.queue[0] == (cid, rsp)
+            assert assoc.dimse.get_msg(block=False) == (cid, rsp)
+            assoc._reactor_checkpoint.set()
+        finally:
+            assoc.release()
+    finally:
+        rx.stop()
