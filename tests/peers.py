@@ -203,8 +203,10 @@ TINY_PACS = HERE.parent / ".venv-peers" / "bin" / "tiny-pacs"
 
 
 @contextmanager
-def tiny_pacs(tmp: Path, ae: str = "TINY_PACS") -> Iterator[Peer]:
-    """tiny-pacs (PyPI: a small pure-Python PACS on pynetdicom2) with files on disk and SQLite in a file."""
+def tiny_pacs(tmp: Path, ae: str = "TINY_PACS", devices: dict[str, int] | None = None) -> Iterator[Peer]:
+    """tiny-pacs (PyPI: a small pure-Python PACS on pynetdicom2) with files on disk and SQLite in a file.
+
+    ``devices`` maps AE titles (C-MOVE destinations) to loopback ports."""
     if not TINY_PACS.exists():
         pytest.skip(f"tiny-pacs is not installed in {TINY_PACS.parent.parent} (scripts/setup installs it from PyPI; "
                     "it failed or had no network)")
@@ -224,6 +226,9 @@ def tiny_pacs(tmp: Path, ae: str = "TINY_PACS") -> Iterator[Peer]:
             "FileStorage": {"on": True, "storage_dir": str(storage / "files")},
         },
     }
+    if devices:
+        cfg["components"]["Devices"] = {"on": True, "devices": {
+            title: {"aet": title, "address": "127.0.0.1", "port": dport} for title, dport in devices.items()}}
     conf = storage / "tiny-pacs.json"
     conf.write_text(json.dumps(cfg))
     with _run([str(TINY_PACS), "run", "-c", str(conf)], ae, port, storage, tmp / f"tiny-pacs-{port}.log") as p:

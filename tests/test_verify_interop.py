@@ -27,7 +27,7 @@ from pydicom.uid import (
 from pacscopy.testing.synth import PRIVATE_SOP_CLASS, _UIDs, make_dataset, part10_bytes
 
 from .conftest import rows
-from .peers import dcmqrscp, free_port, orthanc
+from .peers import dcmqrscp, free_port, orthanc, qrscp, tiny_pacs
 from .peers_qr import faulty_qr
 
 RETIRED_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.6"  # Ultrasound Image Storage (Retired)
@@ -348,3 +348,53 @@ def test_a_response_taken_by_the_reactor_goes_back_on_the_queue(tmp_path) -> Non
             assoc.release()
     finally:
         rx.stop()
+
+
+# -- 2, 1: pynetdicom's qrscp app, where C-GET crashed with 34 classes x 4 syntaxes -------------
+
+def test_qrscp_retrieve_many_contexts_by_get_and_move(tmp_path, cli) -> None:
+    from pynetdicom import AllStoragePresentationContexts
+
+    classes = [str(cx.abstract_syntax) for cx in AllStoragePresentationContexts][:34]
+    syntaxes = [ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian]
+    made = _make(tmp_path / "src", [(c, ts) for c in classes for ts in syntaxes])
+    idx = _index(tmp_path, cli, tmp_path / "src")
+    cb = free_port()
+    with qrscp(tmp_path, move_destinations={"PACSCOPY": cb}) as peer:
+        r = cli("send", "--target", peer.target, "--index", idx, "-q")
+        assert r.code == 0 and f"stored:    {len(made)}" in r.out, r.out + r.err
+        r = cli("verify", "--target", peer.target, "--index", idx, "--mode", "retrieve", "-q")
+        assert r.code == 0, r.out + r.err + peer.logtext()[-2000:]
+        assert f"verified:          {len(made)}" in r.out
+        r = cli("verify", "--target", peer.target, "--index", idx, "--mode", "retrieve", "--move", "--port", cb, "-q")
+        assert r.code == 0, r.out + r.err + peer.logtext()[-2000:]
+        assert f"verified:          {len(made)}" in r.out
+        assert peer.alive()
+
+
+# -- 4, 10: tiny-pacs (pynetdicom2) ------------------------------------------------------------
+
+def test_tiny_pacs_find_is_verified(planned, tmp_path, cli) -> None:
+    """tiny-pacs names one SOPInstanceUID in every IMAGE-level match of a series query."""
+    with tiny_pacs(tmp_path) as peer:
+        assert cli("probe", "--target", peer.target, "--index", planned).code == 0  # it refuses big endian
+        r = cli("send", "--target", peer.target, "--index", planned, "-q", "--associations", "1")
+        assert r.code == 0, r.out + r.err
+        (n,) = rows(planned, "SELECT count(*) FROM stored")[0]
+        assert n >= 10
+        r = cli("verify", "--target", peer.target, "--index", planned, "--mode", "find", "-q")
+        assert r.code == 0, r.out + r.err + peer.logtext()[-3000:]
+        assert f"verified:          {n}" in r.out
+
+
+def test_tiny_pacs_move_with_nul_padded_ae_titles(planned, tmp_path, cli) -> None:
+    """pynetdicom2 pads the AE titles of its C-MOVE sub-association with NULs: pacscopy's SCP takes them."""
+    cb = free_port()
+    with tiny_pacs(tmp_path, devices={"PACSCOPY": cb}) as peer:
+        assert cli("probe", "--target", peer.target, "--index", planned).code == 0
+        assert cli("send", "--target", peer.target, "--index", planned, "-q", "--associations", "1").code == 0
+        (n,) = rows(planned, "SELECT count(*) FROM stored")[0]
+        r = cli("verify", "--target", peer.target, "--index", planned, "--mode", "retrieve", "--move", "--port", cb,
+                "-q")
+        assert r.code == 0, r.out + r.err + peer.logtext()[-3000:]
+        assert f"verified:          {n}" in r.out
