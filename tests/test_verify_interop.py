@@ -263,8 +263,12 @@ def test_listener_binds_the_address_that_reaches_the_target(planned, tmp_path, c
 
 # -- 8: verify after a transcode -----------------------------------------------------------------
 
-def test_transcoded_ybr_is_verified_against_what_was_sent(tmp_path, cli) -> None:
-    made = _make(tmp_path / "src", [(CT, RLELossless)] * 2, ybr_rle=True)
+@pytest.mark.parametrize("kind", ["ybr_rle", "big_endian_deflated"])
+def test_transcoded_is_verified_against_what_was_sent(tmp_path, cli, kind) -> None:
+    if kind == "ybr_rle":
+        made = _make(tmp_path / "src", [(CT, RLELossless)] * 2, ybr_rle=True)
+    else:
+        made = _make(tmp_path / "src", [(CT, ExplicitVRBigEndian), (CT, DeflatedExplicitVRLittleEndian)])
     idx = _index(tmp_path, cli, tmp_path / "src")
     with orthanc(tmp_path, accepted_syntaxes=[ImplicitVRLittleEndian, ExplicitVRLittleEndian]) as peer:
         assert cli("probe", "--target", peer.target, "--index", idx).code == 0
