@@ -39,7 +39,7 @@ def _checked(check: Any, what: str, **kw: Any) -> Any:
 
 def _target(text: str, resolve: bool = True) -> Any:
     """``--target`` parsed (AE title and port validated) and, for a network command, its host resolved."""
-    from pacscopy.dicom.net import Target
+    from pacscopy.dicom.peer import Target
 
     t = Target.parse(text)
     if resolve:

@@ -31,7 +31,7 @@ from typing import Any
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, build_role, evt
 
-from pacscopy.dicom.net import Target, accept_nul_padded_ae_titles, nodelay_handlers
+from pacscopy.dicom.peer import Target, accept_nul_padded_ae_titles, nodelay_handlers
 from pacscopy.dicom.scu import COMMIT, COMMIT_INSTANCE, VERIFICATION, request
 
 log = logging.getLogger(__name__)

@@ -525,7 +525,7 @@ def test_a_full_index_disk_during_send_names_the_real_cause(planned, tmp_path) -
     import subprocess
 
     from pacscopy import index as idxmod
-    from pacscopy.dicom.net import Target
+    from pacscopy.dicom.peer import Target
     from pacscopy.receive import Receiver
     from pacscopy.send.send import SendOptions, send
 

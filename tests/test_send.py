@@ -376,7 +376,7 @@ def test_hand_encoded_command_set_equals_pynetdicom(sop, msg_id) -> None:
     from pynetdicom.dimse_primitives import C_STORE
     from pynetdicom.dsutils import encode
 
-    from pacscopy.dicom.net import _store_command
+    from pacscopy.dicom.storelink import _store_command
 
     p = C_STORE()
     p.MessageID, p.Priority = msg_id, 2
@@ -393,7 +393,7 @@ def test_status_meanings_are_pynetdicoms() -> None:
     """The sender names statuses without importing pynetdicom; the words must stay pynetdicom's."""
     from pynetdicom.status import GENERAL_STATUS, STORAGE_SERVICE_CLASS_STATUS, code_to_category
 
-    from pacscopy.dicom.net import status_meaning
+    from pacscopy.dicom.peer import status_meaning
 
     def theirs(code: int) -> str:
         for table in (STORAGE_SERVICE_CLASS_STATUS, GENERAL_STATUS):
@@ -410,7 +410,7 @@ def test_associate_rq_decodes_in_pynetdicom() -> None:
     """Our A-ASSOCIATE-RQ, read back by pynetdicom's PDU decoder."""
     from pynetdicom.pdu import A_ASSOCIATE_RQ
 
-    from pacscopy.dicom.net import IMPLEMENTATION_CLASS_UID, OUR_MAX_PDU, associate_rq
+    from pacscopy.dicom.storelink import IMPLEMENTATION_CLASS_UID, OUR_MAX_PDU, associate_rq
 
     ctxs = [(1, "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.1.2.1"), (3, "1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.1.2")]
     raw = associate_rq("ORTHANC", "PACSCOPY", ctxs)

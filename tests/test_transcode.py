@@ -13,7 +13,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from pacscopy.dicom.net import encode_dataset, read_dataset
+from pacscopy.dicom.codec import encode_dataset, read_dataset
 from pacscopy.send.transcode import EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE, decoders, rewrite_syntax
 
 from .conftest import rows

@@ -216,7 +216,7 @@ def test_move_on_aborted_association_costs_no_timeout(planned, tmp_path, cli) ->
 # -- 10: NUL-padded AE titles --------------------------------------------------------------------
 
 def test_listener_accepts_nul_padded_ae_titles(tmp_path) -> None:
-    from pacscopy.dicom.net import associate_rq
+    from pacscopy.dicom.storelink import associate_rq
     from pacscopy.receive import Receiver
 
     rx = Receiver(tmp_path / "rx")
@@ -242,7 +242,7 @@ def test_listener_accepts_nul_padded_ae_titles(tmp_path) -> None:
 # -- 12: the listener's address ----------------------------------------------------------------
 
 def test_listener_binds_the_address_that_reaches_the_target(planned, tmp_path, cli) -> None:
-    from pacscopy.dicom.net import Target
+    from pacscopy.dicom.peer import Target
     from pacscopy.verify.verify import local_address
 
     assert local_address(Target("X", "127.0.0.1", 104)) == "127.0.0.1"

@@ -1,1 +1,1 @@
-"""DICOM on the network: peer addresses, status meanings, pacscopy's own C-STORE upper layer, pynetdicom helpers."""
+"""DICOM on the network: peers (peer.py), pacscopy's own C-STORE upper layer (storelink.py), pynetdicom as SCU (scu.py), encoding (codec.py)."""

@@ -3,7 +3,7 @@
 Probe, verify, reconcile and echo all associate through :func:`associate`, so a
 target that cannot be reached, rejects or aborts reads the same everywhere:
 ``<target> did not accept an association for <service>: <reason>; check ...``.
-(The sender drives its own upper layer instead: :class:`pacscopy.dicom.net.StoreLink`.)
+(The sender drives its own upper layer instead: :class:`pacscopy.dicom.storelink.StoreLink`.)
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from pacscopy.dicom.net import StoreLink, Target, nodelay_handlers, rejection_advice
+from pacscopy.dicom.peer import Target, nodelay_handlers, rejection_advice
+from pacscopy.dicom.storelink import StoreLink
 from pacscopy.errors import AssociationFailed, PacscopyError
 
 FIND = "1.2.840.10008.5.1.4.1.2.2.1"  # Study Root Query/Retrieve Information Model - FIND

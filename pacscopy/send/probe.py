@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from pacscopy.check.checks import DispositionCount, run_checks
-from pacscopy.dicom.net import Target
+from pacscopy.dicom.peer import Target
 from pacscopy.dicom.scu import echo, request
 from pacscopy.errors import ProbeError
 from pacscopy.index import insert_columns, run, transaction

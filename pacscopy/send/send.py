@@ -8,7 +8,7 @@ the rows of attempts in flight, and those instances are simply sent again.
 
 Speed second: N worker processes (:mod:`pacscopy.send.worker`) each hold one
 association, stream datasets from disk without decoding them over a socket
-they drive themselves (:class:`pacscopy.dicom.net.StoreLink`), and share one
+they drive themselves (:class:`pacscopy.dicom.storelink.StoreLink`), and share one
 byte-rate pacer. Processes rather than threads: the per-instance Python cost
 is what limits a sender, and the GIL would serialise it.
 """
@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 import duckdb
 
-from pacscopy.dicom.net import Target
+from pacscopy.dicom.peer import Target
 from pacscopy.errors import InputError, PacscopyError
 from pacscopy.index import fetch, insert_columns, load_sql, row_reader, run, transaction
 from pacscopy.processes import forkserver

@@ -20,20 +20,9 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from pacscopy.dicom.net import (
-    STORED,
-    STORED_WARNINGS,
-    BytesSource,
-    FileSource,
-    Source,
-    StoreLink,
-    Target,
-    StoreResult,
-    encode_dataset,
-    read_dataset,
-    rejection_advice,
-    status_meaning,
-)
+from pacscopy.dicom.codec import encode_dataset, read_dataset
+from pacscopy.dicom.peer import STORED, STORED_WARNINGS, Target, rejection_advice, status_meaning
+from pacscopy.dicom.storelink import BytesSource, FileSource, Source, StoreLink, StoreResult
 from pacscopy.errors import AssociationFailed, SourceChanged
 
 #: A worker sends its results after this many attempts or this many seconds, whichever comes first.

@@ -20,7 +20,7 @@ from typing import Any
 
 import duckdb
 
-from pacscopy.dicom.net import Target
+from pacscopy.dicom.peer import Target
 from pacscopy.dicom.scu import FIND, associate, find
 from pacscopy.errors import VerifyError
 from pacscopy.index import run

@@ -35,9 +35,8 @@ from typing import Any, NamedTuple
 import duckdb
 import xxhash
 
-from pacscopy.dicom.net import Target, accept_nul_padded_ae_titles, nodelay_handlers, status_meaning
-from pacscopy.dicom.scu import (COMMIT, COMMIT_INSTANCE, FIND, GET, MOVE, VERIFICATION, alive, associate, find,
-                                make_ae)
+from pacscopy.dicom.peer import Target, accept_nul_padded_ae_titles, nodelay_handlers, status_meaning
+from pacscopy.dicom.scu import COMMIT, COMMIT_INSTANCE, FIND, GET, MOVE, VERIFICATION, alive, associate, find, make_ae
 from pacscopy.digest import digest_dataset
 from pacscopy.errors import VerifyError
 from pacscopy.index import fetch, insert_columns, run, transaction
