@@ -243,7 +243,7 @@ def decide(
     index: IndexOpt = None,
 ) -> None:
     """Override the plan for instances; decisions survive every re-run of check."""
-    from pacscopy.check.checks import Decision, read_decisions_csv, record_decisions
+    from pacscopy.check.decisions import Decision, read_decisions_csv, record_decisions
 
     if csv_file is not None:
         if sop or action or note or path:
@@ -340,8 +340,8 @@ def send(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Send what the plan says 'send' with C-STORE: parallel, throttled, resumable."""
-    from pacscopy.send.send import SendOptions, Window, parse_rate
-    from pacscopy.send.send import dry_run as do_dry_run
+    from pacscopy.send.options import SendOptions, Window, parse_rate
+    from pacscopy.send.queue import dry_run as do_dry_run
     from pacscopy.send.send import send as do_send
 
     t = _target(target, resolve=not dry_run)
@@ -405,7 +405,7 @@ def status(
     index: IndexOpt = None,
 ) -> None:
     """Progress towards a target, with an estimated finish at the latest run's rate."""
-    from pacscopy.send.send import progress
+    from pacscopy.send.queue import progress
 
     t = _target(target, resolve=False)
     con = idx.open_index(_index(index), read_only=True)
@@ -434,7 +434,7 @@ def map_(
     merge: Annotated[bool, typer.Option("--merge", help="Allow mappings onto another patient's ID (merges; recorded).")] = False,
 ) -> None:
     """Load a PatientID mapping; mapped instances are rewritten at send time."""
-    from pacscopy.send.send import load_patient_map
+    from pacscopy.send.patient_map import load_patient_map
 
     con = idx.open_index(_index(index))
     try:

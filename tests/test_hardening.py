@@ -527,7 +527,8 @@ def test_a_full_index_disk_during_send_names_the_real_cause(planned, tmp_path) -
     from pacscopy import index as idxmod
     from pacscopy.dicom.peer import Target
     from pacscopy.receive import Receiver
-    from pacscopy.send.send import SendOptions, send
+    from pacscopy.send.options import SendOptions
+    from pacscopy.send.send import send
 
     disk = tmp_path / "disk"
     if not _tmpfs(disk, "8m"):

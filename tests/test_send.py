@@ -14,7 +14,7 @@ import pytest
 
 from pacscopy.scan.parse import inspect_bytes
 from pacscopy.receive import Receiver
-from pacscopy.send.send import Window, parse_rate, wait_for_window
+from pacscopy.send.options import Window, parse_rate, wait_for_window
 from pacscopy.testing.synth import make_archive, make_corpus
 
 from .conftest import rows
