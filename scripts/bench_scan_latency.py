@@ -10,14 +10,17 @@ rotating order:
   e.g. ``git worktree add /tmp/base main``): before/after in the same run;
 * ``serial``: a read + xxh3_128 loop in one thread (over the first ``--serial-files`` files);
 * ``threads32``: 32 Python threads doing the same read + xxh3 (the storage's limit as
-  this machine sees it).
+  this machine sees it);
+* ``start-up``: the same scan command on an empty folder of the same storage: what
+  a scan costs before it reads (interpreter, imports, index, workers; seconds on a
+  loaded machine), subtracted from the scan's wall time for its *net* rate.
 
 ``--local`` adds the same tools on the local disk, page cache warm and cold
 (``echo 3 > /proc/sys/vm/drop_caches`` before every run: needs root).
 
 Figures: files/s over the wall time of each process (start-up included) and
-over its own work time (the scan's from the index's ``scans`` table, the
-loops' own timing), medians of ``--runs``; the 1-minute load average at the
+net of start-up (the scan: wall minus the median ``start-up``; the loops: their
+own timing), medians of ``--runs``; the 1-minute load average at the
 start of each measure is reported next to it (the machine is shared).
 """
 
@@ -37,6 +40,7 @@ from pathlib import Path
 import bench_scan as bs
 
 MNT = bs.DATA / "mnt"
+EMPTY = "empty"  # an empty folder next to the corpora: the scan's start-up
 LATENCYFS = bs.REPO / "scripts" / "latencyfs.py"
 CORPORA = [("0.5 MB", 800, 500_000), ("10 KB", 4_000, 10_000)]
 DELAYS_MS = [0.5, 2.0, 10.0]
@@ -74,6 +78,8 @@ class Row:
     load: float
     rss_mb: float
 
+    net_s: float = 0.0  # wall time net of start-up (scan: minus the median start-up; loops: their loop)
+
     @property
     def files_s(self) -> float:
         return self.files / self.wall_s
@@ -81,6 +87,10 @@ class Row:
     @property
     def work_files_s(self) -> float:
         return self.files / self.work_s
+
+    @property
+    def net_files_s(self) -> float:
+        return self.files / self.net_s if self.net_s > 0 else float("nan")
 
 
 def mount(delay_ms: float) -> subprocess.Popen[bytes]:
@@ -111,11 +121,12 @@ def measure(tool: str, c: bs.Corpus, root: Path, where: str, run: int, tmp: Path
             cold: bool) -> Row:
     out = tmp / f"{tool}.out"
     env = dict(bs.ENV)
-    if tool.startswith("scan"):
+    if tool.startswith("scan") or tool == "start-up":
         index = tmp / "index.duckdb"
         for p in tmp.glob("index.duckdb*"):
             p.unlink()
-        cmd = [bs.PACSCOPY, "scan", str(root), "--index", str(index), "-q", "--rehash"]
+        target = root.parent / EMPTY if tool == "start-up" else root
+        cmd = [bs.PACSCOPY, "scan", str(target), "--index", str(index), "-q", "--rehash"]
         if tool == "scan@base":
             env["PYTHONPATH"] = str(args.base)
     else:
@@ -131,7 +142,9 @@ def measure(tool: str, c: bs.Corpus, root: Path, where: str, run: int, tmp: Path
         wall, s = bs.run_measured(cmd, out)
     finally:
         bs.ENV = saved
-    if tool.startswith("scan"):
+    if tool == "start-up":
+        files, nbytes, work = 0, 0, wall
+    elif tool.startswith("scan"):
         files, nbytes = len(c.files), c.nbytes
         work = _scan_work(index, c, root)
     else:
@@ -139,7 +152,7 @@ def measure(tool: str, c: bs.Corpus, root: Path, where: str, run: int, tmp: Path
         files, nbytes, work = res["files"], res["bytes"], res["loop_s"]
     r = Row(where, c.name, tool, run, files, nbytes, wall, work, load, s.peak_rss_kb / 1024)
     bs.log(f"{where:>10} {c.name:>7} run {run} {tool:>9}: {wall:6.2f} s  {r.files_s:7.0f} files/s "
-           f"(work {r.work_files_s:7.0f})  load {load:.1f}")
+           f"(loop {r.work_files_s:7.0f})  load {load:.1f}")
     return r
 
 
@@ -161,7 +174,8 @@ def _scan_work(index: Path, c: bs.Corpus, root: Path) -> float:
 
 
 def run_all(args: argparse.Namespace) -> list[Row]:
-    tools = ["scan", *(["scan@base"] if args.base else []), "serial", "threads32"]
+    tools = ["scan", *(["scan@base"] if args.base else []), "serial", "threads32", "start-up"]
+    (bs.DATA / "corpora" / EMPTY).mkdir(parents=True, exist_ok=True)
     scale = 10 if args.quick else 1
     corpora = [bs.ensure_corpus(name, n // scale, size, 1) for name, n, size in CORPORA
                if not args.only or any(o in name for o in args.only)]
@@ -186,6 +200,12 @@ def run_all(args: argparse.Namespace) -> list[Row]:
         finally:
             if fs is not None:
                 unmount(fs)
+    for r in rows:  # net of start-up: the scans against the median start-up of their place
+        if r.tool.startswith("scan"):
+            ups = [u.wall_s for u in rows if (u.where, u.corpus, u.tool) == (r.where, r.corpus, "start-up")]
+            r.net_s = r.wall_s - statistics.median(ups)
+        else:
+            r.net_s = r.work_s
     return rows
 
 
@@ -194,37 +214,38 @@ def report(rows: list[Row], args: argparse.Namespace) -> str:
         v = [getattr(r, key) for r in rows if (r.where, r.corpus, r.tool) == (where, corpus, tool)]
         return statistics.median(v) if v else None
 
-    tools = sorted({r.tool for r in rows}, key=["scan", "scan@base", "serial", "threads32"].index)
+    order = ["scan", "scan@base", "serial", "threads32"]
+    tools = sorted({r.tool for r in rows} - {"start-up"}, key=order.index)
+    base = "scan@base" in tools
     lines = [
-        f"## scan on high-latency storage ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
-        "",
-        f"`scripts/bench scan-latency {' '.join(sys.argv[2:])}`; medians of {args.runs} runs; files/s over "
-        "wall time (start-up included) / over work time; load: 1-min load average at the start of each "
-        "measure (median); `scan/32t`: the scan's rate over the 32-thread read+xxh3 pool's, in the same run.",
+        f"`scripts/bench scan-latency {' '.join(sys.argv[2:])}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+        f"medians of {args.runs} runs. Each cell: files/s over the wall time (start-up included) / net of "
+        "start-up (the scans: wall minus the median start-up, the scan of an empty folder on the same "
+        "storage; the loops: their own timing). Ratios: median over runs of the per-run ratio (measured "
+        "back to back); load: median 1-min load average at the start of the measures.",
         "",
         *bs.environment(),
         "",
-        "| storage | corpus | " + " | ".join(f"{t} files/s" for t in tools) + " | scan/32t (wall) | scan/32t (work)"
-        + (" | scan/base (wall)" if "scan@base" in tools else "") + " | load |",
-        "|---|---|" + "---:|" * (len(tools) + 3 + ("scan@base" in tools)),
+        "| storage | corpus | " + " | ".join(f"{t} files/s" for t in tools) + " | scan start-up s"
+        + " | scan ÷ 32 threads (net) | scan ÷ 32 threads (wall)" + (" | scan ÷ base (net) | scan ÷ base (wall)" if base else "")
+        + " | load |",
+        "|---|---|" + "---:|" * (len(tools) + 4 + 2 * base),
     ]
     for where in dict.fromkeys(r.where for r in rows):
         for corpus in dict.fromkeys(r.corpus for r in rows):
             if med(where, corpus, "scan", "wall_s") is None:
                 continue
+            here = [r for r in rows if (r.where, r.corpus) == (where, corpus)]
             cells = []
             for t in tools:
-                w, k = med(where, corpus, t, "files_s"), med(where, corpus, t, "work_files_s")
+                w, k = med(where, corpus, t, "files_s"), med(where, corpus, t, "net_files_s")
                 cells.append(f"{w:,.0f} / {k:,.0f}" if w else "")
-            ratios = []
-            for key in ("files_s", "work_files_s"):
-                ratios.append(_ratio([r for r in rows if (r.where, r.corpus) == (where, corpus)], "scan", "threads32", key))
-            if "scan@base" in tools:
-                ratios.append(_ratio([r for r in rows if (r.where, r.corpus) == (where, corpus)], "scan", "scan@base",
-                                     "files_s"))
-            load = statistics.median(r.load for r in rows if (r.where, r.corpus) == (where, corpus))
-            lines.append(f"| {where} | {corpus} | " + " | ".join(cells) + " | " + " | ".join(ratios)
-                         + f" | {load:.1f} |")
+            cells.append(f"{med(where, corpus, 'start-up', 'wall_s'):.2f}")
+            cells += [_ratio(here, "scan", "threads32", "net_files_s"), _ratio(here, "scan", "threads32", "files_s")]
+            if base:
+                cells += [_ratio(here, "scan", "scan@base", "net_files_s"), _ratio(here, "scan", "scan@base", "files_s")]
+            load = statistics.median(r.load for r in here)
+            lines.append(f"| {where} | {corpus} | " + " | ".join(cells) + f" | {load:.1f} |")
     rss = max((r.rss_mb for r in rows if r.tool == "scan"), default=0)
     lines += ["", f"Peak RSS of the scan's process tree over all runs: {rss:.0f} MB."]
     return "\n".join(lines) + "\n"
