@@ -117,27 +117,43 @@ class ReadAhead:
     itself, and threads would only add hand-offs. On network storage (NFS, SMB,
     a tape library's staging disk) each open and read waits a round trip:
     then threads read ahead (``os.read`` releases the GIL), up to ``depth``
-    files in flight. The time a read waits beyond its CPU time decides: above
-    :data:`THREADS_ABOVE_S` the reads go to threads, with enough in flight
-    to cover that wait at the parsing's pace. The depth then grows whenever
-    the parsing has to wait for a read, and shrinks slowly while it never does;
-    at the smallest depth, reads go back to the parsing thread to be measured
-    again. ``max_bytes`` caps the bytes read ahead and not yet parsed (the
-    sizes the walk saw; one file is always allowed).
+    files in flight. The time a read spends blocked decides: its wall time
+    less its CPU time and less the time it waited for a CPU (Linux's
+    ``/proc/thread-self/schedstat``: on a busy machine a read preempted is
+    not a slow storage). Above :data:`THREADS_ABOVE_S` the reads go to
+    threads, with enough in flight to cover that wait at the parsing's pace.
+    The depth then grows whenever the parsing has to wait for a read, and
+    shrinks slowly while it never does. Every :data:`PROBE_EVERY` files, or
+    at the smallest depth, the reads go back to the parsing thread to be
+    measured again (threads only cost where reads do not wait). ``max_bytes``
+    caps the bytes read ahead and not yet parsed (the sizes the walk saw; one
+    file is always allowed).
     """
 
-    #: A read that waits longer than this (beyond its CPU time) is worth a thread.
+    #: A read blocked longer than this (beyond its CPU time and run-queue wait) is worth a thread.
     THREADS_ABOVE_S = 50e-6
     #: Files between two steps down of the depth while the parsing never waits.
     SHRINK_EVERY = 512
+    #: Files read ahead in threads between two checks that threads still pay.
+    PROBE_EVERY = 4096
+    #: One inline read in this many is timed (reading the schedstat costs ~2 us)...
+    TIME_EVERY = 4
+    #: ... and the median of the last WINDOW timed decides.
+    WINDOW = 7
 
     def __init__(self, max_depth: int, max_bytes: int) -> None:
+        from collections import deque
+
         self.max_depth = max(1, max_depth)
         self.max_bytes = max_bytes
         self.depth = 0  # 0: the parsing thread reads; else reads in flight in threads
-        self.wait_s = 0.0  # smoothed wait of a read, beyond its CPU time (measured inline)
+        self.wait_s = 0.0  # median storage wait of the last reads timed inline
+        self.waits: deque[float] = deque(maxlen=self.WINDOW)
         self.parse_s = 0.0  # smoothed time the parsing takes per file
         self.calm = 0  # files parsed since the parsing last waited for a read
+        self.threaded = 0  # files read ahead in threads since the last probe
+        self.last_depth = 0  # the depth before the last probe
+        self.inline = 0  # files read inline
         self.pool: Any = None
         self.most_in_flight = self.most_bytes = 0  # the peaks, for tests and --debug figures
 
@@ -145,10 +161,11 @@ class ReadAhead:
         """The rows of each chunk of ``(paths, sizes)`` from ``chunks`` (None: no more), in order."""
         import queue
         from collections import deque
-        from time import perf_counter, thread_time
+        from time import perf_counter
 
         from pacscopy.scan.fileread import Loaded, load
 
+        busy = _BusyClock()
         todo: deque[tuple[bytes, int]] = deque()  # files of the chunks taken in, not yet started
         sizes: deque[int] = deque()  # chunk sizes, in files, of the chunks taken in
         flight: deque[tuple[Any, int]] = deque()  # (future, size), in order
@@ -190,10 +207,14 @@ class ReadAhead:
                     t0 = perf_counter()
                 else:
                     path, _ = todo.popleft()
-                    c0 = thread_time()
-                    got = load(path)
-                    wall = perf_counter() - t0
-                    self._after_inline(wall - (thread_time() - c0))
+                    self.inline += 1
+                    if len(self.waits) < self.WINDOW or self.inline % self.TIME_EVERY == 1:
+                        c0 = busy()
+                        got = load(path)
+                        wall = perf_counter() - t0
+                        self._after_inline(wall - (busy() - c0))
+                    else:
+                        got = load(path)
                     t0 = perf_counter()
                 if isinstance(got, Loaded):
                     got = got.row()
@@ -204,21 +225,32 @@ class ReadAhead:
                     yield done
                     done = []
         finally:
+            busy.close()
             if self.pool is not None:
                 self.pool.shutdown(wait=False, cancel_futures=True)
 
     def _after_inline(self, wait: float) -> None:
-        self.wait_s += (wait - self.wait_s) / 8
+        self.waits.append(wait)
+        if len(self.waits) < self.WINDOW:
+            return
+        # The median of the last few: one read that met a lock or a page fault decides nothing.
+        self.wait_s = sorted(self.waits)[len(self.waits) // 2]
         if self.max_depth > 1 and self.wait_s > self.THREADS_ABOVE_S:
             if self.pool is None:
                 from concurrent.futures import ThreadPoolExecutor
 
                 self.pool = ThreadPoolExecutor(self.max_depth, thread_name_prefix="read")
             # Little's law: to parse without waiting, wait/parse reads must be in flight.
-            self.depth = min(self.max_depth, 2 + int(self.wait_s / max(self.parse_s, 1e-5)))
-            self.calm = 0
+            little = 2 + int(self.wait_s / max(self.parse_s, 1e-5))
+            self.depth = min(self.max_depth, max(little, self.last_depth))
+            self.calm = self.threaded = 0
 
     def _after_wait(self, waited: bool) -> None:
+        self.threaded += 1
+        if self.threaded >= self.PROBE_EVERY:  # do threads still pay? read inline for a while
+            self.last_depth, self.depth, self.inline = self.depth, 0, 0
+            self.waits.clear()
+            return
         if waited:
             self.calm = 0
             self.depth = min(self.max_depth, self.depth + 1)
@@ -228,8 +260,36 @@ class ReadAhead:
             self.calm = 0
             self.depth -= 1
             if self.depth < 2:  # reads are as fast as parsing: measure them inline again
-                self.depth = 0
-                self.wait_s = 0.0
+                self.depth = self.last_depth = self.inline = 0
+                self.waits.clear()
+
+
+class _BusyClock:
+    """Seconds the calling thread ran or waited to run: what is left of a read's wall time is storage wait.
+
+    From ``/proc/thread-self/schedstat`` (on-CPU and run-queue nanoseconds);
+    where that is missing, the thread's CPU time alone.
+    """
+
+    def __init__(self) -> None:
+        try:
+            self.fd: int | None = os.open("/proc/thread-self/schedstat", os.O_RDONLY | os.O_CLOEXEC)
+            os.pread(self.fd, 128, 0)
+        except OSError:
+            self.fd = None
+
+    def __call__(self) -> float:
+        if self.fd is None:
+            import time
+
+            return time.thread_time()
+        cpu, queued, _ = os.pread(self.fd, 128, 0).split(maxsplit=2)
+        return (int(cpu) + int(queued)) / 1e9
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 def _write_frame(out: IO[bytes], payload: bytes) -> None:
