@@ -253,11 +253,8 @@ def decide(
         if not (sop and action and note):
             fail("give --sop UID --action send|skip|hold --note TEXT (or --csv FILE)")
         decisions = [Decision(sop, action.value, note, path)]
-    con = idx.open_index(_index(index))
-    try:
+    with idx.open_index(_index(index)) as con:
         n = record_decisions(con, decisions, str(csv_file) if csv_file is not None else None)
-    finally:
-        con.close()
     typer.echo(f"recorded {n} decision{'s' if n != 1 else ''}")
 
 
@@ -277,11 +274,8 @@ def report(
     """Counts per status, volume, modality and year; findings per check; dispositions."""
     from pacscopy.output import report as rep
 
-    con = idx.open_index(_index(index), read_only=True)
-    try:
+    with idx.open_index(_index(index), read_only=True) as con:
         data = rep.build(con, show_phi=show_phi)
-    finally:
-        con.close()
     _emit({"table": rep.to_text, "json": rep.to_json, "html": rep.to_html}[fmt.value](data), out)
 
 
@@ -308,11 +302,8 @@ def probe(
     from pacscopy.send.probe import probe as do_probe
 
     t = _target(target)
-    con = idx.open_index(_index(index))
-    try:
+    with idx.open_index(_index(index)) as con:
         res = do_probe(con, t, calling_ae, timeout)
-    finally:
-        con.close()
     typer.echo(f"{res.target}: C-ECHO 0x{res.echo_status:04X}; {res.accepted} of {res.pairs} "
                f"(SOP class, transfer syntax) pairs accepted in {res.associations} association(s)")
     _echo_plan(res.plan)
@@ -348,8 +339,7 @@ def send(
     opts = SendOptions(associations=associations, calling_ae=calling_ae, max_rate=parse_rate(max_rate),
                        window=Window.parse(window) if window else None, where=where, limit=limit,
                        timeout=timeout, retries=retries, wait_for_target=wait_for_target, transcode=transcode)
-    con = idx.open_index(_index(index))
-    try:
+    with idx.open_index(_index(index)) as con:
         if dry_run:
             plan = do_dry_run(con, t, opts)
             typer.echo(f"dry run: {plan.instances} instances, {render.human_bytes(plan.bytes)} would be sent to {t}")
@@ -393,8 +383,6 @@ def send(
             lines.append(f"  target: {res.target_error}")
         lines.append(f"  {render.human_bytes(res.bytes_sent)} in {res.seconds:.1f} s, average {rate:.1f} MB/s")
         typer.echo("\n".join(lines))
-    finally:
-        con.close()
     if res.failed or res.left:
         raise typer.Exit(1)
 
@@ -408,11 +396,8 @@ def status(
     from pacscopy.send.queue import progress
 
     t = _target(target, resolve=False)
-    con = idx.open_index(_index(index), read_only=True)
-    try:
+    with idx.open_index(_index(index), read_only=True) as con:
         p = progress(con, t)
-    finally:
-        con.close()
     typer.echo(f"target {t}")
     typer.echo(f"  planned to send: {p.planned} instances ({render.human_bytes(p.planned_bytes)})")
     typer.echo(f"  stored:          {p.stored} (+{p.warnings} with warnings)")
@@ -436,11 +421,8 @@ def map_(
     """Load a PatientID mapping; mapped instances are rewritten at send time."""
     from pacscopy.send.patient_map import load_patient_map
 
-    con = idx.open_index(_index(index))
-    try:
+    with idx.open_index(_index(index)) as con:
         n = load_patient_map(con, str(csv_file), merge=merge)
-    finally:
-        con.close()
     typer.echo(f"loaded {n} PatientID mapping{'s' if n != 1 else ''}")
 
 
@@ -469,11 +451,8 @@ def manifest(
     from pacscopy.manifest import load_manifest, parse_mapping
 
     mapping = parse_mapping(columns)
-    con = idx.open_index(_index(index))
-    try:
+    with idx.open_index(_index(index)) as con:
         res = load_manifest(con, file, fmt.value if fmt else None, mapping)
-    finally:
-        con.close()
     typer.echo(f"manifest load {res.load_id}: {res.rows} rows from {res.source} ({res.format}); "
                "run 'pacscopy check' to apply it")
 
@@ -596,11 +575,8 @@ def reconcile(
     from pacscopy.verify import reconcile as rc
 
     t = _target(target, resolve=not no_query)
-    con = idx.open_index(_index(index), read_only=True)
-    try:
+    with idx.open_index(_index(index), read_only=True) as con:
         rec = rc.reconcile(con, t, query_target=not no_query, calling_ae=calling_ae, timeout=timeout)
-    finally:
-        con.close()
     _emit({"table": rc.to_text, "json": rc.to_json, "html": rc.to_html}[fmt.value](rec), out,
           ": complete" if rec.complete else ": NOT complete")
     if not rec.complete:
