@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 COLUMNS = ("sop_instance_uid", "study_instance_uid", "series_instance_uid", "sop_class_uid", "patient_id",
            "issuer_of_patient_id", "patient_name", "patient_birth_date", "patient_sex", "accession_number",
            "study_date", "modality", "location", "state")
+_DATES = ("patient_birth_date", "study_date")
 FORMATS = ("csv", "parquet", "json")
 _EXTENSIONS = {".csv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet",
                ".json": "json", ".jsonl": "json", ".ndjson": "json"}
@@ -124,8 +125,8 @@ def _reader_error(path: Path, fmt: str, e: duckdb.Error) -> ManifestError:
     return ManifestError(f"cannot read {path} as {fmt}: {_first_line(e)}")
 
 
-def _stage(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> list[str]:
-    """Read the export into temp table ``manifest_raw`` (in file order); return its column names."""
+def _reader(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> tuple[str, dict[str, Any], list[str]]:
+    """The DuckDB reader call for the export, its parameters, and the export's column names."""
     p: dict[str, Any] = {"path": str(path)}
     if fmt == "csv":
         header = _csv_header(path)
@@ -135,22 +136,15 @@ def _stage(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> list[str]:
         # The header is read here and the columns given: DuckDB's sniffer would otherwise guess
         # the dialect of a damaged file (one column, rows silently dropped). All VARCHAR:
         # PatientIDs like 00123 must stay text.
-        sql = ("CREATE OR REPLACE TEMP TABLE manifest_raw AS SELECT * FROM read_csv($path, columns = $cols, "
-               "auto_detect = false, header = true, delim = ',', quote = '\"', escape = '\"', "
-               "strict_mode = true, null_padding = false)")
         p["cols"] = {h: "VARCHAR" for h in header}
-    elif fmt == "parquet":
-        sql = "CREATE OR REPLACE TEMP TABLE manifest_raw AS SELECT * FROM read_parquet($path)"
-    else:
-        sql = "CREATE OR REPLACE TEMP TABLE manifest_raw AS SELECT * FROM read_json($path)"
-    con.execute("SET preserve_insertion_order = true")  # rowid = the row's place in the file
+        return ("read_csv($path, columns = $cols, auto_detect = false, header = true, delim = ',', quote = '\"', "
+                "escape = '\"', strict_mode = true, null_padding = false)", p, header)
+    reader = "read_parquet($path)" if fmt == "parquet" else "read_json($path)"
     try:
-        con.execute(sql, p)
+        have = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {reader}", p).fetchall()]
     except duckdb.Error as e:
         raise _reader_error(path, fmt, e) from None
-    finally:
-        con.execute("SET preserve_insertion_order = false")
-    return [r[0] for r in con.execute("DESCRIBE manifest_raw").fetchall()]
+    return reader, p, have
 
 
 def _resolve(path: Path, have: list[str], mapping: dict[str, str]) -> dict[str, str | None]:
@@ -218,18 +212,27 @@ def load_manifest(con: duckdb.DuckDBPyConnection, path: Path, fmt: str | None = 
     if not os.access(path, os.R_OK):
         raise ManifestError(f"cannot read {path}: permission denied")
     mapping = mapping or {}
+    reader, params, have = _reader(con, path, fmt)
+    cols = _resolve(path, have, mapping)
     try:
-        have = _stage(con, path, fmt)
-        cols = _resolve(path, have, mapping)
+        run_script(con, "ops/manifest/normalise")
+        # One read of the file, normalised on the way in (the macros of normalise.sql), in file
+        # order so that rowid + 1 is the row's place in the export. Only the export's column names
+        # (quoted identifiers) are formatted into the statement, never a value.
         select = ", ".join(
-            f"CAST({_quote(theirs)} AS VARCHAR) AS {ours}" if theirs else f"NULL::VARCHAR AS {ours}"
+            (f"manifest_date(CAST({_quote(theirs)} AS VARCHAR))" if ours in _DATES else
+             f"manifest_value(CAST({_quote(theirs)} AS VARCHAR))") + f" AS {ours}"
+            if theirs else f"NULL::VARCHAR AS {ours}"
             for ours, theirs in cols.items()
         )
-        # Identifiers from the export's header, quoted; no values are formatted into SQL.
-        con.execute(f"CREATE OR REPLACE TEMP VIEW manifest_stage AS SELECT rowid + 1 AS source_row, {select} "
-                    "FROM manifest_raw")
+        con.execute("SET preserve_insertion_order = true")
         try:
-            run_script(con, "ops/manifest/normalise")
+            con.execute(f"CREATE OR REPLACE TEMP TABLE manifest_norm AS SELECT {select} FROM {reader}", params)
+        except duckdb.Error as e:
+            raise _reader_error(path, fmt, e) from None
+        finally:
+            con.execute("SET preserve_insertion_order = false")
+        try:
             problems = run(con, "ops/manifest/validate").fetchall()
         except duckdb.Error as e:
             raise ManifestError(f"cannot read {path} as {fmt}: {_first_line(e)}") from None

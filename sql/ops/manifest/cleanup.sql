@@ -1,4 +1,2 @@
--- Drop the staging tables of a manifest load.
-DROP VIEW IF EXISTS manifest_stage;
-DROP TABLE IF EXISTS manifest_raw;
+-- Drop the staging table of a manifest load.
 DROP TABLE IF EXISTS manifest_norm;

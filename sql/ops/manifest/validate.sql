@@ -1,6 +1,9 @@
--- What is wrong with the normalised export (manifest_norm): one row per kind of problem, with
--- the first row it occurs on, the column, the value and how many rows (or UIDs) have it.
-WITH bad_dates AS (
+-- What is wrong with the normalised export (manifest_norm, in file order): one row per kind of
+-- problem, with the first row it occurs on, the column, the value and how many rows (or UIDs) have it.
+WITH manifest_norm AS (
+    SELECT rowid + 1 AS source_row, * FROM manifest_norm
+),
+bad_dates AS (
     SELECT source_row, 'patient_birth_date' AS col, patient_birth_date AS value FROM manifest_norm
     WHERE patient_birth_date IS NOT NULL
       AND NOT (regexp_full_match(patient_birth_date, '\d{8}') AND try_strptime(patient_birth_date, '%Y%m%d') IS NOT NULL)
@@ -26,5 +29,5 @@ SELECT 'bad_date', min(source_row), arg_min(col, source_row), arg_min(value, sou
 FROM bad_dates HAVING count(*) > 0
 UNION ALL
 SELECT 'bad_state', min(source_row), 'state', arg_min(state, source_row), count(*), NULL
-FROM manifest_norm WHERE state IS NOT NULL AND state NOT IN ('online', 'offline', 'deleted') HAVING count(*) > 0
+FROM manifest_norm WHERE state IS NOT NULL AND lower(state) NOT IN ('online', 'offline', 'deleted') HAVING count(*) > 0
 ORDER BY source_row;
