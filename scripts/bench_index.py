@@ -120,7 +120,7 @@ def measure(path: Path, only: list[str], runs: int) -> None:
             load = os.getloadavg()[0]
             cmd = [sys.executable, "-m", "pacscopy", *COMMANDS[name], "--index", str(path)]
             wall, peak, rc, err = timed(cmd)
-            note = "" if rc in (0, 1) else f"exit {rc}: {err.splitlines()[-1] if err else ''}"
+            note = f"exit {rc}" + (f": {err.splitlines()[-1]}" if rc not in (0, 1) and err else "")
             rows.append((name, wall, peak, load, note))
             print(f"{name} run {n + 1}: {wall:.1f} s, peak RSS {peak / 2**20:.0f} MB, load {load:.1f} {note}",
                   file=sys.stderr)

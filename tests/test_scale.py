@@ -99,3 +99,61 @@ def test_generated_archive_has_the_shapes(tmp_path: Path) -> None:
         assert con.execute("SELECT count(*) FROM verifications").fetchone()[0] > 500
     finally:
         con.close()
+
+
+def test_reconcile_holds_only_what_it_shows_in_memory(tmp_path: Path) -> None:
+    """Only the first `limit` problems and exclusions reach Python (a top-N in SQL), not every
+    instance's final state; the totals still count every instance."""
+    import tracemalloc
+
+    from pacscopy.dicom.net import Target
+    from pacscopy.verify.reconcile import reconcile
+
+    idx = str(tmp_path / "s.duckdb")
+    con = open_index(idx, create=True)
+    try:
+        scale.fill(con, 40000, sent=0.5, verified=0.5)
+        run_checks(con)
+    finally:
+        con.close()
+    con = open_index(idx, read_only=True, memory_limit="64MB")
+    try:
+        tracemalloc.start()
+        rec = reconcile(con, Target.parse(scale.TARGET), query_target=False, limit=20)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    finally:
+        con.close()
+    assert rec.instances > 35000 and rec.totals["not_sent"] > 15000 and rec.totals["verified"] > 5000
+    assert len(rec.problems) == 20 and len(rec.excluded) == 20
+    assert [p["sop_instance_uid"] for p in rec.problems] == sorted(p["sop_instance_uid"] for p in rec.problems) \
+        or [p["study_instance_uid"] for p in rec.problems] == sorted(p["study_instance_uid"] for p in rec.problems)
+    assert peak < 4 * 2**20, f"reconcile held {peak / 2**20:.1f} MB in Python"
+
+
+def test_status_equals_the_reference(tmp_path: Path) -> None:
+    """status's one narrow pass over the target's transfers counts what the stored/transfer_latest views did."""
+    from pacscopy.index import load_sql
+
+    con = open_index(str(tmp_path / "s.duckdb"), create=True)
+    try:
+        scale.fill(con, 20000, sent=0.7)
+        run_checks(con)
+        con.execute("""
+            UPDATE transfers SET outcome = 'warning' WHERE transfer_id % 50 = 0;
+            -- a later failed retry of a stored instance, a stored retry of a failed one, another target
+            INSERT INTO transfers (run_id, target, sop_instance_uid, path, started, finished, outcome, error)
+            SELECT 1, target, sop_instance_uid, path, finished + INTERVAL 1 HOUR, finished + INTERVAL 1 HOUR,
+                   CASE WHEN outcome = 'failed' THEN 'stored' ELSE 'failed' END, 'timeout'
+            FROM transfers WHERE transfer_id % 70 = 0;
+            INSERT INTO transfers (run_id, target, sop_instance_uid, path, started, finished, outcome)
+            SELECT 2, 'OTHER@h:1', sop_instance_uid, path, started, finished, 'failed' FROM transfers
+            WHERE transfer_id % 3 = 0;
+        """)
+        p = {"target": scale.TARGET}
+        got = con.execute(load_sql("ops/send/send_status"), p).fetchall()
+        ref = con.execute(Path(__file__).with_name("send_status_reference.sql").read_text(), p).fetchall()
+        assert got == ref
+        assert got[0][2] > 5000 and got[0][3] > 50 and got[0][4] > 5  # stored, warnings, failed
+    finally:
+        con.close()

@@ -86,14 +86,13 @@ def reconcile(con: duckdb.DuckDBPyConnection, target: Target, *, query_target: b
     cur = run(con, "reconcile/studies", p)
     cols = [d[0] for d in cur.description]
     rec.studies = [dict(zip(cols, r)) for r in cur.fetchall()]
-    cur = run(con, "reconcile/final_states", p)
-    cols = [d[0] for d in cur.description]
-    for r in cur.fetchall():
-        row = dict(zip(cols, r))
-        if row["final_state"] in PROBLEMS and len(rec.problems) < limit:
-            rec.problems.append(row)
-        elif row["final_state"] in EXCLUDED and len(rec.excluded) < limit:
-            rec.excluded.append(row)
+    # only the first ``limit`` of each kind reach Python (a top-N in SQL), never every instance
+    for states, rows in ((PROBLEMS, rec.problems), (EXCLUDED, rec.excluded)):
+        if not any(rec.totals.get(s) for s in states):
+            continue
+        cur = run(con, "reconcile/final_states", {**p, "states": list(states), "limit": limit})
+        cols = [d[0] for d in cur.description]
+        rows.extend(dict(zip(cols, r)) for r in cur.fetchall())
     cur = run(con, "reconcile/unidentified_files")
     rec.unidentified_files = [dict(zip(("status", "reason", "files"), r)) for r in cur.fetchall()]
     if query_target and rec.studies:

@@ -1,15 +1,26 @@
 -- Progress towards $target: planned, stored, failed, left, and the rate of the latest run.
+-- One narrow pass over the target's transfers (per instance: stored at all, with a warning, the
+-- latest outcome) instead of the stored and transfer_latest views over every target's wide rows.
 WITH planned AS (
     SELECT count(*) AS n, coalesce(sum(size), 0) AS bytes FROM plan WHERE disposition = 'send'
 ),
+per_sop AS (
+    SELECT sop_instance_uid,
+           bool_or(outcome IN ('stored', 'warning')) AS is_stored,
+           bool_or(outcome = 'warning') AS with_warning,
+           arg_max(outcome, {'f': finished, 'id': transfer_id}) AS latest
+    FROM transfers
+    WHERE target = $target
+    GROUP BY 1
+),
 st AS (
-    SELECT count(*) FILTER (WHERE NOT with_warning) AS stored, count(*) FILTER (WHERE with_warning) AS warnings
-    FROM stored s JOIN plan p USING (sop_instance_uid) WHERE s.target = $target
+    SELECT count(*) FILTER (WHERE is_stored AND NOT with_warning) AS stored,
+           count(*) FILTER (WHERE is_stored AND with_warning) AS warnings
+    FROM per_sop s
+    WHERE is_stored AND EXISTS (SELECT 1 FROM plan_auto p WHERE p.sop_instance_uid = s.sop_instance_uid)
 ),
 lastfail AS (
-    SELECT count(*) AS failed FROM transfer_latest t
-    WHERE t.target = $target AND t.outcome = 'failed'
-      AND NOT EXISTS (SELECT 1 FROM stored s WHERE s.target = t.target AND s.sop_instance_uid = t.sop_instance_uid)
+    SELECT count(*) AS failed FROM per_sop WHERE latest = 'failed' AND NOT is_stored
 ),
 lastrun AS (
     SELECT run_id, started, coalesce(finished, (SELECT max(finished) FROM transfers t WHERE t.run_id = r.run_id)) AS ended,
