@@ -106,7 +106,7 @@ def test_reconcile_holds_only_what_it_shows_in_memory(tmp_path: Path) -> None:
     instance's final state; the totals still count every instance."""
     import tracemalloc
 
-    from pacscopy.dicom.net import Target
+    from pacscopy.dicom.peer import Target
     from pacscopy.verify.reconcile import reconcile
 
     idx = str(tmp_path / "s.duckdb")
