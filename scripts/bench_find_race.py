@@ -3,7 +3,7 @@
 N IMAGE-level C-FINDs on one association against pacscopy's own receiver
 holding 5 instances of one series; a query that returns fewer than 5 matches
 lost a pending response to the association's reactor thread (a race in its
-pause, see ``_keep_responses`` in pacscopy/verify/verify.py). ``plain`` is a
+pause, see ``_keep_responses`` in pacscopy/dicom/scu.py). ``plain`` is a
 pynetdicom association as pynetdicom makes it, ``patched`` one made by
 pacscopy's verify.
 
@@ -28,10 +28,12 @@ sys.path.insert(0, str(ROOT))
 from pydicom.dataset import Dataset  # noqa: E402
 from pydicom.uid import ExplicitVRLittleEndian  # noqa: E402
 
-from pacscopy.dicom.net import Target, make_ae, nodelay_handlers  # noqa: E402
+from pacscopy.dicom.net import Target, nodelay_handlers  # noqa: E402
+from pacscopy.dicom.scu import make_ae  # noqa: E402
 from pacscopy.receive import Receiver  # noqa: E402
 from pacscopy.testing.synth import _UIDs, make_dataset, part10_bytes  # noqa: E402
-from pacscopy.verify.verify import FIND, _associate  # noqa: E402
+from pacscopy.dicom.scu import FIND  # noqa: E402
+from pacscopy.dicom.scu import associate as _associate  # noqa: E402
 
 
 def run(queries: int, patched: bool) -> str:

@@ -328,7 +328,8 @@ def test_a_response_taken_by_the_reactor_goes_back_on_the_queue(tmp_path) -> Non
 
     from pacscopy.dicom.net import Target
     from pacscopy.receive import Receiver
-    from pacscopy.verify.verify import FIND, _associate
+    from pacscopy.dicom.scu import FIND
+    from pacscopy.dicom.scu import associate as _associate
 
     rx = Receiver(tmp_path / "rx")
     port = rx.start()
