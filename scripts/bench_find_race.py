@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from pydicom.dataset import Dataset  # noqa: E402
 from pydicom.uid import ExplicitVRLittleEndian  # noqa: E402
 
-from pacscopy.dicom.net import Target, nodelay_handlers  # noqa: E402
+from pacscopy.dicom.peer import Target, nodelay_handlers  # noqa: E402
 from pacscopy.dicom.scu import make_ae  # noqa: E402
 from pacscopy.receive import Receiver  # noqa: E402
 from pacscopy.testing.synth import _UIDs, make_dataset, part10_bytes  # noqa: E402

@@ -326,7 +326,7 @@ def test_a_response_taken_by_the_reactor_goes_back_on_the_queue(tmp_path) -> Non
     from pydicom.uid import ExplicitVRLittleEndian
     from pynetdicom.dimse_primitives import C_FIND
 
-    from pacscopy.dicom.net import Target
+    from pacscopy.dicom.peer import Target
     from pacscopy.receive import Receiver
     from pacscopy.dicom.scu import FIND
     from pacscopy.dicom.scu import associate as _associate
