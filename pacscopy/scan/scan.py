@@ -24,7 +24,7 @@ from pacscopy.index import default_index_path, fetch, insert_columns, open_index
 from pacscopy.scan.fileread import ROW_COLUMNS, display_path, entry_row, read_and_inspect
 from pacscopy.scan.pool import IO_BYTES, IO_DEPTH, ReadAhead, Workers, scan_workers
 
-if TYPE_CHECKING:  # not imported at run time: a scan begins before the index is open
+if TYPE_CHECKING:
     from concurrent.futures import Future
 
     import duckdb
