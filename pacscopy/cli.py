@@ -231,6 +231,8 @@ class Action(str, Enum):
     send = "send"
     skip = "skip"
     hold = "hold"
+    keep = "keep"  # deleted in the source, still on the target: keep it there
+    remove = "remove"  # ... remove it there (by the target's administrator: pacscopy never deletes)
 
 
 @app.command()
@@ -251,7 +253,7 @@ def decide(
         decisions = read_decisions_csv(csv_file)
     else:
         if not (sop and action and note):
-            fail("give --sop UID --action send|skip|hold --note TEXT (or --csv FILE)")
+            fail("give --sop UID --action send|skip|hold|keep|remove --note TEXT (or --csv FILE)")
         decisions = [Decision(sop, action.value, note, path)]
     with idx.open_index(_index(index)) as con:
         n = record_decisions(con, decisions, str(csv_file) if csv_file is not None else None)
@@ -323,6 +325,8 @@ def send(
     limit: Annotated[Optional[int], typer.Option(min=0, help="Send at most N instances.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be sent; send nothing.")] = False,
     transcode: Annotated[bool, typer.Option("--transcode", help="Also send blocked instances decompressed.")] = False,
+    no_updates: Annotated[bool, typer.Option("--no-updates", help="Leave out updates of instances the target already has.")] = False,
+    updates_only: Annotated[bool, typer.Option("--updates-only", help="Send only updates (a delta run of a target already sent to).")] = False,
     calling_ae: CallingOpt = "PACSCOPY",
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each answer (DIMSE/ACSE).",
                                            callback=_checked(validate.timeout, "--timeout"))] = 20.0,
@@ -338,14 +342,25 @@ def send(
     t = _target(target, resolve=not dry_run)
     opts = SendOptions(associations=associations, calling_ae=calling_ae, max_rate=parse_rate(max_rate),
                        window=Window.parse(window) if window else None, where=where, limit=limit,
-                       timeout=timeout, retries=retries, wait_for_target=wait_for_target, transcode=transcode)
+                       timeout=timeout, retries=retries, wait_for_target=wait_for_target, transcode=transcode,
+                       updates=not no_updates, updates_only=updates_only)
+    if no_updates and updates_only:
+        fail("give --no-updates or --updates-only, not both")
     with idx.open_index(_index(index)) as con:
+        if updates_only:
+            from pacscopy.verify.living import require_sent
+
+            require_sent(con, t)
         if dry_run:
             plan = do_dry_run(con, t, opts)
-            typer.echo(f"dry run: {plan.instances} instances, {render.human_bytes(plan.bytes)} would be sent to {t}")
+            typer.echo(f"dry run: {plan.instances} instances ({plan.updates} updates), "
+                       f"{render.human_bytes(plan.bytes)} would be sent to {t}")
             typer.echo(render.table(["sop_class_uid", "transfer_syntax", "instances", "bytes"],
                                     [(g.sop_class_uid, g.transfer_syntax, g.instances, render.human_bytes(g.bytes))
                                      for g in plan.groups], max_width=70))
+            if plan.update_examples:
+                typer.echo(f"updates (first {len(plan.update_examples)}):")
+                typer.echo(render.table(["sop_instance_uid", "why"], plan.update_examples, max_width=100))
             return
         bar: Any = None
 
@@ -368,7 +383,8 @@ def send(
                 bar.close()
         rate = res.bytes_sent / 1e6 / res.seconds if res.seconds else 0.0
         lines = [f"send run {res.run_id} to {res.target}: {res.outcome}",
-                 f"  queued:    {res.queued} instances ({render.human_bytes(res.bytes_queued)})",
+                 f"  queued:    {res.queued} instances ({render.human_bytes(res.bytes_queued)}), "
+                 f"{res.updates_queued} of them updates",
                  f"  stored:    {res.stored}",
                  f"  warnings:  {res.warnings} (stored, possibly coerced)",
                  f"  failed:    {res.failed}"]
@@ -398,11 +414,22 @@ def status(
     t = _target(target, resolve=False)
     with idx.open_index(_index(index), read_only=True) as con:
         p = progress(con, t)
-    typer.echo(f"target {t}")
-    typer.echo(f"  planned to send: {p.planned} instances ({render.human_bytes(p.planned_bytes)})")
-    typer.echo(f"  stored:          {p.stored} (+{p.warnings} with warnings)")
-    typer.echo(f"  failed:          {p.failed}")
-    typer.echo(f"  left:            {p.left_to_send}")
+    typer.echo(f"target {t}: {p.in_plan} instances in the plan, each counted once")
+    lines = [
+        ("stored and current", p.stored_current, f"{p.verified} verified, {p.warnings} stored with warnings"),
+        ("verify problems", p.verify_problems, "mismatch, missing on target or disputed: see reconcile"),
+        ("updates pending", p.updates_pending, "the source changed since stored: send sends them"),
+        ("stale on target", p.stale, "the target kept its old copy of an update"),
+        ("deleted in source", p.deleted_in_source, "still on the target: decide --action keep|remove"),
+        ("awaiting decision", p.awaiting_decision, "held: decide --action send|skip|hold"),
+        ("failed", p.failed, "the latest attempt failed"),
+        ("left", p.not_sent, "planned, not sent yet"),
+        ("excluded", p.excluded, "with a recorded reason (corrupt, blocked, decided, deleted before sent)"),
+    ]
+    for name, n, note in lines:
+        typer.echo(f"  {name + ':':20s}{n:>9}  {note}")
+    typer.echo(f"  to send:            {p.left_to_send:>9}  ({render.human_bytes(p.left_bytes)}: left, failed, "
+               "updates, stale)")
     if p.run_id is not None and p.ended and p.instances:
         typer.echo(f"  latest run {p.run_id}: {p.per_second:.1f} instances/s, {p.mb_per_second:.1f} MB/s")
         eta = p.finish()
@@ -542,10 +569,17 @@ def verify(
         if bar is not None:
             bar.update(n)
 
+    from pacscopy.verify.living import unproven_updates
+
+    updates_ok = True
     try:
+        # Updates are proven only by a retrieve-back: a retrieve run takes every unproven one
+        # whatever the sample; after a find or commit run they are retrieved on their own.
+        updates = unproven_updates(con, t)
         try:
             res = do_verify(con, t, mode.value, sample=sample, calling_ae=calling_ae, timeout=timeout, port=port,
-                            move=move, bind=bind, on_total=on_total, on_progress=on_progress)
+                            move=move, bind=bind, include=updates if mode.value == "retrieve" else None,
+                            on_total=on_total, on_progress=on_progress)
         finally:
             if bar is not None:
                 bar.close()
@@ -554,9 +588,22 @@ def verify(
             typer.echo(f"  {k + ':':19s}{res.counts.get(k, 0)}")
         if res.problems:
             typer.echo(render.table(["sop_instance_uid", "outcome", "detail"], res.problems, max_width=100))
+        if updates and mode.value != "retrieve":
+            from pacscopy.errors import PacscopyError
+
+            try:
+                up = do_verify(con, t, "retrieve", calling_ae=calling_ae, timeout=timeout, port=port, move=move,
+                               bind=bind, only=updates)
+                typer.echo(f"updates retrieved back: {up.checked}; verified {up.counts.get('verified', 0)}, "
+                           f"kept old copy (stale) {up.counts.get('mismatch', 0)}, "
+                           f"missing {up.counts.get('missing_on_target', 0)}, failed {up.counts.get('failed', 0)}")
+                updates_ok = up.ok
+            except PacscopyError as e:
+                typer.echo(f"{len(updates)} updates not proven (they need a retrieve-back): {e}", err=True)
+                updates_ok = False
     finally:
         con.close()
-    if not res.ok:
+    if not res.ok or not updates_ok:
         raise typer.Exit(1)
 
 

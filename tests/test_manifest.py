@@ -502,13 +502,16 @@ def test_reconcile_complete_only_after_broken_links_are_restored_or_decided(worl
         m = data["manifest"]
         assert data["complete"] is False and m["lost_no_file"] == 3
         sent = len(world.export) - len(world.lost_a + world.lost_b + world.deleted + world.uid_mismatch)
-        assert m["totals"]["manifest"] == {"verified": sent, "excluded_deleted": 1, "excluded_held": 1,
+        # held by the manifest policy and not decided yet: a question (issue 14), not an exclusion
+        assert m["totals"]["manifest"] == {"verified": sent, "excluded_deleted": 1, "awaiting_decision": 1,
                                            "lost_no_file": 3}
-        assert m["totals"]["not_in_manifest"] == {"excluded_held": 2}  # the orphans
+        assert m["totals"]["not_in_manifest"] == {"awaiting_decision": 2}  # the orphans
         locs = {x["location"]: (x["known"], x["found"], x["missing"], x["deleted"]) for x in m["locations"]}
         assert locs["TAPE-A"] == (2, 0, 2, 0) and locs["TAPE-B"] == (1, 0, 1, 0)
         assert locs["JUKEBOX-arch"] == (len(world.export) - 3, len(world.export) - 3, 0, 1)
-        assert {p["sop_instance_uid"] for p in m["problems"]} == set(world.lost_a + world.lost_b)
+        assert {p["sop_instance_uid"] for p in m["problems"] if p["final_state"] == "lost_no_file"} == \
+            set(world.lost_a + world.lost_b)
+        assert {p["final_state"] for p in m["problems"]} == {"lost_no_file", "awaiting_decision"}
         text = cli("reconcile", "--target", t, "--index", idx).out
         assert "lost_no_file" in text and "TAPE-A" in text and "NOT COMPLETE" in text
         # TAPE-A is restored and scanned: its instances are found, sent and verified
@@ -521,6 +524,12 @@ def test_reconcile_complete_only_after_broken_links_are_restored_or_decided(worl
         # TAPE-B is gone for good: decided, and the migration is complete
         assert cli("decide", "--index", idx, "--sop", world.lost_b[0], "--action", "skip",
                    "--note", "TAPE-B unreadable, INC-42").code == 0
+        # the held instances (orphans, UID mismatch) stay held: decided, with a note
+        held = tmp_path / "held.csv"
+        held.write_text("sop_instance_uid,action,note\n" + "".join(
+            f"{sop},hold,reviewed: keep out until the old PACS explains it\n" for (sop,) in
+            rows(idx, "SELECT sop_instance_uid FROM plan WHERE disposition = 'hold' AND NOT decided")))
+        assert cli("decide", "--index", idx, "--csv", held).code == 0
         r = cli("reconcile", "--target", t, "--index", idx, "--format", "json")
         assert r.code == 0, r.out
         m = json.loads(r.out)["manifest"]

@@ -22,7 +22,7 @@ def test_full_cycle_against_the_builtin_receiver(planned, tmp_path, cli) -> None
         r = cli("reconcile", "--target", t, "--index", planned, "--format", "json")
         assert r.code == 0, r.out
         data = json.loads(r.out)
-        assert data["complete"] is True and data["totals"] == {"verified": 15}
+        assert data["complete"] is True and {k: v for k, v in data["totals"].items() if v} == {"verified": 15}
         assert all(s["study_state"] == "ok" for s in data["studies"])
     finally:
         rx.stop()

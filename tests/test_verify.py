@@ -51,7 +51,7 @@ def test_orthanc_find_commit_retrieve_and_reconcile(sent_setup, tmp_path, cli) -
         r = cli("reconcile", "--target", t, "--index", idx, "--format", "json")
         assert r.code == 0, r.out
         data = json.loads(r.out)
-        assert data["complete"] is True and data["totals"] == {"verified": 15} and data["instances"] == 15
+        assert data["complete"] is True and {k: v for k, v in data["totals"].items() if v} == {"verified": 15} and data["instances"] == 15
         assert all(s["study_state"] == "ok" and s["on_target"] == s["stored"] for s in data["studies"])
         # an instance deleted on the target (through its REST API) is missing everywhere
         (gone,) = rows(idx, "SELECT min(sop_instance_uid) FROM stored")[0]
@@ -66,7 +66,7 @@ def test_orthanc_find_commit_retrieve_and_reconcile(sent_setup, tmp_path, cli) -
         r = cli("reconcile", "--target", t, "--index", idx, "--format", "json")
         data = json.loads(r.out)
         assert r.code == 1 and data["complete"] is False
-        assert data["totals"] == {"verified": 14, "missing_on_target": 1}
+        assert {k: v for k, v in data["totals"].items() if v} == {"verified": 14, "missing_on_target": 1}
         assert [p["sop_instance_uid"] for p in data["problems"]] == [gone]
         assert any(s["study_state"] == "incomplete" for s in data["studies"])
         r = cli("reconcile", "--target", t, "--index", idx, "--format", "html", "--out", tmp_path / "rec.html")

@@ -18,7 +18,7 @@ import duckdb
 from pacscopy.errors import InputError
 from pacscopy.index import run, transaction
 
-ACTIONS = ("send", "skip", "hold")
+ACTIONS = ("send", "skip", "hold", "keep", "remove")  # keep/remove: deleted in the source (issue 14)
 
 
 @dataclass
@@ -39,6 +39,9 @@ def record_decisions(con: duckdb.DuckDBPyConnection, decisions: list[Decision], 
     """
     for i, d in enumerate(decisions):
         _validate_fields(d, _where(d, source, len(decisions)))
+    from pacscopy.verify.living import check_deleted_decisions
+
+    check_deleted_decisions(con, [(d.sop_instance_uid, d.action) for d in decisions])
     user = _user()
     with transaction(con):
         run(con, "ops/check/decide_stage", {

@@ -100,3 +100,5 @@ class SendOptions:
     backoff: float = 1.0
     wait_for_target: float = 120.0
     transcode: bool = False
+    updates: bool = True  # also send updates of instances the target already has (issue 14)
+    updates_only: bool = False  # a delta run: only updates

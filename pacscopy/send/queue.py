@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import duckdb
@@ -20,13 +20,19 @@ from pacscopy.send.options import SendOptions
 from pacscopy.send.worker import Item
 
 
-def queue_sql(where: str | None) -> str:
+def queue_sql(where: str | None, updates: bool = True, updates_only: bool = False) -> str:
     """The send queue, optionally filtered by the user's ``--where`` SQL predicate.
 
     ``--where`` is SQL by design (like ``pacscopy query``); it is wrapped as a
-    predicate over the queue's columns, never mixed with values.
+    predicate over the queue's columns, never mixed with values. Without
+    ``updates``, instances the target already has are left out; with
+    ``updates_only``, only they are sent (issue 14).
     """
     base = load_sql("ops/send/send_queue").strip().rstrip(";")
+    if not updates:
+        base = f"SELECT * FROM ({base}) u WHERE NOT is_update"
+    elif updates_only:
+        base = f"SELECT * FROM ({base}) u WHERE is_update"
     if where:
         base = f"SELECT * FROM ({base}) q WHERE ({where})"
     return base + "\nORDER BY sop_class_uid, send_syntax, path\nLIMIT $limit"
@@ -35,8 +41,9 @@ def queue_sql(where: str | None) -> str:
 def iter_queue(con: duckdb.DuckDBPyConnection, target: Target, opts: SendOptions) -> Iterator[Item]:
     cur = con.cursor()
     try:
-        cur.execute(queue_sql(opts.where), {"target": str(target), "transcode": opts.transcode,
-                                            "limit": opts.limit if opts.limit is not None else 2**62})
+        cur.execute(queue_sql(opts.where, opts.updates, opts.updates_only),
+                    {"target": str(target), "transcode": opts.transcode,
+                     "limit": opts.limit if opts.limit is not None else 2**62})
     except duckdb.Error as e:
         raise _queue_error(opts, e) from None
     make = row_reader(cur, Item)
@@ -60,14 +67,21 @@ def _queue_error(opts: SendOptions, e: Exception) -> PacscopyError:
 
 
 def queue_size(con: duckdb.DuckDBPyConnection, target: Target, opts: SendOptions) -> tuple[int, int]:
-    sql = f"SELECT count(*), coalesce(sum(size), 0) FROM ({queue_sql(opts.where)})"
+    n, b, _ = queue_counts(con, target, opts)
+    return n, b
+
+
+def queue_counts(con: duckdb.DuckDBPyConnection, target: Target, opts: SendOptions) -> tuple[int, int, int]:
+    """Instances, bytes and updates in the queue for ``target``."""
+    sql = (f"SELECT count(*), coalesce(sum(size), 0), count(*) FILTER (WHERE is_update) "
+           f"FROM ({queue_sql(opts.where, opts.updates, opts.updates_only)})")
     try:
         r = con.execute(sql, {"target": str(target), "transcode": opts.transcode,
                               "limit": opts.limit if opts.limit is not None else 2**62}).fetchone()
     except duckdb.Error as e:
         raise _queue_error(opts, e) from None
     assert r is not None
-    return int(r[0]), int(r[1])
+    return int(r[0]), int(r[1]), int(r[2])
 
 
 class QueuedGroup(NamedTuple):
@@ -85,31 +99,49 @@ class DryRun:
     instances: int
     bytes: int
     groups: list[QueuedGroup]
+    updates: int = 0  # instances the target already has, sent again because the source changed
+    update_examples: list[tuple[str, str]] = field(default_factory=list)  # (SOPInstanceUID, why), the first 20
 
 
 def dry_run(con: duckdb.DuckDBPyConnection, target: Target, opts: SendOptions) -> DryRun:
     """What :func:`send` would send with ``opts``, by SOP class and transfer syntax; sends nothing."""
-    n, b = queue_size(con, target, opts)
+    n, b, u = queue_counts(con, target, opts)
+    queue = queue_sql(opts.where, opts.updates, opts.updates_only)
+    params = {"target": str(target), "transcode": opts.transcode,
+              "limit": opts.limit if opts.limit is not None else 2**62}
     sql = ("SELECT sop_class_uid, send_syntax AS transfer_syntax, count(*) AS instances, sum(size) AS bytes "
-           f"FROM ({queue_sql(opts.where)}) GROUP BY ALL ORDER BY 3 DESC")
+           f"FROM ({queue}) GROUP BY ALL ORDER BY 3 DESC")
     try:
-        cur = con.execute(sql, {"target": str(target), "transcode": opts.transcode,
-                                "limit": opts.limit if opts.limit is not None else 2**62})
+        groups = [QueuedGroup(*r) for r in con.execute(sql, params).fetchall()]
+        examples = con.execute(f"SELECT sop_instance_uid, update_why FROM ({queue}) WHERE is_update "
+                               "ORDER BY 1 LIMIT 20", params).fetchall() if u else []
     except duckdb.Error as e:
         raise _queue_error(opts, e) from None
-    return DryRun(str(target), n, b, [QueuedGroup(*r) for r in cur.fetchall()])
+    return DryRun(str(target), n, b, groups, u, [(r[0], r[1]) for r in examples])
 
 
 @dataclass
 class SendProgress:
-    """Progress towards a target (``sql/ops/send/send_status.sql``) and the latest run's rate."""
+    """Progress towards a target (``sql/ops/send/send_status.sql``) and the latest run's rate.
 
-    planned: int
-    planned_bytes: int
-    stored: int
-    warnings: int
+    Every instance of the plan is counted once, by its final state for the target (issue 14):
+    the counts from ``stored_current`` to ``excluded`` add up to ``in_plan``.
+    """
+
+    in_plan: int
+    stored_current: int  # verified or stored, not yet verified; the content is the source's current one
+    verified: int
+    verify_problems: int  # mismatch, missing on target, disputed
+    updates_pending: int
+    stale: int
+    deleted_in_source: int
+    awaiting_decision: int
     failed: int
-    left_to_send: int
+    not_sent: int
+    excluded: int
+    left_bytes: int
+    warnings: int
+    left_to_send: int  # not sent, failed, updates pending, stale
     run_id: int | None
     started: dt.datetime | None
     ended: dt.datetime | None
@@ -140,5 +172,5 @@ class SendProgress:
 
 
 def progress(con: duckdb.DuckDBPyConnection, target: Target) -> SendProgress:
-    """Planned, stored, failed and left for ``target``, and the rate of its latest run."""
+    """Every planned instance by its state for ``target``, and the rate of its latest run."""
     return fetch(con, "ops/send/send_status", SendProgress, {"target": str(target)})[0]

@@ -32,7 +32,7 @@ from pacscopy.errors import PacscopyError
 from pacscopy.index import insert_columns, run, transaction
 from pacscopy.processes import forkserver
 from pacscopy.send.options import SendOptions, wait_for_window
-from pacscopy.send.queue import iter_queue, queue_size
+from pacscopy.send.queue import iter_queue, queue_counts
 from pacscopy.send.worker import Item, WorkerOptions, worker
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ class SendSummary:
     target: str
     queued: int = 0
     bytes_queued: int = 0
+    updates_queued: int = 0
     stored: int = 0
     warnings: int = 0
     failed: int = 0
@@ -84,17 +85,19 @@ def send(
 ) -> SendSummary:
     """Send the queue for ``target``; return the run's summary."""
     ctx = forkserver("pacscopy.send.worker")
-    queued, qbytes = queue_size(con, target, opts)
+    queued, qbytes, updates = queue_counts(con, target, opts)
     started_row = run(con, "ops/send/send_start", {
         "target": str(target), "associations": opts.associations, "max_rate": opts.max_rate,
         "window": str(opts.window) if opts.window else None,
         "selection": " ".join(x for x in (f"where {opts.where}" if opts.where else "",
-                                          f"limit {opts.limit}" if opts.limit is not None else "") if x) or None,
+                                          f"limit {opts.limit}" if opts.limit is not None else "",
+                                          "no-updates" if not opts.updates else "",
+                                          "updates-only" if opts.updates_only else "") if x) or None,
         "queued": queued,
     }).fetchone()
     assert started_row is not None
     run_id = int(started_row[0])
-    summary = SendSummary(run_id, str(target), queued, qbytes)
+    summary = SendSummary(run_id, str(target), queued, qbytes, updates)
     if on_total:
         on_total(queued, qbytes)
     if not queued:

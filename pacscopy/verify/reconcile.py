@@ -1,11 +1,14 @@
 """Reconcile: account for every SOPInstanceUID of the index against one target.
 
-Each instance in the plan gets one final state (table macro ``final_states``
-in ``sql/schema/0006_verify_evidence.sql``): ``verified`` on the target, excluded with
+Each instance in the plan gets one final state (table macro ``final_states``,
+last defined in ``sql/schema/0010_living.sql`` on the evidence ordering of
+``0006_verify_evidence.sql``): ``verified`` on the target, excluded with
 its recorded reason (``excluded_corrupt``, ``excluded_held``,
-``excluded_blocked``, ``excluded_decision``), or a problem (``not_sent``,
+``excluded_blocked``, ``excluded_decision``, ``excluded_deleted``), or a problem (``not_sent``,
 ``failed``, ``stored_unverified``, ``missing_on_target``, ``mismatch``,
-``disputed``: the strongest evidence and a weaker later result disagree). The
+``disputed``: the strongest evidence and a weaker later result disagree; and, as the
+source changes, ``update_pending``, ``stale_on_target``, ``deleted_in_source``,
+``awaiting_decision``: macro ``books``). The
 migration is complete only when there are no problems. Study by study, the
 target's own count (NumberOfStudyRelatedInstances by C-FIND) is compared with
 what was planned and stored.
@@ -27,8 +30,13 @@ from pacscopy.index import run
 from pacscopy.manifest import reconcile as manifest_reconcile
 
 DONE = ("verified",)
-EXCLUDED = ("excluded_corrupt", "excluded_held", "excluded_blocked", "excluded_decision")
-PROBLEMS = ("not_sent", "failed", "stored_unverified", "missing_on_target", "mismatch", "disputed", "unaccounted")
+EXCLUDED = ("excluded_corrupt", "excluded_held", "excluded_blocked", "excluded_decision", "excluded_deleted")
+#: Not complete while any instance is in one of these (issue 14 adds the living-data states:
+#: the source moved on, or a person has to decide).
+PROBLEMS = ("not_sent", "failed", "stored_unverified", "missing_on_target", "mismatch", "disputed",
+            "update_pending", "stale_on_target", "deleted_in_source", "awaiting_decision", "unaccounted")
+#: Every final state (``totals`` holds those that occur).
+STATES = DONE + PROBLEMS[:-1] + EXCLUDED
 
 
 @dataclass
@@ -128,7 +136,7 @@ def to_text(rec: Reconciliation) -> str:
     from pacscopy.output.render import table
 
     lines = [f"reconciliation against {rec.target} at {rec.generated_at}", ""]
-    rows = [(k, v) for k, v in sorted(rec.totals.items(), key=lambda kv: (kv[0] not in DONE, kv[0]))]
+    rows = [(k, v) for k, v in sorted(rec.totals.items(), key=lambda kv: (kv[0] not in DONE, kv[0])) if v]
     lines.append(table(["final state", "instances"], rows + [("total", rec.instances)]))
     bad_studies = [s for s in rec.studies if s.get("study_state") not in (None, "ok", "excluded")]
     if rec.target_error:

@@ -62,6 +62,7 @@ class Candidate:
     transfer_syntax_uid: str
     wire_xxh3: str | None
     rewritten: str | None
+    sent_patient_id: str | None = None  # the PatientID the target got (after any map): issue 14
 
 
 @dataclass
@@ -95,11 +96,19 @@ class VerifyResult:
         return self.checked > 0 and self.counts.get("verified", 0) == self.checked
 
 
-def candidates(con: duckdb.DuckDBPyConnection, target: Target, sample: float | None = None) -> list[Candidate]:
-    """Instances recorded stored on the target; a reproducible sample if asked (by UID hash)."""
+def candidates(con: duckdb.DuckDBPyConnection, target: Target, sample: float | None = None,
+               only: set[str] | None = None, include: set[str] | None = None) -> list[Candidate]:
+    """Instances recorded stored on the target; a reproducible sample if asked (by UID hash).
+
+    ``only``: just these instances; ``include``: these whatever the sample (updates to prove).
+    """
     out = []
     for c in fetch(con, "ops/verify/verify_candidates", Candidate, {"target": str(target)}):
-        if sample is not None and sample < 100:
+        if only is not None and c.sop_instance_uid not in only:
+            continue
+        if include and c.sop_instance_uid in include:
+            pass
+        elif sample is not None and sample < 100:
             if xxhash.xxh3_64_intdigest(c.sop_instance_uid.encode()) % 10000 >= sample * 100:
                 continue
         out.append(c)
@@ -117,6 +126,8 @@ def verify(
     port: int = 0,
     move: bool = False,
     bind: str | None = None,
+    only: set[str] | None = None,
+    include: set[str] | None = None,
     on_total: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> VerifyResult:
@@ -125,10 +136,11 @@ def verify(
     ``bind`` is the address pacscopy's own listener (commitment reports, the
     C-MOVE destination) binds; by default the local address this host uses to
     reach the target, which is the address the target must call back.
+    ``only`` restricts the run to those instances; ``include`` adds them to a sample.
     """
     if mode not in MODES:
         raise VerifyError(f"unknown verify mode {mode!r}: use one of {', '.join(MODES)}")
-    cands = candidates(con, target, sample)
+    cands = candidates(con, target, sample, only, include)
     if not cands:
         raise VerifyError(f"nothing is recorded as stored on {target}: run 'pacscopy send --target {target}' first")
     if on_total:
@@ -448,6 +460,9 @@ def _compare(c: Candidate, got: Any) -> Outcome:
     expected = expected | manifest_rewritten(c.rewritten)
     diff = sorted(k for k in set(a) | set(b) if k != "PixelData" and a.get(k) != b.get(k) and k not in expected
                   and not _same_private(k, src_ds, got))
+    if (expected and c.sent_patient_id is not None and "manifest" not in (c.rewritten or "")
+            and str(got.get("PatientID", "")).strip() != c.sent_patient_id):
+        diff = sorted({*diff, "PatientID"})  # mapped: the target must hold the PatientID it was sent
     notes = [n for n in (src["note"], dst["note"]) if n]
     transcoded = " (as sent: transcoded)" if c.rewritten and "transcoded:" in c.rewritten else ""
     if not diff and pixels_equal:

@@ -77,6 +77,7 @@ SELECT
     r.sop_instance_uid,
     r.path,
     CASE WHEN m.state = 'deleted' AND mp.deleted <> 'send' THEN mp.deleted
+         WHEN r.sound = 0 AND r.status = 'missing' THEN 'deleted'  -- issue 14: deleted in the source
          WHEN r.sound = 0 THEN 'quarantine'
          WHEN r.conflict THEN 'hold'
          WHEN h.checks IS NOT NULL THEN 'hold'
@@ -87,7 +88,7 @@ SELECT
          ELSE 'send' END AS disposition,
     CASE WHEN m.state = 'deleted' AND mp.deleted <> 'send'
               THEN 'deleted in the old PACS''s database (manifest_deleted; manifest policy deleted=' || mp.deleted || ')'
-         WHEN r.sound = 0 AND r.status = 'missing' THEN 'missing: every copy vanished from the source'
+         WHEN r.sound = 0 AND r.status = 'missing' THEN 'deleted in the source: every copy vanished'
          WHEN r.sound = 0 THEN r.status || ': ' || coalesce(r.reason, '?') || ', no intact copy'
          WHEN r.conflict THEN 'held: conflict, ' || r.sound || ' copies with different content (duplicate_conflict)'
          WHEN h.checks IS NOT NULL THEN 'held: ID conflict (' || h.checks || ')'

@@ -1,12 +1,14 @@
 -- The instances to send to $target: planned 'send' (with $transcode also 'blocked' ones that
--- can be sent decompressed), not yet stored there. PatientIDs mapped and the manifest's corrections
--- written on the way out.
+-- can be sent decompressed), not yet stored there, or stored there and due for an update (the
+-- source or its PatientID mapping changed since, or a retrieve-back showed the target kept its old
+-- copy: macro books). PatientIDs mapped and the manifest's corrections written on the way out.
 SELECT
     p.sop_instance_uid, f.sop_class_uid, f.transfer_syntax_uid, f.path, f.path_bytes,
     f.dataset_offset, f.size, f.mtime_ns, f.dataset_xxh3,
     m.new_patient_id, m.issuer_of_patient_id AS new_issuer,
     CASE WHEN p.disposition = 'blocked' THEN p.transcode_to ELSE f.transfer_syntax_uid END AS send_syntax,
     p.study_instance_uid, f.modality, f.study_date, f.patient_id, f.volume,
+    coalesce(b.stored, false) AS is_update, b.content_why AS update_why,
     -- the old PACS's database values for the attributes that differ (manifest policy demographics=rewrite)
     CASE WHEN len(mc.demographics) > 0
          THEN list_transform(mc.demographics, lambda x: [x.attribute, x.manifest]) END AS manifest_set,
@@ -20,7 +22,8 @@ LEFT JOIN manifest_compare mc
 LEFT JOIN patient_map m
        ON m.old_patient_id = coalesce(list_filter(mc.demographics, lambda x: x.attribute = 'PatientID')[1].manifest,
                                       f.patient_id)
+LEFT JOIN books($target) b ON b.sop_instance_uid = p.sop_instance_uid
 WHERE (p.disposition = 'send' OR ($transcode AND p.disposition = 'blocked' AND p.transcode_to IS NOT NULL))
   AND f.status IN ('ok', 'suspect', 'corrupt')
   AND f.dataset_offset IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM stored s WHERE s.target = $target AND s.sop_instance_uid = p.sop_instance_uid)
+  AND (b.stored IS NOT TRUE OR b.content IN ('changed', 'stale'))

@@ -1,26 +1,28 @@
--- Progress towards $target: planned, stored, failed, left, and the rate of the latest run.
--- One narrow pass over the target's transfers (per instance: stored at all, with a warning, the
--- latest outcome) instead of the stored and transfer_latest views over every target's wide rows.
-WITH planned AS (
-    SELECT count(*) AS n, coalesce(sum(size), 0) AS bytes FROM plan WHERE disposition = 'send'
+-- Progress towards $target: every instance of the plan counted once by its final state (macro
+-- final_states, so the figures add up to the plan and none is negative), and the latest run's rate.
+WITH fs AS (
+    SELECT f.final_state, p.size FROM final_states($target) f JOIN plan p USING (sop_instance_uid)
 ),
-per_sop AS (
-    SELECT sop_instance_uid,
-           bool_or(outcome IN ('stored', 'warning')) AS is_stored,
-           bool_or(outcome = 'warning') AS with_warning,
-           arg_max(outcome, {'f': finished, 'id': transfer_id}) AS latest
-    FROM transfers
-    WHERE target = $target
-    GROUP BY 1
+c AS (
+    SELECT count(*) AS in_plan,
+           count(*) FILTER (WHERE final_state IN ('verified', 'stored_unverified')) AS stored_current,
+           count(*) FILTER (WHERE final_state = 'verified') AS verified,
+           count(*) FILTER (WHERE final_state IN ('mismatch', 'missing_on_target', 'disputed')) AS verify_problems,
+           count(*) FILTER (WHERE final_state = 'update_pending') AS updates_pending,
+           count(*) FILTER (WHERE final_state = 'stale_on_target') AS stale,
+           count(*) FILTER (WHERE final_state = 'deleted_in_source') AS deleted_in_source,
+           count(*) FILTER (WHERE final_state = 'awaiting_decision') AS awaiting_decision,
+           count(*) FILTER (WHERE final_state = 'failed') AS failed,
+           count(*) FILTER (WHERE final_state = 'not_sent') AS not_sent,
+           count(*) FILTER (WHERE final_state LIKE 'excluded_%' OR final_state = 'unaccounted') AS excluded,
+           coalesce(sum(size) FILTER (WHERE final_state IN ('not_sent', 'failed', 'update_pending', 'stale_on_target')), 0)
+               AS left_bytes
+    FROM fs
 ),
-st AS (
-    SELECT count(*) FILTER (WHERE is_stored AND NOT with_warning) AS stored,
-           count(*) FILTER (WHERE is_stored AND with_warning) AS warnings
-    FROM per_sop s
-    WHERE is_stored AND EXISTS (SELECT 1 FROM plan_auto p WHERE p.sop_instance_uid = s.sop_instance_uid)
-),
-lastfail AS (
-    SELECT count(*) AS failed FROM per_sop WHERE latest = 'failed' AND NOT is_stored
+w AS (
+    SELECT count(*) FILTER (WHERE with_warning) AS warnings FROM stored_content s
+    JOIN final_states($target) f USING (sop_instance_uid)
+    WHERE s.target = $target AND f.final_state IN ('verified', 'stored_unverified')
 ),
 lastrun AS (
     SELECT run_id, started, coalesce(finished, (SELECT max(finished) FROM transfers t WHERE t.run_id = r.run_id)) AS ended,
@@ -28,7 +30,6 @@ lastrun AS (
            (SELECT count(*) FROM transfers t WHERE t.run_id = r.run_id AND outcome IN ('stored', 'warning')) AS instances
     FROM send_runs r WHERE target = $target ORDER BY run_id DESC LIMIT 1
 )
-SELECT planned.n AS planned, planned.bytes AS planned_bytes, st.stored, st.warnings, lastfail.failed,
-       planned.n - st.stored - st.warnings AS left_to_send,
+SELECT c.*, w.warnings, c.not_sent + c.failed + c.updates_pending + c.stale AS left_to_send,
        lastrun.run_id, lastrun.started, lastrun.ended, lastrun.instances, lastrun.bytes
-FROM planned, st, lastfail LEFT JOIN lastrun ON true;
+FROM c, w LEFT JOIN lastrun ON true;

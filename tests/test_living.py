@@ -1,0 +1,343 @@
+"""Living data (issue 14): delta runs against a source that changes after it was sent.
+
+Against real peers: pacscopy's own receiver (it overwrites a second copy of a known
+SOPInstanceUID) and Orthanc twice (OverwriteInstances true: updates land; the default: the
+target answers success and keeps its old copy, which only a retrieve-back shows).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.uid import generate_uid
+
+from pacscopy.receive import Receiver
+from pacscopy.testing.synth import make_archive
+
+from .conftest import rows
+from .peers import orthanc, orthanc_json
+
+STATUS_LINES = ("stored and current", "verify problems", "updates pending", "stale on target", "deleted in source",
+                "awaiting decision", "failed", "left", "excluded")
+
+
+def status(cli, idx: Path, target: str) -> dict[str, int]:
+    """`pacscopy status` figures; asserts they add up to the plan and none is negative."""
+    r = cli("status", "--target", target, "--index", idx)
+    assert r.code == 0, r.err
+    m = re.search(r"(\d+) instances in the plan", r.out)
+    assert m, r.out
+    got = {name: int(re.search(rf"  {name}:\s+(-?\d+)", r.out).group(1)) for name in STATUS_LINES}  # type: ignore[union-attr]
+    assert all(v >= 0 for v in got.values()), r.out
+    assert sum(got.values()) == int(m.group(1)), r.out
+    (planned,) = rows(idx, "SELECT count(*) FROM plan")[0]
+    assert int(m.group(1)) == planned
+    return got
+
+
+def totals(cli, idx: Path, target: str, *extra: str) -> tuple[int, dict]:
+    r = cli("reconcile", "--target", target, "--index", idx, "--format", "json", *extra)
+    data = json.loads(r.out)
+    (planned,) = rows(idx, "SELECT count(*) FROM plan")[0]
+    assert sum(data["totals"].values()) == data["instances"] == planned
+    return r.code, data
+
+
+def edit(path: Path, **changes: object) -> None:
+    ds = pydicom.dcmread(path, force=True)  # raw datasets without meta too
+    for k, v in changes.items():
+        setattr(ds, k, v)
+    ds.save_as(path)
+
+
+def files_of(root: Path, idx: Path, sql_where: str, params: dict | None = None) -> list[Path]:
+    return [Path(os.fsdecode(bytes(p))) for (p,) in
+            rows(idx, f"SELECT path_bytes FROM files WHERE {sql_where} ORDER BY path", params)]
+
+
+def sop_of(idx: Path, path: Path) -> str:
+    return rows(idx, "SELECT sop_instance_uid FROM files WHERE path_bytes = $p", {"p": os.fsencode(path)})[0][0]
+
+
+@pytest.fixture
+def source(tmp_path: Path, cli):
+    """A small healthy archive (2 patients), scanned and checked."""
+    root = tmp_path / "src"
+    make_archive(root, patients=2, studies_per_patient=1, series_per_study=2, instances_per_series=3,
+                 defects=False, conflicts=False, specials=False)
+    idx = tmp_path / "living.duckdb"
+    assert cli("scan", root, "--index", idx, "-q").code == 0
+    assert cli("check", "--index", idx, "-q").code == 0
+    return root, idx
+
+
+@pytest.fixture
+def receiver(tmp_path: Path):
+    rx = Receiver(tmp_path / "rx", ae_title="RX")
+    port = rx.start()
+    try:
+        yield f"RX@127.0.0.1:{port}", tmp_path / "rx"
+    finally:
+        rx.stop()
+
+
+def test_delta_cycle_against_pacscopy_receive(source, receiver, cli, tmp_path) -> None:
+    root, idx = source
+    target, storage = receiver
+    (n,) = rows(idx, "SELECT count(*) FROM plan WHERE disposition = 'send'")[0]
+    assert cli("send", "--target", target, "--index", idx, "-q").code == 0
+    assert cli("verify", "--target", target, "--index", idx, "-q").code == 0
+    assert status(cli, idx, target)["stored and current"] == n
+    code, data = totals(cli, idx, target, "--no-query")
+    assert code == 0 and data["complete"] and data["totals"].get("verified", 0) == n
+
+    # the source moves on: one patient's name corrected in all their files, one StudyDescription
+    # revised, one file deleted, a new study imported
+    pids = [p for (p,) in rows(idx, "SELECT DISTINCT patient_id FROM files ORDER BY 1")]
+    renamed = files_of(root, idx, "patient_id = $p", {"p": pids[0]})
+    for p in renamed:
+        edit(p, PatientName="CORRECTED^NAME")
+    others = files_of(root, idx, "patient_id = $p", {"p": pids[1]})
+    revised, deleted = others[0], others[1]
+    edit(revised, StudyDescription="REVISED REPORT")
+    deleted_sop = sop_of(idx, deleted)
+    deleted.unlink()
+    ds = pydicom.dcmread(others[2], force=True)
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid(), generate_uid()
+    if "MediaStorageSOPInstanceUID" in getattr(ds, "file_meta", {}):
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    (root / "imported").mkdir()
+    ds.save_as(root / "imported" / "cd_import.dcm")
+
+    assert cli("scan", root, "--index", idx, "-q").code == 0
+    assert cli("check", "--index", idx, "-q").code == 0
+    updates = len(renamed) + 1
+    st = status(cli, idx, target)
+    assert st["updates pending"] == updates and st["deleted in source"] == 1 and st["left"] == 1
+    assert st["awaiting decision"] == 0  # a consistent correction is an update, not an ID conflict
+    code, data = totals(cli, idx, target, "--no-query")
+    assert code == 1 and not data["complete"]
+    assert data["totals"].get("update_pending", 0) == updates and data["totals"].get("deleted_in_source", 0) == 1
+    assert data["totals"].get("not_sent", 0) == 1
+    why = {p["sop_instance_uid"]: p["reason"] for p in data["problems"]}
+    assert "PatientName" in why[sop_of(idx, renamed[0])]
+    rev_sop = sop_of(idx, revised)
+    assert "StudyDescription" in why[rev_sop] and "PatientName" not in why[rev_sop]
+    assert "first seen missing" in why[deleted_sop]
+
+    r = cli("send", "--target", target, "--index", idx, "--dry-run")
+    assert r.code == 0 and f"{updates + 1} instances ({updates} updates)" in r.out, r.out
+    r = cli("send", "--target", target, "--index", idx, "-q", "--no-updates", "--dry-run")
+    assert "1 instances (0 updates)" in r.out
+    r = cli("send", "--target", target, "--index", idx, "-q")
+    assert r.code == 0 and f"{updates} of them updates" in r.out, r.out
+    assert rows(idx, "SELECT count(*) FROM transfers WHERE is_update AND outcome = 'stored'") == [(updates,)]
+    # the receiver overwrote its copies
+    got = pydicom.dcmread(storage / f"{rev_sop}.dcm")
+    assert got.StudyDescription == "REVISED REPORT"
+
+    st = status(cli, idx, target)
+    assert st["updates pending"] == 0 and st["left"] == 0 and st["stored and current"] == n
+    code, data = totals(cli, idx, target, "--no-query")
+    assert data["totals"].get("stored_unverified", 0) == updates + 1  # an update is not proven by its success status
+    # verify (find) retrieves every update back on its own; the deleted instance is not read
+    r = cli("verify", "--target", target, "--index", idx, "-q")
+    assert r.code == 0, r.out + r.err
+    assert f"updates retrieved back: {updates}; verified {updates}" in r.out
+    assert rows(idx, "SELECT count(*) FROM verifications WHERE sop_instance_uid = $s AND verified_at > "
+                     "(SELECT max(finished) FROM transfers)", {"s": deleted_sop}) == [(0,)]
+    code, data = totals(cli, idx, target, "--no-query")
+    assert code == 1 and data["totals"].get("deleted_in_source", 0) == 1 and data["totals"].get("verified", 0) == n
+
+    # keep/remove are only for instances deleted in the source
+    r = cli("decide", "--sop", rev_sop, "--action", "keep", "--note", "x", "--index", idx)
+    assert r.code == 2 and r.err.count("\n") == 1 and "not deleted in the source" in r.err
+    r = cli("decide", "--sop", deleted_sop, "--action", "keep", "--note", "RFC-12: keep on the new PACS",
+            "--index", idx)
+    assert r.code == 0
+    st = status(cli, idx, target)
+    assert st["deleted in source"] == 0 and st["excluded"] == 1
+    code, data = totals(cli, idx, target, "--no-query")
+    assert code == 0 and data["complete"] and data["totals"].get("excluded_decision", 0) == 1
+
+
+def test_inconsistent_correction_is_held_awaiting_decision(source, receiver, cli) -> None:
+    """One file of a patient corrected, the others not: contradictory copies hold; status never negative."""
+    root, idx = source
+    target, _ = receiver
+    assert cli("send", "--target", target, "--index", idx, "-q").code == 0
+    (pid,) = rows(idx, "SELECT min(patient_id) FROM files")[0]
+    mine = files_of(root, idx, "patient_id = $p", {"p": pid})
+    edit(mine[0], PatientName="ONLY^ONE")
+    assert cli("scan", root, "--index", idx, "-q").code == 0
+    assert cli("check", "--index", idx, "-q").code == 0
+    st = status(cli, idx, target)
+    assert st["awaiting decision"] == len(mine) and st["updates pending"] == 0
+    code, data = totals(cli, idx, target, "--no-query")
+    assert code == 1 and data["totals"].get("awaiting_decision", 0) == len(mine)
+    assert data["totals"].get("excluded_held", 0) == 0
+
+
+def test_patient_map_after_send_turns_stored_instances_into_updates(source, receiver, cli, tmp_path) -> None:
+    root, idx = source
+    target, storage = receiver
+    assert cli("send", "--target", target, "--index", idx, "-q").code == 0
+    (pid,) = rows(idx, "SELECT min(patient_id) FROM files")[0]
+    mine = {s for (s,) in rows(idx, "SELECT sop_instance_uid FROM files WHERE patient_id = $p", {"p": pid})}
+    csv = tmp_path / "map.csv"
+    csv.write_text(f"old_id,new_id\n{pid},NEW-{pid}\n")
+    assert cli("map", "--csv", csv, "--index", idx).code == 0
+    code, data = totals(cli, idx, target, "--no-query")
+    assert data["totals"].get("update_pending", 0) == len(mine)
+    assert all(f"PatientID {pid} -> NEW-{pid}" in p["reason"] for p in data["problems"]
+               if p["final_state"] == "update_pending")
+    r = cli("send", "--target", target, "--index", idx, "-q")
+    assert r.code == 0 and f"{len(mine)} of them updates" in r.out
+    assert {pydicom.dcmread(storage / f"{s}.dcm").PatientID for s in mine} == {f"NEW-{pid}"}
+    assert cli("verify", "--target", target, "--index", idx, "--mode", "retrieve", "-q").code == 0
+    code, data = totals(cli, idx, target, "--no-query")
+    assert code == 0 and data["complete"]
+
+
+def test_delta_bad_input(source, receiver, cli, tmp_path) -> None:
+    root, idx = source
+    target, _ = receiver
+    before = rows(idx, "SELECT count(*) FROM transfers")
+    r = cli("send", "--target", target, "--index", idx, "--updates-only")
+    assert r.code == 2 and r.err.startswith("pacscopy: error: nothing was ever stored on") and r.err.count("\n") == 1
+    r = cli("send", "--target", target, "--index", idx, "--updates-only", "--no-updates")
+    assert r.code == 2 and r.err.count("\n") == 1
+    assert rows(idx, "SELECT count(*) FROM transfers") == before
+    (sop,) = rows(idx, "SELECT min(sop_instance_uid) FROM plan")[0]
+    r = cli("decide", "--sop", sop, "--action", "remove", "--note", "x", "--index", idx)
+    assert r.code == 2 and r.err.count("\n") == 1 and "keep and remove are for instances deleted" in r.err
+    assert rows(idx, "SELECT count(*) FROM decisions") == [(0,)]
+
+
+@pytest.mark.parametrize("overwrite", [True, False], ids=["OverwriteInstances", "default"])
+def test_updates_against_orthanc(source, cli, tmp_path, overwrite) -> None:
+    """Orthanc answers success to an update either way; only with OverwriteInstances does it take it."""
+    root, idx = source
+    with orthanc(tmp_path, extra={"OverwriteInstances": overwrite}) as peer:
+        assert cli("send", "--target", peer.target, "--index", idx, "-q").code == 0
+        assert cli("verify", "--target", peer.target, "--index", idx, "-q").code == 0
+        changed = files_of(root, idx, "true")[:2]
+        for p in changed:
+            edit(p, StudyDescription="REVISED")
+        assert cli("scan", root, "--index", idx, "-q").code == 0
+        assert cli("check", "--index", idx, "-q").code == 0
+        r = cli("send", "--target", peer.target, "--index", idx, "-q", "--updates-only")
+        assert r.code == 0 and "stored:    2" in r.out and "2 of them updates" in r.out, r.out
+        r = cli("verify", "--target", peer.target, "--index", idx, "-q")
+        assert "updates retrieved back: 2" in r.out, r.out + r.err
+        code, data = totals(cli, idx, peer.target)
+        st = status(cli, idx, peer.target)
+    if overwrite:
+        assert r.code == 0 and code == 0 and data["complete"] and st["stale on target"] == 0
+    else:
+        assert r.code == 1 and code == 1 and not data["complete"]
+        assert data["totals"].get("stale_on_target", 0) == 2 and st["stale on target"] == 2
+        stale = [p for p in data["problems"] if p["final_state"] == "stale_on_target"]
+        assert all("kept its old copy" in p["reason"] and "StudyDescription" in p["reason"]
+                   and "OverwriteInstances" in p["reason"] for p in stale)
+
+
+def test_holds_await_a_decision_and_the_demo_review_answers_them(scanned, tmp_path, cli) -> None:
+    """A hold is a question: reconcile is not complete until a decision answers it (scripts/demo's review)."""
+    import shutil
+
+    idx = tmp_path / "held.duckdb"
+    shutil.copy(scanned, idx)
+    assert cli("check", "--index", idx, "-q").code == 0
+    (held,) = rows(idx, "SELECT count(*) FROM plan WHERE disposition = 'hold'")[0]
+    assert held > 0
+    target = "NOWHERE@127.0.0.1:9"
+    code, data = totals(cli, idx, target, "--no-query")
+    assert code == 1 and not data["complete"]
+    assert data["totals"].get("awaiting_decision", 0) == held and data["totals"].get("excluded_held", 0) == 0
+    st = status(cli, idx, target)
+    assert st["awaiting decision"] == held
+    review = Path(__file__).resolve().parent.parent / "scripts" / "demo-review.sql"
+    r = cli("query", "-f", review, "--index", idx, "--format", "csv")
+    assert r.code == 0
+    (tmp_path / "decisions.csv").write_text(r.out)
+    r = cli("decide", "--csv", tmp_path / "decisions.csv", "--index", idx)
+    assert r.code == 0 and f"recorded {held} decisions" in r.out
+    code, data = totals(cli, idx, target, "--no-query")
+    assert data["totals"].get("awaiting_decision", 0) == 0
+    assert data["totals"].get("excluded_held", 0) + data["totals"].get("excluded_decision", 0) > 0
+
+
+def test_patient_map_update_on_orthanc_lands_under_the_new_patient(source, cli, tmp_path) -> None:
+    """A PatientID map loaded after the send: Orthanc (default settings) files the update under the
+    new patient (its identity includes the PatientID), so retrieve-back verifies it, and the old
+    patient's copy stays there beside it: pacscopy never deletes, the target's administrator does."""
+    root, idx = source
+    (pid,) = rows(idx, "SELECT min(patient_id) FROM files")[0]
+    (n,) = rows(idx, "SELECT count(DISTINCT sop_instance_uid) FROM files WHERE patient_id = $p", {"p": pid})[0]
+    csv = tmp_path / "map.csv"
+    csv.write_text(f"{pid},MERGED-{pid}\n")
+    with orthanc(tmp_path) as peer:
+        assert cli("send", "--target", peer.target, "--index", idx, "-q").code == 0
+        patients = len(orthanc_json(peer, "/patients"))  # type: ignore[arg-type]
+        assert cli("map", "--csv", csv, "--index", idx).code == 0
+        r = cli("send", "--target", peer.target, "--index", idx, "-q")
+        assert r.code == 0 and f"{n} of them updates" in r.out
+        r = cli("verify", "--target", peer.target, "--index", idx, "-q")
+        assert r.code == 0 and f"updates retrieved back: {n}; verified {n}" in r.out, r.out + r.err
+        assert len(orthanc_json(peer, "/patients")) == patients + 1  # type: ignore[arg-type]
+        code, data = totals(cli, idx, peer.target, "--no-query")
+    assert code == 0 and data["complete"]
+
+
+def test_kill_minus_9_during_a_delta_send_then_resume(tmp_path, cli) -> None:
+    """A delta send killed outright: the next run sends only the updates not recorded stored."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from pacscopy.testing.synth import make_corpus
+
+    files = make_corpus(tmp_path / "corpus", 200, 20_000)
+    idx = tmp_path / "k.duckdb"
+    assert cli("scan", tmp_path / "corpus", "--index", idx, "-q").code == 0
+    assert cli("check", "--index", idx, "-q").code == 0
+    rx = Receiver(tmp_path / "rx")
+    port = rx.start()
+    target = f"PACSCOPY_RX@127.0.0.1:{port}"
+    try:
+        assert cli("send", "--target", target, "--index", idx, "-q").code == 0
+        for p in files[:150]:
+            edit(p, StudyDescription="REVISED")
+        assert cli("scan", tmp_path / "corpus", "--index", idx, "-q").code == 0
+        assert cli("check", "--index", idx, "-q").code == 0
+        before = rx.received
+        cmd = [sys.executable, "-m", "pacscopy", "send", "--target", target, "--index", str(idx), "-q",
+               "--max-rate", "1MB/s", "--associations", "2"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and rx.received < before + 30:
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        time.sleep(0.5)
+        assert before < rx.received < before + 150
+        st = status(cli, idx, target)
+        assert 0 < st["updates pending"] < 150  # what the killed run recorded is no longer pending
+        r = subprocess.run(cmd[:-4], capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        rx.stop()
+    st = status(cli, idx, target)
+    assert st["updates pending"] == 0 and st["stored and current"] == 200
+    (updates,) = rows(idx, "SELECT count(DISTINCT sop_instance_uid) FROM transfers WHERE is_update AND "
+                           "outcome = 'stored'")[0]
+    assert updates == 150
+    got = {pydicom.dcmread(p).StudyDescription for p in (tmp_path / "rx").glob("*.dcm")}
+    assert got == {"REVISED", pydicom.dcmread(files[-1]).StudyDescription} and len(got) == 2
