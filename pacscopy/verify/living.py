@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import duckdb
 
-from pacscopy.dicom.net import Target
+from pacscopy.dicom.peer import Target
 from pacscopy.errors import InputError
 from pacscopy.index import run
 
