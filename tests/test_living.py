@@ -319,7 +319,7 @@ def test_kill_minus_9_during_a_delta_send_then_resume(tmp_path, cli) -> None:
         assert cli("check", "--index", idx, "-q").code == 0
         before = rx.received
         cmd = [sys.executable, "-m", "pacscopy", "send", "--target", target, "--index", str(idx), "-q",
-               "--max-rate", "1MB/s", "--associations", "2"]
+               "--max-rate", "200KB/s", "--associations", "2"]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and rx.received < before + 30:
