@@ -682,7 +682,16 @@ def main(argv: list[str] | None = None) -> None:
             raise
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         low = first.lower()
-        if "checksum" in low or "could not read enough bytes" in low or "corrupt" in low:
+        if isinstance(e, duckdb.OutOfMemoryException):
+            limit = os.environ.get("PACSCOPY_MEMORY_LIMIT") or "the default 1GB"
+            typer.echo(f"pacscopy: error: the index needs more memory than its budget ({limit}); nothing was "
+                       "half-written: set PACSCOPY_MEMORY_LIMIT higher (check on 1 million files needs 1GB, "
+                       f"see BENCHMARKS.md) [{first}]", err=True)
+        elif "no space left" in low:
+            typer.echo(f"pacscopy: error: the disk is full (DuckDB spills to a .tmp folder next to the index; "
+                       f"check needs about 1.1 GB per million files there); nothing was half-written [{first}]",
+                       err=True)
+        elif "checksum" in low or "could not read enough bytes" in low or "corrupt" in low:
             typer.echo(f"pacscopy: error: the index is damaged ({first}): {idx.RECOVER}", err=True)
         else:
             typer.echo(f"pacscopy: error: index: {first} (PACSCOPY_DEBUG=1 shows the traceback)", err=True)

@@ -229,6 +229,9 @@ def check_integrity(con: duckdb.DuckDBPyConnection, path: str) -> None:
         for t in ["schema_migrations", *expected]:
             # identifiers from pacscopy's own migration files, not user input
             con.execute(f'SELECT * FROM "{t}" LIMIT 1').fetchall()
+    except duckdb.OutOfMemoryException as e:
+        raise IndexFileError(f"index {path}: the memory budget is too small to open it (PACSCOPY_MEMORY_LIMIT="
+                             f"{os.environ.get('PACSCOPY_MEMORY_LIMIT') or 'unset'}): set it to 1GB or more") from e
     except duckdb.Error as e:
         raise damaged(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__) from None
 

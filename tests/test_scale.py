@@ -162,3 +162,24 @@ def test_status_equals_the_reference(tmp_path: Path) -> None:
         assert got["stored_current"] + got["updates_pending"] > 5000 and got["failed"] > 5
     finally:
         con.close()
+
+
+def test_a_budget_too_small_is_one_line_and_writes_nothing(tmp_path: Path, cli, monkeypatch) -> None:
+    idx = tmp_path / "s.duckdb"
+    con = open_index(str(idx), create=True)
+    try:
+        scale.fill(con, 20000)
+    finally:
+        con.close()
+    for limit, says in (("3MB", "too small to open it"), ("24MB", "needs more memory than its budget (24MB)")):
+        monkeypatch.setenv("PACSCOPY_MEMORY_LIMIT", limit)
+        r = cli("check", "-q", "--index", idx)
+        assert r.code == 2 and says in r.err and "damaged" not in r.err, r.err
+        assert len(r.err.strip().splitlines()) == 1
+    monkeypatch.delenv("PACSCOPY_MEMORY_LIMIT")
+    con = open_index(str(idx), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM plan_auto").fetchone()[0] == 0
+        assert con.execute("SELECT count(*) FROM findings").fetchone()[0] == 0
+    finally:
+        con.close()
