@@ -1,5 +1,6 @@
 -- The plan as build_plan.sql computed it before issue 12 (a window over whole rows), kept as the
--- reference the scalable formulation must equal (tests/test_scale.py). Not used by pacscopy.
+-- reference the scalable formulation must equal (tests/test_scale.py); follow build_plan.sql's
+-- semantic changes here (issue 14's 'deleted'). Not used by pacscopy.
 -- Rebuild the automatic disposition of every SOPInstanceUID (decisions are applied by the plan view).
 DELETE FROM plan_auto;
 INSERT INTO plan_auto
@@ -59,6 +60,7 @@ SELECT
     r.sop_instance_uid,
     r.path,
     CASE WHEN m.state = 'deleted' AND mp.deleted <> 'send' THEN mp.deleted
+         WHEN s.sound = 0 AND r.status = 'missing' THEN 'deleted'  -- issue 14: deleted in the source
          WHEN s.sound = 0 THEN 'quarantine'
          WHEN s.contents > 1 THEN 'hold'
          WHEN h.checks IS NOT NULL THEN 'hold'
@@ -69,7 +71,7 @@ SELECT
          ELSE 'send' END AS disposition,
     CASE WHEN m.state = 'deleted' AND mp.deleted <> 'send'
               THEN 'deleted in the old PACS''s database (manifest_deleted; manifest policy deleted=' || mp.deleted || ')'
-         WHEN s.sound = 0 AND r.status = 'missing' THEN 'missing: every copy vanished from the source'
+         WHEN s.sound = 0 AND r.status = 'missing' THEN 'deleted in the source: every copy vanished'
          WHEN s.sound = 0 THEN r.status || ': ' || coalesce(r.reason, '?') || ', no intact copy'
          WHEN s.contents > 1 THEN 'held: conflict, ' || s.sound || ' copies with different content (duplicate_conflict)'
          WHEN h.checks IS NOT NULL THEN 'held: ID conflict (' || h.checks || ')'
