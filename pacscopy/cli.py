@@ -659,8 +659,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(e.exit_code)
     except typer.Exit as e:
         sys.exit(e.exit_code)
-    except typer.Abort:
-        typer.echo("pacscopy: aborted", err=True)
+    except typer.Abort:  # how click reports a Ctrl-C that arrived inside a command
+        typer.echo("pacscopy: interrupted; everything written so far is kept", err=True)
         sys.exit(130)
     except typer.TyperException as e:  # usage errors from the bundled click
         msg = e.format_message() if hasattr(e, "format_message") else str(e)
