@@ -652,6 +652,8 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\..*)?")
     try:
         rc = app(args=argv, standalone_mode=False)
+        if rc == 130:  # typer turns a Ctrl-C inside a command into Exit(130), silently
+            typer.echo("pacscopy: interrupted; everything written so far is kept", err=True)
         if isinstance(rc, int) and rc:
             sys.exit(rc)  # typer.Exit inside a command comes back as a return value
     except PacscopyError as e:
@@ -659,7 +661,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(e.exit_code)
     except typer.Exit as e:
         sys.exit(e.exit_code)
-    except typer.Abort:  # how click reports a Ctrl-C that arrived inside a command
+    except typer.Abort:
         typer.echo("pacscopy: interrupted; everything written so far is kept", err=True)
         sys.exit(130)
     except typer.TyperException as e:  # usage errors from the bundled click
