@@ -334,8 +334,8 @@ def measure(tool: str, c: Corpus, run: int, tmp: Path) -> Measure:
     return m
 
 
-def check_index(index: Path, c: Corpus) -> float:
-    """The scan must have indexed every file as ok; return scan_root's own seconds."""
+def check_index(index: Path, c: Corpus, root: Path | None = None) -> float:
+    """The scan (of ``root``, if named) must have indexed every file as ok; return scan_root's own seconds."""
     import duckdb
 
     con = duckdb.connect(str(index), read_only=True)
@@ -347,9 +347,10 @@ def check_index(index: Path, c: Corpus) -> float:
     finally:
         con.close()
     if n != len(c.files) or ok != n or nbytes != c.nbytes:
-        raise SystemExit(f"bench: the scan indexed {n} files ({ok} ok, {nbytes} B); expected "
+        of = f" of {root}" if root is not None else ""
+        raise SystemExit(f"bench: the scan{of} indexed {n} files ({ok} ok, {nbytes} B); expected "
                          f"{len(c.files)} ok files, {c.nbytes} B")
-    return secs
+    return float(secs)
 
 
 # -- reporting -----------------------------------------------------------------

@@ -146,7 +146,7 @@ def measure(tool: str, c: bs.Corpus, root: Path, where: str, run: int, tmp: Path
         files, nbytes, work = 0, 0, wall
     elif tool.startswith("scan"):
         files, nbytes = len(c.files), c.nbytes
-        work = _scan_work(index, c, root)
+        work = bs.check_index(index, c, root)
     else:
         res = json.loads(out.read_text().strip().splitlines()[-1])
         files, nbytes, work = res["files"], res["bytes"], res["loop_s"]
@@ -154,23 +154,6 @@ def measure(tool: str, c: bs.Corpus, root: Path, where: str, run: int, tmp: Path
     bs.log(f"{where:>10} {c.name:>7} run {run} {tool:>9}: {wall:6.2f} s  {r.files_s:7.0f} files/s "
            f"(loop {r.work_files_s:7.0f})  load {load:.1f}")
     return r
-
-
-def _scan_work(index: Path, c: bs.Corpus, root: Path) -> float:
-    import duckdb
-
-    con = duckdb.connect(str(index), read_only=True)
-    try:
-        n, ok, nbytes = con.execute(
-            "SELECT count(*), count(*) FILTER (WHERE status = 'ok'), sum(size) FROM files").fetchone()
-        secs = con.execute(
-            "SELECT (epoch_us(max(finished)) - epoch_us(min(started))) / 1e6 FROM scans").fetchone()[0]
-    finally:
-        con.close()
-    if n != len(c.files) or ok != n or nbytes != c.nbytes:
-        raise SystemExit(f"bench: the scan of {root} indexed {n} files ({ok} ok, {nbytes} B); "
-                         f"expected {len(c.files)} ok files, {c.nbytes} B")
-    return float(secs)
 
 
 def run_all(args: argparse.Namespace) -> list[Row]:

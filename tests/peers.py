@@ -143,13 +143,20 @@ def orthanc_json(peer: Peer, path: str) -> object:
 
 
 @contextmanager
+def misbehaving(tmp: Path, script: str, prefix: str, mode: str, ae: str) -> Iterator[Peer]:
+    """A real pynetdicom SCP (tests/SCRIPT, run as SCRIPT MODE PORT STORAGE AE) that misbehaves on purpose."""
+    port = free_port()
+    storage = tmp / f"{prefix}-{mode}-{port}"
+    storage.mkdir(parents=True)
+    cmd = [sys.executable, str(HERE / script), mode, str(port), str(storage), ae]
+    with _run(cmd, ae, port, storage, tmp / f"{prefix}-{port}.log") as p:
+        yield p
+
+
+@contextmanager
 def faulty_scp(tmp: Path, mode: str, ae: str = "FAULTY") -> Iterator[Peer]:
     """A real pynetdicom SCP over a real socket that misbehaves on purpose (tests/faulty_scp.py)."""
-    port = free_port()
-    storage = tmp / f"faulty-{mode}-{port}"
-    storage.mkdir(parents=True)
-    cmd = [sys.executable, str(HERE / "faulty_scp.py"), mode, str(port), str(storage), ae]
-    with _run(cmd, ae, port, storage, tmp / f"faulty-{port}.log") as p:
+    with misbehaving(tmp, "faulty_scp.py", "faulty", mode, ae) as p:
         yield p
 
 
