@@ -47,6 +47,8 @@ def _target(text: str, resolve: bool = True) -> Any:
     return t
 
 
+BooksOpt = Annotated[Optional[str], typer.Option(
+    "--books", help="Shared books (PostgreSQL URL): the whole migration, every host.", show_default=False)]
 CallingOpt = Annotated[str, typer.Option("--calling-ae", help="Our AE title.",
                                          callback=_checked(validate.ae_title, "--calling-ae"))]
 
@@ -407,11 +409,14 @@ def send(
 def status(
     target: TargetOpt,
     index: IndexOpt = None,
+    books: BooksOpt = None,
 ) -> None:
     """Progress towards a target, with an estimated finish at the latest run's rate."""
     from pacscopy.send.queue import progress
 
     t = _target(target, resolve=False)
+    if books:
+        return _books_status(books, str(t))
     with idx.open_index(_index(index), read_only=True) as con:
         p = progress(con, t)
     typer.echo(f"target {t}: {p.in_plan} instances in the plan, each counted once")
@@ -617,16 +622,126 @@ def reconcile(
     calling_ae: CallingOpt = "PACSCOPY",
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the target.",
                                            callback=_checked(validate.timeout, "--timeout"))] = 30.0,
+    books: BooksOpt = None,
 ) -> None:
     """Account for every instance: verified on the target, or excluded with its reason. Exit 0 only when complete."""
     from pacscopy.verify import reconcile as rc
 
+    if books:
+        return _books_reconcile(books, str(_target(target, resolve=False)), fmt, out)
     t = _target(target, resolve=not no_query)
     with idx.open_index(_index(index), read_only=True) as con:
         rec = rc.reconcile(con, t, query_target=not no_query, calling_ae=calling_ae, timeout=timeout)
     _emit({"table": rc.to_text, "json": rc.to_json, "html": rc.to_html}[fmt.value](rec), out,
           ": complete" if rec.complete else ": NOT complete")
     if not rec.complete:
+        raise typer.Exit(1)
+
+
+# -- several machines: the shared books in PostgreSQL (README, "Several machines") ----------
+
+books_app = typer.Typer(help="Several machines sharing one migration through PostgreSQL: init, join, publish.",
+                        no_args_is_help=True)
+app.add_typer(books_app, name="books")
+BooksUrlArg = Annotated[str, typer.Argument(help="PostgreSQL URL, e.g. postgresql://pacscopy:PW@db:5432/pacscopy "
+                                                 "(scripts/postgres start DIR prints one).", show_default=False)]
+
+
+@books_app.command("init")
+def books_init(
+    url: BooksUrlArg,
+    name: Annotated[str, typer.Option("--name", help="The migration's name.", show_default=False)],
+) -> None:
+    """Create the shared books of a new migration in an empty PostgreSQL database (once, from any host)."""
+    from pacscopy.pg import books as bk
+
+    m = bk.init(url, name)
+    typer.echo(f"books {bk.redact(url)}: migration {m.name!r} ({m.migration_id}); each host: pacscopy books join URL")
+
+
+@books_app.command("join")
+def books_join(
+    url: BooksUrlArg,
+    index: IndexOpt = None,
+    host: Annotated[Optional[str], typer.Option("--host", help="This host's name in the books (default: the "
+                                                "machine's name).", show_default=False)] = None,
+) -> None:
+    """Link this host's index to the shared books (refused for another migration's) and publish its plan."""
+    from pacscopy.pg import books as bk
+
+    path = _index(index)
+    with idx.open_index(path) as con:
+        link = bk.join(url, con, os.path.abspath(path), host)
+        pg, link, u = bk.open_linked(con, url)
+        with pg:
+            n = bk.publish(pg, u, link, con)
+    typer.echo(f"index {path} joined migration {link.migration_name!r} as host {link.host_name!r}; "
+               f"published its plan ({n} instances); the password is not recorded")
+
+
+@books_app.command("publish")
+def books_publish(
+    index: IndexOpt = None,
+    books: BooksOpt = None,
+) -> None:
+    """Publish this host's plan to the shared books again (after each check)."""
+    from pacscopy.pg import books as bk
+
+    path = _index(index)
+    with idx.open_index(path) as con:
+        pg, link, u = bk.open_linked(con, books)
+        with pg:
+            n = bk.publish(pg, u, link, con)
+    typer.echo(f"host {link.host_name!r}: published its plan ({n} instances) to migration {link.migration_name!r}")
+
+
+def _books_status(url: str, target: str) -> None:
+    from pacscopy.pg import books as bk
+
+    st = bk.status(url, target)
+    typer.echo(f"migration {st.migration.name!r}, target {target}: {st.in_plan} instances in the plans of "
+               f"{len(st.hosts)} host(s), each counted once (as of {st.as_of:%Y-%m-%d %H:%M:%S}, books {st.url})")
+    notes = {"stored": "stored by one host", "stored_by_two_hosts": "stored by more than one host: see reconcile",
+             "stored_unplanned": "stored, in no host's plan now", "sending": "claimed by a host, answer not recorded yet",
+             "failed": "the latest attempt failed", "left": "planned by some host, not sent yet",
+             "excluded": "no host plans to send it (reasons: reconcile --books)"}
+    for state in bk.STATES:
+        typer.echo(f"  {state + ':':22s}{st.states[state]:>9}  {notes[state]}")
+    rows = [(h.name, h.share or "-", "sending" if h.running else "-", h.stored, h.sending, h.plan_instances or 0,
+             f"{h.last_transfer:%Y-%m-%d %H:%M:%S}" if h.last_transfer else "-") for h in st.hosts]
+    typer.echo(render.table(["host", "share", "now", "stored", "claimed", "planned", "last transfer"], rows))
+
+
+def _books_reconcile(url: str, target: str, fmt: Any, out: Optional[Path]) -> None:
+    import json
+
+    from pacscopy.pg import books as bk
+
+    rec = bk.reconcile(url, target)
+    st = rec.status
+    if fmt.value == "json":
+        text = json.dumps({"migration": st.migration.name, "migration_id": st.migration.migration_id,
+                           "target": target, "as_of": st.as_of.isoformat(), "complete": st.complete,
+                           "in_plan": st.in_plan, "states": st.states,
+                           "excluded": [{"why": w, "instances": n} for w, n in rec.excluded],
+                           "problems": [p._asdict() for p in rec.problems],
+                           "hosts": [{"name": h.name, "stored": h.stored, "share": h.share} for h in st.hosts]},
+                          indent=2)
+    else:
+        lines = [f"migration {st.migration.name!r}, target {target} (as of {st.as_of:%Y-%m-%d %H:%M:%S}): "
+                 f"{'complete' if st.complete else 'NOT complete'}",
+                 f"  {st.in_plan} instances in the plans of {len(st.hosts)} host(s)"]
+        lines += [f"  {s + ':':22s}{st.states[s]:>9}" for s in bk.STATES]
+        if rec.excluded:
+            lines.append("excluded, why:")
+            lines += [f"  {n:>9}  {w}" for w, n in rec.excluded]
+        if rec.problems:
+            lines.append(f"not accounted for (first {len(rec.problems)}):")
+            lines.append(render.table(["sop_instance_uid", "state", "host", "why"],
+                                      [tuple(p) for p in rec.problems], max_width=80))
+        text = "\n".join(lines)
+    _emit(text, out, ": complete" if st.complete else ": NOT complete")
+    if not st.complete:
         raise typer.Exit(1)
 
 

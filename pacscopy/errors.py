@@ -46,6 +46,10 @@ class VerifyError(PacscopyError):
     """The target cannot be verified at all (unreachable, refuses the service)."""
 
 
+class BooksError(PacscopyError):
+    """The shared books in PostgreSQL are unreachable, belong to another migration, or refuse a share."""
+
+
 # -- signals inside the sender ---------------------------------------------------------
 
 class SourceChanged(Exception):

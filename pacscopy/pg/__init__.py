@@ -1,0 +1,1 @@
+"""Several machines sharing one migration: the shared books in PostgreSQL (README, "Several machines")."""

@@ -1,0 +1,2 @@
+-- The migration these books are for.
+SELECT migration_id::text, name, created FROM migration;
