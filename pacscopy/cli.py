@@ -274,10 +274,13 @@ def report(
     fmt: Annotated[ReportFormat, typer.Option("--format", help="Output format.")] = ReportFormat.table,
     out: Annotated[Optional[Path], typer.Option("--out", help="Write to this file instead of stdout.")] = None,
     show_phi: Annotated[bool, typer.Option("--show-phi", help="Show patient names (hidden by default in details, paths, notes, labels).")] = False,
+    books: BooksOpt = None,
 ) -> None:
     """Counts per status, volume, modality and year; findings per check; dispositions."""
     from pacscopy.output import report as rep
 
+    if books:
+        return _books_report(books, fmt, out)
     with idx.open_index(_index(index), read_only=True) as con:
         data = rep.build(con, show_phi=show_phi)
     _emit({"table": rep.to_text, "json": rep.to_json, "html": rep.to_html}[fmt.value](data), out)
@@ -710,6 +713,33 @@ def _books_status(url: str, target: str) -> None:
     rows = [(h.name, h.share or "-", "sending" if h.running else "-", h.stored, h.sending, h.plan_instances or 0,
              f"{h.last_transfer:%Y-%m-%d %H:%M:%S}" if h.last_transfer else "-") for h in st.hosts]
     typer.echo(render.table(["host", "share", "now", "stored", "claimed", "planned", "last transfer"], rows))
+
+
+def _books_report(url: str, fmt: Any, out: Optional[Path]) -> None:
+    import json
+
+    from pacscopy.pg import books as bk
+
+    rep = bk.report(url)
+    if fmt.value == "json":
+        text = json.dumps({"migration": rep.migration.name, "migration_id": rep.migration.migration_id,
+                           "dispositions": [{"host": h, "disposition": d, "instances": n, "bytes": b}
+                                            for h, d, n, b in rep.dispositions],
+                           "targets": [{"target": t.target, "as_of": t.as_of.isoformat(), "complete": t.complete,
+                                        "states": t.states} for t in rep.targets]}, indent=2)
+    elif fmt.value == "table":
+        lines = [f"migration {rep.migration.name!r} ({rep.migration.migration_id}), books {rep.url}", "",
+                 "plan by disposition (all hosts: each instance once)",
+                 render.table(["host", "disposition", "instances", "bytes"],
+                              [(h or "all hosts", d, n, render.human_bytes(b)) for h, d, n, b in rep.dispositions])]
+        for t in rep.targets:
+            lines += ["", f"target {t.target} (as of {t.as_of:%Y-%m-%d %H:%M:%S}): "
+                          f"{'complete' if t.complete else 'not complete'}"]
+            lines += [f"  {s + ':':22s}{t.states[s]:>9}" for s in bk.STATES]
+        text = "\n".join(lines)
+    else:
+        fail("report --books: --format table or json")
+    _emit(text, out)
 
 
 def _books_reconcile(url: str, target: str, fmt: Any, out: Optional[Path]) -> None:

@@ -3,6 +3,7 @@ by scripts/postgres, real indexes over real synthetic volumes, the real CLI."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -87,6 +88,12 @@ def test_init_join_publish_status_over_the_whole_migration(pg_url: str, tmp_path
 
     doc = json.loads(r.out)
     assert doc["in_plan"] == len(sops) and doc["states"]["left"] == len(sops) and not doc["complete"]
+    r = cli("report", "--books", pg_url, "--format", "json")
+    assert r.code == 0, r.err
+    rep = json.loads(r.out)
+    by = {(d["host"], d["disposition"]): d["instances"] for d in rep["dispositions"]}
+    assert by[(None, "send")] == len(sops)  # each instance once over all hosts
+    assert by[("A", "send")] + by[("B", "send")] > len(sops)  # some are on both hosts' volumes
 
 
 def test_a_host_of_another_migration_is_refused(pg_server: PgServer, tmp_path: Path, cli) -> None:
@@ -139,3 +146,4 @@ def test_shares_overlap_by_the_chinese_remainder_theorem() -> None:
     assert Shard(2, 2).overlaps(Shard(2, 4))
     with pytest.raises(Exception, match="K must be between 1 and N"):
         Shard.parse("3/2")
+

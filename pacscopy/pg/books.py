@@ -286,3 +286,21 @@ def reconcile(url: str, target: str, limit: int = 50) -> MigrationReconcile:
         problems = [Problem(*r) for r in run(con, "final_problems", {"target": target, "limit": limit}).fetchall()]
         excluded = [(r[0] or "", int(r[1])) for r in run(con, "final_excluded", {"target": target}).fetchall()]
     return MigrationReconcile(st, problems, excluded)
+
+
+@dataclass
+class MigrationReport:
+    migration: Migration
+    url: str
+    dispositions: list[tuple[str | None, str, int, int]]  # host (None: all hosts, each instance once), disposition, instances, bytes
+    targets: list[MigrationStatus]
+
+
+def report(url: str) -> MigrationReport:
+    """The whole migration: every host's plan by disposition, and each target's states."""
+    with connect(url) as con:
+        m = migration(con, url)
+        with guarded(url, "reading the report"):
+            disp = [(r[0], r[1], int(r[2]), int(r[3])) for r in run(con, "report_dispositions").fetchall()]
+            targets = [r[0] for r in run(con, "report_targets").fetchall()]
+    return MigrationReport(m, redact(url), disp, [status(url, t) for t in targets])
