@@ -341,8 +341,6 @@ def send(
 ) -> None:
     """Send what the plan says 'send' with C-STORE: parallel, throttled, resumable."""
     from pacscopy.send.options import SendOptions, Window, parse_rate
-    from pacscopy.send.queue import dry_run as do_dry_run
-    from pacscopy.send.send import send as do_send
 
     t = _target(target, resolve=not dry_run)
     opts = SendOptions(associations=associations, calling_ae=calling_ae, max_rate=parse_rate(max_rate),
@@ -351,6 +349,21 @@ def send(
                        updates=not no_updates, updates_only=updates_only)
     if no_updates and updates_only:
         fail("give --no-updates or --updates-only, not both")
+    from pacscopy import runfolder
+
+    # one send per target (a missing index is said by open_index, without a run folder beside it)
+    lock = None if dry_run or not os.path.isfile(_index(index)) else runfolder.lock_target(_index(index), str(t))
+    try:
+        _send(index, t, opts, dry_run, quiet, updates_only)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _send(index: Optional[str], t: Any, opts: Any, dry_run: bool, quiet: bool, updates_only: bool) -> None:
+    from pacscopy.send.queue import dry_run as do_dry_run
+    from pacscopy.send.send import send as do_send
+
     with idx.open_index(_index(index)) as con:
         if updates_only:
             from pacscopy.verify.living import require_sent
@@ -787,6 +800,7 @@ def _root(
                                           help="Show the version and exit.")] = False,
 ) -> None:
     os.umask(0o077)  # everything pacscopy writes may hold patient data
+    idx.on_lock_wait = lambda msg: typer.echo(f"pacscopy: {msg}", err=True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -74,3 +74,11 @@ class AssociationFailed(Exception):
         self.kind = kind
         self.permanent = permanent
         self.reason = reason
+
+
+class IndexBusyError(IndexFileError):
+    """The index stayed held by another process (named in the message) for longer than the lock wait."""
+
+
+class TargetBusyError(PacscopyError):
+    """A send to this target from this index is already running (the message names it)."""

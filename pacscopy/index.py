@@ -12,7 +12,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import random
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cache
@@ -21,7 +23,7 @@ from typing import Any, TypeVar
 
 import duckdb
 
-from pacscopy.errors import IndexFileError, QueryError
+from pacscopy.errors import IndexBusyError, IndexFileError, QueryError
 
 log = logging.getLogger(__name__)
 
@@ -76,16 +78,46 @@ def _looks_like_duckdb(path: str) -> bool:
         return False
 
 
+class _Locked(Exception):
+    """DuckDB's lock conflict: another process holds the index (``pid`` as DuckDB names it)."""
+
+    def __init__(self, pid: int | None) -> None:
+        super().__init__(pid)
+        self.pid = pid
+
+
+_HOLDER_PID = re.compile(r"\(PID (\d+)\)")
+
+#: Seconds :func:`open_index` waits for an index another process holds, unless told otherwise.
+DEFAULT_LOCK_WAIT = 60.0
+
+#: Called once per :func:`open_index` that has to wait, with who holds the index; the CLI says it on stderr.
+on_lock_wait: Callable[[str], None] | None = None
+
+
+def lock_wait() -> float:
+    """The default lock wait: ``$PACSCOPY_LOCK_WAIT`` seconds, else :data:`DEFAULT_LOCK_WAIT`."""
+    raw = os.environ.get("PACSCOPY_LOCK_WAIT")
+    if not raw:
+        return DEFAULT_LOCK_WAIT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise IndexFileError(f"PACSCOPY_LOCK_WAIT={raw!r} is not a number of seconds (e.g. 60, or 0: do not wait)")
+    return value
+
+
 def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
     try:
         return duckdb.connect(path, read_only=read_only)
     except duckdb.Error as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         low = msg.lower()
-        if "lock" in low:
-            raise IndexFileError(
-                f"index {path} is in use by another pacscopy or duckdb process: wait for it or close it"
-            ) from None
+        if "conflicting lock" in low or "could not set lock" in low:
+            m = _HOLDER_PID.search(msg)
+            raise _Locked(int(m.group(1)) if m else None) from None
         if "permission denied" in low:
             raise IndexFileError(f"permission denied opening index {path}: check its owner and mode") from None
         if os.path.exists(path) and _looks_like_duckdb(path):
@@ -118,15 +150,56 @@ def _exists(path: str) -> bool:
                              "entered: check its owner and mode)") from None
 
 
+def _connect_waiting(path: str, read_only: bool, wait: float | None,
+                     on_wait: Callable[[str], None] | None) -> duckdb.DuckDBPyConnection:
+    """:func:`_connect`, retrying with short jittered sleeps while another process holds the index."""
+    from pacscopy import runfolder
+
+    budget = lock_wait() if wait is None else wait
+    deadline = time.monotonic() + budget
+    said = False
+    sleep = 0.02
+    while True:
+        try:
+            return _connect(path, read_only)
+        except _Locked as e:
+            holder = e.pid
+        if time.monotonic() >= deadline:
+            who = runfolder.describe_pid(path, holder)
+            waited = f"waited {budget:g} s" if budget else "did not wait (wait 0)"
+            raise IndexBusyError(f"index {path} is in use by {who}; {waited}: try again when it is done, or "
+                                 "wait longer with PACSCOPY_LOCK_WAIT=SECONDS") from None
+        if not said:
+            said = True
+            tell = on_wait if on_wait is not None else on_lock_wait
+            if tell is not None:
+                tell(f"index {path} is in use by {runfolder.describe_pid(path, holder)}: waiting up to "
+                     f"{budget:g} s for it")
+        # jittered, growing to at most 0.25 s: short holders (a send's merge) are waited out quickly
+        time.sleep(min(sleep * (0.5 + random.random()), max(deadline - time.monotonic(), 0.0)))
+        sleep = min(sleep * 1.5, 0.25)
+
+
 def open_index(path: str | None = None, *, create: bool = False, read_only: bool = False,
-               memory_limit: str = "1GB", threads: int | None = None) -> duckdb.DuckDBPyConnection:
+               memory_limit: str = "1GB", threads: int | None = None, wait: float | None = None,
+               on_wait: Callable[[str], None] | None = None, lean: bool = False) -> duckdb.DuckDBPyConnection:
     """Open (and with ``create``, create and migrate) the index at ``path``.
 
     Without ``create`` a missing file is an error rather than a new empty
     index: a typo in ``--index`` must not silently start a second migration.
     ``memory_limit`` is DuckDB's limit unless ``$PACSCOPY_MEMORY_LIMIT`` sets one;
     ``threads``, if given, DuckDB's number of threads (default: one per core).
+
+    Another process holding the index (DuckDB allows one writer, and no reader
+    beside it) is waited for up to ``wait`` seconds (default :func:`lock_wait`),
+    with ``on_wait`` (else :data:`on_lock_wait`) told once who holds it; then
+    :class:`IndexBusyError` names the holder. ``lean`` skips the integrity check
+    (for a send's frequent short opens of an index it checked at its start).
+    A read-write open first merges the journals of sends that ended or died
+    (:mod:`pacscopy.journal`).
     """
+    from pacscopy import runfolder
+
     path = path or default_index_path()
     exists = _exists(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -145,11 +218,12 @@ def open_index(path: str | None = None, *, create: bool = False, read_only: bool
     if not exists:
         old = os.umask(0o077)
         try:
-            con = _connect(path, read_only=False)
+            con = _connect_waiting(path, False, wait, on_wait)
         finally:
             os.umask(old)
     else:
-        con = _connect(path, read_only=read_only)
+        con = _connect_waiting(path, read_only, wait, on_wait)
+    runfolder.register(path)
     # Bounded memory whatever the archive size: DuckDB spills to disk beyond this.
     limit = os.environ.get("PACSCOPY_MEMORY_LIMIT") or memory_limit
     try:
@@ -159,7 +233,7 @@ def open_index(path: str | None = None, *, create: bool = False, read_only: bool
             con.execute("SET threads = $threads", {"threads": threads})
     except duckdb.Error as e:
         raise IndexFileError(f"PACSCOPY_MEMORY_LIMIT={limit!r} is not a DuckDB memory size (e.g. 1GB)") from e
-    if exists:
+    if exists and not lean:
         try:
             check_integrity(con, path)
         except BaseException:

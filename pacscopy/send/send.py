@@ -29,8 +29,8 @@ import duckdb
 
 from pacscopy.dicom.peer import Target
 from pacscopy.errors import PacscopyError
-from pacscopy.index import insert_columns, run, transaction
 from pacscopy.processes import forkserver
+from pacscopy.send.books import Books, LocalBooks
 from pacscopy.send.options import SendOptions, wait_for_window
 from pacscopy.send.queue import iter_queue, queue_counts
 from pacscopy.send.worker import Item, WorkerOptions, worker
@@ -69,10 +69,6 @@ class SendSummary:
 #: Outcomes set by a worker's verdict on the target, which the other workers' "stopped" must not hide.
 _STOPPED = ("target_down", "target_refused")
 
-#: Columns of ``transfers`` a worker reports per attempt (run_id, target and status_hex are filled in by SQL).
-_TRANSFER_COLS = ("sop_instance_uid", "path", "started", "finished", "bytes", "status", "status_meaning", "outcome",
-                  "error", "wire_xxh3", "transfer_syntax_uid", "rewritten", "association")
-
 
 def send(
     con: duckdb.DuckDBPyConnection,
@@ -82,26 +78,21 @@ def send(
     on_total: Callable[[int, int], None] | None = None,
     on_progress: Callable[[dict[str, Any]], None] | None = None,
     on_wait: Callable[[dt.datetime], None] | None = None,
+    books: Books | None = None,
 ) -> SendSummary:
-    """Send the queue for ``target``; return the run's summary."""
+    """Send the queue for ``target``; return the run's summary.
+
+    Everything is recorded through ``books`` (:mod:`pacscopy.send.books`; default: straight into ``con``).
+    """
     ctx = forkserver("pacscopy.send.worker")
     queued, qbytes, updates = queue_counts(con, target, opts)
-    started_row = run(con, "ops/send/send_start", {
-        "target": str(target), "associations": opts.associations, "max_rate": opts.max_rate,
-        "window": str(opts.window) if opts.window else None,
-        "selection": " ".join(x for x in (f"where {opts.where}" if opts.where else "",
-                                          f"limit {opts.limit}" if opts.limit is not None else "",
-                                          "no-updates" if not opts.updates else "",
-                                          "updates-only" if opts.updates_only else "") if x) or None,
-        "queued": queued,
-    }).fetchone()
-    assert started_row is not None
-    run_id = int(started_row[0])
+    books = books if books is not None else LocalBooks(con)
+    run_id = books.start_run(target, opts, queued)
     summary = SendSummary(run_id, str(target), queued, qbytes, updates)
     if on_total:
         on_total(queued, qbytes)
     if not queued:
-        _finish(con, summary)
+        _finish(books, summary)
         return summary
     started = time.monotonic()
     n = max(1, min(opts.associations, (queued + BATCH - 1) // BATCH))
@@ -128,13 +119,17 @@ def send(
                 batch.append(item)
                 if len(batch) >= BATCH:
                     wait_for_window(opts.window, on_wait=on_wait, stop=stop)
-                    tasks.put(batch)
-                    fed[0] += len(batch)
+                    batch = books.claim(batch)
+                    if batch:
+                        tasks.put(batch)
+                        fed[0] += len(batch)
                     batch = []
             if batch and not stop.is_set():
                 wait_for_window(opts.window, on_wait=on_wait, stop=stop)
-                tasks.put(batch)
-                fed[0] += len(batch)
+                batch = books.claim(batch)
+                if batch:
+                    tasks.put(batch)
+                    fed[0] += len(batch)
         except BaseException as e:  # reported by the main thread
             feeder_error.append(e)
             stop.set()
@@ -150,6 +145,7 @@ def send(
     done = 0
     try:
         while done < len(workers):
+            books.tick()
             try:
                 msgs = results.get(timeout=0.5)
             except _queue.Empty:
@@ -180,7 +176,7 @@ def send(
                 elif kind == "unsent" and summary.outcome not in _STOPPED:
                     summary.outcome = "interrupted"  # workers stopped by another's verdict say so too: not that
             if pending and (len(pending) >= 500 or time.monotonic() - last_flush > 1.0):
-                _write_transfers(con, summary, target, pending)
+                books.record(pending)
                 pending = []
                 last_flush = time.monotonic()
     except KeyboardInterrupt:
@@ -189,11 +185,8 @@ def send(
         raise
     finally:
         stop.set()  # first: should recording fail (a full index disk), no worker goes on sending
-        _write_transfers(con, summary, target, pending)
-        if changed:
-            insert_columns(con, "ops/send/insert_source_changed", {
-                "path": [c["path"] for c in changed], "sop": [c["sop_instance_uid"] for c in changed],
-                "detail": [c["detail"] for c in changed]})
+        books.record(pending)
+        books.record_source_changed(changed)
         stop.set()
         for w in workers:
             w.join(timeout=5)
@@ -201,7 +194,7 @@ def send(
                 w.kill()
         feeder.join(timeout=5)
         summary.seconds = time.monotonic() - started
-        _finish(con, summary)
+        _finish(books, summary)
     if feeder_error:
         e = feeder_error[0]
         raise e if isinstance(e, PacscopyError) else PacscopyError(f"reading the send queue failed: {e}")
@@ -225,16 +218,7 @@ def _count(s: SendSummary, msg: dict[str, Any]) -> None:
         s.retries += 1
 
 
-def _write_transfers(con: duckdb.DuckDBPyConnection, s: SendSummary, target: Target,
-                     rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    cols = {c: [r[c] for r in rows] for c in _TRANSFER_COLS}
-    with transaction(con):
-        insert_columns(con, "ops/send/insert_transfers", cols, run_id=s.run_id, target=str(target))
-
-
-def _finish(con: duckdb.DuckDBPyConnection, s: SendSummary) -> None:
+def _finish(books: Books, s: SendSummary) -> None:
     left = s.left
     if s.outcome == "complete" and left:
         s.outcome = "incomplete"
@@ -246,8 +230,6 @@ def _finish(con: duckdb.DuckDBPyConnection, s: SendSummary) -> None:
                "target_refused": "the target refuses pacscopy (see target: below)",
                "interrupted": "interrupted"}.get(s.outcome, "not attempted")
         s.not_sent[f"not attempted: {why}"] = left - s.failed
-    run(con, "ops/send/send_finish", {"run_id": s.run_id, "stored": s.stored, "warnings": s.warnings,
-                                 "failed": s.failed, "not_sent": left, "bytes": s.bytes_sent,
-                                 "outcome": s.outcome})
+    books.finish(s)
 
 

@@ -1,0 +1,229 @@
+"""The run folder ``<index>.run/``: which pacscopy process holds what, beside the index.
+
+DuckDB lets one process write an index file at a time, so pacscopy processes
+hold the index only for short stretches (:func:`pacscopy.index.open_index`).
+What they hold for longer lives here, owner-only (0700 folder, 0600 files):
+
+- ``proc-<pid>.json``: one record per pacscopy process that opened the index
+  (pid, host, command, started), so that a lock conflict, whose DuckDB message
+  names only a PID, can say which pacscopy command holds the index;
+- ``send-<target>.lock``: held (``flock``) by the one send to that target; its
+  content says who (pid, host, since, run id);
+- journals and spool files of running sends (:mod:`pacscopy.journal`).
+
+A record is stale when its process is gone (or the PID now belongs to another
+process: the start time is recorded too); stale records are ignored and
+removed when seen. A lock held with ``flock`` is released by the kernel when
+its process dies, even by kill -9.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import os
+import re
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pacscopy.errors import IndexFileError, TargetBusyError
+
+#: What this process is, as recorded (set by the CLI: the command without its values, no patient data).
+COMMAND: str | None = None
+
+
+def run_dir(index_path: str, create: bool = True) -> Path:
+    """``<index>.run/``, created owner-only when ``create``."""
+    d = Path(os.path.abspath(index_path) + ".run")
+    if create and not d.is_dir():
+        try:
+            d.mkdir(mode=0o700, exist_ok=True)
+        except OSError as e:
+            raise IndexFileError(f"cannot create the run folder {d} beside the index: {e.strerror}") from None
+    return d
+
+
+def _proc_start(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (``/proc/PID/stat``), None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def command() -> str:
+    """This process's command for the records: the subcommand and its target, never other values."""
+    if COMMAND:
+        return COMMAND
+    args = sys.argv[1:]
+    words = ["pacscopy", *args[:1]]
+    if "--target" in args[:-1]:
+        words += ["--target", args[args.index("--target") + 1]]
+    return " ".join(words)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` (mode 0600) through a temporary file and a rename: readers never see half."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+_registered: set[str] = set()
+
+
+def register(index_path: str) -> None:
+    """Record this process in the run folder (once per process and index)."""
+    key = os.path.abspath(index_path)
+    if key in _registered:
+        return
+    try:
+        d = run_dir(index_path)
+        record = {"pid": os.getpid(), "host": socket.gethostname(), "command": command(),
+                  "started": dt.datetime.now().isoformat(timespec="seconds"), "proc_start": _proc_start(os.getpid())}
+        write_private(d / f"proc-{os.getpid()}.json", json.dumps(record))
+        for p in d.glob("proc-*.json"):  # stale records of processes gone
+            m = re.match(r"proc-(\d+)\.json$", p.name)
+            if m and int(m.group(1)) != os.getpid() and _stale(p):
+                p.unlink(missing_ok=True)
+    except OSError:
+        return  # a read-only folder: the records are a courtesy, the index works without them
+    _registered.add(key)
+
+
+def _stale(p: Path) -> bool:
+    try:
+        rec = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return True
+    return rec.get("host") == socket.gethostname() and _proc_start(int(rec["pid"])) != rec.get("proc_start")
+
+
+def describe_pid(index_path: str, pid: int | None) -> str:
+    """Who process ``pid`` is, from its record: 'pacscopy send --target X (pid N on H since T)'."""
+    if pid is None:
+        return "another process"
+    p = run_dir(index_path, create=False) / f"proc-{pid}.json"
+    try:
+        rec = json.loads(p.read_text())
+        if not _stale(p):
+            return f"'{rec['command']}' (pid {pid} on {rec['host']} since {rec['started']})"
+    except (OSError, ValueError, KeyError):
+        pass
+    exe = ""
+    try:
+        exe = os.path.basename(os.readlink(f"/proc/{pid}/exe"))
+    except OSError:
+        pass
+    return f"process {pid}" + (f" ({exe}; not a pacscopy command, e.g. a duckdb session)" if exe else "")
+
+
+# -- one send per target -------------------------------------------------------------
+
+def _target_file(d: Path, target: str) -> Path:
+    return d / ("send-" + re.sub(r"[^A-Za-z0-9_.-]", "_", target) + ".lock")
+
+
+@dataclass
+class TargetLock:
+    """The flock'd lock file of the one send to a target; released by :meth:`release` or the process's death."""
+
+    path: Path
+    fd: int
+
+    def update(self, **info: Any) -> None:
+        """Rewrite the record in the lock file (e.g. once the run id is known)."""
+        rec = _read_lock(self.path) or {}
+        rec.update(info)
+        data = json.dumps(rec).encode()
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, data, 0)
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            try:
+                self.path.unlink(missing_ok=True)
+            finally:
+                os.close(self.fd)
+                self.fd = -1
+
+
+def _read_lock(path: Path) -> dict[str, Any] | None:
+    try:
+        rec = json.loads(path.read_text() or "null")
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
+def lock_target(index_path: str, target: str) -> TargetLock:
+    """Take the lock of sends to ``target`` from this index, or refuse naming who holds it (:class:`TargetBusyError`)."""
+    d = run_dir(index_path)
+    path = _target_file(d, target)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            rec = _read_lock(path) or {}
+            who = (f"pid {rec.get('pid')} on {rec.get('host')} since {rec.get('since')}"
+                   + (f", run {rec['run_id']}" if rec.get("run_id") else "")) if rec else "another process"
+            raise TargetBusyError(f"a send to {target} from index {index_path} is already running ({who}): "
+                                  "one send per target; wait for it to end or stop it (Ctrl-C)") from None
+        # the file may have been released and removed between open and flock: lock the one in place
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    lock = TargetLock(path, fd)
+    os.ftruncate(fd, 0)
+    lock.update(pid=os.getpid(), host=socket.gethostname(), target=target,
+                since=dt.datetime.now().isoformat(timespec="seconds"), command=command())
+    return lock
+
+
+@dataclass
+class RunningSend:
+    target: str
+    pid: int | None
+    host: str | None
+    since: str | None
+    run_id: int | None
+    journal: str | None
+
+
+def running_sends(index_path: str) -> list[RunningSend]:
+    """The sends running from this index now (their target lock is held), read without disturbing them."""
+    d = run_dir(index_path, create=False)
+    out: list[RunningSend] = []
+    if not d.is_dir():
+        return out
+    for p in sorted(d.glob("send-*.lock")):
+        try:
+            fd = os.open(p, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                continue  # nobody holds it: a send that ended
+            except BlockingIOError:
+                pass
+        finally:
+            os.close(fd)
+        rec = _read_lock(p) or {}
+        out.append(RunningSend(rec.get("target", p.stem[5:]), rec.get("pid"), rec.get("host"), rec.get("since"),
+                               rec.get("run_id"), rec.get("journal")))
+    return out
