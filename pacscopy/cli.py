@@ -349,74 +349,70 @@ def send(
                        updates=not no_updates, updates_only=updates_only)
     if no_updates and updates_only:
         fail("give --no-updates or --updates-only, not both")
-    from pacscopy import runfolder
+    if dry_run:
+        from pacscopy.send.queue import dry_run as do_dry_run
 
-    # one send per target (a missing index is said by open_index, without a run folder beside it)
-    lock = None if dry_run or not os.path.isfile(_index(index)) else runfolder.lock_target(_index(index), str(t))
-    try:
-        _send(index, t, opts, dry_run, quiet, updates_only)
-    finally:
-        if lock is not None:
-            lock.release()
+        with idx.open_index(_index(index)) as con:
+            if updates_only:
+                from pacscopy.verify.living import require_sent
 
-
-def _send(index: Optional[str], t: Any, opts: Any, dry_run: bool, quiet: bool, updates_only: bool) -> None:
-    from pacscopy.send.queue import dry_run as do_dry_run
-    from pacscopy.send.send import send as do_send
-
-    with idx.open_index(_index(index)) as con:
-        if updates_only:
-            from pacscopy.verify.living import require_sent
-
-            require_sent(con, t)
-        if dry_run:
+                require_sent(con, t)
             plan = do_dry_run(con, t, opts)
-            typer.echo(f"dry run: {plan.instances} instances ({plan.updates} updates), "
-                       f"{render.human_bytes(plan.bytes)} would be sent to {t}")
-            typer.echo(render.table(["sop_class_uid", "transfer_syntax", "instances", "bytes"],
-                                    [(g.sop_class_uid, g.transfer_syntax, g.instances, render.human_bytes(g.bytes))
-                                     for g in plan.groups], max_width=70))
-            if plan.update_examples:
-                typer.echo(f"updates (first {len(plan.update_examples)}):")
-                typer.echo(render.table(["sop_instance_uid", "why"], plan.update_examples, max_width=100))
-            return
-        bar: Any = None
+        typer.echo(f"dry run: {plan.instances} instances ({plan.updates} updates), "
+                   f"{render.human_bytes(plan.bytes)} would be sent to {t}")
+        typer.echo(render.table(["sop_class_uid", "transfer_syntax", "instances", "bytes"],
+                                [(g.sop_class_uid, g.transfer_syntax, g.instances, render.human_bytes(g.bytes))
+                                 for g in plan.groups], max_width=70))
+        if plan.update_examples:
+            typer.echo(f"updates (first {len(plan.update_examples)}):")
+            typer.echo(render.table(["sop_instance_uid", "why"], plan.update_examples, max_width=100))
+        return
+    _send(_index(index), t, opts, quiet)
 
-        def on_total(n: int, nbytes: int) -> None:
-            nonlocal bar
-            if not quiet and n:
-                bar = _bar(n, "inst", f"send {t.ae}", delay=1.0)
 
-        def on_progress(msg: dict[str, Any]) -> None:
-            if bar is not None and msg["outcome"] in ("stored", "warning", "failed"):
-                _advance(bar, 1, msg["bytes"] or 0)
+def _send(index: str, t: Any, opts: Any, quiet: bool) -> None:
+    from pacscopy.send.send import send_index
 
-        def on_wait(opens: Any) -> None:
-            typer.echo(f"outside the window {opts.window}: waiting until {opens:%Y-%m-%d %H:%M}", err=True)
+    bar: Any = None
 
-        try:
-            res = do_send(con, t, opts, on_total=on_total, on_progress=on_progress, on_wait=on_wait)
-        finally:
-            if bar is not None:
-                bar.close()
-        rate = res.bytes_sent / 1e6 / res.seconds if res.seconds else 0.0
-        lines = [f"send run {res.run_id} to {res.target}: {res.outcome}",
-                 f"  queued:    {res.queued} instances ({render.human_bytes(res.bytes_queued)}), "
-                 f"{res.updates_queued} of them updates",
-                 f"  stored:    {res.stored}",
-                 f"  warnings:  {res.warnings} (stored, possibly coerced)",
-                 f"  failed:    {res.failed}"]
-        lines += [f"    {k}: {v}" for k, v in sorted(res.failed_by_status.items())]
-        lines += [f"  retries:   {res.retries}"]
-        if res.source_changed:
-            lines.append(f"  source changed since scan (not sent): {res.source_changed}")
-        if res.not_sent:
-            lines.append(f"  not sent:  {res.left}")
-            lines += [f"    {k}: {v}" for k, v in res.not_sent.items()]
-        if res.target_error:
-            lines.append(f"  target: {res.target_error}")
-        lines.append(f"  {render.human_bytes(res.bytes_sent)} in {res.seconds:.1f} s, average {rate:.1f} MB/s")
-        typer.echo("\n".join(lines))
+    def on_total(n: int, nbytes: int) -> None:
+        nonlocal bar
+        if not quiet and n:
+            bar = _bar(n, "inst", f"send {t.ae}", delay=1.0)
+
+    def on_progress(msg: dict[str, Any]) -> None:
+        if bar is not None and msg["outcome"] in ("stored", "warning", "failed"):
+            _advance(bar, 1, msg["bytes"] or 0)
+
+    def on_wait(opens: Any) -> None:
+        typer.echo(f"outside the window {opts.window}: waiting until {opens:%Y-%m-%d %H:%M}", err=True)
+
+    try:
+        res = send_index(index, t, opts, on_total=on_total, on_progress=on_progress, on_wait=on_wait)
+    finally:
+        if bar is not None:
+            bar.close()
+    rate = res.bytes_sent / 1e6 / res.seconds if res.seconds else 0.0
+    lines = [f"send run {res.run_id} to {res.target}: {res.outcome}",
+             f"  queued:    {res.queued} instances ({render.human_bytes(res.bytes_queued)}), "
+             f"{res.updates_queued} of them updates",
+             f"  stored:    {res.stored}",
+             f"  warnings:  {res.warnings} (stored, possibly coerced)",
+             f"  failed:    {res.failed}"]
+    lines += [f"    {k}: {v}" for k, v in sorted(res.failed_by_status.items())]
+    lines += [f"  retries:   {res.retries}"]
+    if res.source_changed:
+        lines.append(f"  source changed since scan (not sent): {res.source_changed}")
+    if res.not_sent:
+        lines.append(f"  not sent:  {res.left}")
+        lines += [f"    {k}: {v}" for k, v in res.not_sent.items()]
+    if res.target_error:
+        lines.append(f"  target: {res.target_error}")
+    lines.append(f"  {render.human_bytes(res.bytes_sent)} in {res.seconds:.1f} s, average {rate:.1f} MB/s")
+    if not res.merged:
+        lines.append("  the index stayed busy: the last records wait in the run's journal, and the next pacscopy "
+                     "command that opens the index merges them")
+    typer.echo("\n".join(lines))
     if res.failed or res.left:
         raise typer.Exit(1)
 

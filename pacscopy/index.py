@@ -215,6 +215,12 @@ def open_index(path: str | None = None, *, create: bool = False, read_only: bool
     if exists and not os.access(path, os.R_OK if read_only else os.R_OK | os.W_OK):
         raise IndexFileError(f"permission denied: cannot {'read' if read_only else 'read and write'} index "
                              f"{path} (check its owner and mode)")
+    if read_only and exists:
+        from pacscopy.journal import dead_journals
+
+        if dead_journals(path) and os.access(path, os.W_OK):
+            # a send ended (or died) before it could merge all it recorded: merge it first, for every reader
+            open_index(path, wait=wait, on_wait=on_wait, lean=True, memory_limit=memory_limit).close()
     if not exists:
         old = os.umask(0o077)
         try:
@@ -241,7 +247,14 @@ def open_index(path: str | None = None, *, create: bool = False, read_only: bool
             raise
     if not read_only:
         _secure(path)
-        migrate(con, path)
+        try:
+            migrate(con, path)
+            from pacscopy.journal import merge_dead
+
+            merge_dead(con, path)  # the records of sends that ended or died, before anyone reads
+        except BaseException:
+            con.close()
+            raise
     else:
         _require_pacscopy(con, path)
     return con

@@ -5,7 +5,7 @@ so that where the books live is not the send loop's business:
 
 - :class:`LocalBooks` writes straight into an open index (one transaction per
   flush), as pacscopy did when a send held the index for the whole run;
-- :class:`pacscopy.journal.JournalBooks` appends to the send's journal in the
+- :class:`JournalBooks` appends to the send's journal in the
   run folder and merges it into the index every second or so, holding the
   index only for that merge (the default: other commands run meanwhile);
 - a PostgreSQL implementation shares the books of one migration between hosts
@@ -17,11 +17,18 @@ which the feeder thread calls for each batch before it is handed to a worker.
 
 from __future__ import annotations
 
+import logging
+import os
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import duckdb
 
-from pacscopy.index import insert_columns, run, transaction
+from pacscopy.errors import IndexBusyError
+from pacscopy.index import insert_columns, lock_wait, open_index, run, transaction
+from pacscopy.journal import Journal, merge, remove, writer_record
+from pacscopy.runfolder import run_dir
 
 if TYPE_CHECKING:
     from pacscopy.dicom.peer import Target
@@ -32,6 +39,15 @@ if TYPE_CHECKING:
 #: Columns of ``transfers`` a worker reports per attempt (run_id, target and status_hex are filled in by SQL).
 TRANSFER_COLS = ("sop_instance_uid", "path", "started", "finished", "bytes", "status", "status_meaning", "outcome",
                  "error", "wire_xxh3", "transfer_syntax_uid", "rewritten", "association")
+
+
+log = logging.getLogger(__name__)
+
+#: Seconds between a send's merges of its journal into the index (when the index is free).
+MERGE_EVERY = 1.0
+
+#: What a journaled attempt carries beyond :data:`TRANSFER_COLS`: what was read and sent (from the spool).
+SENT_COLS = ("source_xxh3", "sent_patient_id", "sent_header", "is_update")
 
 
 def selection(opts: SendOptions) -> str | None:
@@ -126,3 +142,103 @@ def finish_params(s: SendSummary) -> dict[str, Any]:
     """The parameters of ``ops/send/send_finish`` for a run's summary."""
     return {"run_id": s.run_id, "stored": s.stored, "warnings": s.warnings, "failed": s.failed,
             "not_sent": s.left, "bytes": s.bytes_sent, "outcome": s.outcome}
+
+
+class JournalBooks:
+    """The books in the send's journal (:mod:`pacscopy.journal`), merged into the index every second or so.
+
+    The run's start is written into the index directly (``con`` is set while
+    the index is open at the start); everything after goes to the journal, and
+    :meth:`tick` merges it when the index is free, never waiting for it.
+    :meth:`finish` merges what is left, waiting up to the lock wait; if the
+    index stays busy, the journal stays and the next read-write open merges it.
+    """
+
+    def __init__(self, index_path: str, merge_every: float = MERGE_EVERY) -> None:
+        self.index_path = index_path
+        self.merge_every = merge_every
+        self.con: duckdb.DuckDBPyConnection | None = None
+        self.journal: Journal | None = None
+        self.run_id = 0
+        self.target = ""
+        self.dirty = False
+        self.merged = True
+        self.last_try = time.monotonic()
+        self.merges = 0  # successful merges (the benchmark and tests read it)
+        self.busy = 0  # merges skipped because another process held the index
+
+    @property
+    def journal_name(self) -> str:
+        return f"{self.run_id}-{os.getpid()}"
+
+    @property
+    def spool(self) -> Path:
+        """The parquet file the run's queue is copied to."""
+        return run_dir(self.index_path) / f"spool-{self.journal_name}.parquet"
+
+    def start_run(self, target: Target, opts: SendOptions, queued: int) -> int:
+        assert self.con is not None, "start_run needs the index open (JournalBooks.con)"
+        self.run_id = LocalBooks(self.con).start_run(target, opts, queued)
+        self.target = str(target)
+        self.journal = Journal.create(self.index_path, self.journal_name)
+        self.journal.append("start", **writer_record(self.run_id, self.target))
+        return self.run_id
+
+    def claim(self, batch: list[Item]) -> list[Item]:
+        return batch
+
+    def record(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        assert self.journal is not None
+        cols = {c: [r.get(c) for r in rows] for c in (*TRANSFER_COLS, *SENT_COLS)}
+        self.journal.append("transfers", run_id=self.run_id, target=self.target, cols=cols)
+        self.dirty = True
+
+    def record_source_changed(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        assert self.journal is not None
+        self.journal.append("source_changed", cols={
+            "path": [c["path"] for c in rows], "sop": [c["sop_instance_uid"] for c in rows],
+            "detail": [c["detail"] for c in rows]})
+        self.dirty = True
+
+    def tick(self) -> None:
+        if self.dirty and time.monotonic() - self.last_try >= self.merge_every:
+            self.try_merge(wait=0.0)
+
+    def try_merge(self, wait: float) -> bool:
+        """Merge the journal into the index if it can be had within ``wait`` seconds; whether it was."""
+        assert self.journal is not None
+        self.last_try = time.monotonic()
+        try:
+            con = open_index(self.index_path, wait=wait, lean=True)
+        except IndexBusyError:
+            self.busy += 1
+            return False
+        try:
+            merge(con, self.journal.path)
+        finally:
+            con.close()
+        self.merges += 1
+        self.dirty = False
+        return True
+
+    def finish(self, summary: SendSummary) -> None:
+        assert self.journal is not None
+        self.journal.append("finish", params=finish_params(summary))
+        try:
+            self.merged = self.try_merge(wait=lock_wait())
+        except IndexBusyError:
+            self.merged = False
+        if not self.merged:
+            log.warning("the index stayed busy: run %d's last records stay in %s; the next pacscopy command "
+                        "that opens the index merges them", self.run_id, self.journal.path)
+
+    def close(self) -> None:
+        if self.journal is None:
+            return
+        if self.merged and not self.dirty:
+            remove(self.journal.path)  # merged to the end, and still ours (locked): nobody else reads it
+        self.journal.close()

@@ -7,7 +7,9 @@ predicate over the queue's columns (``sql/ops/send/send_queue.sql``), never mixe
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -57,6 +59,53 @@ def iter_queue(con: duckdb.DuckDBPyConnection, target: Target, opts: SendOptions
                 item = item._replace(manifest_set=tuple((k, v) for k, v in item.manifest_set))
             yield item
     cur.close()
+
+
+def write_spool(con: duckdb.DuckDBPyConnection, target: Target, opts: SendOptions, spool: Path) -> None:
+    """Copy the queue for ``target`` to the parquet file ``spool`` (streamed by DuckDB: bounded memory).
+
+    The send then reads its queue from there and need not hold the index.
+    """
+    sql = queue_sql(opts.where, opts.updates, opts.updates_only)
+    con.execute("SET preserve_insertion_order = true")  # the queue's order groups contexts per batch
+    try:
+        con.execute(f"COPY ({sql}) TO $spool (FORMAT parquet)",
+                    {"target": str(target), "transcode": opts.transcode, "spool": str(spool),
+                     "limit": opts.limit if opts.limit is not None else 2**62})
+    except duckdb.Error as e:
+        raise _queue_error(opts, e) from None
+    finally:
+        con.execute("SET preserve_insertion_order = false")
+    os.chmod(spool, 0o600)
+
+
+#: What the books record of an instance sent, read with it from the spool (see ``Books.record``).
+class Sent(NamedTuple):
+    patient_id: str | None
+    sent_header: str | None  # JSON
+    is_update: bool
+
+
+def iter_spool(spool: Path) -> Iterator[tuple[Item, Sent]]:
+    """The queue written by :func:`write_spool`, in its order, read through an in-memory DuckDB."""
+    mem = duckdb.connect()
+    try:
+        mem.execute("SET memory_limit = '256MB'")
+        mem.execute("SET threads = 1")
+        cur = mem.execute("SELECT * FROM read_parquet($spool)", {"spool": str(spool)})
+        make = row_reader(cur, Item)
+        sent = row_reader(cur, Sent)
+        while True:
+            rows = cur.fetchmany(1000)
+            if not rows:
+                break
+            for r in rows:
+                item = make(r)
+                if item.manifest_set:
+                    item = item._replace(manifest_set=tuple((k, v) for k, v in item.manifest_set))
+                yield item, sent(r)
+    finally:
+        mem.close()
 
 
 def _queue_error(opts: SendOptions, e: Exception) -> PacscopyError:

@@ -21,7 +21,7 @@ import os
 import queue as _queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,9 +30,9 @@ import duckdb
 from pacscopy.dicom.peer import Target
 from pacscopy.errors import PacscopyError
 from pacscopy.processes import forkserver
-from pacscopy.send.books import Books, LocalBooks
+from pacscopy.send.books import MERGE_EVERY, Books, JournalBooks, LocalBooks
 from pacscopy.send.options import SendOptions, wait_for_window
-from pacscopy.send.queue import iter_queue, queue_counts
+from pacscopy.send.queue import Sent, iter_queue, iter_spool, queue_counts, write_spool
 from pacscopy.send.worker import Item, WorkerOptions, worker
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ class SendSummary:
     target_error: str | None = None
     failed_by_status: dict[str, int] = field(default_factory=dict)
     not_sent: dict[str, int] = field(default_factory=dict)
+    merged: bool = True  # everything recorded is in the index (else in the journal: the next open merges it)
 
     @property
     def left(self) -> int:
@@ -70,6 +71,10 @@ class SendSummary:
 _STOPPED = ("target_down", "target_refused")
 
 
+Callbacks = tuple[Callable[[int, int], None] | None, Callable[[dict[str, Any]], None] | None,
+                  Callable[[dt.datetime], None] | None]
+
+
 def send(
     con: duckdb.DuckDBPyConnection,
     target: Target,
@@ -80,11 +85,11 @@ def send(
     on_wait: Callable[[dt.datetime], None] | None = None,
     books: Books | None = None,
 ) -> SendSummary:
-    """Send the queue for ``target``; return the run's summary.
+    """Send the queue for ``target`` holding the index ``con`` throughout; return the run's summary.
 
     Everything is recorded through ``books`` (:mod:`pacscopy.send.books`; default: straight into ``con``).
+    The CLI uses :func:`send_index`, which holds the index only briefly.
     """
-    ctx = forkserver("pacscopy.send.worker")
     queued, qbytes, updates = queue_counts(con, target, opts)
     books = books if books is not None else LocalBooks(con)
     run_id = books.start_run(target, opts, queued)
@@ -94,6 +99,71 @@ def send(
     if not queued:
         _finish(books, summary)
         return summary
+    return _run(lambda: ((item, None) for item in iter_queue(con.cursor(), target, opts)), target, opts, books,
+                summary, on_progress, on_wait)
+
+
+def send_index(
+    index_path: str,
+    target: Target,
+    opts: SendOptions,
+    *,
+    on_total: Callable[[int, int], None] | None = None,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    on_wait: Callable[[dt.datetime], None] | None = None,
+    wrap_books: Callable[[Books], Books] | None = None,
+    merge_every: float = MERGE_EVERY,
+) -> SendSummary:
+    """Send the queue for ``target`` from the index at ``index_path``, holding the index only briefly.
+
+    One send per target (:func:`pacscopy.runfolder.lock_target`). At the start it
+    opens the index, records the run, copies the queue to a spool file in the
+    run folder and closes the index; then it records into its journal and merges
+    it into the index every ``merge_every`` seconds when the index is free
+    (:class:`pacscopy.send.books.JournalBooks`). ``wrap_books`` may wrap those
+    books (shared books on PostgreSQL keep the local ones too).
+    """
+    from pacscopy.index import open_index
+    from pacscopy.runfolder import lock_target
+
+    lock = lock_target(index_path, str(target))
+    try:
+        local = JournalBooks(index_path, merge_every)
+        books = wrap_books(local) if wrap_books is not None else local
+        try:
+            with open_index(index_path) as con:
+                if opts.updates_only:
+                    from pacscopy.verify.living import require_sent
+
+                    require_sent(con, target)
+                queued, qbytes, updates = queue_counts(con, target, opts)
+                local.con = con
+                run_id = books.start_run(target, opts, queued)
+                if queued:
+                    write_spool(con, target, opts, local.spool)
+                local.con = None
+            lock.update(run_id=run_id, journal=local.journal_name)
+            summary = SendSummary(run_id, str(target), queued, qbytes, updates)
+            if on_total:
+                on_total(queued, qbytes)
+            if not queued:
+                _finish(books, summary)
+            else:
+                _run(lambda: iter_spool(local.spool), target, opts, books, summary, on_progress, on_wait)
+            summary.merged = local.merged
+            return summary
+        finally:
+            books.close()
+    finally:
+        lock.release()
+
+
+def _run(items: Callable[[], Iterator[tuple[Item, Sent | None]]], target: Target, opts: SendOptions, books: Books,
+         summary: SendSummary, on_progress: Callable[[dict[str, Any]], None] | None,
+         on_wait: Callable[[dt.datetime], None] | None) -> SendSummary:
+    """The send loop: feed ``items`` to the workers, record what they report through ``books``."""
+    ctx = forkserver("pacscopy.send.worker")
+    queued = summary.queued
     started = time.monotonic()
     n = max(1, min(opts.associations, (queued + BATCH - 1) // BATCH))
     tasks = ctx.Queue(maxsize=n * 2)
@@ -109,13 +179,16 @@ def send(
     feeder_error: list[BaseException] = []
     fed = [0]
 
+    inflight: dict[str, tuple[Item, Sent]] = {}  # what the books record of an item sent, by path, until recorded
+
     def feed() -> None:
         try:
-            feed_con = con.cursor()
             batch: list[Item] = []
-            for item in iter_queue(feed_con, target, opts):
+            for item, sent in items():
                 if stop.is_set():
                     break
+                if sent is not None:
+                    inflight[item.path] = (item, sent)
                 batch.append(item)
                 if len(batch) >= BATCH:
                     wait_for_window(opts.window, on_wait=on_wait, stop=stop)
@@ -157,6 +230,11 @@ def send(
                 if kind == "done":
                     done += 1
                 elif kind == "transfer":
+                    known = inflight.get(msg["path"])
+                    if known is not None:
+                        _what_was_sent(msg, *known)
+                        if msg["outcome"] != "retry":
+                            inflight.pop(msg["path"], None)
                     pending.append(msg)
                     _count(summary, msg)
                     if on_progress:
@@ -199,6 +277,15 @@ def send(
         e = feeder_error[0]
         raise e if isinstance(e, PacscopyError) else PacscopyError(f"reading the send queue failed: {e}")
     return summary
+
+
+def _what_was_sent(msg: dict[str, Any], item: Item, sent: Sent) -> None:
+    """Add to a transfer row what the books record of the copy sent, as the queue read it."""
+    msg["source_xxh3"] = item.dataset_xxh3
+    mapped = msg["rewritten"] is not None and "patient_id_mapped" in msg["rewritten"]
+    msg["sent_patient_id"] = (item.new_patient_id or sent.patient_id) if mapped else sent.patient_id
+    msg["sent_header"] = sent.sent_header
+    msg["is_update"] = sent.is_update
 
 
 def _count(s: SendSummary, msg: dict[str, Any]) -> None:

@@ -1,0 +1,233 @@
+"""A long run's journal, and its merge into the index exactly once.
+
+A send does not hold the index while it runs. It appends what it records to
+its own journal, ``<index>.run/journal-<name>.jsonl`` (owner-only JSON lines,
+one per flush, ``fsync``'d before the flush returns), holding an ``flock`` on
+it while it lives. Every second or so it tries to open the index without
+waiting and merges the lines not merged yet, in ONE transaction together with
+the offset reached (table ``journal_merges``): a line is merged exactly once,
+whatever process is killed at whatever moment. When the index is busy (a long
+query, a ``duckdb`` session), the send just keeps journaling.
+
+Whoever opens the index read-write next merges the journals whose writer is
+gone (their ``flock`` is free), then removes them. A last line torn by a kill
+during its write has no newline: it is never merged (those attempts are simply
+sent again by the next run, as an attempt in flight always was).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from pacscopy.errors import PacscopyError
+from pacscopy.index import insert_columns, run, transaction
+from pacscopy.runfolder import run_dir
+
+log = logging.getLogger(__name__)
+
+#: Bytes of journal merged per transaction at most (a long dead journal is merged in several).
+MERGE_CHUNK = 32 << 20
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    raise TypeError(f"cannot journal a {type(value).__name__}")
+
+
+class Journal:
+    """An append-only journal file this process writes and holds (``flock``) while it lives."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self.fd = fd
+        self.broken: str | None = None
+
+    @classmethod
+    def create(cls, index_path: str, name: str) -> Journal:
+        """A new journal ``journal-<name>.jsonl``, locked before it is visible under its name."""
+        d = run_dir(index_path)
+        path = d / f"journal-{name}.jsonl"
+        tmp = d / f".journal-{name}.jsonl.new"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.replace(tmp, path)
+        _fsync_dir(d)
+        return cls(path, fd)
+
+    def append(self, kind: str, **payload: Any) -> None:
+        """Append one line and fsync it: when this returns, the line survives kill -9 and power loss."""
+        if self.broken:
+            raise PacscopyError(f"journal {self.path} cannot be written ({self.broken}): the send stopped; "
+                                "what was recorded before is kept")
+        data = (json.dumps({"k": kind, **payload}, default=_default, separators=(",", ":")) + "\n").encode()
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(self.fd, view)
+                view = view[n:]
+            os.fsync(self.fd)
+        except OSError as e:
+            # a partial line now lacks its newline; no later line may be glued onto it
+            self.broken = e.strerror or str(e)
+            raise PacscopyError(f"journal {self.path} cannot be written: {self.broken}; the send stopped, what "
+                                "was recorded before is kept") from None
+
+    def close(self) -> None:
+        """Release the journal (its flock): from now on anyone may merge and remove it."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _fsync_dir(d: Path) -> None:
+    fd = os.open(d, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+#: The kinds of journal lines.
+KINDS = ("start", "transfers", "source_changed", "finish")
+
+
+def _apply(con: duckdb.DuckDBPyConnection, line: dict[str, Any]) -> None:
+    kind = line["k"]
+    if kind == "transfers":
+        insert_columns(con, "ops/send/merge_transfers", line["cols"], run_id=line["run_id"], target=line["target"])
+    elif kind == "source_changed":
+        insert_columns(con, "ops/send/insert_source_changed", line["cols"])
+    elif kind == "finish":
+        run(con, "ops/send/send_finish", line["params"])
+
+
+def merge(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[int, bool]:
+    """Merge the whole lines of journal ``path`` not merged yet; return (lines merged, whether it is damaged).
+
+    Each chunk is one transaction with its ``journal_merges`` offset. A line
+    that does not parse ends the merge before it (the journal is then damaged:
+    it can only be a line torn by a crash, which nothing follows).
+    """
+    total = 0
+    while True:
+        n, more, damaged = _merge_chunk(con, path)
+        total += n
+        if damaged or not more:
+            return total, damaged
+
+
+def _merge_chunk(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[int, bool, bool]:
+    with transaction(con):
+        row = run(con, "ops/send/journal_offset", {"journal": path.name}).fetchone()
+        offset, lines = (int(row[0]), int(row[1])) if row else (0, 0)
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                data = f.read(MERGE_CHUNK)
+        except FileNotFoundError:
+            return 0, False, False
+        meta: dict[str, Any] = {}
+        finished = damaged = False
+        merged = used = 0
+        for raw in data.splitlines(keepends=True):
+            if not raw.endswith(b"\n"):
+                break  # torn, or cut by the chunk: not (yet) a line
+            try:
+                line = json.loads(raw)
+                if line["k"] not in KINDS:
+                    raise ValueError(line["k"])
+            except (ValueError, KeyError, TypeError):
+                log.warning("journal %s: damaged line after byte %d; the lines before it are merged",
+                            path, offset + used)
+                damaged = True
+                break
+            if line["k"] == "start":
+                meta = line
+            _apply(con, line)
+            finished = finished or line["k"] == "finish"
+            merged += 1
+            used += len(raw)
+        if not used:
+            return 0, False, damaged
+        run(con, "ops/send/journal_merged", {
+            "journal": path.name, "run_id": meta.get("run_id"), "target": meta.get("target"),
+            "pid": meta.get("pid"), "host": meta.get("host"), "merged_bytes": offset + used,
+            "merged_lines": lines + merged, "merged_by": os.getpid(), "finished": finished})
+    return merged, len(data) == MERGE_CHUNK, damaged
+
+
+@contextmanager
+def _if_dead(path: Path) -> Iterator[bool]:
+    """Whether the journal's writer is gone (its flock is free); held locked by us meanwhile."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def dead_journals(index_path: str) -> list[Path]:
+    """Journals in the run folder whose writer is gone (merged by the next read-write open)."""
+    d = run_dir(index_path, create=False)
+    if not d.is_dir():
+        return []
+    out = []
+    for p in sorted(d.glob("journal-*.jsonl")):
+        with _if_dead(p) as dead:
+            if dead:
+                out.append(p)
+    return out
+
+
+def merge_dead(con: duckdb.DuckDBPyConnection, index_path: str) -> int:
+    """Merge, then remove, every journal whose writer is gone (and its send's spool); return lines merged."""
+    d = run_dir(index_path, create=False)
+    if not d.is_dir():
+        return 0
+    total = 0
+    for p in sorted(d.glob("journal-*.jsonl")):
+        with _if_dead(p) as dead:
+            if not dead:
+                continue
+            n, damaged = merge(con, p)
+            total += n
+            log.info("merged %d lines of %s, whose writer is gone", n, p.name)
+            if damaged:  # kept for a look, out of the way of the next merges
+                p.rename(p.with_name(p.name + ".damaged"))
+            else:
+                remove(p)
+    return total
+
+
+def remove(journal: Path) -> None:
+    """Remove a merged journal and the spool of its run."""
+    stem = journal.name[len("journal-"):-len(".jsonl")]
+    (journal.parent / f"spool-{stem}.parquet").unlink(missing_ok=True)
+    journal.unlink(missing_ok=True)
+
+
+def writer_record(run_id: int, target: str) -> dict[str, Any]:
+    """The journal's first line: which run it records, and who writes it."""
+    return {"run_id": run_id, "target": target, "pid": os.getpid(), "host": socket.gethostname(),
+            "started": dt.datetime.now().isoformat(timespec="seconds")}
