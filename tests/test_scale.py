@@ -183,3 +183,51 @@ def test_a_budget_too_small_is_one_line_and_writes_nothing(tmp_path: Path, cli, 
         assert con.execute("SELECT count(*) FROM findings").fetchone()[0] == 0
     finally:
         con.close()
+
+
+def _manifest_compare_0008(con) -> list[tuple]:
+    """The rows with differences of manifest_compare as migration 0008 defined it (lists for every joined row)."""
+    sql = (Path(__file__).parent.parent / "sql" / "schema" / "0008_manifest.sql").read_text()
+    view = sql[sql.index("CREATE VIEW manifest_compare AS"):].replace("CREATE VIEW manifest_compare AS", "")
+    return con.execute(f"SELECT * FROM ({view.strip().rstrip(';')}) WHERE len(uids) + len(demographics) > 0 "
+                       "ORDER BY path").fetchall()
+
+
+def test_manifest_compare_lists_only_the_files_that_differ(tmp_path: Path) -> None:
+    """0014's manifest_compare: a narrow hash pre-filter, then the exact comparisons on the few
+    candidates; the same lists as 0008's view for every file that differs, no row for one that agrees."""
+    con = open_index(str(tmp_path / "s.duckdb"), create=True)
+    try:
+        scale.fill(con, 6000)
+        con.execute("""
+            UPDATE files SET patient_sex = lower(patient_sex) WHERE mtime_ns % 9 = 4;  -- no difference (upper)
+            INSERT INTO manifest
+            SELECT sop_instance_uid, study_instance_uid,
+                   CASE WHEN mtime_ns % 97 = 5 THEN series_instance_uid || '.9' ELSE series_instance_uid END,
+                   CASE WHEN mtime_ns % 89 = 6 THEN '1.2.3' ELSE sop_class_uid END,
+                   CASE WHEN mtime_ns % 53 = 7 THEN 'MERGED' || patient_id
+                        WHEN mtime_ns % 59 = 8 THEN NULL ELSE patient_id END,   -- NULL: no correction
+                   CASE WHEN mtime_ns % 61 = 9 THEN 'ISSUER' END,
+                   CASE WHEN mtime_ns % 31 = 2 THEN 'CORRECTED^NAME'
+                        WHEN mtime_ns % 37 = 3 THEN lower(patient_name) || '^^'  -- same name after norm_name
+                        ELSE patient_name END,
+                   CASE WHEN mtime_ns % 41 = 4 THEN '19000101' ELSE patient_birth_date END,
+                   upper(patient_sex),
+                   CASE WHEN mtime_ns % 43 = 5 THEN 'ACC-X' ELSE accession_number END,
+                   CASE WHEN mtime_ns % 47 = 6 THEN '20000101' ELSE study_date END,
+                   modality, volume, 'online', row_number() OVER ()
+            FROM (SELECT * FROM files WHERE sop_instance_uid IS NOT NULL
+                  QUALIFY row_number() OVER (PARTITION BY sop_instance_uid ORDER BY path) = 1)
+        """)
+        got = con.execute("SELECT * FROM manifest_compare ORDER BY path").fetchall()
+        ref = _manifest_compare_0008(con)
+        assert len(ref) > 500
+        attrs = {a["attribute"] for r in ref for a in r[4] + r[5]}
+        assert attrs == {"PatientID", "IssuerOfPatientID", "PatientName", "PatientBirthDate", "AccessionNumber",
+                         "StudyDate", "SeriesInstanceUID", "SOPClassUID"}
+        assert got == ref
+        joined = con.execute("SELECT count(*) FROM files JOIN manifest USING (sop_instance_uid) "
+                             "WHERE status IN ('ok', 'suspect', 'corrupt')").fetchone()[0]
+        assert joined > 2 * len(got)  # the files that agree have no row
+    finally:
+        con.close()

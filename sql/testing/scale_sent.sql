@@ -4,7 +4,8 @@ INSERT INTO send_runs (run_id, target, started, finished, associations, queued, 
                        failed, not_sent, bytes, outcome)
 VALUES (1, $target, TIMESTAMP '2026-11-03', TIMESTAMP '2026-11-05', 2, 0, 0, 0, 0, 0, 0, 'incomplete');
 INSERT INTO transfers (run_id, target, sop_instance_uid, path, started, finished, bytes, status, status_hex,
-                       status_meaning, outcome, wire_xxh3, transfer_syntax_uid, association)
+                       status_meaning, outcome, wire_xxh3, transfer_syntax_uid, association,
+                       source_xxh3, sent_patient_id, sent_header)
 SELECT 1, $target, sop_instance_uid, path,
        TIMESTAMP '2026-11-03' + to_milliseconds(row_number() OVER ()),
        TIMESTAMP '2026-11-03' + to_milliseconds(row_number() OVER () + 5), size,
@@ -12,7 +13,17 @@ SELECT 1, $target, sop_instance_uid, path,
        CASE WHEN hash(path) % 1000 = 0 THEN '0xA700' ELSE '0x0000' END,
        CASE WHEN hash(path) % 1000 = 0 THEN 'Out of Resources' ELSE 'Success' END,
        CASE WHEN hash(path) % 1000 = 0 THEN 'failed' ELSE 'stored' END,
-       dataset_xxh3, transfer_syntax_uid, 1
+       dataset_xxh3, transfer_syntax_uid, 1,
+       -- what a real send records (sql/schema/0010): the copy read and the header sent, so the books
+       -- see the stored content as current and the C-FIND verifications count
+       dataset_xxh3, patient_id,
+       {'PatientName': patient_name, 'PatientBirthDate': patient_birth_date, 'PatientSex': patient_sex,
+        'IssuerOfPatientID': issuer_of_patient_id, 'AccessionNumber': accession_number, 'StudyDate': study_date,
+        'StudyDescription': study_description, 'Modality': modality, 'StudyInstanceUID': study_instance_uid,
+        'SeriesInstanceUID': series_instance_uid, 'SOPClassUID': sop_class_uid,
+        'TransferSyntaxUID': transfer_syntax_uid, 'SeriesNumber': series_number,
+        'InstanceNumber': instance_number, 'Rows': rows, 'Columns': columns,
+        'NumberOfFrames': number_of_frames, 'PixelDataLength': pixel_data_length}
 FROM files
 WHERE status = 'ok' AND NOT (mtime_ns % 100 = 1 OR mtime_ns % 1000 = 3)   -- one copy per instance
   AND hash(sop_instance_uid) % 1000 < $sent * 1000;
