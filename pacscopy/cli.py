@@ -430,7 +430,7 @@ def status(
     if books:
         return _books_status(books, str(t))
     with idx.open_index(_index(index), read_only=True) as con:
-        p = progress(con, t)
+        p = progress(con, t, _index(index))
     typer.echo(f"target {t}: {p.in_plan} instances in the plan, each counted once")
     lines = [
         ("stored and current", p.stored_current, f"{p.verified} verified, {p.warnings} stored with warnings"),

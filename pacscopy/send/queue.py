@@ -220,6 +220,30 @@ class SendProgress:
         return (now or dt.datetime.now()) + dt.timedelta(seconds=self.left_to_send / self.per_second)
 
 
-def progress(con: duckdb.DuckDBPyConnection, target: Target) -> SendProgress:
-    """Every planned instance by its state for ``target``, and the rate of its latest run."""
-    return fetch(con, "ops/send/send_status", SendProgress, {"target": str(target)})[0]
+def progress(con: duckdb.DuckDBPyConnection, target: Target, index_path: str | None = None) -> SendProgress:
+    """Every planned instance by its state for ``target``, and the rate of its latest run.
+
+    With ``index_path`` (the file ``con`` has open) the figures are kept beside the index and
+    given again, without counting, only while the index is unchanged (:mod:`pacscopy.send.status_cache`).
+    """
+    if index_path is None:
+        return fetch(con, "ops/send/send_status", SendProgress, {"target": str(target)})[0]
+    from dataclasses import asdict
+
+    from pacscopy.send import status_cache
+
+    sql = load_sql("ops/send/send_status")
+    stamp = status_cache.index_stamp(index_path)
+    cached = status_cache.load(index_path, str(target), sql, stamp)
+    if cached is not None:
+        try:
+            for k in ("started", "ended"):
+                if cached.get(k) is not None:
+                    cached[k] = dt.datetime.fromisoformat(cached[k])
+            return SendProgress(**cached)
+        except (TypeError, ValueError):
+            pass  # not this version's fields: count again
+    p = fetch(con, "ops/send/send_status", SendProgress, {"target": str(target)})[0]
+    if status_cache.index_stamp(index_path) == stamp:
+        status_cache.save(index_path, str(target), sql, stamp, asdict(p))
+    return p
