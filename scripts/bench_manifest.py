@@ -8,7 +8,11 @@ corrected, 0.1 % of patients merged into another PatientID. Then, each on a fres
 index, as subprocesses: `pacscopy manifest load` of the CSV and of the Parquet file, and
 `pacscopy check` of the four manifest checks (which also rebuilds the whole plan).
 
-usage: python scripts/bench_manifest.py [--rows 5000000] [--runs 2] [--keep DIR]
+With ``--base SRC`` (a checkout of another commit, e.g. ``git worktree add /tmp/base COMMIT``) the
+same loads and check run with that checkout's pacscopy too (PYTHONPATH=SRC), interleaved with this
+one's, each on its own fresh copy of the index: a before/after ratio from one run on a shared machine.
+
+usage: python scripts/bench_manifest.py [--rows 5000000] [--runs 2] [--keep DIR] [--base SRC]
 """
 
 from __future__ import annotations
@@ -57,6 +61,10 @@ WHERE NOT (i < $rows AND (i % 100 = 1 OR i % 500 = 3 OR i % 2000 = 5))  -- copie
 
 
 def export(d: Path, rows: int) -> tuple[Path, Path, int]:
+    csv, pq = d / f"export-{rows}.csv", d / f"export-{rows}.parquet"
+    if csv.exists() and pq.exists():  # kept from an earlier run (--keep)
+        n = duckdb.connect().execute("SELECT count(*) FROM read_parquet($p)", {"p": str(pq)}).fetchone()[0]  # type: ignore[index]
+        return csv, pq, n
     con = duckdb.connect()
     con.execute(f"CREATE TABLE e AS {EXPORT}", {"rows": rows})
     n = con.execute("SELECT count(*) FROM e").fetchone()[0]  # type: ignore[index]
@@ -67,10 +75,11 @@ def export(d: Path, rows: int) -> tuple[Path, Path, int]:
     return csv, pq, n
 
 
-def timed(args: list[str]) -> tuple[float, int, str]:
+def timed(args: list[str], src: Path | None = None) -> tuple[float, int, str]:
     cmd = ["/usr/bin/time", "-f", "%M", sys.executable, "-m", "pacscopy", *args]
+    env = {**os.environ, "PYTHONPATH": str(src)} if src else None
     t = time.monotonic()
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=src or ROOT, env=env)
     wall = time.monotonic() - t
     if r.returncode != 0:
         raise SystemExit(f"{' '.join(args[:2])} failed: {r.stderr[-2000:]}")
@@ -90,39 +99,54 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=5_000_000)
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--keep", type=Path)
+    ap.add_argument("--base", type=Path, help="another checkout's pacscopy, measured the same way (before/after)")
     a = ap.parse_args()
-    d = a.keep or Path(tempfile.mkdtemp(prefix="pacscopy-bench-manifest-"))
+    d = (a.keep or Path(tempfile.mkdtemp(prefix="pacscopy-bench-manifest-"))).resolve()
     d.mkdir(parents=True, exist_ok=True)
-    src = d / f"check-{a.rows}.duckdb"
-    if not src.exists():
+    src_index = d / f"check-{a.rows}.duckdb"
+    if not src_index.exists():
         print(f"generating {a.rows:,} files rows ...", file=sys.stderr)
-        print(f"generated in {build(src, a.rows):.1f} s", file=sys.stderr)
+        print(f"generated in {build(src_index, a.rows):.1f} s", file=sys.stderr)
     t = time.monotonic()
     csv, pq, n = export(d, a.rows)
     print(f"export of {n:,} rows written in {time.monotonic() - t:.1f} s "
           f"(CSV {csv.stat().st_size / 1e6:.0f} MB, Parquet {pq.stat().st_size / 1e6:.0f} MB)", file=sys.stderr)
     work = d / "run.duckdb"
-    res: dict[str, list[tuple[float, int]]] = {"load csv": [], "load parquet": [], "check (manifest checks + plan)": []}
+    start_load = os.getloadavg()[0]
+    res: dict[str, list[tuple[float, int]]] = {}
+    sources: list[tuple[str, Path | None]] = [("", None)] + ([("base ", a.base.resolve())] if a.base else [])
     for run in range(a.runs):
-        fresh(src, work)
-        res["load parquet"].append(timed(["manifest", "load", str(pq), "--index", str(work)])[:2])
-        fresh(src, work)
-        res["load csv"].append(timed(["manifest", "load", str(csv), "--index", str(work)])[:2])
-        res["check (manifest checks + plan)"].append(timed(["check", *CHECKS, "--index", str(work), "-q"])[:2])
-        print(f"run {run + 1}: " + ", ".join(f"{k} {v[-1][0]:.1f} s" for k, v in res.items()), file=sys.stderr)
+        for label, src in sources:
+            fresh(src_index, work)
+            res.setdefault(f"{label}load parquet", []).append(
+                timed(["manifest", "load", str(pq), "--index", str(work)], src)[:2])
+            fresh(src_index, work)
+            res.setdefault(f"{label}load csv", []).append(
+                timed(["manifest", "load", str(csv), "--index", str(work)], src)[:2])
+            res.setdefault(f"{label}check (manifest checks + plan)", []).append(
+                timed(["check", *CHECKS, "--index", str(work), "-q"], src)[:2])
+            print(f"run {run + 1} {label}: " + ", ".join(f"{k} {v[-1][0]:.1f} s" for k, v in res.items()
+                                                      if k.startswith(label) or not label), file=sys.stderr)
+        if a.base:  # leave this checkout's result in work for the summary below
+            fresh(src_index, work)
+            timed(["manifest", "load", str(csv), "--index", str(work)])
+            timed(["check", *CHECKS, "--index", str(work), "-q"])
     con = duckdb.connect(str(work), read_only=True)
     findings = con.execute("SELECT check_id, count(*) FROM findings GROUP BY 1 ORDER BY 1").fetchall()
     plan = con.execute("SELECT disposition, count(*) FROM plan GROUP BY 1 ORDER BY 2 DESC").fetchall()
     con.close()
     load1 = os.getloadavg()
-    print(f"{n:,} manifest rows against {a.rows:,} files rows; load average {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}\n")
+    print(f"{n:,} manifest rows against {a.rows:,} files rows; load average {start_load:.2f} at the start, "
+          f"{load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f} at the end\n")
     print("| step | runs | median wall (runs) | max peak RSS |\n|---|---|---|---|")
     for k, v in res.items():
         walls = [w for w, _ in v]
         print(f"| {k} | {len(v)} | {statistics.median(walls):.1f} s ({', '.join(f'{w:.1f}' for w in walls)}) "
               f"| {max(r for _, r in v) / 1024:.0f} MB |")
-    total = statistics.median(w for w, _ in res["load csv"]) + statistics.median(w for w, _ in res["check (manifest checks + plan)"])
-    print(f"\nload (CSV) + check: {total:.1f} s")
+    for label, _ in sources:
+        total = (statistics.median(w for w, _ in res[f"{label}load csv"])
+                 + statistics.median(w for w, _ in res[f"{label}check (manifest checks + plan)"]))
+        print(f"\n{label}load (CSV) + check: {total:.1f} s")
     print("\nfindings: " + ", ".join(f"{c} {k:,}" for c, k in findings))
     print("plan: " + ", ".join(f"{c} {k:,}" for c, k in plan))
 
