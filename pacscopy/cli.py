@@ -338,6 +338,9 @@ def send(
     retries: Annotated[int, typer.Option(min=0, help="Retries per instance for retryable failures.")] = 4,
     wait_for_target: Annotated[float, typer.Option(min=0, help="Seconds to wait for a target that went down.")] = 120.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    books: BooksOpt = None,
+    shard: Annotated[Optional[str], typer.Option("--shard", help="With shared books: send only share K of N "
+                                                 "of the studies, e.g. 1/3.", show_default=False)] = None,
 ) -> None:
     """Send what the plan says 'send' with C-STORE: parallel, throttled, resumable."""
     from pacscopy.send.options import SendOptions, Window, parse_rate
@@ -349,6 +352,7 @@ def send(
                        updates=not no_updates, updates_only=updates_only)
     if no_updates and updates_only:
         fail("give --no-updates or --updates-only, not both")
+    opts, shared = _shared(_index(index), t, opts, books, shard, dry_run)
     if dry_run:
         from pacscopy.send.queue import dry_run as do_dry_run
 
@@ -367,10 +371,50 @@ def send(
             typer.echo(f"updates (first {len(plan.update_examples)}):")
             typer.echo(render.table(["sop_instance_uid", "why"], plan.update_examples, max_width=100))
         return
-    _send(_index(index), t, opts, quiet)
+    _send(_index(index), t, opts, quiet, shared)
 
 
-def _send(index: str, t: Any, opts: Any, quiet: bool) -> None:
+def _shared(index: str, t: Any, opts: Any, books: Optional[str], shard: Optional[str], dry_run: bool) -> Any:
+    """A linked index (or ``--books``) sends through the shared books (README, "Several machines").
+
+    Returns the options (with ``--shard``'s filter) and, unless a dry run, a function wrapping the send's
+    local books in :class:`pacscopy.pg.sendbooks.PgBooks` (None: no shared books). Before the send, the
+    share is registered (an overlapping one refused) and what an earlier run left unrecorded is caught up.
+    """
+    import dataclasses
+
+    from pacscopy.pg import books as bk
+
+    sh = bk.Shard.parse(shard) if shard else None
+    with idx.open_index(index) as con:  # read-write: a dead run's journal is merged first (catch-up needs it)
+        link = bk.read_link(con)
+        if link is None and not books:
+            if sh is not None:
+                fail("--shard needs shared books: link the index with 'pacscopy books join URL' first")
+            return opts, None
+        if sh is not None:
+            opts = dataclasses.replace(opts, where=f"({opts.where}) AND {sh.where()}" if opts.where else sh.where())
+        if dry_run:
+            return opts, None
+        from pacscopy.pg.sendbooks import PgBooks, catch_up
+
+        pg, link, url = bk.open_linked(con, books)
+        with pg:
+            bk.register_share(pg, url, link, str(t), sh)
+        n = catch_up(url, link, con, str(t))
+    if n:
+        typer.echo(f"books: recorded {n} instances stored by an earlier run of this host", err=True)
+    made: list[Any] = []
+
+    def wrap(local: Any) -> Any:
+        made.append(PgBooks(local, url, link, sh))
+        return made[0]
+
+    wrap.made = made  # type: ignore[attr-defined]  # the summary says how many other hosts claimed
+    return opts, wrap
+
+
+def _send(index: str, t: Any, opts: Any, quiet: bool, shared: Any = None) -> None:
     from pacscopy.send.send import send_index
 
     bar: Any = None
@@ -388,7 +432,8 @@ def _send(index: str, t: Any, opts: Any, quiet: bool) -> None:
         typer.echo(f"outside the window {opts.window}: waiting until {opens:%Y-%m-%d %H:%M}", err=True)
 
     try:
-        res = send_index(index, t, opts, on_total=on_total, on_progress=on_progress, on_wait=on_wait)
+        res = send_index(index, t, opts, on_total=on_total, on_progress=on_progress, on_wait=on_wait,
+                         wrap_books=shared)
     finally:
         if bar is not None:
             bar.close()
@@ -401,6 +446,11 @@ def _send(index: str, t: Any, opts: Any, quiet: bool) -> None:
              f"  failed:    {res.failed}"]
     lines += [f"    {k}: {v}" for k, v in sorted(res.failed_by_status.items())]
     lines += [f"  retries:   {res.retries}"]
+    if shared is not None and shared.made:
+        pb = shared.made[0]
+        lines.insert(1, f"  books:     migration {pb.link.migration_name!r} as host {pb.link.host_name!r}"
+                        + (f", share {pb.shard}" if pb.shard else "")
+                        + f"; {pb.skipped} instances claimed by other hosts (theirs to send)")
     if res.source_changed:
         lines.append(f"  source changed since scan (not sent): {res.source_changed}")
     if res.not_sent:

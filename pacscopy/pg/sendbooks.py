@@ -101,7 +101,7 @@ class PgBooks:
                     run(self.record_con, "claims_release", {**keys, "sops": failed})
                 run(self.record_con, "host_seen", {"host_id": self.link.host_id})
         except BooksError as e:
-            log.warning("%s", e)
+            log.info("%s", e)  # said once, by the send's end (finish)
             self.error = e
 
     def record_source_changed(self, rows: list[dict[str, Any]]) -> None:
