@@ -147,7 +147,9 @@ class PgBooks:
 def catch_up(url: str, link: Link, index_con: duckdb.DuckDBPyConnection, target: str) -> int:
     """Record in the books what this host's local books hold and the shared ones miss: its claims left
     'sending' (a run killed, PostgreSQL gone) whose instances the local books show stored. Returns how many."""
-    with connect(url) as con, guarded(url, "catching up"):
+    with connect(url) as con, guarded(url, "catching up"), con.transaction():
+        # one catch-up per host and target at a time (the send's own lock is taken later)
+        run(con, "lock_host_target", {"target": target, "host_id": link.host_id})
         pending = [r[0] for r in run(con, "claims_pending", {"target": target, "host_id": link.host_id}).fetchall()]
         if not pending:
             return 0
@@ -159,13 +161,12 @@ def catch_up(url: str, link: Link, index_con: duckdb.DuckDBPyConnection, target:
                 break
             cols = [d[0] for d in cur.description or ()]
             dicts = [dict(zip(cols, r)) for r in rows]
-            with con.transaction():
-                for run_id in sorted({d["run_id"] for d in dicts}):
-                    part = [d for d in dicts if d["run_id"] == run_id]
-                    p = {c: [d[c] for d in part] for c in _PG_COLS}
-                    run(con, "insert_transfers", {**p, "host_id": link.host_id, "run_id": run_id, "target": target})
-                run(con, "claims_stored", {"target": target, "host_id": link.host_id,
-                                           "sops": [d["sop_instance_uid"] for d in dicts]})
+            for run_id in sorted({d["run_id"] for d in dicts}):
+                part = [d for d in dicts if d["run_id"] == run_id]
+                p = {c: [d[c] for d in part] for c in _PG_COLS}
+                run(con, "insert_transfers", {**p, "host_id": link.host_id, "run_id": run_id, "target": target})
+            run(con, "claims_stored", {"target": target, "host_id": link.host_id,
+                                       "sops": [d["sop_instance_uid"] for d in dicts]})
             n += len(dicts)
         return n
 
