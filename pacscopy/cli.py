@@ -94,10 +94,21 @@ def scan(
 
     bar: Any = None
 
-    def on_total(root: Any, files: int, nbytes: int) -> None:
+    def on_walk(root: Any, found: int, files: int, nbytes: int) -> None:
+        # Progress from the start: files read so far, with the files found while the walk runs.
         nonlocal bar
-        if not quiet:
-            bar = _bar(files, "file", f"scan {Path(root).name or root}", smoothing=0.1)
+        if quiet:
+            return
+        desc = f"scan {Path(root).name or root} (walking: {found:,} files found)"
+        if bar is None:
+            bar = _bar(None, "file", desc, smoothing=0.1)
+        else:
+            bar.set_description_str(desc)
+
+    def on_total(root: Any, files: int, nbytes: int) -> None:
+        if bar is not None:
+            bar.total = files
+            bar.set_description_str(f"scan {Path(root).name or root}")
 
     def on_progress(files: int, nbytes: int) -> None:
         if bar is not None:
@@ -118,7 +129,7 @@ def scan(
 
     try:
         result = do_scan(roots, _index(index), volume=volume, workers=workers, io_depth=io_depth, rehash=rehash,
-                         on_total=on_total, on_progress=on_progress, on_done=on_done)
+                         on_total=on_total, on_walk=on_walk, on_progress=on_progress, on_done=on_done)
     finally:
         if bar is not None:
             bar.close()
@@ -128,7 +139,7 @@ def scan(
                                 [(s.status, s.files, render.human_bytes(s.bytes)) for s in result.statuses]))
 
 
-def _bar(total: int, unit: str, desc: str, **kw: Any) -> Any:
+def _bar(total: int | None, unit: str, desc: str, **kw: Any) -> Any:
     """A progress bar on stderr that also shows MB/s (see :func:`_advance`)."""
     from tqdm import tqdm
 

@@ -315,7 +315,65 @@ def test_progress_adds_up_to_the_total(tmp_path, early: bool) -> None:
         con.close()
         if begun is not None:
             begun.close()
-    assert calls[0][0] == "total" and [c[0] for c in calls].count("total") == 1
-    assert calls[0][1] == 300 == res.files_read == res.new
-    assert sum(c[1] for c in calls[1:]) == 300
-    assert sum(c[2] for c in calls[1:]) == calls[0][2] == res.bytes_read
+    totals = [c for c in calls if c[0] == "total"]
+    assert len(totals) == 1 and totals[0][1] == 300 == res.files_read == res.new
+    progress = [c for c in calls if c[0] == "progress"]
+    assert sum(c[1] for c in progress) == 300
+    assert sum(c[2] for c in progress) == totals[0][2] == res.bytes_read
+
+
+def test_progress_while_the_walk_runs(tmp_path, monkeypatch) -> None:
+    """Issue 16: on a volume whose walk takes minutes, progress shows before the walk ends:
+    the files found so far (on_walk) and the files read so far (on_progress)."""
+    import pacscopy.scan.scan as scanmod
+    from pacscopy.index import open_index
+
+    root = tmp_path / "corpus"
+    make_corpus(root, 400, 3_000)
+    real_walk = scanmod.walk
+
+    def slow_walk(broot: bytes):  # a NAS: every entry costs a round trip
+        for e in real_walk(broot):
+            time.sleep(0.003)
+            yield e
+
+    monkeypatch.setattr(scanmod, "walk", slow_walk)
+    monkeypatch.setattr(scanmod, "WALK_REPORT_S", 0.02)
+    calls: list[tuple] = []
+    con = open_index(str(tmp_path / "p.duckdb"), create=True)
+    try:
+        scanmod.scan_root(con, root, workers=2,
+                          on_walk=lambda found, n, b: calls.append(("walk", found, n, b)),
+                          on_total=lambda n, b: calls.append(("total", n, b)),
+                          on_progress=lambda n, b: calls.append(("progress", n, b)))
+    finally:
+        con.close()
+    kinds = [c[0] for c in calls]
+    assert kinds[0] == "walk" and calls[0][1] == 0
+    before_total = calls[: kinds.index("total")]
+    walks = [c for c in before_total if c[0] == "walk"]
+    assert len(walks) >= 3, calls
+    found = [c[1] for c in walks]
+    assert found == sorted(found) and 0 < found[-1] <= 400
+    assert all(c[2] <= c[1] for c in walks)  # files to read <= files found
+    assert any(c[0] == "progress" for c in before_total), "nothing read was shown before the walk ended"
+
+
+def test_cli_scan_shows_the_files_found_during_the_walk(tmp_path, monkeypatch, cli) -> None:
+    import pacscopy.scan.scan as scanmod
+
+    root = tmp_path / "corpus"
+    make_corpus(root, 60, 2_000)
+    real_walk = scanmod.walk
+
+    def slow_walk(broot: bytes):
+        for e in real_walk(broot):
+            time.sleep(0.005)
+            yield e
+
+    monkeypatch.setattr(scanmod, "walk", slow_walk)
+    monkeypatch.setattr(scanmod, "WALK_REPORT_S", 0.02)
+    r = cli("scan", root, "--index", tmp_path / "i.duckdb", "--workers", "1")
+    assert r.code == 0, r.err
+    assert "(walking: " in r.err and " files found)" in r.err, r.err
+    assert "60/60" in r.err, r.err  # the total once the walk has ended

@@ -52,6 +52,8 @@ CHUNK_FILES = 32
 CHUNK_BYTES = 4 << 20
 #: Worker processes start once this many files or bytes are to be read; less is read in-process.
 POOL_FILES = 64
+#: During the walk, ``on_walk`` is called at most this often (seconds).
+WALK_REPORT_S = 0.25
 POOL_BYTES = 32 << 20
 #: DuckDB's memory limit for a scan (unless $PACSCOPY_MEMORY_LIMIT is set). A scan only
 #: appends, upserts by primary key and counts; with the usual 1 GB DuckDB keeps ~100 MB more
@@ -416,14 +418,17 @@ def scan_root(
     rehash: bool = False,
     on_total: Callable[[int, int], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    on_walk: Callable[[int, int, int], None] | None = None,
     begun: Begun | None = None,
 ) -> ScanResult:
     """Scan one root into the index; incremental unless ``rehash``.
 
-    ``on_total(files, bytes)`` is called once the walk knows the work;
-    ``on_progress(files, bytes)`` as files are read, with the counts since
-    the previous call. Reading starts while the walk runs; the files read
-    before the walk ends are reported right after ``on_total``. ``begun``:
+    ``on_walk(found, files, bytes)`` is called when the scan of the root starts
+    and then while the walk runs (at most every :data:`WALK_REPORT_S`):
+    ``found`` files found so far, of which ``files`` (``bytes``) are to be
+    read; ``on_total(files, bytes)`` once the walk knows the work;
+    ``on_progress(files, bytes)`` as files are read (reading starts while the
+    walk runs), with the counts since the previous call. ``begun``:
     this root's scan as :func:`begin_scan` started it (first scan or rehash).
     ``io_depth``: reads in flight at most, over all workers (default
     :data:`pacscopy.scan.pool.IO_DEPTH`; each worker adapts below it to the latency it sees).
@@ -446,7 +451,6 @@ def scan_root(
     }
     writer = _Writer(con, scan_id, volume, sroot)
     reader = _Reader(workers or os.cpu_count() or 1, io_depth=io_depth) if begun is None else begun.reader
-    unreported = [0, 0]  # files and bytes read before on_total
 
     def done(chunks: list[list[Row]]) -> None:
         for rows in chunks:
@@ -454,10 +458,7 @@ def scan_root(
             res.files_read += len(rows)
             res.bytes_read += nbytes
             writer.add(rows)
-            if unreported is not None:
-                unreported[0] += len(rows)
-                unreported[1] += nbytes
-            elif on_progress:
+            if on_progress:
                 on_progress(len(rows), nbytes)
 
     def visit(e: _Entry, early: bool) -> None:
@@ -485,7 +486,10 @@ def scan_root(
         if not early:
             done(reader.add(e.path, e.size))
 
+    found = len(begun.entries) if begun is not None else 0
     try:
+        if on_walk:
+            on_walk(found, reader.files, reader.nbytes)
         walker: Iterator[_Entry] = walk(broot)
         if begun is not None:
             reader.activate()
@@ -495,13 +499,15 @@ def scan_root(
             done(begun.finished)
             begun.finished = []
             walker = begun.walker
+        next_report = time.monotonic() + WALK_REPORT_S
         for e in walker:
             visit(e, False)
+            found += 1
+            if on_walk and time.monotonic() >= next_report:
+                on_walk(found, reader.files, reader.nbytes)
+                next_report = time.monotonic() + WALK_REPORT_S
         if on_total:
             on_total(reader.files, reader.nbytes)
-        if on_progress and unreported[0]:
-            on_progress(unreported[0], unreported[1])
-        unreported = None  # type: ignore[assignment]
         # Waiting for the workers is the time to write what has come back.
         for rows in reader.rest(idle=writer.idle):
             done([rows])
@@ -551,12 +557,13 @@ def scan(
     rehash: bool = False,
     on_total: Callable[[str | os.PathLike[str], int, int], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    on_walk: Callable[[str | os.PathLike[str], int, int, int], None] | None = None,
     on_done: Callable[[ScanResult], None] | None = None,
 ) -> ScanRun:
     """Scan ``roots`` one after the other into the index at ``index`` (created if missing).
 
-    ``on_total(root, files, bytes)`` and ``on_progress(files, bytes)`` as in
-    :func:`scan_root`; ``on_done(result)`` after each root. ``io_depth``: as in :func:`scan_root`.
+    ``on_total(root, files, bytes)``, ``on_walk(root, found, files, bytes)`` and
+    ``on_progress(files, bytes)`` as in :func:`scan_root`; ``on_done(result)`` after each root. ``io_depth``: as in :func:`scan_root`.
     """
     if not roots:
         raise InputError("no root to scan")
@@ -579,8 +586,12 @@ def scan(
                 if on_total is not None:
                     def total(files: int, nbytes: int, root: str | os.PathLike[str] = root) -> None:
                         on_total(root, files, nbytes)
+                walking = None
+                if on_walk is not None:
+                    def walking(found: int, files: int, nbytes: int, root: str | os.PathLike[str] = root) -> None:
+                        on_walk(root, found, files, nbytes)
                 res = scan_root(con, root, volume=volume, workers=workers, io_depth=io_depth, rehash=rehash,
-                                on_total=total,
+                                on_total=total, on_walk=walking,
                                 on_progress=on_progress, begun=begun if i == 0 else None)
                 out.results.append(res)
                 if on_done is not None:
