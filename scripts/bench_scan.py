@@ -47,8 +47,8 @@ PACSCOPY = str(Path(PY).parent / "pacscopy")
 
 # name, files, bytes per file, frames; --quick divides the file counts by 10.
 CORPORA = [
-    ("0.5 MB", 2_000, 500_000, 1),
-    ("10 KB", 20_000, 10_000, 1),
+    ("0.5 MB", 4_000, 500_000, 1),
+    ("10 KB", 50_000, 10_000, 1),
     ("30 MB multi-frame", 50, 30_000_000, 60),
 ]
 #: Not a goal: what each tool costs before real work (start-up, imports, pool, index).
@@ -59,12 +59,15 @@ RSS_FILES, RSS_SIZE = 200_000, 2_000
 #: PYTHONDONTWRITEBYTECODE left in the environment would make every run (and
 #: every scan worker) compile pacscopy's modules again, ~0.02 s each.
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-TOOLS = ("scan", "naive", "raw")
+TOOLS: tuple[str, ...] = ("scan", "naive", "raw")
 TOOL_LABEL = {
     "scan": "`pacscopy scan`",
     "naive": "naive `dcmread` loop",
     "raw": "raw read + xxh3",
+    "base": "`pacscopy scan` of --base",
 }
+#: ``--base DIR``: another checkout of pacscopy, scanned as tool "base" (PYTHONPATH=DIR) in the same runs.
+BASE: Path | None = None
 
 # The two baselines, run as ``python -c CODE LISTFILE``; each prints
 # {"files", "bytes", "loop_s"} as JSON (loop_s: the loop alone, no start-up).
@@ -266,6 +269,7 @@ class Measure:
     procs: int = 0
     cpu_s: float = 0.0  # user + system CPU of the whole process tree
     cpu_main_s: float = 0.0  # ... of the main process alone
+    load: float = 0.0  # 1-minute load average when the measure started
 
     @property
     def files_s(self) -> float:
@@ -284,7 +288,7 @@ class Measure:
         return self.nbytes / 1e6 / self.loop_s if self.loop_s else None
 
 
-def run_measured(cmd: list[str], out_path: Path) -> tuple[float, TreeSampler]:
+def run_measured(cmd: list[str], out_path: Path, env: dict[str, str] | None = None) -> tuple[float, TreeSampler]:
     """Run ``cmd``; return (wall seconds, memory sampler). stdout+stderr go to ``out_path``.
 
     (Not ``ru_maxrss``: Linux carries the pre-exec high-water mark into the
@@ -294,7 +298,7 @@ def run_measured(cmd: list[str], out_path: Path) -> tuple[float, TreeSampler]:
         t = time.perf_counter()
         # cwd: a scratch folder, not the checkout: with the checkout as cwd, the scan's
         # workers could import ./pacscopy even when PYTHONPATH points elsewhere.
-        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=out_path.parent, env=ENV)
+        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=out_path.parent, env=env or ENV)
         sampler = TreeSampler(p.pid)
         sampler.start()
         _, status = os.waitpid(p.pid, 0)
@@ -312,17 +316,22 @@ def run_measured(cmd: list[str], out_path: Path) -> tuple[float, TreeSampler]:
 
 def measure(tool: str, c: Corpus, run: int, tmp: Path) -> Measure:
     out = tmp / f"{tool}.out"
-    if tool == "scan":
+    env = None
+    if tool in ("scan", "base"):
         index = tmp / "index.duckdb"  # fresh for every run
         cmd = [PACSCOPY, "scan", str(c.root), "--index", str(index), "-q", "--rehash"]
+        if tool == "base":
+            assert BASE is not None
+            env = {**ENV, "PYTHONPATH": str(BASE)}
     else:
         listing = c.root.parent / f"{c.root.name}.files"
         cmd = [PY, "-c", NAIVE if tool == "naive" else RAW, str(listing)]
-    wall, s = run_measured(cmd, out)
+    load = os.getloadavg()[0]
+    wall, s = run_measured(cmd, out, env)
     m = Measure(tool, c.name, run, wall, len(c.files), c.nbytes, tree_rss_mb=s.peak_rss_kb / 1024,
                 tree_pss_mb=s.peak_pss_kb / 1024, max_proc_rss_mb=s.max_proc_rss_kb / 1024, procs=s.max_procs,
-                cpu_s=s.cpu_total, cpu_main_s=s.cpu.get(s.pid, 0.0))
-    if tool == "scan":
+                cpu_s=s.cpu_total, cpu_main_s=s.cpu.get(s.pid, 0.0), load=load)
+    if tool in ("scan", "base"):
         m.loop_s = check_index(index, c)
         for p in tmp.glob("index.duckdb*"):
             p.unlink()
@@ -412,7 +421,9 @@ def report_scan(corpora: list[Corpus], startup: Corpus, results: list[Measure], 
 
     L = ["## Scan: medians", ""] + environment() + [
         f"- command: `scripts/bench {' '.join(argv)}` ({runs} run(s) per corpus and tool; page cache warm)",
+        *([f"- base: `{TOOL_LABEL['base']}` = the same command with PYTHONPATH={BASE}"] if BASE else []),
         "",
+        *steady_state(corpora, startup, results),
         "End to end (wall time of the whole process, start-up included):",
         "",
         "| corpus | files | MB | scan files/s | scan MB/s | naive dcmread files/s | naive MB/s "
@@ -483,6 +494,46 @@ def report_scan(corpora: list[Corpus], startup: Corpus, results: list[Measure], 
     return "\n".join(L) + "\n"
 
 
+def _per_run(ms: list[Measure], a: str, b: str, corpus: str) -> float:
+    """Median over runs of (b's wall ÷ a's wall), each pair measured back to back in the same run."""
+    by = {(m.tool, m.run): m.wall_s for m in ms if m.corpus == corpus}
+    vals = [by[(b, r)] / by[(a, r)] for (t, r) in by if t == a and (b, r) in by]
+    return statistics.median(vals) if vals else float("nan")
+
+
+def steady_state(corpora: list[Corpus], startup: Corpus, results: list[Measure]) -> list[str]:
+    """The issue 11 table: ratios per run (same load), the start-up's share of the run, the load."""
+    def walls(c: Corpus, t: str) -> float:
+        return med([m for m in results if m.corpus == c.name and m.tool == t], "wall_s")
+
+    base = "base" in TOOLS
+    L = [
+        "Steady state (issue 11): each ratio is the median over the runs of the ratio of two measures "
+        "taken back to back in the same run; *start-up share*: the tool's median wall time on the "
+        f"start-up corpus ({startup.name}) ÷ its median wall time on this corpus; *load*: the 1-minute "
+        "load average at the start of each measure (median, min–max).",
+        "",
+        "| corpus | files | MB | scan s | naive s | raw s |" + (" base s |" if base else "")
+        + " start-up share scan / naive | scan ÷ naive (files/s) | scan ÷ raw (MB/s) |"
+        + (" scan ÷ base |" if base else "") + " load |",
+        "|---|--:|--:|--:|--:|--:|" + ("--:|" if base else "") + "--:|--:|--:|" + ("--:|" if base else "") + "--:|",
+    ]
+    for c in corpora:
+        loads = [m.load for m in results if m.corpus == c.name]
+        row = (f"| {c.name} | {len(c.files):,} | {c.nbytes / 1e6:,.0f} | {walls(c, 'scan'):.2f} "
+               f"| {walls(c, 'naive'):.2f} | {walls(c, 'raw'):.2f} |")
+        if base:
+            row += f" {walls(c, 'base'):.2f} |"
+        row += (f" {walls(startup, 'scan') / walls(c, 'scan'):.0%} / {walls(startup, 'naive') / walls(c, 'naive'):.0%} "
+                f"| **{_per_run(results, 'scan', 'naive', c.name):.2f}×** "
+                f"| {_per_run(results, 'scan', 'raw', c.name):.0%} |")
+        if base:
+            row += f" {_per_run(results, 'scan', 'base', c.name):.2f}× |"
+        row += f" {statistics.median(loads):.1f} ({min(loads):.1f}–{max(loads):.1f}) |"
+        L.append(row)
+    return L + [""]
+
+
 def save(kind: str, results: list[Measure], text: str) -> None:
     out = DATA / "results"
     out.mkdir(parents=True, exist_ok=True)
@@ -501,9 +552,18 @@ def compile_once(c: Corpus) -> None:
     with tempfile.TemporaryDirectory(dir=DATA / "tmp") as tmp:
         run_measured([PACSCOPY, "scan", str(c.root), "--index", str(Path(tmp) / "i.duckdb"), "-q"],
                      Path(tmp) / "compile.out")
+        if BASE is not None:
+            run_measured([PACSCOPY, "scan", str(c.root), "--index", str(Path(tmp) / "b.duckdb"), "-q"],
+                         Path(tmp) / "compile-base.out", {**ENV, "PYTHONPATH": str(BASE)})
 
 
 def cmd_scan(args: argparse.Namespace, argv: list[str]) -> None:
+    global TOOLS, BASE
+    if args.base:
+        BASE = args.base.resolve()
+        if not (BASE / "pacscopy" / "__init__.py").exists():
+            raise SystemExit(f"bench: --base {args.base} holds no pacscopy/ package")
+        TOOLS = (*TOOLS, "base")
     runs = args.runs or (3 if args.quick else 5)
     div = 10 if args.quick else 1
     wanted = [c for c in CORPORA if not args.only or any(o.lower() in c[0].lower() for o in args.only)]
@@ -516,7 +576,8 @@ def cmd_scan(args: argparse.Namespace, argv: list[str]) -> None:
     (DATA / "tmp").mkdir(parents=True, exist_ok=True)
     for c in [*corpora, startup]:
         for r in range(runs):
-            order = TOOLS[r % 3:] + TOOLS[: r % 3]  # rotate: no tool always goes first
+            k = r % len(TOOLS)
+            order = TOOLS[k:] + TOOLS[:k]  # rotate: no tool always goes first
             for tool in order:
                 with tempfile.TemporaryDirectory(dir=DATA / "tmp") as tmp:
                     m = measure(tool, c, r + 1, Path(tmp))
@@ -568,6 +629,7 @@ def main(argv: list[str]) -> None:
     s.add_argument("--runs", type=int, help="runs per corpus and tool (default 5; --quick: 3)")
     s.add_argument("--quick", action="store_true", help="smoke test: a tenth of the files, 3 runs")
     s.add_argument("--only", action="append", help="only corpora whose name contains this (repeatable)")
+    s.add_argument("--base", type=Path, help="another pacscopy checkout, scanned too in the same runs (PYTHONPATH)")
     r = sub.add_parser("scan-rss", help="peak RSS of the scan's process tree over 200,000 tiny files")
     r.add_argument("--runs", type=int, help="runs (default 1)")
     r.add_argument("--files", type=int, help=f"number of files (default {RSS_FILES:,})")

@@ -76,8 +76,8 @@ peers = _load_peers()
 
 # name, files, bytes per file; --quick divides the file counts by 10.
 CORPORA = [
-    ("0.5 MB", 2_000, 500_000, ("orthanc", "storescp", "ignore")),
-    ("10 KB", 20_000, 10_000, ("storescp", "ignore")),
+    ("0.5 MB", 4_000, 500_000, ("orthanc", "storescp", "ignore")),
+    ("10 KB", 50_000, 10_000, ("storescp", "ignore")),
     # a target with Nagle's algorithm on (DCMTK without TCP_NODELAY=1): storescu needs ~45 ms per C-STORE
     ("0.5 MB, Nagle on", 200, 500_000, ("nagle",)),
 ]
