@@ -19,7 +19,7 @@ from pacscopy import __version__
 from pacscopy import index as idx
 from pacscopy.errors import PacscopyError
 from pacscopy import validate
-from pacscopy.output import render
+from pacscopy.output import render, summaries
 
 IndexOpt = Annotated[Optional[str], typer.Option(
     "--index", help="Index file (default: $PACSCOPY_INDEX, else ./pacscopy.duckdb).", show_default=False)]
@@ -120,12 +120,7 @@ def scan(
             bar.close()
             bar = None
         if not quiet:
-            rate = res.bytes_read / 1e6 / res.seconds if res.seconds else 0.0
-            typer.echo(
-                f"{res.root} (volume {res.volume}): {res.new} new, {res.changed} changed, "
-                f"{res.unchanged} unchanged, {res.missing} missing; read {res.files_read} files, "
-                f"{render.human_bytes(res.bytes_read)} in {res.seconds:.1f} s ({rate:.1f} MB/s)"
-            )
+            typer.echo(summaries.scan_root_line(res))
 
     try:
         result = do_scan(roots, _index(index), volume=volume, workers=workers, io_depth=io_depth, rehash=rehash,
@@ -134,9 +129,7 @@ def scan(
         if bar is not None:
             bar.close()
     if not quiet:
-        typer.echo("\nindex " + result.index + ":")
-        typer.echo(render.table(["status", "files", "bytes"],
-                                [(s.status, s.files, render.human_bytes(s.bytes)) for s in result.statuses]))
+        typer.echo(summaries.index_statuses(result.index, result.statuses))
 
 
 def _bar(total: int | None, unit: str, desc: str, **kw: Any) -> Any:
@@ -167,23 +160,12 @@ def query(
     out: Annotated[Optional[Path], typer.Option("--out", help="Write the result to this file (0600) instead of stdout.")] = None,
 ) -> None:
     """Run SQL read-only against the index (or a named query, e.g. corrupt_files); no file access."""
-    named = idx.named_queries()
-    if list_:
-        rows = [(n, idx.description(p.read_text(encoding="utf-8"))) for n, p in named.items()]
-        typer.echo(render.table(["name", "description"], rows, max_width=100))
-        return
-    if file is not None:
-        if sql is not None:
-            fail("give either SQL or -f FILE, not both")
-        from pacscopy.validate import read_text
+    from pacscopy import queries
 
-        text = read_text(file, "SQL file")
-    elif sql is None:
-        fail("give SQL, a query name (see 'pacscopy query --list') or -f FILE")
-    elif sql in named:
-        text = named[sql].read_text(encoding="utf-8")
-    else:
-        text = sql
+    if list_:
+        typer.echo(render.table(["name", "description"], queries.listing(), max_width=100))
+        return
+    text = queries.sql_text(sql, file)
     params: dict[str, Any] = {}
     for p in param or []:
         if "=" not in p:
@@ -236,8 +218,7 @@ def check(
 
 def _echo_plan(plan: list[Any]) -> None:
     """The plan in one table: instances, decisions and bytes per disposition."""
-    typer.echo(render.table(["disposition", "instances", "decided", "bytes"],
-                            [(p.disposition, p.instances, p.decided, render.human_bytes(p.bytes)) for p in plan]))
+    typer.echo(summaries.plan_table(plan))
 
 
 class Action(str, Enum):
@@ -322,12 +303,7 @@ def probe(
     t = _target(target)
     with idx.open_index(_index(index)) as con:
         res = do_probe(con, t, calling_ae, timeout)
-    typer.echo(f"{res.target}: C-ECHO 0x{res.echo_status:04X}; {res.accepted} of {res.pairs} "
-               f"(SOP class, transfer syntax) pairs accepted in {res.associations} association(s)")
-    _echo_plan(res.plan)
-    for hint, n in res.blocked.items():
-        typer.echo(f"blocked: {n} " + ("sendable with send --transcode" if hint is None else
-                                       "refused in every syntax" if hint == "refused" else f"not transcodable: {hint}"))
+    typer.echo("\n".join(summaries.probe_lines(res)))
 
 
 @app.command()
@@ -558,8 +534,7 @@ def manifest(
     mapping = parse_mapping(columns)
     with idx.open_index(_index(index)) as con:
         res = load_manifest(con, file, fmt.value if fmt else None, mapping)
-    typer.echo(f"manifest load {res.load_id}: {res.rows} rows from {res.source} ({res.format}); "
-               "run 'pacscopy check' to apply it")
+    typer.echo(summaries.manifest_line(res))
 
 
 @app.command()
@@ -574,25 +549,14 @@ def receive(
         help="Send Storage Commitment reports on a new association to AE@host:port.")] = None,
 ) -> None:
     """Run a small archive: stores into a folder, answers C-FIND, C-GET and Storage Commitment."""
-    from pacscopy.receive import Receiver
+    from pacscopy.receive import start_receiver
 
-    try:
-        storage.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        fail(f"cannot create {storage}: {e.strerror}")
     if commit_reply is not None:
         _target(commit_reply)  # a bad value fails here, with one line
-    rx = Receiver(storage, port=port, ae_title=ae, host=host, commit_reply=commit_reply)
+    rx = start_receiver(storage, port=port, ae_title=ae, host=host, commit_reply=commit_reply)
+    typer.echo(f"receiving as {ae}@{host}:{rx.port} into {storage} (Ctrl-C to stop)", err=True)
     try:
-        actual = rx.start()
-    except OSError as e:
-        fail(f"cannot listen on {host}:{port}: {e.strerror}")
-    typer.echo(f"receiving as {ae}@{host}:{actual} into {storage} (Ctrl-C to stop)", err=True)
-    try:
-        import time as _t
-
-        while True:
-            _t.sleep(3600)
+        rx.wait()
     except KeyboardInterrupt:
         pass
     finally:

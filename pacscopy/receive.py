@@ -33,6 +33,7 @@ from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts
 
 from pacscopy.dicom.peer import Target, accept_nul_padded_ae_titles, nodelay_handlers
 from pacscopy.dicom.scu import COMMIT, COMMIT_INSTANCE, VERIFICATION, request
+from pacscopy.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -318,7 +319,28 @@ class Receiver:
         self.port = self._server.server_address[1]
         return self.port
 
+    def wait(self) -> None:
+        """Block until :meth:`stop` (from another thread); a Ctrl-C reaches the caller as KeyboardInterrupt."""
+        while self._server is not None:
+            time.sleep(0.5)
+
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()
             self._server = None
+
+
+def start_receiver(storage: Path, *, port: int = 0, ae_title: str = "PACSCOPY_RX", host: str = "127.0.0.1",
+                   commit_reply: str | None = None) -> Receiver:
+    """The ``receive`` command's receiver, listening; one line (InputError) when the folder
+    cannot be made or the address not bound."""
+    try:
+        storage.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create {storage}: {e.strerror}") from None
+    rx = Receiver(storage, port=port, ae_title=ae_title, host=host, commit_reply=commit_reply)
+    try:
+        rx.start()
+    except OSError as e:
+        raise InputError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+    return rx
