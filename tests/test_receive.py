@@ -75,3 +75,48 @@ def test_commitment_failure_reported_per_instance(planned, tmp_path, cli) -> Non
         rx.stop()
     got = rows(planned, "SELECT sop_instance_uid, outcome, detail FROM verification_latest WHERE outcome <> 'verified'")
     assert len(got) == 1 and got[0][0] == bad and got[0][1] == "failed" and "0x0110" in got[0][2]
+
+
+def test_receive_command_runs_until_ctrl_c_and_says_what_it_received(tmp_path) -> None:
+    """The ``receive`` command: listens (port 0: any), answers C-ECHO, stops on Ctrl-C with a count, exit 0."""
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from pacscopy.dicom.peer import Target
+    from pacscopy.dicom.scu import echo
+
+    proc = subprocess.Popen([sys.executable, "-m", "pacscopy", "receive", "--port", "0", "--storage",
+                             str(tmp_path / "rx"), "--ae", "RXTEST"], stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        m = re.match(r"receiving as RXTEST@127\.0\.0\.1:(\d+) into .*rx \(Ctrl-C to stop\)$", line.strip())
+        assert m, line
+        assert echo(Target("RXTEST", "127.0.0.1", int(m.group(1))), "PACSCOPY", 10) == 0
+        assert (tmp_path / "rx").is_dir()
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert err.strip() == "received 0 objects", err
+
+
+def test_receive_command_says_in_one_line_what_it_cannot_do(tmp_path, cli) -> None:
+    import socket
+
+    (tmp_path / "file").write_text("x")
+    r = cli("receive", "--port", "0", "--storage", tmp_path / "file" / "rx")
+    assert r.code == 2 and r.err.startswith("pacscopy: error: cannot create ") and len(r.err.splitlines()) == 1, r.err
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = cli("receive", "--port", str(port), "--storage", tmp_path / "rx")
+    assert r.code == 2 and r.err.startswith(f"pacscopy: error: cannot listen on 127.0.0.1:{port}: "), r.err
+    assert len(r.err.splitlines()) == 1, r.err
