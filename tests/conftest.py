@@ -91,3 +91,11 @@ def planned(tmp_path: Path, cli):
     assert cli("scan", root, "--index", idx, "-q").code == 0
     assert cli("check", "--index", idx, "-q").code == 0
     return idx
+
+
+def counts(text: str) -> dict[str, int]:
+    """The ``name: N`` lines of a command's summary (send, verify), by name: the content, whatever
+    the columns' spacing (a test asserts the figures, not how they are aligned)."""
+    import re
+
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^\s*([a-z_ ]+):\s+(\d+)\s*$", text, re.M)}
