@@ -255,6 +255,7 @@ class SendMeasure:
     rss90_mb: float = 0.0
     procs: int = 0
     samples: int = 0
+    load: float = 0.0  # 1-minute load average when the measure started
     timeline: list[tuple[float, int]] = field(default_factory=list)
 
     @property
@@ -288,7 +289,7 @@ def index_counts(index: Path) -> tuple[int, int, int, float | None, float | None
 
 
 def measure(c: Corpus, kind: str, sender: str, run: int, base_index: Path | None, tmp: Path) -> SendMeasure:
-    m = SendMeasure(c.name, kind, sender, run, len(c.files), c.nbytes)
+    m = SendMeasure(c.name, kind, sender, run, len(c.files), c.nbytes, load=os.getloadavg()[0])
     out = tmp / f"{sender}.out"
     with receiver(kind, tmp) as rcv:
         if sender == STORESCU:
@@ -430,6 +431,18 @@ def report(plan: list[tuple[Corpus, tuple[str, ...]]], senders: list[str], resul
                     goals.append(f"- {c.name} into {RECEIVERS[k]}: pacscopy with {s.split('-')[1]} associations = "
                                  f"{r:.2f}× storescu's instances/s ({verdict}); best: {best[0]:.2f}× with "
                                  f"{best[1].split('-')[1]}")
+        L += ["", "Per run (issue 11: ratios of two measures taken back to back in the same run, then the "
+              "median over the runs; *load*: the 1-minute load average at the start of each measure):", "",
+              "| receiver | sender | ÷ storescu, per run | runs | load (min–max) |", "|---|---|--:|--:|--:|"]
+        for k in kinds:
+            for s in senders:
+                if s == STORESCU:
+                    continue
+                pairs = [(m.wall_s, b.wall_s) for m in sel(c, k, s) for b in sel(c, k, STORESCU) if b.run == m.run]
+                loads = [m.load for m in results if m.corpus == c.name and m.receiver == k]
+                if pairs and loads:
+                    L.append(f"| {RECEIVERS[k]} | {sender_label(s)} | **{statistics.median(b / a for a, b in pairs):.2f}×** "
+                             f"| {len(pairs)} | {statistics.median(loads):.1f} ({min(loads):.1f}–{max(loads):.1f}) |")
         L.append("")
     # RSS flat: from the middle of each pacscopy run (start-up over) to 90 %
     growth = []
