@@ -98,4 +98,4 @@ def counts(text: str) -> dict[str, int]:
     the columns' spacing (a test asserts the figures, not how they are aligned)."""
     import re
 
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^\s*([a-z_ ]+):\s+(\d+)\s*$", text, re.M)}
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^\s*([a-z_ ]+):\s+(\d+)\b", text, re.M)}
