@@ -421,7 +421,7 @@ def report_scan(corpora: list[Corpus], startup: Corpus, results: list[Measure], 
 
     L = ["## Scan: medians", ""] + environment() + [
         f"- command: `scripts/bench {' '.join(argv)}` ({runs} run(s) per corpus and tool; page cache warm)",
-        *([f"- base: `{TOOL_LABEL['base']}` = the same command with PYTHONPATH={BASE}"] if BASE else []),
+        *([f"- base: {TOOL_LABEL['base']} = the same command with PYTHONPATH={BASE}"] if BASE else []),
         "",
         *steady_state(corpora, startup, results),
         "End to end (wall time of the whole process, start-up included):",
