@@ -466,9 +466,17 @@ def status(
     t = _target(target, resolve=False)
     if books:
         return _books_status(books, str(t))
+    from pacscopy.journal import running
+
     with idx.open_index(_index(index), read_only=True) as con:
         p = progress(con, t, _index(index))
+        sends = running(con, _index(index))
     typer.echo(f"target {t}: {p.in_plan} instances in the plan, each counted once")
+    for r in sends:  # their newest attempts are in their journals: say how old the figures are
+        s = r.send
+        when = f"as of {r.as_of:%Y-%m-%d %H:%M:%S}, its latest merge" if r.as_of else "as of its start (nothing merged yet)"
+        typer.echo(f"  a send to {s.target} is running (run {s.run_id}, pid {s.pid} on {s.host} since "
+                   f"{s.since}): {'these figures are' if s.target == str(t) else 'its figures are'} {when}")
     lines = [
         ("stored and current", p.stored_current, f"{p.verified} verified, {p.warnings} stored with warnings"),
         ("verify problems", p.verify_problems, "mismatch, missing on target or disputed: see reconcile"),

@@ -25,6 +25,7 @@ import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ import duckdb
 
 from pacscopy.errors import PacscopyError
 from pacscopy.index import insert_columns, run, transaction
-from pacscopy.runfolder import run_dir
+from pacscopy.runfolder import RunningSend, run_dir, running_sends
 
 log = logging.getLogger(__name__)
 
@@ -231,3 +232,21 @@ def writer_record(run_id: int, target: str) -> dict[str, Any]:
     """The journal's first line: which run it records, and who writes it."""
     return {"run_id": run_id, "target": target, "pid": os.getpid(), "host": socket.gethostname(),
             "started": dt.datetime.now().isoformat(timespec="seconds")}
+
+
+@dataclass
+class Running:
+    """A send running from the index now, and how current the index's figures of it are."""
+
+    send: RunningSend
+    as_of: dt.datetime | None  # its latest merge (None: nothing merged yet; as of its start)
+
+
+def running(con: duckdb.DuckDBPyConnection, index_path: str) -> list[Running]:
+    """The sends running from the index (:func:`pacscopy.runfolder.running_sends`) with their latest merge."""
+    out = []
+    for s in running_sends(index_path):
+        row = run(con, "ops/send/journal_as_of", {"journal": f"journal-{s.journal}.jsonl"}).fetchone() \
+            if s.journal else None
+        out.append(Running(s, row[0] if row else None))
+    return out

@@ -151,3 +151,123 @@ def test_a_second_send_to_the_same_target_is_refused_naming_the_first(planned: P
     assert runfolder.running_sends(str(planned)) == []
     lock = runfolder.lock_target(str(planned), target)
     lock.release()
+
+
+# -- the journal: exactly once under kill -9, a torn last line ---------------------------
+
+from pacscopy.journal import Journal  # noqa: E402
+from pacscopy.testing.synth import make_archive  # noqa: E402
+
+from .conftest import rows  # noqa: E402
+from .peers import orthanc, storescp  # noqa: E402
+
+
+@pytest.fixture
+def bigger(tmp_path: Path) -> Path:
+    """240 instances, scanned and checked (all planned 'send'), by the real CLI."""
+    root = tmp_path / "src"
+    make_archive(root, patients=4, studies_per_patient=2, series_per_study=3, instances_per_series=10,
+                 defects=False, conflicts=False, specials=False)
+    idx = tmp_path / "big.duckdb"
+    assert pacscopy("scan", root, "--index", idx, "-q").returncode == 0
+    assert pacscopy("check", "--index", idx, "-q").returncode == 0
+    return idx
+
+
+def _stored_once(index: Path, target: str) -> tuple[int, int, int]:
+    """(instances to send, instances stored, instances stored more than once) for ``target``."""
+    planned = rows(index, "SELECT count(*) FROM plan WHERE disposition = 'send'")[0][0]
+    stored = rows(index, "SELECT count(DISTINCT sop_instance_uid) FROM transfers WHERE target = $t "
+                         "AND outcome IN ('stored', 'warning')", {"t": target})[0][0]
+    twice = rows(index, "SELECT count(*) FROM (SELECT sop_instance_uid FROM transfers WHERE target = $t "
+                        "AND outcome IN ('stored', 'warning') GROUP BY 1 HAVING count(*) > 1)", {"t": target})[0][0]
+    return planned, stored, twice
+
+
+def _journals(index: Path) -> list[Path]:
+    return sorted(Path(str(index) + ".run").glob("journal-*"))
+
+
+def test_kill_9_at_any_moment_then_resume_stores_every_instance_exactly_once(bigger: Path, tmp_path: Path) -> None:
+    import random
+
+    rnd = random.Random(13)
+    with storescp(tmp_path) as peer:
+        kills = 0
+        for _ in range(5):
+            p = subprocess.Popen([PY, "-m", "pacscopy", "send", "--target", peer.target, "--index", str(bigger),
+                                  "-q", "--associations", "2", "--max-rate", "400KB/s"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            # kill -9 at a random moment: at its start, or while it sends (during and between merges,
+            # mid-journal-write)
+            if kills:
+                deadline = time.monotonic() + 120
+                while p.poll() is None and time.monotonic() < deadline and \
+                        not any(j.name.endswith(f"-{p.pid}.jsonl") and j.stat().st_size > 2000 for j in _journals(bigger)):
+                    time.sleep(0.05)
+            time.sleep(rnd.uniform(0.0, 2.0))
+            if p.poll() is None:
+                p.kill()
+                kills += 1
+            p.wait(timeout=60)
+            assert peer.alive()
+        assert kills >= 3
+        assert _journals(bigger), "the killed sends left their journals"
+        idxmod.open_index(str(bigger)).close()  # merges them
+        assert _journals(bigger) == []
+        sent_before = _stored_once(bigger, peer.target)[1]
+        r = pacscopy("send", "--target", peer.target, "--index", bigger, "-q")
+        assert r.returncode == 0, r.stdout + r.stderr
+    planned, stored, twice = _stored_once(bigger, peer.target)
+    assert planned >= 240
+    assert 0 < sent_before < planned, "the kills should leave part of the work done"
+    assert stored == planned and twice == 0
+    assert _journals(bigger) == []
+    assert not list(Path(str(bigger) + ".run").glob("spool-*"))
+    merged = rows(bigger, "SELECT count(*), count(*) FILTER (WHERE merged_by <> pid) FROM journal_merges")[0]
+    assert merged[0] >= kills and merged[1] >= kills - 1, merged  # the killed sends' journals, merged by others
+    # the header of what was sent is the file row's, as after a send that held the index
+    bad = rows(bigger, "SELECT count(*) FROM transfers t JOIN files f USING (path) WHERE t.outcome = 'stored' "
+                       "AND (t.source_xxh3 IS DISTINCT FROM f.dataset_xxh3 OR t.sent_patient_id IS DISTINCT FROM "
+                       "f.patient_id OR t.sent_header.SOPClassUID IS DISTINCT FROM f.sop_class_uid "
+                       "OR t.sent_header.Rows IS DISTINCT FROM f.rows)")[0][0]
+    assert bad == 0
+
+
+def test_a_torn_last_line_is_never_merged_and_a_line_is_never_merged_twice(planned: Path) -> None:
+    from pacscopy.send.books import SENT_COLS, TRANSFER_COLS
+
+    con = idxmod.open_index(str(planned))
+    sops = [r[0] for r in con.execute("SELECT sop_instance_uid FROM plan ORDER BY 1 LIMIT 3").fetchall()]
+    paths = [r[0] for r in con.execute("SELECT path FROM plan ORDER BY sop_instance_uid LIMIT 3").fetchall()]
+    con.close()
+
+    def line(i: int) -> dict:
+        cols = {c: [None] for c in (*TRANSFER_COLS, *SENT_COLS)}
+        cols.update(sop_instance_uid=[sops[i]], path=[paths[i]], started=["2026-01-01T00:00:00"],
+                    finished=["2026-01-01T00:00:01"], outcome=["stored"], status=[0], bytes=[10],
+                    sent_header=['{"Rows": 8}'])
+        return cols
+
+    j = Journal.create(str(planned), "99-1")
+    j.append("start", run_id=99, target="T@127.0.0.1:104", pid=1, host="h")
+    j.append("transfers", run_id=99, target="T@127.0.0.1:104", cols=line(0))
+    j.append("transfers", run_id=99, target="T@127.0.0.1:104", cols=line(1))
+    whole = j.path.read_bytes()
+    torn = json.dumps({"k": "transfers", "run_id": 99, "target": "T@127.0.0.1:104", "cols": line(2)}).encode()
+    os.write(j.fd, torn[: len(torn) // 2])  # killed in the middle of this write
+    j.close()
+    saved = j.path.read_bytes()
+    # a reader's open merges the dead journal first (opening the index read-write for a moment)
+    con = idxmod.open_index(str(planned), read_only=True)
+    got = con.execute("SELECT sop_instance_uid, sent_header.Rows FROM transfers WHERE run_id = 99 ORDER BY 1").fetchall()
+    merged = con.execute("SELECT merged_bytes, merged_lines FROM journal_merges").fetchall()
+    con.close()
+    assert got == sorted([(sops[0], 8), (sops[1], 8)])
+    assert merged == [(len(whole), 3)]
+    assert _journals(planned) == []
+    # a crash after the merge's commit, before the journal was removed: merged again, nothing doubles
+    j.path.write_bytes(saved)
+    idxmod.open_index(str(planned)).close()
+    assert rows(planned, "SELECT count(*) FROM transfers WHERE run_id = 99") == [(2,)]
+    assert _journals(planned) == []

@@ -1,0 +1,2 @@
+-- When journal $journal was last merged into the index (no row: not yet).
+SELECT merged_at FROM journal_merges WHERE journal = $journal;
