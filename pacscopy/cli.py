@@ -275,7 +275,18 @@ def report(
         return _books_report(books, fmt, out)
     with idx.open_index(_index(index), read_only=True) as con:
         data = rep.build(con, show_phi=show_phi)
+        _note_running(con, _index(index))
     _emit({"table": rep.to_text, "json": rep.to_json, "html": rep.to_html}[fmt.value](data), out)
+
+
+def _note_running(con: Any, index: str) -> None:
+    """Say on stderr which sends are running, and how old the index's figures of them are."""
+    from pacscopy.journal import running
+
+    for r in running(con, index):
+        when = f"{r.as_of:%Y-%m-%d %H:%M:%S}, its latest merge" if r.as_of else "its start"
+        typer.echo(f"pacscopy: note: a send to {r.send.target} is running (run {r.send.run_id}, pid {r.send.pid}): "
+                   f"its figures here are as of {when}", err=True)
 
 
 def _emit(text: str, out: Optional[Path], note: str = "") -> None:
@@ -676,6 +687,7 @@ def reconcile(
         return _books_reconcile(books, str(_target(target, resolve=False)), fmt, out)
     t = _target(target, resolve=not no_query)
     with idx.open_index(_index(index), read_only=True) as con:
+        _note_running(con, _index(index))
         rec = rc.reconcile(con, t, query_target=not no_query, calling_ae=calling_ae, timeout=timeout)
     _emit({"table": rc.to_text, "json": rc.to_json, "html": rc.to_html}[fmt.value](rec), out,
           ": complete" if rec.complete else ": NOT complete")

@@ -156,7 +156,8 @@ def _connect_waiting(path: str, read_only: bool, wait: float | None,
     from pacscopy import runfolder
 
     budget = lock_wait() if wait is None else wait
-    deadline = time.monotonic() + budget
+    started = time.monotonic()
+    deadline = started + budget
     said = False
     sleep = 0.02
     while True:
@@ -169,7 +170,7 @@ def _connect_waiting(path: str, read_only: bool, wait: float | None,
             waited = f"waited {budget:g} s" if budget else "did not wait (wait 0)"
             raise IndexBusyError(f"index {path} is in use by {who}; {waited}: try again when it is done, or "
                                  "wait longer with PACSCOPY_LOCK_WAIT=SECONDS") from None
-        if not said:
+        if not said and time.monotonic() - started > 0.5:  # a send's merge is waited out without a word
             said = True
             tell = on_wait if on_wait is not None else on_lock_wait
             if tell is not None:

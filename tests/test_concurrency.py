@@ -192,11 +192,12 @@ def test_kill_9_at_any_moment_then_resume_stores_every_instance_exactly_once(big
     import random
 
     rnd = random.Random(13)
+    rate = f"{max(1, rows(bigger, 'SELECT sum(size) FROM files')[0][0] // 10 // 1000)}KB/s"  # about 10 s a send
     with storescp(tmp_path) as peer:
         kills = 0
         for _ in range(5):
             p = subprocess.Popen([PY, "-m", "pacscopy", "send", "--target", peer.target, "--index", str(bigger),
-                                  "-q", "--associations", "2", "--max-rate", "400KB/s"],
+                                  "-q", "--associations", "2", "--max-rate", rate],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             # kill -9 at a random moment: at its start, or while it sends (during and between merges,
             # mid-journal-write)
@@ -271,3 +272,75 @@ def test_a_torn_last_line_is_never_merged_and_a_line_is_never_merged_twice(plann
     idxmod.open_index(str(planned)).close()
     assert rows(planned, "SELECT count(*) FROM transfers WHERE run_id = 99") == [(2,)]
     assert _journals(planned) == []
+
+
+# -- other commands while a send runs ----------------------------------------------------
+
+def _stored_current(out: str) -> int:
+    for line in out.splitlines():
+        if line.strip().startswith("stored and current:"):
+            return int(line.split(":")[1].split()[0])
+    raise AssertionError(out)
+
+
+def test_status_every_second_during_a_send_and_query_report_reconcile(bigger: Path, tmp_path: Path) -> None:
+    total = rows(bigger, "SELECT sum(size) FROM files")[0][0]
+    rate = f"{max(1, total // 40 // 1000)}KB/s"  # a send of about 40 s
+    with storescp(tmp_path) as peer:
+        send = subprocess.Popen([PY, "-m", "pacscopy", "send", "--target", peer.target, "--index", str(bigger),
+                                 "-q", "--max-rate", rate],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        seen: list[int] = []
+        running_seen = 0
+        others: dict[str, subprocess.CompletedProcess] = {}
+        try:
+            while send.poll() is None:
+                t0 = time.monotonic()
+                r = pacscopy("status", "--target", peer.target, "--index", bigger)
+                assert r.returncode == 0, r.stderr
+                seen.append(_stored_current(r.stdout))
+                if f"a send to {peer.target} is running (run " in r.stdout:
+                    running_seen += 1
+                    assert "these figures are as of " in r.stdout, r.stdout
+                if running_seen and not others:  # from other processes, beside the status polls
+                    for name, args in (("query", ["query", "SELECT count(*) AS n FROM transfers"]),
+                                       ("report", ["report", "--format", "json"]),
+                                       ("reconcile", ["reconcile", "--target", peer.target, "--no-query"])):
+                        others[name] = subprocess.Popen([PY, "-m", "pacscopy", *args, "--index", str(bigger)],
+                                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                time.sleep(max(0.0, 1.0 - (time.monotonic() - t0)))
+            out, err = send.communicate(timeout=60)
+            done = {name: (p.wait(timeout=120), *p.communicate()) for name, p in others.items()}
+        finally:
+            for p in [send, *others.values()]:
+                if p.poll() is None:
+                    p.kill()
+        assert send.returncode == 0, out + err
+    assert running_seen >= 3, (seen, out)
+    assert seen == sorted(seen), seen  # the stored count never goes down
+    assert seen[-1] > 0
+    assert done["query"][0] == 0, done["query"]
+    assert done["report"][0] == 0, done["report"]
+    assert done["reconcile"][0] == 1 and "not complete" in done["reconcile"][1].lower(), done["reconcile"]
+    for name in ("report", "reconcile"):  # they say how old their totals are
+        assert f"a send to {peer.target} is running" in done[name][2] and " as of " in done[name][2], done[name]
+    # after the send: everything merged, nothing said to be running
+    r = pacscopy("status", "--target", peer.target, "--index", bigger)
+    assert r.returncode == 0 and "is running" not in r.stdout
+    planned, stored, twice = _stored_once(bigger, peer.target)
+    assert _stored_current(r.stdout) == stored == planned and twice == 0
+
+
+def test_two_sends_to_two_targets_at_once_both_complete(bigger: Path, tmp_path: Path) -> None:
+    with storescp(tmp_path) as a, orthanc(tmp_path) as b:
+        procs = [subprocess.Popen([PY, "-m", "pacscopy", "send", "--target", peer.target, "--index", str(bigger), "-q"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for peer in (a, b)]
+        results = [p.communicate(timeout=600) for p in procs]
+        for p, (out, err) in zip(procs, results):
+            assert p.returncode == 0, out + err
+        for peer in (a, b):
+            planned, stored, twice = _stored_once(bigger, peer.target)
+            assert stored == planned and twice == 0, peer.target
+    runs = rows(bigger, "SELECT target, outcome, stored FROM send_runs ORDER BY target")
+    assert sorted(r[0] for r in runs) == sorted([a.target, b.target])
+    assert all(r[1] == "complete" for r in runs), runs
