@@ -288,3 +288,36 @@ def test_status_gives_its_kept_figures_only_while_the_index_is_unchanged(tmp_pat
     data["figures"]["in_plan"] = 424242
     cache.write_text(json.dumps(data))
     assert _status_in_plan(cli, idx)[0] == n
+
+
+def test_reconcile_computes_the_final_states_once_and_gives_the_same_figures(tmp_path: Path) -> None:
+    """reconcile reads one temp table of final states (reconcile/materialise.sql) for its totals,
+    studies and problem lists: the same figures as final_states queried directly, nothing left behind."""
+    from pacscopy.dicom.peer import Target
+    from pacscopy.verify.reconcile import PROBLEMS, reconcile
+
+    idx = str(tmp_path / "s.duckdb")
+    con = open_index(idx, create=True)
+    try:
+        scale.fill(con, 6000, sent=0.5, verified=0.5)
+        run_checks(con)
+    finally:
+        con.close()
+    con = open_index(idx, read_only=True)
+    try:
+        p = {"target": scale.TARGET}
+        rec = reconcile(con, Target.parse(scale.TARGET), query_target=False, limit=5)
+        direct = dict(con.execute("SELECT final_state, count(*) FROM final_states($target) GROUP BY 1", p).fetchall())
+        assert rec.totals == direct and rec.totals.get("verified", 0) > 1000
+        studies = con.execute("""
+            SELECT f.study_instance_uid, count(*) FILTER (WHERE f.disposition = 'send' OR s.sop_instance_uid IS NOT NULL),
+                   count(s.sop_instance_uid), count(*) FILTER (WHERE f.final_state = 'verified')
+            FROM final_states($target) f
+            LEFT JOIN stored_content s ON s.target = $target AND s.sop_instance_uid = f.sop_instance_uid
+            WHERE f.study_instance_uid IS NOT NULL GROUP BY 1 ORDER BY 1""", p).fetchall()
+        assert [(s["study_instance_uid"], s["planned"], s["stored"], s["verified"]) for s in rec.studies] == studies
+        assert len(rec.problems) == 5 and all(x["final_state"] in PROBLEMS for x in rec.problems)
+        assert "on_record" not in rec.problems[0]
+        assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'reconcile_final'").fetchone()[0] == 0
+    finally:
+        con.close()

@@ -27,7 +27,8 @@ def manifest_section(con: duckdb.DuckDBPyConnection, target: str, limit: int = 1
         return None
     states = load_sql("reconcile/manifest_states").strip().rstrip(";")
     # package SQL wrapped into a temp table, so totals, locations and problems read it once
-    con.execute(f"CREATE OR REPLACE TEMP TABLE manifest_final AS {states}", {"target": target})
+    # (the final states come from reconcile's temp table reconcile_final, computed once for ``target``)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE manifest_final AS {states}")
     try:
         totals: dict[str, dict[str, int]] = {"manifest": {}, "not_in_manifest": {}}
         for in_manifest, state, n in run(con, "reconcile/manifest_totals").fetchall():

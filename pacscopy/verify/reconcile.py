@@ -26,7 +26,7 @@ import duckdb
 from pacscopy.dicom.peer import Target
 from pacscopy.dicom.scu import FIND, associate, find
 from pacscopy.errors import VerifyError
-from pacscopy.index import run
+from pacscopy.index import run, run_script
 from pacscopy.manifest import reconcile as manifest_reconcile
 
 DONE = ("verified",)
@@ -89,6 +89,18 @@ def reconcile(con: duckdb.DuckDBPyConnection, target: Target, *, query_target: b
     """Build the reconciliation for ``target`` (asks the target for study counts unless told not to)."""
     rec = Reconciliation(str(target), dt.datetime.now().isoformat(timespec="seconds"))
     p = {"target": str(target)}
+    # every instance's final state computed once (a temp table, spilled by DuckDB beyond its limit)
+    run_script(con, "reconcile/materialise", p)
+    try:
+        _fill(con, rec, target, query_target=query_target, calling_ae=calling_ae, timeout=timeout, limit=limit)
+    finally:
+        run_script(con, "reconcile/drop")
+    return rec
+
+
+def _fill(con: duckdb.DuckDBPyConnection, rec: Reconciliation, target: Target, *, query_target: bool,
+          calling_ae: str, timeout: float, limit: int) -> None:
+    p: dict[str, Any] = {}
     rec.totals = {r[0]: r[1] for r in run(con, "reconcile/totals", p).fetchall()}
     rec.instances = sum(rec.totals.values())
     cur = run(con, "reconcile/studies", p)
@@ -98,7 +110,7 @@ def reconcile(con: duckdb.DuckDBPyConnection, target: Target, *, query_target: b
     for states, rows in ((PROBLEMS, rec.problems), (EXCLUDED, rec.excluded)):
         if not any(rec.totals.get(s) for s in states):
             continue
-        cur = run(con, "reconcile/final_states", {**p, "states": list(states), "limit": limit})
+        cur = run(con, "reconcile/final_states", {"states": list(states), "limit": limit})
         cols = [d[0] for d in cur.description]
         rows.extend(dict(zip(cols, r)) for r in cur.fetchall())
     cur = run(con, "reconcile/unidentified_files")
@@ -129,7 +141,6 @@ def reconcile(con: duckdb.DuckDBPyConnection, target: Target, *, query_target: b
     problems = sum(rec.totals.get(k, 0) for k in PROBLEMS)
     rec.manifest = manifest_reconcile.manifest_section(con, str(target), limit)
     rec.complete = rec.instances > 0 and problems == 0 and manifest_reconcile.complete(rec.manifest)
-    return rec
 
 
 def to_text(rec: Reconciliation) -> str:

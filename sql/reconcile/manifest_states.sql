@@ -2,8 +2,9 @@
 -- final state for $target: verified, excluded with a reason (excluded_deleted: deleted in the
 -- database; excluded_decision: a broken link settled by decide), lost_no_file (a broken link
 -- still unresolved), or the plan's own final state (final_states).
+-- (fs: temp table reconcile_final, the final states reconcile computed once: reconcile/materialise.sql)
 WITH fs AS (
-    SELECT sop_instance_uid, disposition, final_state, reason FROM final_states($target)
+    SELECT sop_instance_uid, disposition, final_state, reason FROM reconcile_final
 ),
 held AS (
     SELECT DISTINCT sop_instance_uid FROM files WHERE status IN ('ok', 'suspect', 'corrupt')

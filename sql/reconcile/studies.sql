@@ -1,10 +1,5 @@
--- Per study: instances planned to send, recorded stored on $target (whatever their state now:
--- the target holds them), verified.
-WITH fs AS (
-    SELECT f.*, s.sop_instance_uid IS NOT NULL AS on_record
-    FROM final_states($target) f
-    LEFT JOIN stored_content s ON s.target = $target AND s.sop_instance_uid = f.sop_instance_uid
-)
+-- Per study: instances planned to send, recorded stored on the target (whatever their state now:
+-- the target holds them), verified (temp table reconcile_final: reconcile/materialise.sql).
 SELECT
     study_instance_uid,
     any_value(patient_id) AS patient_id,
@@ -12,7 +7,7 @@ SELECT
     count(*) FILTER (WHERE on_record) AS stored,
     count(*) FILTER (WHERE final_state = 'verified') AS verified,
     count(*) FILTER (WHERE final_state LIKE 'excluded_%') AS excluded
-FROM fs
+FROM reconcile_final
 WHERE study_instance_uid IS NOT NULL
 GROUP BY 1
 ORDER BY 1;

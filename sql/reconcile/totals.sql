@@ -1,2 +1,2 @@
--- Instances per final state for $target.
-SELECT final_state, count(*) AS instances FROM final_states($target) GROUP BY 1 ORDER BY 2 DESC, 1;
+-- Instances per final state (temp table reconcile_final: reconcile/materialise.sql for the target).
+SELECT final_state, count(*) AS instances FROM reconcile_final GROUP BY 1 ORDER BY 2 DESC, 1;
