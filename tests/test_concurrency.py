@@ -12,7 +12,6 @@ import os
 import stat
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -33,14 +32,8 @@ def pacscopy(*args: object, env: dict[str, str] | None = None, timeout: float = 
 
 def holder(index: Path, code: str, command: str = "pacscopy check") -> subprocess.Popen:
     """A process that opens the index as pacscopy does, runs ``code`` (with ``con``), says 'ready' and waits for stdin."""
-    script = textwrap.dedent(f"""
-        import sys
-        from pacscopy import index, runfolder
-        runfolder.COMMAND = {command!r}
-        {code}
-        print("ready", flush=True)
-        sys.stdin.readline()
-    """)
+    script = (f"import sys\nfrom pacscopy import index, runfolder\nrunfolder.COMMAND = {command!r}\n{code}\n"
+              "print('ready', flush=True)\nsys.stdin.readline()\n")
     p = subprocess.Popen([PY, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                          env={**os.environ, "PACSCOPY_INDEX": str(index)})
     assert p.stdout is not None
@@ -344,3 +337,39 @@ def test_two_sends_to_two_targets_at_once_both_complete(bigger: Path, tmp_path: 
     runs = rows(bigger, "SELECT target, outcome, stored FROM send_runs ORDER BY target")
     assert sorted(r[0] for r in runs) == sorted([a.target, b.target])
     assert all(r[1] == "complete" for r in runs), runs
+
+
+def test_an_index_held_to_the_end_of_a_send_loses_nothing(bigger: Path, tmp_path: Path) -> None:
+    """A duckdb session holds the index through a send's end: the send keeps sending (journaling), its
+    last merge's wait expires, it says so; the next command merges everything, each instance once."""
+    total = rows(bigger, "SELECT sum(size) FROM files")[0][0]
+    with storescp(tmp_path) as peer:
+        send = subprocess.Popen([PY, "-m", "pacscopy", "send", "--target", peer.target, "--index", str(bigger),
+                                 "-q", "--max-rate", f"{max(1, total // 8 // 1000)}KB/s"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "PACSCOPY_LOCK_WAIT": "1"})
+        deadline = time.monotonic() + 120
+        while not any(j.name.endswith(f"-{send.pid}.jsonl") for j in _journals(bigger)):
+            assert send.poll() is None and time.monotonic() < deadline, send.communicate()
+            time.sleep(0.05)
+        p = holder(bigger, "import duckdb, time\n"
+                           "for _ in range(600):\n"
+                           "    try:\n"
+                           "        con = duckdb.connect(index.default_index_path()); break\n"
+                           "    except duckdb.Error:\n"
+                           "        time.sleep(0.01)\n")
+        try:
+            out, err = send.communicate(timeout=300)
+            left = _journals(bigger)
+        finally:
+            release(p)
+    assert send.returncode == 0, out + err
+    assert "the index stayed busy: the last records wait in the run's journal" in out, out
+    assert f"process {p.pid}" in err and "waiting up to 1 s" in err, err
+    assert len(left) == 1
+    r = pacscopy("status", "--target", peer.target, "--index", bigger)
+    assert r.returncode == 0, r.stderr
+    planned, stored, twice = _stored_once(bigger, peer.target)
+    assert _stored_current(r.stdout) == stored == planned and twice == 0
+    assert rows(bigger, "SELECT outcome FROM send_runs") == [("complete",)]
+    assert _journals(bigger) == []

@@ -1,0 +1,160 @@
+"""The concurrent-use benchmark behind ``scripts/bench concurrent-send`` (issue 13).
+
+Send throughput of one ``pacscopy send`` into DCMTK ``storescp +B --fork`` (writing every object
+to disk) alone, and with ``pacscopy status`` and ``pacscopy query`` run from another process every
+second throughout (each waits for the previous one: one poll a second at most, status and query in
+turn); the latency of each ``status`` during the send (a whole process: start-up, the wait for the
+index, the figures). The two configurations alternate run by run, each on a fresh copy of one
+index (scanned and checked once) and a fresh storescp. A run counts only if the send exits 0 and
+storescp holds every instance.
+
+Reported: medians of N runs of the send's wall time, instances/s, the ratio polled/alone (goal:
+within 5 %), status latency (median, 90th percentile, max), the load average before each run (a
+2-core machine shared with other work).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_send as bsend  # noqa: E402  (receivers, peers, environment)
+from bench_books import corpus, run  # noqa: E402
+from bench_scan import DATA, PACSCOPY, environment, log  # noqa: E402
+
+ENV = bsend.ENV
+
+
+def poll(index: Path, target: str, stop: threading.Event, out: dict) -> None:
+    """Every second until ``stop``: ``status`` and ``query`` in turn, from processes of their own."""
+    n = 0
+    while not stop.is_set():
+        t0 = time.monotonic()
+        if n % 2 == 0:
+            cmd = [str(PACSCOPY), "status", "--target", target, "--index", str(index)]
+        else:
+            cmd = [str(PACSCOPY), "query", "SELECT outcome, count(*) FROM transfers GROUP BY 1", "--index", str(index)]
+        r = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
+        took = time.monotonic() - t0
+        key = "status" if n % 2 == 0 else "query"
+        out.setdefault(key, []).append(took)
+        if r.returncode != 0:
+            out.setdefault("errors", []).append(f"{key}: {r.stderr.strip()[-300:]}")
+        elif key == "status" and "is running" in r.stdout:
+            out["said_running"] = out.get("said_running", 0) + 1
+        n += 1
+        stop.wait(max(0.0, 1.0 - took))
+
+
+def measure(base: Path, files: int, polled: bool, tmp: Path, associations: int) -> dict:
+    idx = tmp / "send.duckdb"
+    shutil.copyfile(base, idx)
+    polls: dict = {}
+    with bsend.receiver("storescp", tmp) as rcv:
+        target = f"{rcv.ae}@127.0.0.1:{rcv.port}"
+        load = os.getloadavg()[0]
+        stop = threading.Event()
+        t0 = time.monotonic()
+        p = subprocess.Popen([str(PACSCOPY), "send", "--target", target, "--index", str(idx), "-q",
+                              "--associations", str(associations)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+        poller = threading.Thread(target=poll, args=(idx, target, stop, polls)) if polled else None
+        if poller:
+            poller.start()
+        out, err = p.communicate(timeout=bsend.SEND_TIMEOUT)
+        wall = time.monotonic() - t0
+        stop.set()
+        if poller:
+            poller.join()
+        got = bsend.wait_count(rcv, files)
+    ok = p.returncode == 0 and got >= files and not polls.get("errors")
+    if not ok:
+        log(f"run failed: send exit {p.returncode} {err.strip()[-300:]}; received {got}; "
+            f"poll errors {polls.get('errors', [])[:3]}")
+    shutil.rmtree(str(idx) + ".run", ignore_errors=True)
+    idx.unlink(missing_ok=True)
+    return {"polled": polled, "wall": wall, "ok": ok, "load": load, "received": got,
+            "status": polls.get("status", []), "query": polls.get("query", []),
+            "said_running": polls.get("said_running", 0)}
+
+
+def main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(prog="scripts/bench concurrent-send", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--files", type=int, default=4000, help="instances in the corpus (default 4000)")
+    ap.add_argument("--size", type=int, default=20_000, help="bytes per instance (default 20000)")
+    ap.add_argument("--runs", type=int, default=5, help="runs per configuration (default 5)")
+    ap.add_argument("--associations", type=int, default=2, help="associations (default 2)")
+    args = ap.parse_args(argv)
+    root = corpus(args.files, args.size)
+    results: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="pacscopy-bench-concurrent-", dir=DATA) as tmps:
+        tmp = Path(tmps)
+        base = tmp / "base.duckdb"
+        run([str(PACSCOPY), "scan", str(root), "--index", str(base), "-q"])
+        run([str(PACSCOPY), "check", "--index", str(base), "-q"])
+        for r in range(args.runs):
+            for polled in ((False, True) if r % 2 == 0 else (True, False)):
+                work = tmp / f"run{r}-{int(polled)}"
+                work.mkdir()
+                m = measure(base, args.files, polled, work, args.associations)
+                shutil.rmtree(work, ignore_errors=True)
+                log(f"run {r + 1}: {'polled' if polled else 'alone'}: {m['wall']:.2f} s, ok={m['ok']}, "
+                    f"load {m['load']:.2f}" + (f", {len(m['status'])} status" if polled else ""))
+                results.append(m)
+    report(results, args)
+
+
+def report(results: list[dict], args: argparse.Namespace) -> None:
+    def med(polled: bool, key: str) -> float:
+        xs = [m[key] for m in results if m["polled"] == polled and m["ok"]]
+        return statistics.median(xs) if xs else float("nan")
+
+    alone, polled = med(False, "wall"), med(True, "wall")
+    lat = sorted(x for m in results if m["polled"] and m["ok"] for x in m["status"])
+    qlat = sorted(x for m in results if m["polled"] and m["ok"] for x in m["query"])
+
+    def pct(xs: list[float], q: float) -> float:
+        return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
+
+    lines = [f"### Send alone vs with `status` and `query` every second: {args.files} × {args.size // 1000} KB "
+             "into storescp +B --fork",
+             "",
+             f"`scripts/bench concurrent-send --files {args.files} --size {args.size} --runs {args.runs} "
+             f"--associations {args.associations}`; medians of the runs that stored everything.",
+             "",
+             "| send | wall (s) | instances/s | vs alone | load avg (1 min) before | runs ok |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for p, label in ((False, "alone (reference)"), (True, "with `status` + `query` polled every second")):
+        w = med(p, "wall")
+        n_ok = sum(1 for m in results if m["polled"] == p and m["ok"])
+        n = sum(1 for m in results if m["polled"] == p)
+        lines.append(f"| {label} | {w:.2f} | {args.files / w:.0f} | {alone / w:.3f} | {med(p, 'load'):.2f} "
+                     f"| {n_ok}/{n} |")
+    lines += ["",
+              f"Throughput with polling: {100 * (alone / polled - 1):+.1f} % against alone. "
+              f"`status` during the send (the whole process): median {pct(lat, 0.5):.2f} s, 90th percentile "
+              f"{pct(lat, 0.9):.2f} s, max {max(lat, default=float('nan')):.2f} s over {len(lat)} calls; "
+              f"`query`: median {pct(qlat, 0.5):.2f} s. Status said a send was running in "
+              f"{sum(m['said_running'] for m in results if m['polled'])} of {len(lat)} calls.",
+              "", *environment()]
+    text = "\n".join(lines)
+    print(text)
+    out = DATA / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime('%Y%m%d-%H%M%S')
+    (out / f"concurrent-send-{stamp}.md").write_text(text + "\n")
+    (out / f"concurrent-send-{stamp}.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
