@@ -137,11 +137,17 @@ class ReadAhead:
     file is always allowed).
     """
 
-    #: A read blocked longer than this (beyond its CPU time and run-queue wait) is worth a thread.
+    #: A read blocked longer than this (beyond its CPU time and run-queue wait) is worth a thread...
     THREADS_ABOVE_S = 50e-6
+    #: ... if it is also this many times the parsing's time per file.
+    WAIT_OVER_PARSE = 2
+    #: The first reads of a fresh worker decide nothing (its code and libraries are still being paged in).
+    WARMUP = 16
     #: Files between two steps down of the depth while the parsing never waits.
     SHRINK_EVERY = 512
-    #: Files read ahead in threads between two checks that threads still pay.
+    #: Files read ahead in threads between two checks that threads still pay: FIRST_PROBE after
+    #: threads start, twice as many each time a check confirms them, up to PROBE_EVERY.
+    FIRST_PROBE = 256
     PROBE_EVERY = 4096
     #: One inline read in this many is timed (reading the schedstat costs ~2 us)...
     TIME_EVERY = 4
@@ -159,6 +165,8 @@ class ReadAhead:
         self.threaded = 0  # files read ahead in threads since the last probe
         self.last_depth = 0  # the depth before the last probe
         self.inline = 0  # files read inline
+        self.warm = 0  # files read inline since the worker started, up to WARMUP
+        self.probe_every = self.FIRST_PROBE
         self.pool: Any = None
         self.most_in_flight = self.most_bytes = 0  # the peaks, for tests and --debug figures
 
@@ -217,7 +225,8 @@ class ReadAhead:
                     t0 = perf_counter()
                 if isinstance(got, Loaded):
                     got = got.row()
-                    self.parse_s += (perf_counter() - t0 - self.parse_s) / 16
+                    took = perf_counter() - t0
+                    self.parse_s = self.parse_s + (took - self.parse_s) / 16 if self.parse_s else took
                 done.append(got)
                 if len(done) == sizes[0]:
                     sizes.popleft()
@@ -229,16 +238,24 @@ class ReadAhead:
                 self.pool.shutdown(wait=False, cancel_futures=True)
 
     def _after_inline(self, wait: float) -> None:
+        if self.warm < self.WARMUP:
+            self.warm += 1
+            return
         self.waits.append(wait)
         if len(self.waits) < self.WINDOW:
             return
         # Slow storage makes every read wait; a busy machine only some: a preemption or, in a
         # VM, the host taking the virtual CPU away (steal time, invisible to the thread's own
         # clocks) adds milliseconds to a read now and then, 4 of 7 at times under a load of 20
-        # on 2 cores. So threads only when all but one of the last few reads waited.
+        # on 2 cores. So threads only when all but one of the last few reads waited, and waited
+        # longer than the parsing takes: in a worker starved of CPU a read also waits for the
+        # GIL, but then the parsing is as slow, and threads would only add CPU (measured at
+        # load 20 on 2 cores: 32 threads on a warm local disk, +88 % CPU).
         waits = sorted(self.waits)
         self.wait_s = waits[len(waits) // 2]
-        if self.max_depth > 1 and waits[1] > self.THREADS_ABOVE_S:
+        if self.max_depth > 1 and waits[1] > max(self.THREADS_ABOVE_S, self.WAIT_OVER_PARSE * self.parse_s):
+            # Threads again right after a check: the next check comes later.
+            self.probe_every = min(self.PROBE_EVERY, self.probe_every * 2) if self.last_depth else self.FIRST_PROBE
             if self.pool is None:
                 self.pool = ThreadPoolExecutor(self.max_depth, thread_name_prefix="read")
             # Little's law: to parse without waiting, wait/parse reads must be in flight.
@@ -248,7 +265,7 @@ class ReadAhead:
 
     def _after_wait(self, waited: bool) -> None:
         self.threaded += 1
-        if self.threaded >= self.PROBE_EVERY:  # do threads still pay? read inline for a while
+        if self.threaded >= self.probe_every:  # do threads still pay? read inline for a while
             self.last_depth, self.depth, self.inline = self.depth, 0, 0
             self.waits.clear()
             return
