@@ -299,20 +299,17 @@ def test_ctrl_c_stops_the_scan_and_its_workers(tmp_path) -> None:
 @pytest.mark.parametrize("early", [False, True])
 def test_progress_adds_up_to_the_total(tmp_path, early: bool) -> None:
     """on_total comes first, once; on_progress then counts every file read, also those read early."""
-    from pacscopy.index import open_index
     from pacscopy.scan.scan import begin_scan, scan_root
 
     root = tmp_path / "corpus"
     make_corpus(root, 300, 3_000)
     calls: list[tuple[str, int, int]] = []
     begun = begin_scan(root, workers=2) if early else None
-    con = open_index(str(tmp_path / "p.duckdb"), create=True)
     try:
-        res = scan_root(con, root, workers=2, begun=begun,
+        res = scan_root(str(tmp_path / "p.duckdb"), root, workers=2, begun=begun,
                         on_total=lambda n, b: calls.append(("total", n, b)),
                         on_progress=lambda n, b: calls.append(("progress", n, b)))
     finally:
-        con.close()
         if begun is not None:
             begun.close()
     totals = [c for c in calls if c[0] == "total"]

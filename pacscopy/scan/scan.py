@@ -15,11 +15,12 @@ import os
 import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pacscopy import __version__
-from pacscopy.errors import InputError
+from pacscopy.errors import IndexFileError, InputError
 from pacscopy.index import default_index_path, fetch, insert_columns, open_index, run, transaction
 from pacscopy.scan.fileread import ROW_COLUMNS, display_path, entry_row, read_and_inspect
 from pacscopy.scan.pool import IO_BYTES, IO_DEPTH, ReadAhead, Workers, scan_workers
@@ -37,16 +38,17 @@ __all__ = ["COLUMNS", "ScanResult", "ScanRun", "StatusCount", "begin_scan", "dis
 
 #: Columns written for every file, in the order of a result row (volume and root are per scan).
 COLUMNS = ROW_COLUMNS
-#: A batch is written when it has this many rows, or at least BATCH_MIN_ROWS and is
-#: BATCH_SECONDS old. Each INSERT costs ~3 ms however small, and ~15 us per row; writing
-#: every 0.1 s keeps the writes running alongside the workers and leaves little for the end.
-BATCH_ROWS = 2000
-BATCH_MIN_ROWS = 128
-BATCH_SECONDS = 0.1
-#: While it waits for the workers, the writer writes a batch of at least this many rows.
-BATCH_IDLE_ROWS = 256
-#: Whatever is buffered is written at least this often: a slow scan still commits as it goes.
-BATCH_MAX_SECONDS = 2.0
+#: The writer holds the index only to write a batch ("lock-hopping", README "Concurrent use"):
+#: it opens the index, writes the rows read since its last write in one transaction, and
+#: closes it, so that a send's merges, a status or a query get in between. A batch is
+#: written once it is HOP_SECONDS old (and holds rows), or holds HOP_ROWS rows. Rows read
+#: but not yet written are lost on kill -9 and simply read again by the next scan (their
+#: files are not in the index yet, or still with their old size and mtime).
+HOP_SECONDS = 1.0
+HOP_ROWS = 20_000
+#: While another process holds the index, the writer keeps reading and buffering up to this
+#: many rows, then waits for the index (bounded memory).
+HOP_MAX_ROWS = 50_000
 #: Files go to a worker in chunks of at most this many files or bytes.
 CHUNK_FILES = 32
 CHUNK_BYTES = 4 << 20
@@ -215,37 +217,66 @@ def _entry(p: bytes, st: os.stat_result) -> _Entry:
     return e
 
 
+class _Hop:
+    """The scan's way to the index: opened for one write, closed right after (lock-hopping)."""
+
+    def __init__(self, path: str, create: bool = False) -> None:
+        self.path, self.create = path, create
+
+    @contextmanager
+    def open(self, wait: bool = True) -> Iterator[duckdb.DuckDBPyConnection | None]:
+        """The index, open until the block ends; ``None`` if ``wait`` is false and another process holds it."""
+        try:
+            con = open_index(self.path, create=self.create, memory_limit=SCAN_MEMORY_LIMIT,
+                             threads=SCAN_DUCKDB_THREADS)
+        except IndexFileError as e:
+            if wait or "in use" not in str(e):
+                raise
+            yield None
+            return
+        self.create = False
+        try:
+            yield con
+        finally:
+            con.close()
+
+
 class _Writer:
     """The single writer: buffers rows and writes them in batches, one transaction each.
 
-    Rows of paths new to the index are plainly inserted; only paths already
-    in it (``upserts``) pay for an upsert.
+    The index is open only while a batch is written (:class:`_Hop`). Rows of
+    paths new to the index are plainly inserted; only paths already in it
+    (``upserts``) pay for an upsert.
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, scan_id: int, volume: str, root: str) -> None:
-        self.con, self.scan_id, self.volume, self.root = con, scan_id, volume, root
+    def __init__(self, index: _Hop, scan_id: int, volume: str, root: str) -> None:
+        self.index, self.scan_id, self.volume, self.root = index, scan_id, volume, root
         self.upserts: set[str] = set()
         self.rows: list[Row] = []
         self.last = time.monotonic()
 
     def add(self, rows: list[Row]) -> None:
         self.rows.extend(rows)
-        n = len(self.rows)
-        if n >= BATCH_ROWS:
-            self.flush()
-            return
-        age = time.monotonic() - self.last
-        if age > BATCH_MAX_SECONDS or (n >= BATCH_MIN_ROWS and age > BATCH_SECONDS):
-            self.flush()
+        if len(self.rows) >= HOP_ROWS or time.monotonic() - self.last >= HOP_SECONDS:
+            self.flush(wait=len(self.rows) >= HOP_MAX_ROWS)
 
     def idle(self) -> None:
-        """Nothing else to do right now: write the batch if it is worth an INSERT."""
-        if len(self.rows) >= BATCH_IDLE_ROWS:
-            self.flush()
+        """Nothing else to do right now: write the batch if it is due."""
+        if self.rows and time.monotonic() - self.last >= HOP_SECONDS:
+            self.flush(wait=len(self.rows) >= HOP_MAX_ROWS)
 
-    def flush(self) -> None:
+    def flush(self, wait: bool = True) -> None:
+        """Write the rows buffered; unless ``wait``, only if the index is free right now."""
         if not self.rows:
             return
+        with self.index.open(wait) as con:
+            if con is None:  # busy: keep buffering, try again later
+                self.last = time.monotonic()
+                return
+            self.write(con)
+
+    def write(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Write the rows buffered through ``con``, in one transaction."""
         upserts = self.upserts
         if upserts:
             new = [r for r in self.rows if r[0] not in upserts]
@@ -253,10 +284,10 @@ class _Writer:
         else:
             new, old = self.rows, []
         params = {"scan_id": self.scan_id, "volume": self.volume, "root": self.root}
-        with transaction(self.con):
+        with transaction(con):
             for name, rows in (("ops/scan/insert_files", new), ("ops/scan/upsert_files", old)):
                 if rows:
-                    insert_columns(self.con, name, dict(zip(COLUMNS, zip(*rows))), **params)
+                    insert_columns(con, name, dict(zip(COLUMNS, zip(*rows))), **params)
         self.rows = []
         self.last = time.monotonic()
 
@@ -409,7 +440,7 @@ def _root_bytes(root: str | bytes | os.PathLike[str]) -> bytes:
 
 
 def scan_root(
-    con: duckdb.DuckDBPyConnection,
+    index: str,
     root: str | bytes | os.PathLike[str],
     *,
     volume: str | None = None,
@@ -421,7 +452,10 @@ def scan_root(
     on_walk: Callable[[int, int, int], None] | None = None,
     begun: Begun | None = None,
 ) -> ScanResult:
-    """Scan one root into the index; incremental unless ``rehash``.
+    """Scan one root into the index at ``index`` (created if missing); incremental unless ``rehash``.
+
+    The index is open only for short stretches: to start the scan, to write
+    each batch, to finish (see :data:`HOP_SECONDS`).
 
     ``on_walk(found, files, bytes)`` is called when the scan of the root starts
     and then while the walk runs (at most every :data:`WALK_REPORT_S`):
@@ -439,17 +473,20 @@ def scan_root(
     sroot = display_path(broot)
     volume = volume or display_path(os.path.basename(broot)) or sroot
     started = time.monotonic() if begun is None else begun.started
-    started_row = run(con, "ops/scan/scan_start", {"root": sroot, "volume": volume, "rehash": rehash,
-                                              "version": __version__}).fetchone()
-    assert started_row is not None
-    scan_id = started_row[0]
+    hop = _Hop(index, create=True)
+    with hop.open() as con:
+        assert con is not None
+        started_row = run(con, "ops/scan/scan_start", {"root": sroot, "volume": volume, "rehash": rehash,
+                                                  "version": __version__}).fetchone()
+        assert started_row is not None
+        scan_id = started_row[0]
+        # Entries are removed as the walk finds them: what is left at the end has vanished.
+        known = {
+            r[0]: (r[1], r[2], r[3])
+            for r in run(con, "ops/scan/known_files", {"root": sroot, "prefix": sroot.rstrip("/") + "/"}).fetchall()
+        }
     res = ScanResult(sroot, volume, scan_id)
-    # Entries are removed as the walk finds them: what is left at the end has vanished.
-    known = {
-        r[0]: (r[1], r[2], r[3])
-        for r in run(con, "ops/scan/known_files", {"root": sroot, "prefix": sroot.rstrip("/") + "/"}).fetchall()
-    }
-    writer = _Writer(con, scan_id, volume, sroot)
+    writer = _Writer(hop, scan_id, volume, sroot)
     reader = _Reader(workers or os.cpu_count() or 1, io_depth=io_depth) if begun is None else begun.reader
 
     def done(chunks: list[list[Row]]) -> None:
@@ -511,22 +548,21 @@ def scan_root(
         # Waiting for the workers is the time to write what has come back.
         for rows in reader.rest(idle=writer.idle):
             done([rows])
-            if reader.backlog() < reader.n_workers:
-                # The last chunks: write each as it comes, so that little is left
-                # to write once the workers are done (the other cores idle then).
-                writer.flush()
     finally:
         reader.close()
-    writer.flush()
     gone = [p for p, v in known.items() if v[2] != "missing"]
-    if gone:
-        with transaction(con):
-            run(con, "ops/scan/mark_missing", {"paths": gone, "scan_id": scan_id})
     res.missing = len(gone)
-    res.seconds = time.monotonic() - started
-    run(con, "ops/scan/scan_finish", {"new": res.new, "changed": res.changed, "unchanged": res.unchanged,
-                                 "missing": res.missing, "bytes_read": res.bytes_read, "scan_id": scan_id})
-    res.statuses = {r[0]: r[1] for r in run(con, "ops/scan/status_counts").fetchall()}
+    with hop.open() as con:
+        assert con is not None
+        if writer.rows:
+            writer.write(con)
+        if gone:
+            with transaction(con):
+                run(con, "ops/scan/mark_missing", {"paths": gone, "scan_id": scan_id})
+        res.seconds = time.monotonic() - started
+        run(con, "ops/scan/scan_finish", {"new": res.new, "changed": res.changed, "unchanged": res.unchanged,
+                                     "missing": res.missing, "bytes_read": res.bytes_read, "scan_id": scan_id})
+        res.statuses = {r[0]: r[1] for r in run(con, "ops/scan/status_counts").fetchall()}
     return res
 
 
@@ -579,27 +615,24 @@ def scan(
              if early else None)
     out = ScanRun(path)
     try:
-        con = open_index(path, create=True, memory_limit=SCAN_MEMORY_LIMIT, threads=SCAN_DUCKDB_THREADS)
-        try:
-            for i, root in enumerate(roots):
-                total = None
-                if on_total is not None:
-                    def total(files: int, nbytes: int, root: str | os.PathLike[str] = root) -> None:
-                        on_total(root, files, nbytes)
-                walking = None
-                if on_walk is not None:
-                    def walking(found: int, files: int, nbytes: int, root: str | os.PathLike[str] = root) -> None:
-                        on_walk(root, found, files, nbytes)
-                res = scan_root(con, root, volume=volume, workers=workers, io_depth=io_depth, rehash=rehash,
-                                on_total=total, on_walk=walking,
-                                on_progress=on_progress, begun=begun if i == 0 else None)
-                out.results.append(res)
-                if on_done is not None:
-                    on_done(res)
+        for i, root in enumerate(roots):
+            total = None
+            if on_total is not None:
+                def total(files: int, nbytes: int, root: str | os.PathLike[str] = root) -> None:
+                    on_total(root, files, nbytes)
+            walking = None
+            if on_walk is not None:
+                def walking(found: int, files: int, nbytes: int, root: str | os.PathLike[str] = root) -> None:
+                    on_walk(root, found, files, nbytes)
+            res = scan_root(path, root, volume=volume, workers=workers, io_depth=io_depth, rehash=rehash,
+                            on_total=total, on_walk=walking,
+                            on_progress=on_progress, begun=begun if i == 0 else None)
+            out.results.append(res)
+            if on_done is not None:
+                on_done(res)
+        with _Hop(path).open() as con:
+            assert con is not None
             out.statuses = fetch(con, "ops/scan/status_counts", StatusCount)
-            con.execute("CHECKPOINT")
-        finally:
-            con.close()
     finally:
         if begun is not None:
             begun.close()
