@@ -619,6 +619,12 @@ def verify(
             con.close()
         typer.echo(f"retired {n} {forget.value} results for {t} (recorded in verification_forgets)")
         return
+    from pacscopy.verify.living import unproven_updates
+
+    try:  # the index is held only briefly: a send, a scan, a status run meanwhile
+        updates = unproven_updates(con, t)
+    finally:
+        con.close()
     bar: Any = None
 
     def on_total(n: int) -> None:
@@ -630,40 +636,34 @@ def verify(
         if bar is not None:
             bar.update(n)
 
-    from pacscopy.verify.living import unproven_updates
-
     updates_ok = True
+    # Updates are proven only by a retrieve-back: a retrieve run takes every unproven one
+    # whatever the sample; after a find or commit run they are retrieved on their own.
     try:
-        # Updates are proven only by a retrieve-back: a retrieve run takes every unproven one
-        # whatever the sample; after a find or commit run they are retrieved on their own.
-        updates = unproven_updates(con, t)
-        try:
-            res = do_verify(con, t, mode.value, sample=sample, calling_ae=calling_ae, timeout=timeout, port=port,
-                            move=move, bind=bind, include=updates if mode.value == "retrieve" else None,
-                            on_total=on_total, on_progress=on_progress)
-        finally:
-            if bar is not None:
-                bar.close()
-        typer.echo(f"verify {res.mode} against {res.target}: {res.checked} instances checked")
-        for k in ("verified", "missing_on_target", "mismatch", "failed"):
-            typer.echo(f"  {k + ':':19s}{res.counts.get(k, 0)}")
-        if res.problems:
-            typer.echo(render.table(["sop_instance_uid", "outcome", "detail"], res.problems, max_width=100))
-        if updates and mode.value != "retrieve":
-            from pacscopy.errors import PacscopyError
-
-            try:
-                up = do_verify(con, t, "retrieve", calling_ae=calling_ae, timeout=timeout, port=port, move=move,
-                               bind=bind, only=updates)
-                typer.echo(f"updates retrieved back: {up.checked}; verified {up.counts.get('verified', 0)}, "
-                           f"kept old copy (stale) {up.counts.get('mismatch', 0)}, "
-                           f"missing {up.counts.get('missing_on_target', 0)}, failed {up.counts.get('failed', 0)}")
-                updates_ok = up.ok
-            except PacscopyError as e:
-                typer.echo(f"{len(updates)} updates not proven (they need a retrieve-back): {e}", err=True)
-                updates_ok = False
+        res = do_verify(_index(index), t, mode.value, sample=sample, calling_ae=calling_ae, timeout=timeout,
+                        port=port, move=move, bind=bind, include=updates if mode.value == "retrieve" else None,
+                        on_total=on_total, on_progress=on_progress)
     finally:
-        con.close()
+        if bar is not None:
+            bar.close()
+    typer.echo(f"verify {res.mode} against {res.target}: {res.checked} instances checked")
+    for k in ("verified", "missing_on_target", "mismatch", "failed"):
+        typer.echo(f"  {k + ':':19s}{res.counts.get(k, 0)}")
+    if res.problems:
+        typer.echo(render.table(["sop_instance_uid", "outcome", "detail"], res.problems, max_width=100))
+    if updates and mode.value != "retrieve":
+        from pacscopy.errors import PacscopyError
+
+        try:
+            up = do_verify(_index(index), t, "retrieve", calling_ae=calling_ae, timeout=timeout, port=port,
+                           move=move, bind=bind, only=updates)
+            typer.echo(f"updates retrieved back: {up.checked}; verified {up.counts.get('verified', 0)}, "
+                       f"kept old copy (stale) {up.counts.get('mismatch', 0)}, "
+                       f"missing {up.counts.get('missing_on_target', 0)}, failed {up.counts.get('failed', 0)}")
+            updates_ok = up.ok
+        except PacscopyError as e:
+            typer.echo(f"{len(updates)} updates not proven (they need a retrieve-back): {e}", err=True)
+            updates_ok = False
     if not res.ok or not updates_ok:
         raise typer.Exit(1)
 
@@ -688,7 +688,9 @@ def reconcile(
     t = _target(target, resolve=not no_query)
     with idx.open_index(_index(index), read_only=True) as con:
         _note_running(con, _index(index))
-        rec = rc.reconcile(con, t, query_target=not no_query, calling_ae=calling_ae, timeout=timeout)
+        rec = rc.reconcile(con, t, query_target=False)
+    if not no_query:  # the index is closed meanwhile: a send merges on
+        rc.query_studies(rec, t, calling_ae=calling_ae, timeout=timeout)
     _emit({"table": rc.to_text, "json": rc.to_json, "html": rc.to_html}[fmt.value](rec), out,
           ": complete" if rec.complete else ": NOT complete")
     if not rec.complete:

@@ -226,14 +226,21 @@ class _Hop:
     @contextmanager
     def open(self, wait: bool = True) -> Iterator[duckdb.DuckDBPyConnection | None]:
         """The index, open until the block ends; ``None`` if ``wait`` is false and another process holds it."""
-        try:
-            con = open_index(self.path, create=self.create, memory_limit=SCAN_MEMORY_LIMIT,
-                             threads=SCAN_DUCKDB_THREADS)
-        except IndexFileError as e:
-            if wait or "in use" not in str(e):
-                raise
-            yield None
-            return
+        deadline = time.monotonic() + 60  # TEMPORARY until open_index waits itself
+        while True:
+            try:
+                con = open_index(self.path, create=self.create, memory_limit=SCAN_MEMORY_LIMIT,
+                                 threads=SCAN_DUCKDB_THREADS)
+                break
+            except IndexFileError as e:
+                if "in use" not in str(e):
+                    raise
+                if not wait:
+                    yield None
+                    return
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         self.create = False
         try:
             yield con

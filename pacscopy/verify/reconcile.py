@@ -115,7 +115,17 @@ def _fill(con: duckdb.DuckDBPyConnection, rec: Reconciliation, target: Target, *
         rows.extend(dict(zip(cols, r)) for r in cur.fetchall())
     cur = run(con, "reconcile/unidentified_files")
     rec.unidentified_files = [dict(zip(("status", "reason", "files"), r)) for r in cur.fetchall()]
-    if query_target and rec.studies:
+    problems = sum(rec.totals.get(k, 0) for k in PROBLEMS)
+    rec.manifest = manifest_reconcile.manifest_section(con, str(target), limit)
+    rec.complete = rec.instances > 0 and problems == 0 and manifest_reconcile.complete(rec.manifest)
+    if query_target:
+        query_studies(rec, target, calling_ae, timeout)
+
+
+def query_studies(rec: Reconciliation, target: Target, calling_ae: str = "PACSCOPY", timeout: float = 30) -> None:
+    """Ask the target how many instances it holds of each study of ``rec`` (no index needed: the
+    CLI closes the index first, so that a send's merges go on while the target answers)."""
+    if rec.studies:
         try:
             counts = study_counts(target, [s["study_instance_uid"] for s in rec.studies], calling_ae, timeout)
             rec.target_queried = True
@@ -138,9 +148,6 @@ def _fill(con: duckdb.DuckDBPyConnection, rec: Reconciliation, target: Target, *
                 s["study_state"] = "partly sent"
             else:
                 s["study_state"] = "ok"
-    problems = sum(rec.totals.get(k, 0) for k in PROBLEMS)
-    rec.manifest = manifest_reconcile.manifest_section(con, str(target), limit)
-    rec.complete = rec.instances > 0 and problems == 0 and manifest_reconcile.complete(rec.manifest)
 
 
 def to_text(rec: Reconciliation) -> str:

@@ -28,6 +28,7 @@ import time
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from contextlib import closing
 from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any, NamedTuple
@@ -39,12 +40,14 @@ from pacscopy.dicom.peer import Target, accept_nul_padded_ae_titles, nodelay_han
 from pacscopy.dicom.scu import COMMIT, COMMIT_INSTANCE, FIND, GET, MOVE, VERIFICATION, alive, associate, find, make_ae
 from pacscopy.digest import digest_dataset
 from pacscopy.errors import VerifyError
-from pacscopy.index import fetch, insert_columns, run, transaction
+from pacscopy.index import fetch, insert_columns, lock_wait, open_index, run, transaction
 from pacscopy.manifest import manifest_rewritten
 
 log = logging.getLogger(__name__)
 
 MODES = ("find", "commit", "retrieve")
+#: Seconds a verify waits, at its end, for an index another process holds, to record its outcomes.
+RECORD_WAIT = 3600.0
 #: presentation contexts one association may propose (PS3.8: odd context IDs 1-255)
 MAX_CONTEXTS = 128
 #: attributes pacscopy itself rewrites when a PatientID is mapped
@@ -116,7 +119,7 @@ def candidates(con: duckdb.DuckDBPyConnection, target: Target, sample: float | N
 
 
 def verify(
-    con: duckdb.DuckDBPyConnection,
+    index: str,
     target: Target,
     mode: str = "find",
     *,
@@ -137,10 +140,17 @@ def verify(
     C-MOVE destination) binds; by default the local address this host uses to
     reach the target, which is the address the target must call back.
     ``only`` restricts the run to those instances; ``include`` adds them to a sample.
+
+    The index at ``index`` is open only to read the candidates and, at the end, to
+    record every outcome in one transaction (exactly once; a verify killed before
+    that records nothing and is simply run again): a send, a scan or a status run
+    meanwhile. The last open waits up to :data:`RECORD_WAIT` for a busy index (saying
+    who holds it): the outcomes of a long run are not dropped for a short query.
     """
     if mode not in MODES:
         raise VerifyError(f"unknown verify mode {mode!r}: use one of {', '.join(MODES)}")
-    cands = candidates(con, target, sample, only, include)
+    with closing(open_index(index)) as con:
+        cands = candidates(con, target, sample, only, include)
     if not cands:
         raise VerifyError(f"nothing is recorded as stored on {target}: run 'pacscopy send --target {target}' first")
     if on_total:
@@ -152,12 +162,13 @@ def verify(
         outcomes = _verify_commit(cands, target, calling_ae, timeout, port, on_progress, bind=host)
     else:
         outcomes = _verify_find(cands, target, calling_ae, timeout, port, on_progress)
-    _record(con, target, mode, outcomes)
     res = VerifyResult(str(target), mode, len(outcomes))
     for o in outcomes:
         res.counts[o.outcome] = res.counts.get(o.outcome, 0) + 1
-    if not res.ok:
-        res.problems = fetch(con, "ops/verify/verify_problems", Problem, {"target": str(target), "mode": mode})
+    with closing(open_index(index, wait=max(lock_wait(), RECORD_WAIT))) as con:
+        _record(con, target, mode, outcomes)
+        if not res.ok:
+            res.problems = fetch(con, "ops/verify/verify_problems", Problem, {"target": str(target), "mode": mode})
     return res
 
 
