@@ -118,3 +118,195 @@ def test_scan_killed_mid_run_is_completed_by_the_next_scan(tmp_path: Path) -> No
     # the killed scan stays unfinished in the books; the rescan finished
     scans = peek(index, "SELECT scan_id, finished IS NOT NULL FROM scans ORDER BY scan_id")
     assert scans == [(1, False), (2, True)]
+
+
+# -- beside a running send ----------------------------------------------------------
+
+
+def ok(r: subprocess.CompletedProcess[str], *codes: int) -> subprocess.CompletedProcess[str]:
+    """The command succeeded (exit 0, or one of ``codes``) and said no error."""
+    assert r.returncode in (0, *codes), (r.args, r.returncode, r.stdout[-2000:], r.stderr[-2000:])
+    assert "error:" not in r.stderr, r.stderr
+    return r
+
+
+def peek_wait(index: Path, sql: str, timeout: float = 60) -> list[tuple]:
+    """:func:`peek`, retried while a send merges (each merge holds the index for a moment)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = peek(index, sql)
+        if got is not None:
+            return got
+        assert time.monotonic() < deadline, f"the index stayed held for {timeout} s"
+        time.sleep(0.05)
+
+
+def stored_count(index: Path) -> int:
+    """The stored count as a user sees it: ``pacscopy query`` from another process."""
+    r = ok(pacscopy("query", "SELECT count(*) AS n FROM stored", "--index", index, "--format", "csv"))
+    return int(r.stdout.strip().splitlines()[-1])
+
+
+def planned_index(tmp_path: Path, files: int, size: int, seed: int) -> Path:
+    make_corpus(tmp_path / "vol1", files, size, seed=seed)
+    index = tmp_path / "p.duckdb"
+    ok(pacscopy("scan", tmp_path / "vol1", "--index", index, "-q"))
+    ok(pacscopy("check", "--index", index, "-q"))
+    return index
+
+
+def stored_once(index: Path, target: str) -> dict[str, int]:
+    """Per SOPInstanceUID, how many times it is recorded stored on ``target``."""
+    got = peek_wait(index, f"SELECT sop_instance_uid, count(*) FROM transfers WHERE target = '{target}' "
+                           "AND outcome IN ('stored', 'warning') GROUP BY 1")
+    return dict(got)
+
+
+def wait_sending(send: subprocess.Popen[str], storage: Path, n: int = 5, timeout: float = 120) -> None:
+    """Until the target has received ``n`` files from the running send."""
+    deadline = time.monotonic() + timeout
+    while sum(1 for _ in storage.rglob("*") if _.is_file()) < n:
+        assert send.poll() is None, send.communicate()
+        assert time.monotonic() < deadline, "the send did not get going"
+        time.sleep(0.1)
+
+
+def finish(send: subprocess.Popen[str], timeout: float = 600) -> str:
+    out, err = send.communicate(timeout=timeout)
+    assert send.returncode == 0, (out[-2000:], err[-2000:])
+    return out
+
+
+def test_other_commands_and_a_delta_scan_and_check_while_a_send_runs(tmp_path: Path) -> None:
+    """From other processes while a send runs: query, report, reconcile, decide, map, a delta scan of a
+    new volume and check all succeed; the stored count never goes down; the send completes, and the
+    books are exact afterwards (each instance stored once, the new volume by the next send)."""
+    from peers import storescp
+
+    index = planned_index(tmp_path, 240, 30_000, seed=31)
+    vol1 = {r[0] for r in peek_wait(index, "SELECT sop_instance_uid FROM files")}
+    make_corpus(tmp_path / "vol2", 30, 20_000, seed=32)  # restored while the send runs
+    mapping = tmp_path / "map.csv"
+    mapping.write_text("old_id,new_id\nNOT-IN-THIS-ARCHIVE,NEW-1\n")
+    with storescp(tmp_path) as peer:
+        # ~7 MB at 250 KB/s: about 30 s of sending
+        send = start("send", "--target", peer.target, "--index", index, "-q", "--associations", "1",
+                     "--max-rate", "250KB/s")
+        try:
+            wait_sending(send, peer.storage)
+            counts = [stored_count(index)]
+            ok(pacscopy("report", "--index", index))
+            counts.append(stored_count(index))
+            ok(pacscopy("reconcile", "--target", peer.target, "--index", index, "--no-query"), 1)
+            ok(pacscopy("map", "--csv", mapping, "--index", index))
+            ok(pacscopy("scan", tmp_path / "vol2", "--index", index, "-q"))
+            counts.append(stored_count(index))
+            vol2 = sorted(r[0] for r in peek_wait(index, "SELECT sop_instance_uid FROM files WHERE volume = 'vol2'"))
+            assert len(vol2) == 30
+            ok(pacscopy("decide", "--sop", vol2[0], "--action", "skip", "--note", "test: not this one",
+                        "--index", index))
+            ok(pacscopy("check", "--index", index, "-q"))
+            counts.append(stored_count(index))
+            assert send.poll() is None, "the send ended before the other commands were done: slow it down"
+            assert counts == sorted(counts) and counts[-1] > 0, counts
+            finish(send)
+        finally:
+            if send.poll() is None:
+                send.kill()
+                send.wait()
+        once = stored_once(index, peer.target)
+        assert set(once) == vol1 and set(once.values()) == {1}
+        # the next send sends the new volume, less the instance decided skip
+        r = ok(pacscopy("send", "--target", peer.target, "--index", index, "-q"))
+    once = stored_once(index, peer.target)
+    assert set(once) == vol1 | set(vol2[1:]) and set(once.values()) == {1}, r.stdout
+    assert stored_count(index) == 240 + 29
+
+
+def hold(index: Path) -> subprocess.Popen[str]:
+    """A user's duckdb session: a process holding the index open read-only until told to let go.
+
+    (The ``duckdb`` CLI from PyPI, duckdb-cli 1.5.6, cannot open files of pacscopy's DuckDB 2.0:
+    a Python process of the same DuckDB holds the same lock.)
+    """
+    script = ("import sys, time, duckdb\n"
+              "while True:\n"
+              "    try:\n"
+              f"        con = duckdb.connect({str(index)!r}, read_only=True); break\n"
+              "    except duckdb.Error: time.sleep(0.02)\n"
+              "print(con.execute('SELECT count(*) FROM transfers').fetchone()[0], flush=True)\n"
+              "sys.stdin.readline()\n")
+    p = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None
+    p.stdout.readline()
+    return p
+
+
+def test_an_open_duckdb_session_and_a_long_query_do_not_stall_a_send(tmp_path: Path) -> None:
+    """While a session holds the index (and then a long query runs) the send keeps sending and
+    journaling; its merges wait; once the index is free everything is merged, each instance once."""
+    from peers import storescp
+
+    index = planned_index(tmp_path, 200, 30_000, seed=33)
+    with storescp(tmp_path) as peer:
+        send = start("send", "--target", peer.target, "--index", index, "-q", "--associations", "1",
+                     "--max-rate", "300KB/s")
+        try:
+            wait_sending(send, peer.storage)
+            session = hold(index)
+            try:
+                journal = next((index.parent / (index.name + ".run")).glob("journal-*.jsonl"))
+                before = (len(list(peer.storage.iterdir())), journal.stat().st_size)
+                time.sleep(6)
+                after = (len(list(peer.storage.iterdir())), journal.stat().st_size)
+                assert send.poll() is None
+            finally:
+                session.stdin.write("\n")  # type: ignore[union-attr]
+                session.stdin.flush()  # type: ignore[union-attr]
+                session.wait(timeout=30)
+            # ~1.5 MB in 6 s at 300 KB/s: the send went on, and journaled what it stored
+            assert after[0] >= before[0] + 10 and after[1] > before[1], (before, after)
+            # a long query (a few seconds: it holds the index all the while) from another process
+            t = time.monotonic()
+            ok(pacscopy("query", "SELECT count(*) FROM range(400000000) r, (SELECT 1) s WHERE r.range % 7 = 3",
+                        "--index", index))
+            during = (len(list(peer.storage.iterdir())), time.monotonic() - t)
+            finish(send)
+        finally:
+            if send.poll() is None:
+                send.kill()
+                send.wait()
+        assert during[0] > after[0]
+        once = stored_once(index, peer.target)
+    assert len(once) == 200 and set(once.values()) == {1}
+    assert peek_wait(index, "SELECT count(*), bool_and(finished) FROM journal_merges") == [(1, True)]
+
+
+def test_verify_while_a_send_to_the_same_target_runs(tmp_path: Path) -> None:
+    """verify holds the index only to read its candidates and to record: run during a send to the
+    same target, it verifies what is recorded stored so far; the send goes on and completes."""
+    from peers import orthanc
+
+    index = planned_index(tmp_path, 120, 30_000, seed=34)
+    with orthanc(tmp_path) as peer:
+        send = start("send", "--target", peer.target, "--index", index, "-q", "--associations", "1",
+                     "--max-rate", "200KB/s")
+        try:
+            deadline = time.monotonic() + 120
+            while stored_count(index) < 10:
+                assert send.poll() is None and time.monotonic() < deadline, send.communicate()
+                time.sleep(0.2)
+            r = ok(pacscopy("verify", "--target", peer.target, "--index", index, "--mode", "find", "-q"))
+            first = int(r.stdout.split(": ")[1].split()[0])  # "verify find against T: N instances checked"
+            assert 10 <= first < 120 and f"verified:          {first}" in r.stdout, r.stdout
+            assert send.poll() is None, "the send ended before verify was done: slow it down"
+            finish(send)
+        finally:
+            if send.poll() is None:
+                send.kill()
+                send.wait()
+        r = ok(pacscopy("verify", "--target", peer.target, "--index", index, "--mode", "find", "-q"))
+        assert "120 instances checked" in r.stdout and "verified:          120" in r.stdout, r.stdout
+    assert set(stored_once(index, peer.target).values()) == {1}
+    got = peek_wait(index, "SELECT count(*), count(DISTINCT sop_instance_uid) FROM verifications")
+    assert got == [(first + 120, 120)]

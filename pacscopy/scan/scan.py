@@ -15,7 +15,7 @@ import os
 import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -261,15 +261,19 @@ class _Writer:
         self.upserts: set[str] = set()
         self.rows: list[Row] = []
         self.last = time.monotonic()
+        #: The index, while the scan holds it for its last stretch (the caller writes then).
+        self.held: duckdb.DuckDBPyConnection | None = None
 
     def add(self, rows: list[Row]) -> None:
         self.rows.extend(rows)
+        if self.held is not None:
+            return
         if len(self.rows) >= HOP_ROWS or time.monotonic() - self.last >= HOP_SECONDS:
             self.flush(wait=len(self.rows) >= HOP_MAX_ROWS)
 
     def idle(self) -> None:
         """Nothing else to do right now: write the batch if it is due."""
-        if self.rows and time.monotonic() - self.last >= HOP_SECONDS:
+        if self.rows and self.held is None and time.monotonic() - self.last >= HOP_SECONDS:
             self.flush(wait=len(self.rows) >= HOP_MAX_ROWS)
 
     def flush(self, wait: bool = True) -> None:
@@ -531,6 +535,7 @@ def scan_root(
             done(reader.add(e.path, e.size))
 
     found = len(begun.entries) if begun is not None else 0
+    stack = ExitStack()  # the index, once held for the last stretch
     try:
         if on_walk:
             on_walk(found, reader.files, reader.nbytes)
@@ -555,11 +560,20 @@ def scan_root(
         # Waiting for the workers is the time to write what has come back.
         for rows in reader.rest(idle=writer.idle):
             done([rows])
+            if writer.held is None and reader.pool is not None and reader.backlog() < reader.n_workers:
+                # The last chunks: hold the index to the end and write each chunk as it comes,
+                # so that little is left to write once the workers are done (the other cores idle then).
+                writer.held = stack.enter_context(hop.open())
+            if writer.held is not None and writer.rows:
+                writer.write(writer.held)
+    except BaseException:
+        stack.close()
+        raise
     finally:
         reader.close()
     gone = [p for p, v in known.items() if v[2] != "missing"]
     res.missing = len(gone)
-    with hop.open() as con:
+    with stack, (nullcontext(writer.held) if writer.held is not None else hop.open()) as con:
         assert con is not None
         if writer.rows:
             writer.write(con)
