@@ -178,10 +178,10 @@ def finish(send: subprocess.Popen[str], timeout: float = 600) -> str:
 
 
 def test_other_commands_and_a_delta_scan_and_check_while_a_send_runs(tmp_path: Path) -> None:
-    """From other processes while a send runs: query, report, reconcile, decide, map, a delta scan of a
+    """From other processes while a send runs: query, status, report, reconcile, decide, map, a delta scan of a
     new volume and check all succeed; the stored count never goes down; the send completes, and the
     books are exact afterwards (each instance stored once, the new volume by the next send)."""
-    from peers import storescp
+    from .peers import storescp
 
     index = planned_index(tmp_path, 240, 30_000, seed=31)
     vol1 = {r[0] for r in peek_wait(index, "SELECT sop_instance_uid FROM files")}
@@ -189,16 +189,12 @@ def test_other_commands_and_a_delta_scan_and_check_while_a_send_runs(tmp_path: P
     mapping = tmp_path / "map.csv"
     mapping.write_text("old_id,new_id\nNOT-IN-THIS-ARCHIVE,NEW-1\n")
     with storescp(tmp_path) as peer:
-        # ~7 MB at 250 KB/s: about 30 s of sending
+        # ~7 MB at 120 KB/s: about a minute of sending
         send = start("send", "--target", peer.target, "--index", index, "-q", "--associations", "1",
-                     "--max-rate", "250KB/s")
+                     "--max-rate", "120KB/s")
         try:
             wait_sending(send, peer.storage)
             counts = [stored_count(index)]
-            ok(pacscopy("report", "--index", index))
-            counts.append(stored_count(index))
-            ok(pacscopy("reconcile", "--target", peer.target, "--index", index, "--no-query"), 1)
-            ok(pacscopy("map", "--csv", mapping, "--index", index))
             ok(pacscopy("scan", tmp_path / "vol2", "--index", index, "-q"))
             counts.append(stored_count(index))
             vol2 = sorted(r[0] for r in peek_wait(index, "SELECT sop_instance_uid FROM files WHERE volume = 'vol2'"))
@@ -207,7 +203,13 @@ def test_other_commands_and_a_delta_scan_and_check_while_a_send_runs(tmp_path: P
                         "--index", index))
             ok(pacscopy("check", "--index", index, "-q"))
             counts.append(stored_count(index))
-            assert send.poll() is None, "the send ended before the other commands were done: slow it down"
+            assert send.poll() is None, "the send ended before the delta scan and check were done: slow it down"
+            ok(pacscopy("report", "--index", index))
+            ok(pacscopy("status", "--target", peer.target, "--index", index))
+            counts.append(stored_count(index))
+            ok(pacscopy("reconcile", "--target", peer.target, "--index", index, "--no-query"), 1)
+            ok(pacscopy("map", "--csv", mapping, "--index", index))
+            counts.append(stored_count(index))
             assert counts == sorted(counts) and counts[-1] > 0, counts
             finish(send)
         finally:
@@ -245,7 +247,7 @@ def hold(index: Path) -> subprocess.Popen[str]:
 def test_an_open_duckdb_session_and_a_long_query_do_not_stall_a_send(tmp_path: Path) -> None:
     """While a session holds the index (and then a long query runs) the send keeps sending and
     journaling; its merges wait; once the index is free everything is merged, each instance once."""
-    from peers import storescp
+    from .peers import storescp
 
     index = planned_index(tmp_path, 200, 30_000, seed=33)
     with storescp(tmp_path) as peer:
@@ -285,7 +287,7 @@ def test_an_open_duckdb_session_and_a_long_query_do_not_stall_a_send(tmp_path: P
 def test_verify_while_a_send_to_the_same_target_runs(tmp_path: Path) -> None:
     """verify holds the index only to read its candidates and to record: run during a send to the
     same target, it verifies what is recorded stored so far; the send goes on and completes."""
-    from peers import orthanc
+    from .peers import orthanc
 
     index = planned_index(tmp_path, 120, 30_000, seed=34)
     with orthanc(tmp_path) as peer:
