@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pacscopy import __version__
-from pacscopy.errors import IndexFileError, InputError
+from pacscopy.errors import IndexBusyError, InputError
 from pacscopy.index import default_index_path, fetch, insert_columns, open_index, run, transaction
 from pacscopy.scan.fileread import ROW_COLUMNS, display_path, entry_row, read_and_inspect
 from pacscopy.scan.pool import IO_BYTES, IO_DEPTH, ReadAhead, Workers, scan_workers
@@ -86,6 +86,8 @@ class ScanResult:
     bytes_read: int = 0
     seconds: float = 0.0
     statuses: dict[str, int] = field(default_factory=dict)
+    #: Files and bytes per status in the whole index after this root.
+    status_counts: list[StatusCount] = field(default_factory=list)
 
 
 @dataclass
@@ -222,26 +224,24 @@ class _Hop:
 
     def __init__(self, path: str, create: bool = False) -> None:
         self.path, self.create = path, create
+        self.opened = False
 
     @contextmanager
     def open(self, wait: bool = True) -> Iterator[duckdb.DuckDBPyConnection | None]:
-        """The index, open until the block ends; ``None`` if ``wait`` is false and another process holds it."""
-        deadline = time.monotonic() + 60  # TEMPORARY until open_index waits itself
-        while True:
-            try:
-                con = open_index(self.path, create=self.create, memory_limit=SCAN_MEMORY_LIMIT,
-                                 threads=SCAN_DUCKDB_THREADS)
-                break
-            except IndexFileError as e:
-                if "in use" not in str(e):
-                    raise
-                if not wait:
-                    yield None
-                    return
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        self.create = False
+        """The index, open until the block ends; ``None`` if ``wait`` is false and another process holds it.
+
+        Waiting is :func:`pacscopy.index.open_index`'s (up to ``$PACSCOPY_LOCK_WAIT``). The first
+        open checks the index; the next ones of the same scan are lean (no integrity check).
+        """
+        try:
+            con = open_index(self.path, create=self.create, memory_limit=SCAN_MEMORY_LIMIT,
+                             threads=SCAN_DUCKDB_THREADS, wait=None if wait else 0, lean=self.opened)
+        except IndexBusyError:
+            if wait:
+                raise
+            yield None
+            return
+        self.create, self.opened = False, True
         try:
             yield con
         finally:
@@ -583,7 +583,8 @@ def scan_root(
         res.seconds = time.monotonic() - started
         run(con, "ops/scan/scan_finish", {"new": res.new, "changed": res.changed, "unchanged": res.unchanged,
                                      "missing": res.missing, "bytes_read": res.bytes_read, "scan_id": scan_id})
-        res.statuses = {r[0]: r[1] for r in run(con, "ops/scan/status_counts").fetchall()}
+        res.status_counts = fetch(con, "ops/scan/status_counts", StatusCount)
+        res.statuses = {c.status: c.files for c in res.status_counts}
     return res
 
 
@@ -651,9 +652,7 @@ def scan(
             out.results.append(res)
             if on_done is not None:
                 on_done(res)
-        with _Hop(path).open() as con:
-            assert con is not None
-            out.statuses = fetch(con, "ops/scan/status_counts", StatusCount)
+        out.statuses = out.results[-1].status_counts
     finally:
         if begun is not None:
             begun.close()
