@@ -323,7 +323,6 @@ def test_progress_while_the_walk_runs(tmp_path, monkeypatch) -> None:
     """Issue 16: on a volume whose walk takes minutes, progress shows before the walk ends:
     the files found so far (on_walk) and the files read so far (on_progress)."""
     import pacscopy.scan.scan as scanmod
-    from pacscopy.index import open_index
 
     root = tmp_path / "corpus"
     make_corpus(root, 400, 3_000)
@@ -337,14 +336,10 @@ def test_progress_while_the_walk_runs(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(scanmod, "walk", slow_walk)
     monkeypatch.setattr(scanmod, "WALK_REPORT_S", 0.02)
     calls: list[tuple] = []
-    con = open_index(str(tmp_path / "p.duckdb"), create=True)
-    try:
-        scanmod.scan_root(con, root, workers=2,
-                          on_walk=lambda found, n, b: calls.append(("walk", found, n, b)),
-                          on_total=lambda n, b: calls.append(("total", n, b)),
-                          on_progress=lambda n, b: calls.append(("progress", n, b)))
-    finally:
-        con.close()
+    scanmod.scan_root(str(tmp_path / "p.duckdb"), root, workers=2,
+                      on_walk=lambda found, n, b: calls.append(("walk", found, n, b)),
+                      on_total=lambda n, b: calls.append(("total", n, b)),
+                      on_progress=lambda n, b: calls.append(("progress", n, b)))
     kinds = [c[0] for c in calls]
     assert kinds[0] == "walk" and calls[0][1] == 0
     before_total = calls[: kinds.index("total")]
