@@ -195,7 +195,7 @@ def open_index(path: str | None = None, *, create: bool = False, read_only: bool
     beside it) is waited for up to ``wait`` seconds (default :func:`lock_wait`),
     with ``on_wait`` (else :data:`on_lock_wait`) told once who holds it; then
     :class:`IndexBusyError` names the holder. ``lean`` skips the integrity check
-    (for a send's frequent short opens of an index it checked at its start).
+    and the migrations (for a send's frequent short opens of an index it opened fully at its start).
     A read-write open first merges the journals of sends that ended or died
     (:mod:`pacscopy.journal`).
     """
@@ -249,7 +249,8 @@ def open_index(path: str | None = None, *, create: bool = False, read_only: bool
     if not read_only:
         _secure(path)
         try:
-            migrate(con, path)
+            if not lean:  # a lean open follows a full one by the same process: migrated already
+                migrate(con, path)
             from pacscopy.journal import merge_dead
 
             merge_dead(con, path)  # the records of sends that ended or died, before anyone reads

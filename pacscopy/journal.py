@@ -211,7 +211,14 @@ def merge_dead(con: duckdb.DuckDBPyConnection, index_path: str) -> int:
         with _if_dead(p) as dead:
             if not dead:
                 continue
-            n, damaged = merge(con, p)
+            try:
+                n, damaged = merge(con, p)
+            except duckdb.Error as e:
+                # never let one journal block every command: set it aside, loudly
+                log.warning("journal %s cannot be merged (%s): set aside as %s.unmergeable; the lines merged "
+                            "before stay", p, str(e).splitlines()[0], p.name)
+                p.rename(p.with_name(p.name + ".unmergeable"))
+                continue
             total += n
             log.info("merged %d lines of %s, whose writer is gone", n, p.name)
             if damaged:  # kept for a look, out of the way of the next merges

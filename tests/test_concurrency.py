@@ -373,3 +373,16 @@ def test_an_index_held_to_the_end_of_a_send_loses_nothing(bigger: Path, tmp_path
     assert _stored_current(r.stdout) == stored == planned and twice == 0
     assert rows(bigger, "SELECT outcome FROM send_runs") == [("complete",)]
     assert _journals(bigger) == []
+
+
+def test_a_journal_the_index_refuses_never_blocks_the_other_commands(planned: Path) -> None:
+    from pacscopy.send.books import SENT_COLS, TRANSFER_COLS
+
+    cols = {c: [None] for c in (*TRANSFER_COLS, *SENT_COLS)}  # no SOPInstanceUID: NOT NULL refuses it
+    j = Journal.create(str(planned), "98-1")
+    j.append("start", run_id=98, target="T@127.0.0.1:104", pid=1, host="h")
+    j.append("transfers", run_id=98, target="T@127.0.0.1:104", cols=cols)
+    j.close()
+    r = pacscopy("status", "--target", "T@127.0.0.1:104", "--index", planned)
+    assert r.returncode == 0, r.stderr
+    assert _journals(planned) == [j.path.with_name(j.path.name + ".unmergeable")]

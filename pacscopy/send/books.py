@@ -164,6 +164,7 @@ class JournalBooks:
         self.dirty = False
         self.merged = True
         self.last_try = time.monotonic()
+        self.last_cost = 0.0  # seconds the latest merge took
         self.merges = 0  # successful merges (the benchmark and tests read it)
         self.busy = 0  # merges skipped because another process held the index
 
@@ -205,13 +206,15 @@ class JournalBooks:
         self.dirty = True
 
     def tick(self) -> None:
-        if self.dirty and time.monotonic() - self.last_try >= self.merge_every:
+        # at most every merge_every seconds, and never more than a tenth of the time (a slow disk,
+        # a busy machine): the merges must not slow the send down
+        if self.dirty and time.monotonic() - self.last_try >= max(self.merge_every, 10 * self.last_cost):
             self.try_merge(wait=0.0)
 
     def try_merge(self, wait: float) -> bool:
         """Merge the journal into the index if it can be had within ``wait`` seconds; whether it was."""
         assert self.journal is not None
-        self.last_try = time.monotonic()
+        t0 = self.last_try = time.monotonic()
         try:
             con = open_index(self.index_path, wait=wait, lean=True)
         except IndexBusyError:
@@ -221,6 +224,7 @@ class JournalBooks:
             merge(con, self.journal.path)
         finally:
             con.close()
+        self.last_cost = time.monotonic() - t0
         self.merges += 1
         self.dirty = False
         return True
