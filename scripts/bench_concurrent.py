@@ -62,6 +62,12 @@ def measure(base: Path, files: int, polled: bool, tmp: Path, associations: int) 
     polls: dict = {}
     with bsend.receiver("storescp", tmp) as rcv:
         target = f"{rcv.ae}@127.0.0.1:{rcv.port}"
+        idle = []
+        if polled:  # the reference for status's latency: the same command with no send running
+            for _ in range(2):
+                t = time.monotonic()
+                run([str(PACSCOPY), "status", "--target", target, "--index", str(idx)])
+                idle.append(time.monotonic() - t)
         load = os.getloadavg()[0]
         stop = threading.Event()
         t0 = time.monotonic()
@@ -85,7 +91,7 @@ def measure(base: Path, files: int, polled: bool, tmp: Path, associations: int) 
     idx.unlink(missing_ok=True)
     return {"polled": polled, "wall": wall, "ok": ok, "load": load, "received": got,
             "status": polls.get("status", []), "query": polls.get("query", []),
-            "said_running": polls.get("said_running", 0)}
+            "said_running": polls.get("said_running", 0), "idle_status": idle}
 
 
 def main(argv: list[str]) -> None:
@@ -121,6 +127,11 @@ def report(results: list[dict], args: argparse.Namespace) -> None:
 
     alone, polled = med(False, "wall"), med(True, "wall")
     lat = sorted(x for m in results if m["polled"] and m["ok"] for x in m["status"])
+    idle = sorted(x for m in results if m["polled"] and m["ok"] for x in m["idle_status"])
+    # the configurations alternate run by run: the ratio of each pair is less exposed to the machine's load
+    pairs = [(a["wall"], b["wall"]) for a, b in zip([m for m in results if not m["polled"]],
+                                                    [m for m in results if m["polled"]]) if a["ok"] and b["ok"]]
+    pair_ratio = statistics.median(w_alone / w_polled for w_alone, w_polled in pairs) if pairs else float("nan")
     qlat = sorted(x for m in results if m["polled"] and m["ok"] for x in m["query"])
 
     def pct(xs: list[float], q: float) -> float:
@@ -141,8 +152,10 @@ def report(results: list[dict], args: argparse.Namespace) -> None:
         lines.append(f"| {label} | {w:.2f} | {args.files / w:.0f} | {alone / w:.3f} | {med(p, 'load'):.2f} "
                      f"| {n_ok}/{n} |")
     lines += ["",
-              f"Throughput with polling: {100 * (alone / polled - 1):+.1f} % against alone. "
-              f"`status` during the send (the whole process): median {pct(lat, 0.5):.2f} s, 90th percentile "
+              f"Throughput with polling: {100 * (alone / polled - 1):+.1f} % against alone (ratio of the medians); "
+              f"median of the per-run-pair ratios: {100 * (pair_ratio - 1):+.1f} % over {len(pairs)} pairs. "
+              f"`status` with no send running (the whole process, same load): median {pct(idle, 0.5):.2f} s; "
+              f"during the send: median {pct(lat, 0.5):.2f} s, 90th percentile "
               f"{pct(lat, 0.9):.2f} s, max {max(lat, default=float('nan')):.2f} s over {len(lat)} calls; "
               f"`query`: median {pct(qlat, 0.5):.2f} s. Status said a send was running in "
               f"{sum(m['said_running'] for m in results if m['polled'])} of {len(lat)} calls.",
