@@ -754,6 +754,21 @@ def books_publish(
     typer.echo(f"host {link.host_name!r}: published its plan ({n} instances) to migration {link.migration_name!r}")
 
 
+@books_app.command("release")
+def books_release(
+    url: BooksUrlArg,
+    host: Annotated[str, typer.Option("--host", help="The host gone for good.", show_default=False)],
+    target: Annotated[Optional[str], typer.Option("--target", help="Only its claims for this target (default: "
+                                                  "every target).", show_default=False)] = None,
+) -> None:
+    """Release the claims of a host gone for good (not stored yet), so the other hosts send those instances."""
+    from pacscopy.pg import books as bk
+
+    t = str(_target(target, resolve=False)) if target else None
+    n = bk.release(url, host, t)
+    typer.echo(f"released {n} claims of host {host!r}" + (f" for {t}" if t else "") + ": other hosts may send them")
+
+
 def _books_status(url: str, target: str) -> None:
     from pacscopy.pg import books as bk
 

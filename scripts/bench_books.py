@@ -79,12 +79,30 @@ def new_database(url: str, name: str) -> str:
     return urllib.parse.urlunsplit((u.scheme, u.netloc, "/" + name, "", ""))
 
 
-def measure(base: Path, files: int, hosts: int, books: str | None, tmp: Path, associations: int) -> dict:
+def disjoint_bases(root: Path, tmp: Path, hosts: int) -> list[Path]:
+    """``hosts`` indexes over disjoint volumes (hard links: file i goes to host i mod ``hosts``)."""
+    files = sorted(root.rglob("*.dcm"))
+    out = []
+    for h in range(hosts):
+        vol = tmp / f"disjoint{hosts}" / f"vol{h + 1}"
+        for i, f in enumerate(files):
+            if i % hosts == h:
+                dest = vol / f.relative_to(root)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.link(f, dest)
+        index = tmp / f"disjoint{hosts}-host{h + 1}.duckdb"
+        run([str(PACSCOPY), "scan", str(vol), "--index", str(index), "-q"])
+        run([str(PACSCOPY), "check", "--index", str(index), "-q"])
+        out.append(index)
+    return out
+
+
+def measure(bases: list[Path], files: int, hosts: int, books: str | None, tmp: Path, associations: int) -> dict:
     """One measurement: ``hosts`` senders (0 books: one plain local send) into a fresh storescp."""
     indexes = []
     for h in range(max(hosts, 1)):
         idx = tmp / f"host{h + 1}.duckdb"
-        shutil.copyfile(base, idx)
+        shutil.copyfile(bases[h % len(bases)], idx)
         indexes.append(idx)
     if books:
         run([str(PACSCOPY), "books", "init", books, "--name", "bench"])
@@ -122,6 +140,9 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--size", type=int, default=20_000, help="bytes per instance (default 20000)")
     ap.add_argument("--runs", type=int, default=3, help="runs per configuration (default 3)")
     ap.add_argument("--associations", type=int, default=2, help="associations per host (default 2)")
+    ap.add_argument("--layout", choices=("overlap", "disjoint"), default="overlap",
+                    help="overlap: every host holds the whole corpus (every batch contested); disjoint: host i "
+                         "holds every i-th file (default overlap)")
     args = ap.parse_args(argv)
     root = corpus(args.files, args.size)
     results: list[dict] = []
@@ -130,6 +151,9 @@ def main(argv: list[str]) -> None:
         base = tmp / "base.duckdb"
         run([str(PACSCOPY), "scan", str(root), "--index", str(base), "-q"])
         run([str(PACSCOPY), "check", "--index", str(base), "-q"])
+        bases = {h: [base] for h in HOSTS}
+        if args.layout == "disjoint":
+            bases.update({h: disjoint_bases(root, tmp, h) for h in HOSTS if h > 1})
         with postgres(tmp) as url:
             configs = [(1, False)] + [(h, True) for h in HOSTS]
             for r in range(args.runs):
@@ -137,7 +161,7 @@ def main(argv: list[str]) -> None:
                     books = new_database(url, f"bench_{r}_{hosts}_{int(with_books)}") if with_books else None
                     work = tmp / f"run{r}-{hosts}-{int(with_books)}"
                     work.mkdir()
-                    m = measure(base, args.files, hosts, books, work, args.associations)
+                    m = measure(bases[hosts], args.files, hosts, books, work, args.associations)
                     shutil.rmtree(work, ignore_errors=True)
                     log(f"run {r + 1}: {hosts} host(s){' + books' if with_books else ''}: {m['wall']:.2f} s, "
                         f"ok={m['ok']}, load {m['load']:.2f}")
@@ -151,11 +175,13 @@ def report(results: list[dict], args: argparse.Namespace) -> None:
         return statistics.median(xs) if xs else float("nan")
 
     ref = med(1, False, "wall")
-    lines = [f"### Several hosts sharing one PostgreSQL: {args.files} × {args.size // 1000} KB into storescp +B --fork",
+    lines = [f"### Several hosts sharing one PostgreSQL ({args.layout}): {args.files} × {args.size // 1000} KB into storescp +B --fork",
              "",
              f"`scripts/bench books --files {args.files} --size {args.size} --runs {args.runs} "
-             f"--associations {args.associations}`; every host's volume holds the whole corpus (every batch "
-             "contested); medians of the runs that stored everything exactly once.",
+             f"--associations {args.associations} --layout {args.layout}`; "
+             + ("every host's volume holds the whole corpus (every batch contested)" if args.layout == "overlap"
+                else "host i of K holds every K-th file (disjoint volumes, no batch contested)")
+             + "; medians of the runs that stored everything exactly once.",
              "",
              "| senders | wall (s) | instances/s | vs one plain send | load avg (1 min) before | runs ok |",
              "|---|---:|---:|---:|---:|---:|"]

@@ -107,6 +107,9 @@ def test_a_host_of_another_migration_is_refused(pg_server: PgServer, tmp_path: P
     assert "belongs to migration 'first'" in r.err and "'second'" in r.err and "refused" in r.err
     r = cli("books", "publish", "--index", a, "--books", other)
     assert r.code == 2 and "belongs to migration 'first'" in r.err
+    r = cli("send", "--target", TARGET, "--index", a, "--books", other, "-q")
+    assert r.code == 2 and r.err.count("\n") == 1 and "belongs to migration 'first'" in r.err
+    assert rows(a, "SELECT count(*) FROM send_runs") == [(0,)]  # nothing started
     assert rows(a, "SELECT migration_name FROM books_link") == [("first",)]  # the link stays
 
 

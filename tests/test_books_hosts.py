@@ -186,3 +186,30 @@ def test_postgres_stopped_mid_send_stops_cleanly_and_resumes(own_pg: PgServer, t
     assert set(rx.arrivals) == sops and set(rx.arrivals.values()) == {1}  # nothing sent twice
     doc = _books_states(cli, url, rx.target)
     assert doc["complete"] and doc["states"]["stored"] == len(sops), doc
+
+
+def test_claims_of_a_host_gone_for_good_are_released(pg_url: str, tmp_path: Path, cli) -> None:
+    (a, b), sops = _joined(pg_url, tmp_path, cli, 2)
+    b_sops = sorted(s for (s,) in rows(b, "SELECT sop_instance_uid FROM plan WHERE disposition = 'send'"))
+    rx = Counting(tmp_path / "rx")
+    try:
+        import psycopg
+
+        # host1 claimed host2's first instances for this target and was lost with its machine
+        with psycopg.connect(pg_url) as con:
+            con.execute("INSERT INTO claims (target, sop_instance_uid, host_id, run_id) "
+                        "SELECT %s, s, (SELECT host_id FROM hosts WHERE name = 'host1'), 1 FROM unnest(%s::text[]) s",
+                        (rx.target, b_sops[:10]))
+        r = cli("send", "--target", rx.target, "--index", b, "--books", pg_url, "-q")
+        assert r.code == 0, r.err
+        assert "10 instances claimed by other hosts (theirs to send)" in r.out
+        assert not set(b_sops[:10]) & set(rx.arrivals)
+        r = cli("books", "release", pg_url, "--host", "host1", "--target", rx.target)
+        assert r.code == 0 and "released 10 claims of host 'host1'" in r.out
+        r = cli("send", "--target", rx.target, "--index", b, "--books", pg_url, "-q")
+        assert r.code == 0, r.err
+        assert set(b_sops) <= set(rx.arrivals) and set(rx.arrivals.values()) == {1}
+        bad = cli("books", "release", pg_url, "--host", "nobody")
+        assert bad.code == 2 and "no host 'nobody'" in bad.err
+    finally:
+        rx.stop()

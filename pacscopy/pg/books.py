@@ -213,6 +213,16 @@ def register_share(con: psycopg.Connection[Any], url: str, link: Link, target: s
         run(con, "share_register", {"target": target, "host_id": link.host_id, "k": shard.k, "n": shard.n})
 
 
+def release(url: str, host: str, target: str | None) -> int:
+    """Release the claims host ``host`` holds but has not stored (a host gone for good); how many."""
+    with connect(url) as con, guarded(url, "releasing claims"):
+        migration(con, url)
+        if con.execute("SELECT 1 FROM hosts WHERE name = %s", (host,)).fetchone() is None:
+            raise BooksError(f"no host {host!r} in the books at {redact(url)} (see 'pacscopy status --books')")
+        row = run(con, "claims_release_host", {"host": host, "target": target}).fetchone()
+    return int(row[0]) if row else 0
+
+
 # -- the whole migration -------------------------------------------------------------
 
 #: The final states of an instance over the whole migration, in the order shown.
