@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -111,6 +112,7 @@ def measure(bases: list[Path], files: int, hosts: int, books: str | None, tmp: P
     with bsend.receiver("storescp", tmp) as rcv:
         target = f"{rcv.ae}@127.0.0.1:{rcv.port}"
         load = os.getloadavg()[0]
+        cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.monotonic()
         procs = [subprocess.Popen([str(PACSCOPY), "send", "--target", target, "--index", str(idx), "-q",
                                    "--associations", str(associations)] + (["--books", books] if books else []),
@@ -118,6 +120,8 @@ def measure(bases: list[Path], files: int, hosts: int, books: str | None, tmp: P
                  for idx in indexes]
         outs = [p.communicate(timeout=bsend.SEND_TIMEOUT) for p in procs]
         wall = time.monotonic() - t0
+        cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # the senders' process trees, reaped meanwhile
+        cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
         ok = all(p.returncode == 0 for p in procs)
         got = bsend.wait_count(rcv, files)
     complete = True
@@ -131,7 +135,7 @@ def measure(bases: list[Path], files: int, hosts: int, books: str | None, tmp: P
     for idx in indexes:
         idx.unlink(missing_ok=True)
     return {"hosts": hosts, "books": bool(books), "wall": wall, "ok": ok and got >= files and complete,
-            "received": got, "load": load}
+            "received": got, "load": load, "cpu": cpu}
 
 
 def main(argv: list[str]) -> None:
@@ -171,7 +175,7 @@ def main(argv: list[str]) -> None:
 
 def report(results: list[dict], args: argparse.Namespace) -> None:
     def med(hosts: int, books: bool, key: str) -> float:
-        xs = [m[key] for m in results if m["hosts"] == hosts and m["books"] == books and m["ok"]]
+        xs = [m[key] for m in results if m["hosts"] == hosts and m["books"] == books and m["ok"] and key in m]
         return statistics.median(xs) if xs else float("nan")
 
     ref = med(1, False, "wall")
@@ -183,15 +187,15 @@ def report(results: list[dict], args: argparse.Namespace) -> None:
                 else "host i of K holds every K-th file (disjoint volumes, no batch contested)")
              + "; medians of the runs that stored everything exactly once.",
              "",
-             "| senders | wall (s) | instances/s | vs one plain send | load avg (1 min) before | runs ok |",
-             "|---|---:|---:|---:|---:|---:|"]
+             "| senders | wall (s) | instances/s | vs one plain send | senders' CPU (s) | load avg (1 min) before | runs ok |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for hosts, books in [(1, False)] + [(h, True) for h in HOSTS]:
         w = med(hosts, books, "wall")
         n_ok = sum(1 for m in results if m["hosts"] == hosts and m["books"] == books and m["ok"])
         n = sum(1 for m in results if m["hosts"] == hosts and m["books"] == books)
         label = "1 plain `send` (no books, reference)" if not books else f"{hosts} host(s) through the books"
-        lines.append(f"| {label} | {w:.2f} | {args.files / w:.0f} | {ref / w:.2f} | {med(hosts, books, 'load'):.2f} "
-                     f"| {n_ok}/{n} |")
+        lines.append(f"| {label} | {w:.2f} | {args.files / w:.0f} | {ref / w:.2f} | {med(hosts, books, 'cpu'):.1f} "
+                     f"| {med(hosts, books, 'load'):.2f} | {n_ok}/{n} |")
     lines += ["", *environment()]
     text = "\n".join(lines)
     print(text)
