@@ -333,8 +333,11 @@ def measure(tool: str, c: Corpus, run: int, tmp: Path) -> Measure:
                 cpu_s=s.cpu_total, cpu_main_s=s.cpu.get(s.pid, 0.0), load=load)
     if tool in ("scan", "base"):
         m.loop_s = check_index(index, c)
-        for p in tmp.glob("index.duckdb*"):
-            p.unlink()
+        for p in tmp.glob("index.duckdb*"):  # the index, its WAL, its run folder (<index>.run/)
+            if p.is_dir():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
     else:
         res = json.loads(out.read_text().strip().splitlines()[-1])
         if res["files"] != len(c.files) or res.get("bytes", c.nbytes) != c.nbytes:
