@@ -123,8 +123,11 @@ def measure(tool: str, c: bs.Corpus, root: Path, where: str, run: int, tmp: Path
     env = dict(bs.ENV)
     if tool.startswith("scan") or tool == "start-up":
         index = tmp / "index.duckdb"
-        for p in tmp.glob("index.duckdb*"):
-            p.unlink()
+        for p in tmp.glob("index.duckdb*"):  # the index, its WAL, its run folder (<index>.run/)
+            if p.is_dir():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
         target = root.parent / EMPTY if tool == "start-up" else root
         cmd = [bs.PACSCOPY, "scan", str(target), "--index", str(index), "-q", "--rehash"]
         if tool == "scan@base":
