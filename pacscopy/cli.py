@@ -330,6 +330,9 @@ def send(
     transcode: Annotated[bool, typer.Option("--transcode", help="Also send blocked instances decompressed.")] = False,
     no_updates: Annotated[bool, typer.Option("--no-updates", help="Leave out updates of instances the target already has.")] = False,
     updates_only: Annotated[bool, typer.Option("--updates-only", help="Send only updates (a delta run of a target already sent to).")] = False,
+    no_prove: Annotated[bool, typer.Option("--no-prove", help="Do not retrieve updates back right after the send (verify does it).")] = False,
+    port: Annotated[int, typer.Option(help="Updates' retrieve-back: port of our C-MOVE SCP for a target without C-GET.",
+                                      callback=_checked(validate.port, "--port", allow_zero=True))] = 0,
     calling_ae: CallingOpt = "PACSCOPY",
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each answer (DIMSE/ACSE).",
                                            callback=_checked(validate.timeout, "--timeout"))] = 20.0,
@@ -369,7 +372,7 @@ def send(
             typer.echo(f"updates (first {len(plan.update_examples)}):")
             typer.echo(render.table(["sop_instance_uid", "why"], plan.update_examples, max_width=100))
         return
-    _send(_index(index), t, opts, quiet, shared)
+    _send(_index(index), t, opts, quiet, shared, no_prove, port)
 
 
 def _shared(index: str, t: Any, opts: Any, books: Optional[str], shard: Optional[str], dry_run: bool) -> Any:
@@ -412,7 +415,8 @@ def _shared(index: str, t: Any, opts: Any, books: Optional[str], shard: Optional
     return opts, wrap
 
 
-def _send(index: str, t: Any, opts: Any, quiet: bool, shared: Any = None) -> None:
+def _send(index: str, t: Any, opts: Any, quiet: bool, shared: Any = None, no_prove: bool = False,
+          port: int = 0) -> None:
     from pacscopy.send.send import send_index
 
     bar: Any = None
@@ -461,8 +465,32 @@ def _send(index: str, t: Any, opts: Any, quiet: bool, shared: Any = None) -> Non
         lines.append("  the index stayed busy: the last records wait in the run's journal, and the next pacscopy "
                      "command that opens the index merges them")
     typer.echo("\n".join(lines))
-    if res.failed or res.left:
+    stale = 0
+    if res.updates_queued and not no_prove and res.outcome not in ("target_down", "target_refused"):
+        stale = _prove_updates(index, t, opts.calling_ae, opts.timeout, port)
+    if res.failed or res.left or stale:
         raise typer.Exit(1)
+
+
+def _prove_updates(index: str, t: Any, calling_ae: str, timeout: float, port: int) -> int:
+    """Retrieve back the updates just stored (a success status is no proof); how many the target did not take."""
+    from pacscopy.errors import PacscopyError
+    from pacscopy.verify.living import proof_line, prove_updates, unproven_updates
+
+    try:
+        up = prove_updates(index, t, calling_ae=calling_ae, timeout=timeout, port=port)
+    except PacscopyError as e:
+        with idx.open_index(index, read_only=True) as con:
+            n = len(unproven_updates(con, t))
+        typer.echo(f"{n} updates not proven yet (pacscopy verify retrieves them back; give --port "
+                   f"for C-MOVE): {e}", err=True)
+        return 0
+    if up is None:
+        return 0
+    typer.echo(proof_line(up))
+    if up.counts.get("mismatch", 0):
+        typer.echo("  the target answered success but kept its old copy: see pacscopy reconcile (stale_on_target)")
+    return up.counts.get("mismatch", 0) + up.counts.get("missing_on_target", 0)
 
 
 @app.command()

@@ -134,8 +134,8 @@ def test_delta_cycle_against_pacscopy_receive(source, receiver, cli, tmp_path) -
     assert r.code == 0 and f"{updates + 1} instances ({updates} updates)" in r.out, r.out
     r = cli("send", "--target", target, "--index", idx, "-q", "--no-updates", "--dry-run")
     assert "1 instances (0 updates)" in r.out
-    r = cli("send", "--target", target, "--index", idx, "-q")
-    assert r.code == 0 and f"{updates} of them updates" in r.out, r.out
+    r = cli("send", "--target", target, "--index", idx, "-q", "--no-prove")  # verify proves them below
+    assert r.code == 0 and f"{updates} of them updates" in r.out and "retrieved back" not in r.out, r.out
     assert rows(idx, "SELECT count(*) FROM transfers WHERE is_update AND outcome = 'stored'") == [(updates,)]
     # the receiver overwrote its copies
     got = pydicom.dcmread(storage / f"{rev_sop}.dcm")
@@ -231,16 +231,21 @@ def test_updates_against_orthanc(source, cli, tmp_path, overwrite) -> None:
             edit(p, StudyDescription="REVISED")
         assert cli("scan", root, "--index", idx, "-q").code == 0
         assert cli("check", "--index", idx, "-q").code == 0
+        # the send retrieves its updates back right away: a success status is no proof
         r = cli("send", "--target", peer.target, "--index", idx, "-q", "--updates-only")
-        assert r.code == 0 and "stored:    2" in r.out and "2 of them updates" in r.out, r.out
-        r = cli("verify", "--target", peer.target, "--index", idx, "-q")
-        assert "updates retrieved back: 2" in r.out, r.out + r.err
-        code, data = totals(cli, idx, peer.target)
+        assert "stored:    2" in r.out and "2 of them updates" in r.out, r.out
+        assert ("updates retrieved back: 2; verified 2, kept old copy (stale) 0" if overwrite else
+                "updates retrieved back: 2; verified 0, kept old copy (stale) 2") in r.out, r.out + r.err
+        assert rows(idx, "SELECT count(*) FROM verifications WHERE mode = 'retrieve'") == [(2,)]
+        code, data = totals(cli, idx, peer.target)  # no verify run in between
         st = status(cli, idx, peer.target)
+        # nothing is left for verify to retrieve back
+        v = cli("verify", "--target", peer.target, "--index", idx, "-q")
+        assert "updates retrieved back" not in v.out, v.out
     if overwrite:
         assert r.code == 0 and code == 0 and data["complete"] and st["stale on target"] == 0
     else:
-        assert r.code == 1 and code == 1 and not data["complete"]
+        assert r.code == 1 and "kept its old copy" in r.out and code == 1 and not data["complete"]
         assert data["totals"].get("stale_on_target", 0) == 2 and st["stale on target"] == 2
         stale = [p for p in data["problems"] if p["final_state"] == "stale_on_target"]
         assert all("kept its old copy" in p["reason"] and "StudyDescription" in p["reason"]
@@ -288,8 +293,7 @@ def test_patient_map_update_on_orthanc_lands_under_the_new_patient(source, cli, 
         assert cli("map", "--csv", csv, "--index", idx).code == 0
         r = cli("send", "--target", peer.target, "--index", idx, "-q")
         assert r.code == 0 and f"{n} of them updates" in r.out
-        r = cli("verify", "--target", peer.target, "--index", idx, "-q")
-        assert r.code == 0 and f"updates retrieved back: {n}; verified {n}" in r.out, r.out + r.err
+        assert f"updates retrieved back: {n}; verified {n}" in r.out, r.out + r.err
         assert len(orthanc_json(peer, "/patients")) == patients + 1  # type: ignore[arg-type]
         code, data = totals(cli, idx, peer.target, "--no-query")
     assert code == 0 and data["complete"]
@@ -341,3 +345,84 @@ def test_kill_minus_9_during_a_delta_send_then_resume(tmp_path, cli) -> None:
     assert updates == 150
     got = {pydicom.dcmread(p).StudyDescription for p in (tmp_path / "rx").glob("*.dcm")}
     assert got == {"REVISED", pydicom.dcmread(files[-1]).StudyDescription} and len(got) == 2
+
+
+def _manifest(path: Path, idx: Path, corrections: dict[str, dict[str, str]]) -> Path:
+    """The old PACS's database export: every instance of the index, with corrected values where given."""
+    cols = ["patient_name", "patient_sex"]
+    lines = ["sop_instance_uid," + ",".join(cols)]
+    for (sop,) in rows(idx, "SELECT DISTINCT sop_instance_uid FROM files ORDER BY 1"):
+        lines.append(",".join([sop] + [corrections.get(sop, {}).get(c, "") for c in cols]))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_manifest_correction_after_send_is_an_update(source, receiver, cli, tmp_path) -> None:
+    """The old PACS's database corrects a patient's name after the instances were sent: each is planned
+    as an update naming the attributes and the database as the cause, sent with the database's values,
+    proven; a second load that corrects one more attribute re-plans only that instance."""
+    root, idx = source
+    target, storage = receiver
+    (n,) = rows(idx, "SELECT count(*) FROM plan WHERE disposition = 'send'")[0]
+    assert cli("send", "--target", target, "--index", idx, "-q").code == 0
+    # a manifest that corrects nothing plans no update
+    assert cli("manifest", "load", _manifest(tmp_path / "m0.csv", idx, {}), "--index", idx).code == 0
+    assert cli("check", "--index", idx, "-q").code == 0
+    assert status(cli, idx, target)["updates pending"] == 0
+
+    (pid,) = rows(idx, "SELECT min(patient_id) FROM files")[0]
+    mine = [s for (s,) in rows(idx, "SELECT sop_instance_uid FROM files WHERE patient_id = $p ORDER BY 1", {"p": pid})]
+    fixed = {s: {"patient_name": "DATABASE^CORRECTED"} for s in mine}
+    assert cli("manifest", "load", _manifest(tmp_path / "m1.csv", idx, fixed), "--index", idx).code == 0
+    assert cli("check", "--index", idx, "-q").code == 0
+    st = status(cli, idx, target)
+    assert st["updates pending"] == len(mine) and st["awaiting decision"] == 0, st
+    code, data = totals(cli, idx, target, "--no-query")
+    assert code == 1 and data["totals"].get("update_pending", 0) == len(mine)
+    why = {p["sop_instance_uid"]: p["reason"] for p in data["problems"] if p["final_state"] == "update_pending"}
+    assert set(why) == set(mine)
+    assert all("changed since stored: PatientName (the old PACS's database: pacscopy manifest)" in w
+               for w in why.values()), why
+    r = cli("send", "--target", target, "--index", idx, "--dry-run")
+    assert r.code == 0 and f"{len(mine)} instances ({len(mine)} updates)" in r.out, r.out
+    r = cli("send", "--target", target, "--index", idx, "-q")
+    assert r.code == 0 and f"{len(mine)} of them updates" in r.out, r.out + r.err
+    assert {str(pydicom.dcmread(storage / f"{s}.dcm").PatientName) for s in mine} == {"DATABASE^CORRECTED"}
+    assert rows(idx, "SELECT DISTINCT rewritten FROM transfers WHERE is_update") == [("manifest#2:PatientName",)]
+    assert status(cli, idx, target)["updates pending"] == 0
+
+    # a later export corrects one more attribute of one instance: only that one is due, for that reason
+    fixed[mine[0]]["patient_sex"] = "F"
+    assert cli("manifest", "load", _manifest(tmp_path / "m2.csv", idx, fixed), "--index", idx).code == 0
+    assert cli("check", "--index", idx, "-q").code == 0
+    code, data = totals(cli, idx, target, "--no-query")
+    due = {p["sop_instance_uid"]: p["reason"] for p in data["problems"] if p["final_state"] == "update_pending"}
+    assert list(due) == [mine[0]] and "PatientSex (the old PACS's database" in due[mine[0]]
+    assert "PatientName" not in due[mine[0]]
+    assert cli("send", "--target", target, "--index", idx, "-q").code == 0
+    assert pydicom.dcmread(storage / f"{mine[0]}.dcm").PatientSex == "F"
+    assert cli("verify", "--target", target, "--index", idx, "--mode", "retrieve", "-q").code == 0
+    code, data = totals(cli, idx, target, "--no-query")
+    assert code == 0 and data["complete"] and data["totals"].get("verified", 0) == n, data["totals"]
+
+
+def test_update_to_a_target_without_c_get_is_left_for_verify(source, cli, tmp_path) -> None:
+    """storescp stores but cannot be retrieved from: the send says its updates are not proven yet (one
+    line on stderr), exits 0 as a normal store would, and the updates stay unproven (stored_unverified)."""
+    from .peers import storescp
+
+    root, idx = source
+    with storescp(tmp_path) as peer:
+        assert cli("send", "--target", peer.target, "--index", idx, "-q").code == 0
+        changed = files_of(root, idx, "true")[:1]
+        edit(changed[0], StudyDescription="REVISED")
+        assert cli("scan", root, "--index", idx, "-q").code == 0
+        assert cli("check", "--index", idx, "-q").code == 0
+        r = cli("send", "--target", peer.target, "--index", idx, "-q", "--timeout", "10")
+    assert r.code == 0 and "1 of them updates" in r.out, r.out + r.err
+    assert "1 updates not proven yet (pacscopy verify retrieves them back; give --port" in r.err, r.err
+    assert "C-GET" in r.err and r.err.count("\n") == 1
+    code, data = totals(cli, idx, peer.target, "--no-query")
+    why = {p["sop_instance_uid"]: p["reason"] for p in data["problems"]}
+    assert data["totals"].get("stored_unverified", 0) == len(why)
+    assert "update stored, not proven until retrieved back" in why[sop_of(idx, changed[0])]

@@ -2,13 +2,17 @@
 
 The SQL lives in ``sql/schema/0010_living.sql`` (macro ``books``: per planned
 instance, how the target's copy stands against the source now; and the final
-states built on it) and ``sql/ops/living/``. Here: the checks a delta run needs
-before it starts, and the list of updates that still wait for their proof
-(a success status is no proof that a target replaced its copy: only a
-retrieve-back is).
+states built on it; view ``outgoing`` in ``0015_living_outgoing.sql``: what
+pacscopy sends now, after the manifest's corrections and the PatientID map) and
+``sql/ops/living/``. Here: the checks a delta run needs before it starts, and
+the proof of updates (a success status is no proof that a target replaced its
+copy: only a retrieve-back is; ``send`` runs it right after it stored updates,
+``verify`` for any still unproven).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import duckdb
 
@@ -40,3 +44,31 @@ def check_deleted_decisions(con: duckdb.DuckDBPyConnection, decisions: list[tupl
         sop, why = row
         raise InputError(f"SOPInstanceUID {sop} {why}: keep and remove are for instances deleted in the source "
                          f"and still stored on a target (use send, skip or hold otherwise)")
+
+
+def prove_updates(index: str, target: Target, *, calling_ae: str = "PACSCOPY", timeout: float = 30,
+                  port: int = 0, move: bool = False, bind: str | None = None) -> Any:
+    """Retrieve back every update stored on ``target`` and not proven yet; record and return the result.
+
+    A target may answer success to a second C-STORE of a SOPInstanceUID and keep its first copy
+    (Orthanc without ``OverwriteInstances``): only a retrieve-back (C-GET, or C-MOVE to pacscopy's
+    own port) proves an update landed. ``None`` when no update waits for its proof. The index is
+    held only to list them and to record the outcomes (as verify).
+    """
+    from pacscopy.index import open_index
+    from pacscopy.verify.verify import verify
+
+    with open_index(index) as con:
+        updates = unproven_updates(con, target)
+    if not updates:
+        return None
+    return verify(index, target, "retrieve", calling_ae=calling_ae, timeout=timeout, port=port, move=move,
+                  bind=bind, only=updates)
+
+
+def proof_line(res: Any) -> str:
+    """One line saying how the retrieve-back of updates went."""
+    c = res.counts
+    return (f"updates retrieved back: {res.checked}; verified {c.get('verified', 0)}, "
+            f"kept old copy (stale) {c.get('mismatch', 0)}, missing {c.get('missing_on_target', 0)}, "
+            f"failed {c.get('failed', 0)}")

@@ -1,0 +1,181 @@
+-- Living data, continued (issue 14): a correction in the old PACS's database is an update too.
+-- What pacscopy sends is not always the file as scanned: the manifest's corrections (pacscopy
+-- manifest load, policy demographics=rewrite) and the PatientID map are written on the way out.
+-- The view outgoing says, per file, what the target gets now; a transfer records it (ops/send/
+-- insert_transfers) and the books (macro books) compare what was stored with it, so a manifest
+-- loaded after a send that corrects a stored instance's demographics plans it as an update, and
+-- says which attributes.
+
+-- The value the manifest corrects attribute a to, from manifest_compare's demographics list.
+CREATE MACRO manifest_value(d, a) AS list_filter(d, lambda x: x.attribute = a)[1].manifest;
+
+-- outgoing: per file, the attributes pacscopy would send now (file -> manifest corrections -> map).
+CREATE VIEW outgoing AS
+WITH mc AS (
+    SELECT path, demographics FROM manifest_compare
+    WHERE len(demographics) > 0
+      AND coalesce((SELECT action FROM manifest_policy WHERE rule = 'demographics'), 'rewrite') = 'rewrite'
+),
+fx AS (
+    SELECT f.*, mc.demographics AS corrections,
+           coalesce(manifest_value(mc.demographics, 'PatientID'), f.patient_id) AS patient_id_fixed
+    FROM files f LEFT JOIN mc USING (path)
+)
+SELECT
+    fx.path, fx.sop_instance_uid, fx.dataset_xxh3,
+    list_transform(fx.corrections, lambda x: x.attribute) AS corrected,   -- from the manifest (NULL: none)
+    coalesce(m.new_patient_id, fx.patient_id_fixed) AS patient_id_out,
+    m.new_patient_id IS NOT NULL AS mapped,
+    {'PatientName': coalesce(manifest_value(fx.corrections, 'PatientName'), fx.patient_name),
+     'PatientBirthDate': coalesce(manifest_value(fx.corrections, 'PatientBirthDate'), fx.patient_birth_date),
+     'PatientSex': coalesce(manifest_value(fx.corrections, 'PatientSex'), fx.patient_sex),
+     'IssuerOfPatientID': coalesce(m.issuer_of_patient_id, manifest_value(fx.corrections, 'IssuerOfPatientID'),
+                                   fx.issuer_of_patient_id),
+     'AccessionNumber': coalesce(manifest_value(fx.corrections, 'AccessionNumber'), fx.accession_number),
+     'StudyDate': coalesce(manifest_value(fx.corrections, 'StudyDate'), fx.study_date),
+     'StudyDescription': fx.study_description, 'Modality': fx.modality,
+     'StudyInstanceUID': fx.study_instance_uid, 'SeriesInstanceUID': fx.series_instance_uid,
+     'SOPClassUID': fx.sop_class_uid, 'TransferSyntaxUID': fx.transfer_syntax_uid,
+     'SeriesNumber': fx.series_number, 'InstanceNumber': fx.instance_number, 'Rows': fx.rows,
+     'Columns': fx.columns, 'NumberOfFrames': fx.number_of_frames,
+     'PixelDataLength': fx.pixel_data_length} AS header
+FROM fx
+LEFT JOIN patient_map m ON m.old_patient_id = fx.patient_id_fixed;
+
+-- Attempts recorded before this migration: the attributes the manifest rewrote (rewritten says
+-- which: manifest#N:A+B) and the issuer a map set were recorded with the file's values; the best
+-- knowledge of what was sent is the current manifest and map.
+UPDATE transfers t SET
+    sent_header = {'PatientName': CASE WHEN t.rewritten LIKE '%manifest#%PatientName%' THEN o.header.PatientName ELSE t.sent_header.PatientName END,
+        'PatientBirthDate': CASE WHEN t.rewritten LIKE '%manifest#%PatientBirthDate%' THEN o.header.PatientBirthDate ELSE t.sent_header.PatientBirthDate END,
+        'PatientSex': CASE WHEN t.rewritten LIKE '%manifest#%PatientSex%' THEN o.header.PatientSex ELSE t.sent_header.PatientSex END,
+        'IssuerOfPatientID': CASE WHEN t.rewritten LIKE '%manifest#%IssuerOfPatientID%' OR t.rewritten LIKE '%patient_id_mapped%' THEN o.header.IssuerOfPatientID ELSE t.sent_header.IssuerOfPatientID END,
+        'AccessionNumber': CASE WHEN t.rewritten LIKE '%manifest#%AccessionNumber%' THEN o.header.AccessionNumber ELSE t.sent_header.AccessionNumber END,
+        'StudyDate': CASE WHEN t.rewritten LIKE '%manifest#%StudyDate%' THEN o.header.StudyDate ELSE t.sent_header.StudyDate END,
+        'StudyDescription': t.sent_header.StudyDescription,
+        'Modality': t.sent_header.Modality,
+        'StudyInstanceUID': t.sent_header.StudyInstanceUID,
+        'SeriesInstanceUID': t.sent_header.SeriesInstanceUID,
+        'SOPClassUID': t.sent_header.SOPClassUID,
+        'TransferSyntaxUID': t.sent_header.TransferSyntaxUID,
+        'SeriesNumber': t.sent_header.SeriesNumber,
+        'InstanceNumber': t.sent_header.InstanceNumber,
+        'Rows': t.sent_header.Rows,
+        'Columns': t.sent_header.Columns,
+        'NumberOfFrames': t.sent_header.NumberOfFrames,
+        'PixelDataLength': t.sent_header.PixelDataLength},
+    sent_patient_id = CASE WHEN t.rewritten LIKE '%manifest#%PatientID%' OR t.rewritten LIKE '%patient_id_mapped%'
+                           THEN o.patient_id_out ELSE t.sent_patient_id END
+FROM outgoing o
+WHERE o.path = t.path AND t.sent_header IS NOT NULL
+  AND (t.rewritten LIKE '%manifest#%' OR t.rewritten LIKE '%patient_id_mapped%');
+
+-- books('AE@host:port'): per planned instance, how the target's copy stands against the source now.
+-- content: NULL (nothing stored there), 'deleted_in_source' (every source copy vanished),
+-- 'changed' (what pacscopy would send now differs from what was stored: the source's bytes, its
+-- PatientID mapping, or the old PACS's database's corrections (manifest): an update is due),
+-- 'update_unproven' (an update was stored, not yet retrieved back), 'stale' (retrieved back after
+-- the update: the target kept its old copy), 'update_verified', or 'current'.
+CREATE OR REPLACE MACRO books(tgt) AS TABLE
+WITH st AS (
+    SELECT * FROM stored_content WHERE target = tgt
+),
+gone AS (  -- instances whose every source copy vanished, and since when
+    SELECT sop_instance_uid, max(scanned_at) AS missing_since
+    FROM files WHERE sop_instance_uid IS NOT NULL
+    GROUP BY 1 HAVING bool_and(status = 'missing')
+),
+same AS (  -- the stored content is still one of the instance's sound copies
+    SELECT DISTINCT st.sop_instance_uid
+    FROM st JOIN files f ON f.sop_instance_uid = st.sop_instance_uid AND f.dataset_xxh3 = st.source_xxh3
+    WHERE f.status IN ('ok', 'suspect')
+),
+proof AS (  -- the latest retrieve-back after the latest store
+    SELECT v.sop_instance_uid, v.outcome, v.detail, v.header_diff
+    FROM verifications v JOIN st ON st.sop_instance_uid = v.sop_instance_uid
+    WHERE v.target = tgt AND v.mode = 'retrieve' AND v.verified_at >= st.stored_at
+      AND v.outcome IN ('verified', 'mismatch', 'missing_on_target')
+    QUALIFY row_number() OVER (PARTITION BY v.sop_instance_uid ORDER BY v.verified_at DESC, v.verification_id DESC) = 1
+),
+cur AS (   -- what pacscopy would send now for the planned copy
+    SELECT p.sop_instance_uid, p.disposition, o.dataset_xxh3, o.patient_id_out, o.corrected, o.header AS c
+    FROM plan p
+    LEFT JOIN outgoing o ON o.path = p.path
+),
+j AS (
+    SELECT cu.sop_instance_uid, cu.disposition, st.sop_instance_uid IS NOT NULL AS stored, st.stored_at,
+           st.is_update, st.with_warning, st.sent_patient_id, cu.patient_id_out, g.missing_since,
+           g.sop_instance_uid IS NOT NULL AS gone,
+           sm.sop_instance_uid IS NULL AND st.source_xxh3 IS DISTINCT FROM cu.dataset_xxh3 AS bytes_changed,
+           st.sent_patient_id IS DISTINCT FROM cu.patient_id_out AS id_changed,
+           pr.outcome AS proof, pr.detail AS proof_detail, pr.header_diff AS proof_diff,
+           -- the demographics the old PACS's database (manifest) or a map's issuer set differently now
+           CASE WHEN st.sent_header IS NOT NULL THEN concat_ws(', ',
+               CASE WHEN h.PatientName IS DISTINCT FROM c.PatientName THEN 'PatientName' END,
+               CASE WHEN h.PatientBirthDate IS DISTINCT FROM c.PatientBirthDate THEN 'PatientBirthDate' END,
+               CASE WHEN h.PatientSex IS DISTINCT FROM c.PatientSex THEN 'PatientSex' END,
+               CASE WHEN h.IssuerOfPatientID IS DISTINCT FROM c.IssuerOfPatientID THEN 'IssuerOfPatientID' END,
+               CASE WHEN h.AccessionNumber IS DISTINCT FROM c.AccessionNumber THEN 'AccessionNumber' END,
+               CASE WHEN h.StudyDate IS DISTINCT FROM c.StudyDate THEN 'StudyDate' END) ELSE '' END AS demo_changes,
+           cu.corrected,
+           concat_ws(', ',
+               CASE WHEN h.PatientName IS DISTINCT FROM c.PatientName THEN 'PatientName' END,
+               CASE WHEN h.PatientBirthDate IS DISTINCT FROM c.PatientBirthDate THEN 'PatientBirthDate' END,
+               CASE WHEN h.PatientSex IS DISTINCT FROM c.PatientSex THEN 'PatientSex' END,
+               CASE WHEN h.IssuerOfPatientID IS DISTINCT FROM c.IssuerOfPatientID THEN 'IssuerOfPatientID' END,
+               CASE WHEN h.AccessionNumber IS DISTINCT FROM c.AccessionNumber THEN 'AccessionNumber' END,
+               CASE WHEN h.StudyDate IS DISTINCT FROM c.StudyDate THEN 'StudyDate' END,
+               CASE WHEN h.StudyDescription IS DISTINCT FROM c.StudyDescription THEN 'StudyDescription' END,
+               CASE WHEN h.Modality IS DISTINCT FROM c.Modality THEN 'Modality' END,
+               CASE WHEN h.StudyInstanceUID IS DISTINCT FROM c.StudyInstanceUID THEN 'StudyInstanceUID' END,
+               CASE WHEN h.SeriesInstanceUID IS DISTINCT FROM c.SeriesInstanceUID THEN 'SeriesInstanceUID' END,
+               CASE WHEN h.SOPClassUID IS DISTINCT FROM c.SOPClassUID THEN 'SOPClassUID' END,
+               CASE WHEN h.TransferSyntaxUID IS DISTINCT FROM c.TransferSyntaxUID THEN 'TransferSyntaxUID' END,
+               CASE WHEN h.SeriesNumber IS DISTINCT FROM c.SeriesNumber THEN 'SeriesNumber' END,
+               CASE WHEN h.InstanceNumber IS DISTINCT FROM c.InstanceNumber THEN 'InstanceNumber' END,
+               CASE WHEN h.Rows IS DISTINCT FROM c.Rows OR h.Columns IS DISTINCT FROM c.Columns
+                         OR h.NumberOfFrames IS DISTINCT FROM c.NumberOfFrames THEN 'image size' END,
+               CASE WHEN h.PixelDataLength IS DISTINCT FROM c.PixelDataLength THEN 'PixelData' END
+           ) AS header_changes
+    FROM cur cu
+    LEFT JOIN st USING (sop_instance_uid)
+    LEFT JOIN gone g USING (sop_instance_uid)
+    LEFT JOIN same sm USING (sop_instance_uid)
+    LEFT JOIN proof pr USING (sop_instance_uid)
+    LEFT JOIN (SELECT sop_instance_uid, unnest(sent_header) FROM st) h USING (sop_instance_uid)
+)
+SELECT
+    sop_instance_uid, stored, stored_at, is_update, with_warning, missing_since,
+    CASE
+        WHEN NOT stored THEN NULL
+        WHEN gone THEN 'deleted_in_source'
+        WHEN disposition <> 'send' THEN 'current'
+        WHEN bytes_changed OR id_changed OR demo_changes <> '' THEN 'changed'
+        WHEN is_update AND proof = 'verified' THEN 'update_verified'
+        WHEN is_update AND proof IS NOT NULL THEN 'stale'
+        WHEN is_update THEN 'update_unproven'
+        ELSE 'current'
+    END AS content,
+    CASE
+        WHEN NOT stored THEN NULL
+        WHEN gone THEN 'every source copy vanished (first seen missing '
+                       || strftime(missing_since, '%Y-%m-%d %H:%M') || ')'
+        WHEN disposition <> 'send' THEN NULL
+        WHEN bytes_changed OR id_changed OR demo_changes <> '' THEN 'changed since stored: '
+             || concat_ws('; ',
+                    CASE WHEN bytes_changed THEN coalesce(nullif(header_changes, ''),
+                         'dataset bytes (attributes pacscopy does not index; verify --mode retrieve after the update names them)') END,
+                    CASE WHEN NOT bytes_changed AND demo_changes <> '' THEN demo_changes
+                         || CASE WHEN len(corrected) > 0 THEN ' (the old PACS''s database: pacscopy manifest)'
+                                 ELSE ' (a correction sent earlier, by pacscopy manifest or map, no longer applies)' END END,
+                    CASE WHEN id_changed THEN 'PatientID ' || coalesce(sent_patient_id, '(none)') || ' -> '
+                         || coalesce(patient_id_out, '(none)')
+                         || CASE WHEN list_contains(corrected, 'PatientID') THEN ' (the old PACS''s database: pacscopy manifest)'
+                                 ELSE ' (pacscopy map)' END END)
+        WHEN is_update AND proof = 'verified' THEN 'update retrieved back: ' || proof_detail
+        WHEN is_update AND proof IS NOT NULL THEN 'the target answered success to the update but kept its old copy ('
+             || coalesce(proof_detail, proof) || ')'
+        WHEN is_update THEN 'update stored, not proven until retrieved back: run pacscopy verify'
+        ELSE NULL
+    END AS content_why
+FROM j;
