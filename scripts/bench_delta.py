@@ -1,22 +1,33 @@
 """Benchmark a delta run: rescan + check + send of an archive where 1 % changed, against the first run.
 
 A corpus of N small Part 10 files is generated in a temporary folder (it is modified, so it
-is not the shared corpus of bench_scan), scanned, checked and sent to DCMTK's storescp
-(--ignore: it answers success and keeps nothing); then 1 % of the files get a revised
-StudyDescription (rewritten with pydicom, new mtime), and the delta run repeats scan, check
-and send: the send queue holds just the changed instances, as updates. Every stage is one
-`pacscopy` process, timed from outside; the load average is recorded before and after,
-because the machine is shared.
+is not the shared corpus of bench_scan). Three measurements, each repeated --runs times (medians),
+all in the same invocation so that the machine's load weighs on them alike:
 
-usage: python scripts/bench_delta.py [--files 200000] [--size 2000] [--changed 0.01] [--associations 4]
+* **first run** (the reference): scan + check + send of the whole archive into a fresh index;
+* **empty delta**: the same three commands again on that index with nothing changed (the
+  fixed cost of a delta run: every file is still stat'ed, check rebuilds the plan, the queue
+  is computed);
+* **1 % delta**: 1 % of the files (a different slice each run) get a revised StudyDescription
+  (rewritten with pydicom, new mtime), then scan + check + send: the queue holds exactly the
+  changed instances, as updates (asserted).
+
+The target is DCMTK's storescp --ignore --fork (it answers success and keeps nothing), so the send
+stage measures pacscopy, not a target's disk; `send --no-prove`, because storescp cannot be
+retrieved from (the retrieve-back of the updates is the target's C-GET, not measured here). Every
+stage is one `pacscopy` process, timed from outside; the load average is recorded before and after.
+
+usage: python scripts/bench_delta.py [--files 200000] [--size 2000] [--changed 0.01] [--associations 4] [--runs 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,6 +36,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACSCOPY = [str(ROOT / ".venv" / "bin" / "pacscopy")]
+STAGES = ("scan", "check", "send")
 
 
 def log(msg: str) -> None:
@@ -46,12 +58,28 @@ def timed(args: list[str], env: dict[str, str]) -> tuple[float, str]:
     return dt, r.stdout
 
 
+def cycle(src: Path, target: str, assoc: int, env: dict[str, str]) -> tuple[dict[str, float], int, int]:
+    """scan + check + send; the seconds per stage, the instances queued and the updates among them."""
+    out: dict[str, float] = {}
+    queued = updates = -1
+    for stage, args in (("scan", ["scan", str(src), "-q"]), ("check", ["check", "-q"]),
+                        ("send", ["send", "--target", target, "-q", "--associations", str(assoc), "--no-prove"])):
+        out[stage], text = timed(args, env)
+        if stage == "send":
+            m = re.search(r"queued:\s+(\d+) instances .*?, (\d+) of them updates", text)
+            if not m:
+                raise SystemExit(f"bench: unexpected send output: {text[-1000:]}")
+            queued, updates = int(m.group(1)), int(m.group(2))
+    return out, queued, updates
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--files", type=int, default=200_000)
     ap.add_argument("--size", type=int, default=2_000)
     ap.add_argument("--changed", type=float, default=0.01)
     ap.add_argument("--associations", type=int, default=4)
+    ap.add_argument("--runs", type=int, default=3)
     a = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     import pydicom
@@ -66,48 +94,63 @@ def main() -> int:
     try:
         log(f"generating {a.files} files of ~{a.size} B in {tmp}")
         files = make_corpus(tmp / "src", a.files, a.size)
-        env = dict(os.environ, PACSCOPY_INDEX=str(tmp / "delta.duckdb"), TCP_NODELAY="1")
+        index = tmp / "delta.duckdb"
+        env = dict(os.environ, PACSCOPY_INDEX=str(index), TCP_NODELAY="1")
         port = free_port()
-        proc = subprocess.Popen([storescp, "-aet", "BENCH", "--ignore", str(port)], env=env,
+        proc = subprocess.Popen([storescp, "-aet", "BENCH", "--ignore", "--fork", str(port)], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)
         target = f"BENCH@127.0.0.1:{port}"
-        rows: list[tuple[str, float, float]] = []
         load0 = os.getloadavg()
-        first: dict[str, float] = {}
-        for stage, args in (("scan", ["scan", str(tmp / "src"), "-q"]), ("check", ["check", "-q"]),
-                            ("send", ["send", "--target", target, "-q", "--associations", str(a.associations)])):
-            log(f"first run: {stage}")
-            first[stage], out = timed(args, env)
-            if stage == "send":
-                log(out.strip().splitlines()[1] if out else "")
-        step = max(1, int(1 / a.changed))
-        changed = files[::step]
-        log(f"changing {len(changed)} files ({a.changed:.0%})")
-        for p in changed:
-            ds = pydicom.dcmread(p)
-            ds.StudyDescription = "REVISED"
-            ds.save_as(p)
-        delta: dict[str, float] = {}
-        queued = ""
-        for stage, args in (("scan", ["scan", str(tmp / "src"), "-q"]), ("check", ["check", "-q"]),
-                            ("send", ["send", "--target", target, "-q", "--associations", str(a.associations)])):
-            log(f"delta run: {stage}")
-            delta[stage], out = timed(args, env)
-            if stage == "send":
-                queued = next((ln.strip() for ln in out.splitlines() if ln.strip().startswith("queued:")), "")
+        t_start = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        first: list[dict[str, float]] = []
+        empty: list[dict[str, float]] = []
+        delta: list[dict[str, float]] = []
+        step = max(1, round(1 / a.changed))
+        n_changed = 0
+        for r in range(a.runs):
+            for p in tmp.glob("delta.duckdb*"):  # a fresh index: the first run again
+                p.unlink() if p.is_file() else shutil.rmtree(p)
+            log(f"run {r + 1}/{a.runs}: first run")
+            times, queued, updates = cycle(tmp / "src", target, a.associations, env)
+            assert queued == a.files and updates == 0, (queued, updates)
+            first.append(times)
+            log(f"run {r + 1}/{a.runs}: empty delta")
+            times, queued, updates = cycle(tmp / "src", target, a.associations, env)
+            assert queued == 0, queued
+            empty.append(times)
+            changed = files[r % step::step]
+            n_changed = len(changed)
+            log(f"run {r + 1}/{a.runs}: changing {n_changed} files, then the delta run")
+            for p in changed:
+                ds = pydicom.dcmread(p)
+                ds.StudyDescription = f"REVISED {r}"
+                ds.save_as(p)
+            times, queued, updates = cycle(tmp / "src", target, a.associations, env)
+            assert queued == updates == n_changed, (queued, updates, n_changed)
+            delta.append(times)
         load1 = os.getloadavg()
-        for stage in ("scan", "check", "send"):
-            rows.append((stage, first[stage], delta[stage]))
-        print(f"### Delta run: {a.files:,} files of ~{a.size:,} B, {len(changed):,} changed ({a.changed:.0%})\n")
-        print(f"`python scripts/bench_delta.py --files {a.files} --size {a.size} --changed {a.changed} "
-              f"--associations {a.associations}`; target DCMTK storescp --ignore; delta send {queued!r}\n")
-        print("| stage | first run (s) | delta run (s) | delta / first |")
-        print("|---|---|---|---|")
-        for stage, f, d in rows:
-            print(f"| {stage} | {f:.1f} | {d:.1f} | {d / f:.1%} |")
-        tf, td = sum(first.values()), sum(delta.values())
-        print(f"| **total** | {tf:.1f} | {td:.1f} | {td / tf:.1%} |")
+
+        def med(runs: list[dict[str, float]], stage: str) -> float:
+            return statistics.median(t[stage] for t in runs) if stage != "total" else \
+                statistics.median(sum(t.values()) for t in runs)
+
+        def spread(runs: list[dict[str, float]], stage: str) -> str:
+            v = [t[stage] if stage != "total" else sum(t.values()) for t in runs]
+            return f"{min(v):.1f}–{max(v):.1f}"
+
+        print(f"### Delta run: {a.files:,} files of ~{a.size:,} B, {n_changed:,} changed ({a.changed:.0%})\n")
+        print(f"`scripts/bench delta --files {a.files} --size {a.size} --changed {a.changed} "
+              f"--associations {a.associations} --runs {a.runs}`, {t_start}; target DCMTK storescp --ignore "
+              f"--fork; medians of {a.runs} runs (min–max); each delta send queued exactly the "
+              f"{n_changed:,} changed instances, all as updates.\n")
+        print("| stage | first run s | empty delta s | 1 % delta s | empty / first | 1 % delta / first |")
+        print("|---|--:|--:|--:|--:|--:|")
+        for stage in (*STAGES, "total"):
+            f, e, d = med(first, stage), med(empty, stage), med(delta, stage)
+            name = f"**{stage}**" if stage == "total" else stage
+            print(f"| {name} | {f:.1f} ({spread(first, stage)}) | {e:.1f} ({spread(empty, stage)}) | "
+                  f"{d:.1f} ({spread(delta, stage)}) | {e / f:.1%} | {d / f:.1%} |")
         print(f"\nload average (1/5/15 min) before {load0[0]:.1f}/{load0[1]:.1f}/{load0[2]:.1f}, "
               f"after {load1[0]:.1f}/{load1[1]:.1f}/{load1[2]:.1f}; {os.cpu_count()} cores")
     finally:
