@@ -426,3 +426,33 @@ def test_update_to_a_target_without_c_get_is_left_for_verify(source, cli, tmp_pa
     why = {p["sop_instance_uid"]: p["reason"] for p in data["problems"]}
     assert data["totals"].get("stored_unverified", 0) == len(why)
     assert "update stored, not proven until retrieved back" in why[sop_of(idx, changed[0])]
+
+
+def test_patient_merge_loaded_with_map_after_send(source, receiver, cli, tmp_path) -> None:
+    """Two patients merged in the old PACS after the send (map --merge, the old ID onto the surviving
+    patient's): the merged patient's stored instances become updates naming the PatientID change, the
+    survivor's stay current; after the send every copy on the target carries the surviving ID and the
+    figures add up at every step."""
+    root, idx = source
+    target, storage = receiver
+    (n,) = rows(idx, "SELECT count(*) FROM plan WHERE disposition = 'send'")[0]
+    assert cli("send", "--target", target, "--index", idx, "-q").code == 0
+    old, survivor = [p for (p,) in rows(idx, "SELECT DISTINCT patient_id FROM files ORDER BY 1")]
+    merged = {s for (s,) in rows(idx, "SELECT sop_instance_uid FROM files WHERE patient_id = $p", {"p": old})}
+    csv = tmp_path / "merge.csv"
+    csv.write_text(f"{old},{survivor}\n")
+    r = cli("map", "--csv", csv, "--index", idx)
+    assert r.code == 2 and "--merge" in r.err  # a merge must be meant
+    assert status(cli, idx, target)["updates pending"] == 0
+    assert cli("map", "--csv", csv, "--merge", "--index", idx).code == 0
+    st = status(cli, idx, target)
+    assert st["updates pending"] == len(merged) and st["stored and current"] == n - len(merged), st
+    code, data = totals(cli, idx, target, "--no-query")
+    due = {p["sop_instance_uid"]: p["reason"] for p in data["problems"] if p["final_state"] == "update_pending"}
+    assert set(due) == merged and all(f"PatientID {old} -> {survivor} (pacscopy map)" in w for w in due.values())
+    r = cli("send", "--target", target, "--index", idx, "-q")
+    assert r.code == 0 and f"{len(merged)} of them updates" in r.out, r.out + r.err
+    assert f"updates retrieved back: {len(merged)}; verified {len(merged)}" in r.out, r.out
+    assert {pydicom.dcmread(p).PatientID for p in storage.glob("*.dcm")} == {survivor}
+    st = status(cli, idx, target)
+    assert st["updates pending"] == 0 and st["stored and current"] == n
