@@ -58,6 +58,35 @@ def timed(args: list[str], env: dict[str, str]) -> tuple[float, str]:
     return dt, r.stdout
 
 
+def fmt(times: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.1f} s" for k, v in times.items())
+
+
+def make_files(root: Path, count: int, size: int) -> list[Path]:
+    """``count`` Part 10 files of ~``size`` bytes: make_corpus's first file as a template, its
+    SOPInstanceUID (meta and dataset) and SeriesInstanceUID patched with unique ones of the same
+    length (pydicom per file is too slow on a loaded machine for 200,000 files)."""
+    from pacscopy.testing.synth import make_corpus
+
+    (tpl,) = make_corpus(root / "template", 1, size)
+    data = tpl.read_bytes()
+    shutil.rmtree(root / "template")
+    import pydicom
+
+    head = pydicom.dcmread(__import__("io").BytesIO(data), stop_before_pixels=True)
+    sop, series = str(head.SOPInstanceUID).encode(), str(head.SeriesInstanceUID).encode()
+    out = []
+    for i in range(count):
+        new_sop = (b"2.25.9" + str(i).zfill(len(sop) - 6).encode())[:len(sop)]
+        new_series = (b"2.25.8" + str(i // 100).zfill(len(series) - 6).encode())[:len(series)]
+        p = root / f"s{i // 1000:04d}" / f"IM{i:06d}.dcm"
+        if i % 1000 == 0:
+            p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data.replace(sop, new_sop).replace(series, new_series))
+        out.append(p)
+    return out
+
+
 def cycle(src: Path, target: str, assoc: int, env: dict[str, str]) -> tuple[dict[str, float], int, int]:
     """scan + check + send; the seconds per stage, the instances queued and the updates among them."""
     out: dict[str, float] = {}
@@ -84,8 +113,6 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     import pydicom
 
-    from pacscopy.testing.synth import make_corpus
-
     tmp = Path(tempfile.mkdtemp(prefix="pacscopy-bench-delta-"))
     storescp = shutil.which("storescp")
     if not storescp:
@@ -93,7 +120,7 @@ def main() -> int:
     proc = None
     try:
         log(f"generating {a.files} files of ~{a.size} B in {tmp}")
-        files = make_corpus(tmp / "src", a.files, a.size)
+        files = make_files(tmp / "src", a.files, a.size)
         index = tmp / "delta.duckdb"
         env = dict(os.environ, PACSCOPY_INDEX=str(index), TCP_NODELAY="1")
         port = free_port()
@@ -115,10 +142,12 @@ def main() -> int:
             times, queued, updates = cycle(tmp / "src", target, a.associations, env)
             assert queued == a.files and updates == 0, (queued, updates)
             first.append(times)
+            log(f"  first run {fmt(times)}")
             log(f"run {r + 1}/{a.runs}: empty delta")
             times, queued, updates = cycle(tmp / "src", target, a.associations, env)
             assert queued == 0, queued
             empty.append(times)
+            log(f"  empty delta {fmt(times)}")
             changed = files[r % step::step]
             n_changed = len(changed)
             log(f"run {r + 1}/{a.runs}: changing {n_changed} files, then the delta run")
@@ -129,6 +158,7 @@ def main() -> int:
             times, queued, updates = cycle(tmp / "src", target, a.associations, env)
             assert queued == updates == n_changed, (queued, updates, n_changed)
             delta.append(times)
+            log(f"  1 % delta {fmt(times)}; load {os.getloadavg()[0]:.1f}")
         load1 = os.getloadavg()
 
         def med(runs: list[dict[str, float]], stage: str) -> float:

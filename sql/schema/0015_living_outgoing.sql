@@ -6,41 +6,69 @@
 -- loaded after a send that corrects a stored instance's demographics plans it as an update, and
 -- says which attributes.
 
--- The value the manifest corrects attribute a to, from manifest_compare's demographics list.
-CREATE MACRO manifest_value(d, a) AS list_filter(d, lambda x: x.attribute = a)[1].manifest;
+-- manifest_corrections(f, m): a file row and its manifest row (as structs) -> per attribute the
+-- value the old PACS's database corrects it to, NULL where it corrects nothing (the rules of view
+-- manifest_compare: a NULL in the manifest is no correction, names compared with norm_name).
+CREATE MACRO manifest_corrections(f, m) AS {
+    'PatientID': CASE WHEN m.patient_id IS NOT NULL AND m.patient_id IS DISTINCT FROM f.patient_id
+                      THEN m.patient_id END,
+    'IssuerOfPatientID': CASE WHEN m.issuer_of_patient_id IS NOT NULL
+                               AND m.issuer_of_patient_id IS DISTINCT FROM f.issuer_of_patient_id
+                              THEN m.issuer_of_patient_id END,
+    'PatientName': CASE WHEN m.patient_name IS NOT NULL AND norm_name(m.patient_name) IS DISTINCT FROM norm_name(f.patient_name)
+                        THEN m.patient_name END,
+    'PatientBirthDate': CASE WHEN m.patient_birth_date IS NOT NULL AND m.patient_birth_date IS DISTINCT FROM f.patient_birth_date
+                             THEN m.patient_birth_date END,
+    'PatientSex': CASE WHEN m.patient_sex IS NOT NULL AND m.patient_sex IS DISTINCT FROM upper(f.patient_sex)
+                       THEN m.patient_sex END,
+    'AccessionNumber': CASE WHEN m.accession_number IS NOT NULL AND m.accession_number IS DISTINCT FROM f.accession_number
+                            THEN m.accession_number END,
+    'StudyDate': CASE WHEN m.study_date IS NOT NULL AND m.study_date IS DISTINCT FROM f.study_date
+                      THEN m.study_date END};
 
--- outgoing: per file, the attributes pacscopy would send now (file -> manifest corrections -> map).
+-- Does send write the manifest's corrections (manifest policy demographics=rewrite, the default)?
+CREATE MACRO manifest_rewrites() AS
+    coalesce((SELECT action FROM manifest_policy WHERE rule = 'demographics'), 'rewrite') = 'rewrite';
+
+-- What send writes for file row f with corrections c (manifest_corrections, NULL: none) and the
+-- patient_map row mp of its (corrected) PatientID: the header it records as sent_header.
+CREATE MACRO outgoing_header(f, c, mp) AS {
+    'PatientName': coalesce(c.PatientName, f.patient_name),
+    'PatientBirthDate': coalesce(c.PatientBirthDate, f.patient_birth_date),
+    'PatientSex': coalesce(c.PatientSex, f.patient_sex),
+    'IssuerOfPatientID': coalesce(mp.issuer_of_patient_id, c.IssuerOfPatientID, f.issuer_of_patient_id),
+    'AccessionNumber': coalesce(c.AccessionNumber, f.accession_number),
+    'StudyDate': coalesce(c.StudyDate, f.study_date),
+    'StudyDescription': f.study_description, 'Modality': f.modality,
+    'StudyInstanceUID': f.study_instance_uid, 'SeriesInstanceUID': f.series_instance_uid,
+    'SOPClassUID': f.sop_class_uid, 'TransferSyntaxUID': f.transfer_syntax_uid,
+    'SeriesNumber': f.series_number, 'InstanceNumber': f.instance_number, 'Rows': f.rows,
+    'Columns': f.columns, 'NumberOfFrames': f.number_of_frames, 'PixelDataLength': f.pixel_data_length};
+
+-- outgoing: per file, what pacscopy would send now (file -> manifest corrections -> map).
+-- (ops/send/insert_transfers computes the same through the same macros, for its batch only.)
 CREATE VIEW outgoing AS
-WITH mc AS (
-    SELECT path, demographics FROM manifest_compare
-    WHERE len(demographics) > 0
-      AND coalesce((SELECT action FROM manifest_policy WHERE rule = 'demographics'), 'rewrite') = 'rewrite'
-),
-fx AS (
-    SELECT f.*, mc.demographics AS corrections,
-           coalesce(manifest_value(mc.demographics, 'PatientID'), f.patient_id) AS patient_id_fixed
-    FROM files f LEFT JOIN mc USING (path)
+WITH fc AS (
+    SELECT f AS fr, f.path, f.sop_instance_uid, f.dataset_xxh3, f.patient_id,
+           CASE WHEN m.sop_instance_uid IS NOT NULL AND f.status IN ('ok', 'suspect', 'corrupt') AND manifest_rewrites()
+                THEN manifest_corrections(f, m) END AS c
+    FROM files f LEFT JOIN manifest m ON m.sop_instance_uid = f.sop_instance_uid
 )
 SELECT
-    fx.path, fx.sop_instance_uid, fx.dataset_xxh3,
-    list_transform(fx.corrections, lambda x: x.attribute) AS corrected,   -- from the manifest (NULL: none)
-    coalesce(m.new_patient_id, fx.patient_id_fixed) AS patient_id_out,
-    m.new_patient_id IS NOT NULL AS mapped,
-    {'PatientName': coalesce(manifest_value(fx.corrections, 'PatientName'), fx.patient_name),
-     'PatientBirthDate': coalesce(manifest_value(fx.corrections, 'PatientBirthDate'), fx.patient_birth_date),
-     'PatientSex': coalesce(manifest_value(fx.corrections, 'PatientSex'), fx.patient_sex),
-     'IssuerOfPatientID': coalesce(m.issuer_of_patient_id, manifest_value(fx.corrections, 'IssuerOfPatientID'),
-                                   fx.issuer_of_patient_id),
-     'AccessionNumber': coalesce(manifest_value(fx.corrections, 'AccessionNumber'), fx.accession_number),
-     'StudyDate': coalesce(manifest_value(fx.corrections, 'StudyDate'), fx.study_date),
-     'StudyDescription': fx.study_description, 'Modality': fx.modality,
-     'StudyInstanceUID': fx.study_instance_uid, 'SeriesInstanceUID': fx.series_instance_uid,
-     'SOPClassUID': fx.sop_class_uid, 'TransferSyntaxUID': fx.transfer_syntax_uid,
-     'SeriesNumber': fx.series_number, 'InstanceNumber': fx.instance_number, 'Rows': fx.rows,
-     'Columns': fx.columns, 'NumberOfFrames': fx.number_of_frames,
-     'PixelDataLength': fx.pixel_data_length} AS header
-FROM fx
-LEFT JOIN patient_map m ON m.old_patient_id = fx.patient_id_fixed;
+    fc.path, fc.sop_instance_uid, fc.dataset_xxh3,
+    list_filter([CASE WHEN c.PatientID IS NOT NULL THEN 'PatientID' END,
+                 CASE WHEN c.IssuerOfPatientID IS NOT NULL THEN 'IssuerOfPatientID' END,
+                 CASE WHEN c.PatientName IS NOT NULL THEN 'PatientName' END,
+                 CASE WHEN c.PatientBirthDate IS NOT NULL THEN 'PatientBirthDate' END,
+                 CASE WHEN c.PatientSex IS NOT NULL THEN 'PatientSex' END,
+                 CASE WHEN c.AccessionNumber IS NOT NULL THEN 'AccessionNumber' END,
+                 CASE WHEN c.StudyDate IS NOT NULL THEN 'StudyDate' END],
+                lambda x: x IS NOT NULL) AS corrected,          -- by the manifest ([]: nothing)
+    coalesce(mp.new_patient_id, c.PatientID, fc.patient_id) AS patient_id_out,
+    mp.new_patient_id IS NOT NULL AS mapped,
+    outgoing_header(fc.fr, fc.c, mp) AS header
+FROM fc
+LEFT JOIN patient_map mp ON mp.old_patient_id = coalesce(fc.c.PatientID, fc.patient_id);
 
 -- Attempts recorded before this migration: the attributes the manifest rewrote (rewritten says
 -- which: manifest#N:A+B) and the issuer a map set were recorded with the file's values; the best
