@@ -295,6 +295,8 @@ def test_patient_map_update_on_orthanc_lands_under_the_new_patient(source, cli, 
         assert r.code == 0 and f"{n} of them updates" in r.out
         assert f"updates retrieved back: {n}; verified {n}" in r.out, r.out + r.err
         assert len(orthanc_json(peer, "/patients")) == patients + 1  # type: ignore[arg-type]
+        r = cli("verify", "--target", peer.target, "--index", idx, "-q")  # the instances sent first
+        assert r.code == 0 and "updates retrieved back" not in r.out, r.out + r.err
         code, data = totals(cli, idx, peer.target, "--no-query")
     assert code == 0 and data["complete"]
 
