@@ -81,7 +81,7 @@ def write_spool(con: duckdb.DuckDBPyConnection, target: Target, opts: SendOption
 
 #: What the books record of an instance sent, read with it from the spool (see ``Books.record``).
 class Sent(NamedTuple):
-    patient_id: str | None
+    sent_patient_id: str | None  # after the manifest's correction and the map
     sent_header: str | None  # JSON
     is_update: bool
 

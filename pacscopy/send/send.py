@@ -282,8 +282,7 @@ def _run(items: Callable[[], Iterator[tuple[Item, Sent | None]]], target: Target
 def _what_was_sent(msg: dict[str, Any], item: Item, sent: Sent) -> None:
     """Add to a transfer row what the books record of the copy sent, as the queue read it."""
     msg["source_xxh3"] = item.dataset_xxh3
-    mapped = msg["rewritten"] is not None and "patient_id_mapped" in msg["rewritten"]
-    msg["sent_patient_id"] = (item.new_patient_id or sent.patient_id) if mapped else sent.patient_id
+    msg["sent_patient_id"] = sent.sent_patient_id  # what the queue wrote on the way out (map, manifest)
     msg["sent_header"] = sent.sent_header
     msg["is_update"] = sent.is_update
 

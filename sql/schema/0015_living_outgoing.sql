@@ -45,26 +45,30 @@ CREATE MACRO outgoing_header(f, c, mp) AS {
     'SeriesNumber': f.series_number, 'InstanceNumber': f.instance_number, 'Rows': f.rows,
     'Columns': f.columns, 'NumberOfFrames': f.number_of_frames, 'PixelDataLength': f.pixel_data_length};
 
--- outgoing: per file, what pacscopy would send now (file -> manifest corrections -> map).
--- (ops/send/insert_transfers computes the same through the same macros, for its batch only.)
+-- corrections_of(manifest_compare.demographics): the same struct as manifest_corrections, from the
+-- list view manifest_compare builds for the files that differ from the manifest.
+CREATE MACRO corrections_of(d) AS CASE WHEN len(d) > 0 THEN {
+    'PatientID': list_filter(d, lambda x: x.attribute = 'PatientID')[1].manifest,
+    'IssuerOfPatientID': list_filter(d, lambda x: x.attribute = 'IssuerOfPatientID')[1].manifest,
+    'PatientName': list_filter(d, lambda x: x.attribute = 'PatientName')[1].manifest,
+    'PatientBirthDate': list_filter(d, lambda x: x.attribute = 'PatientBirthDate')[1].manifest,
+    'PatientSex': list_filter(d, lambda x: x.attribute = 'PatientSex')[1].manifest,
+    'AccessionNumber': list_filter(d, lambda x: x.attribute = 'AccessionNumber')[1].manifest,
+    'StudyDate': list_filter(d, lambda x: x.attribute = 'StudyDate')[1].manifest} END;
+
+-- outgoing: per file, what pacscopy would send now (file -> manifest corrections -> map), as
+-- ops/send/send_queue computes it for what it queues (and ops/send/insert_transfers for a batch).
 CREATE VIEW outgoing AS
 WITH fc AS (
     SELECT f AS fr, f.path, f.sop_instance_uid, f.dataset_xxh3, f.patient_id,
-           CASE WHEN m.sop_instance_uid IS NOT NULL AND f.status IN ('ok', 'suspect', 'corrupt') AND manifest_rewrites()
-                THEN manifest_corrections(f, m) END AS c
-    FROM files f LEFT JOIN manifest m ON m.sop_instance_uid = f.sop_instance_uid
+           CASE WHEN manifest_rewrites() THEN corrections_of(mc.demographics) END AS c,
+           CASE WHEN manifest_rewrites() THEN list_transform(mc.demographics, lambda x: x.attribute) END AS corrected
+    FROM files f LEFT JOIN manifest_compare mc ON mc.path = f.path
 )
 SELECT
     fc.path, fc.sop_instance_uid, fc.dataset_xxh3,
-    list_filter([CASE WHEN c.PatientID IS NOT NULL THEN 'PatientID' END,
-                 CASE WHEN c.IssuerOfPatientID IS NOT NULL THEN 'IssuerOfPatientID' END,
-                 CASE WHEN c.PatientName IS NOT NULL THEN 'PatientName' END,
-                 CASE WHEN c.PatientBirthDate IS NOT NULL THEN 'PatientBirthDate' END,
-                 CASE WHEN c.PatientSex IS NOT NULL THEN 'PatientSex' END,
-                 CASE WHEN c.AccessionNumber IS NOT NULL THEN 'AccessionNumber' END,
-                 CASE WHEN c.StudyDate IS NOT NULL THEN 'StudyDate' END],
-                lambda x: x IS NOT NULL) AS corrected,          -- by the manifest ([]: nothing)
-    coalesce(mp.new_patient_id, c.PatientID, fc.patient_id) AS patient_id_out,
+    coalesce(fc.corrected, []) AS corrected,                -- the attributes the manifest corrects
+    coalesce(mp.new_patient_id, fc.c.PatientID, fc.patient_id) AS patient_id_out,
     mp.new_patient_id IS NOT NULL AS mapped,
     outgoing_header(fc.fr, fc.c, mp) AS header
 FROM fc

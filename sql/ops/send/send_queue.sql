@@ -13,15 +13,10 @@ SELECT
     CASE WHEN len(mc.demographics) > 0
          THEN list_transform(mc.demographics, lambda x: [x.attribute, x.manifest]) END AS manifest_set,
     CASE WHEN len(mc.demographics) > 0 THEN (SELECT max(load_id) FROM manifest_loads) END AS manifest_load,
-    -- what the books record of each attempt (the file row as read here: send spools the queue)
-    to_json({'PatientName': f.patient_name, 'PatientBirthDate': f.patient_birth_date, 'PatientSex': f.patient_sex,
-        'IssuerOfPatientID': f.issuer_of_patient_id, 'AccessionNumber': f.accession_number,
-        'StudyDate': f.study_date, 'StudyDescription': f.study_description, 'Modality': f.modality,
-        'StudyInstanceUID': f.study_instance_uid, 'SeriesInstanceUID': f.series_instance_uid,
-        'SOPClassUID': f.sop_class_uid, 'TransferSyntaxUID': f.transfer_syntax_uid,
-        'SeriesNumber': f.series_number, 'InstanceNumber': f.instance_number, 'Rows': f.rows,
-        'Columns': f.columns, 'NumberOfFrames': f.number_of_frames,
-        'PixelDataLength': f.pixel_data_length})::VARCHAR AS sent_header
+    -- what the books record of each attempt (as read here: send spools the queue): what the target
+    -- gets, after the manifest's corrections and the map (schema 0015: outgoing_header)
+    coalesce(m.new_patient_id, corrections_of(mc.demographics).PatientID, f.patient_id) AS sent_patient_id,
+    to_json(outgoing_header(f, corrections_of(mc.demographics), m))::VARCHAR AS sent_header
 FROM plan p
 JOIN files f ON f.path = p.path
 LEFT JOIN manifest_compare mc
