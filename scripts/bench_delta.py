@@ -1,13 +1,14 @@
 """Benchmark a delta run: rescan + check + send of an archive where 1 % changed, against the first run.
 
 A corpus of N small Part 10 files is generated in a temporary folder (it is modified, so it
-is not the shared corpus of bench_scan). Three measurements, each repeated --runs times (medians),
-all in the same invocation so that the machine's load weighs on them alike:
+is not the shared corpus of bench_scan). Three measurements, each repeated (medians), all in the
+same invocation so that the machine's load weighs on them alike:
 
-* **first run** (the reference): scan + check + send of the whole archive into a fresh index;
-* **empty delta**: the same three commands again on that index with nothing changed (the
-  fixed cost of a delta run: every file is still stat'ed, check rebuilds the plan, the queue
-  is computed);
+* **first run** (the reference, --first-runs times): scan + check + send of the whole archive
+  into a fresh index;
+* **empty delta** (--runs times, on the last first run's index): the same three commands again
+  with nothing changed (the fixed cost of a delta run: every file is still stat'ed, check
+  rebuilds the plan, the queue is computed);
 * **1 % delta**: 1 % of the files (a different slice each run) get a revised StudyDescription
   (rewritten with pydicom, new mtime), then scan + check + send: the queue holds exactly the
   changed instances, as updates (asserted).
@@ -17,7 +18,8 @@ stage measures pacscopy, not a target's disk; `send --no-prove`, because storesc
 retrieved from (the retrieve-back of the updates is the target's C-GET, not measured here). Every
 stage is one `pacscopy` process, timed from outside; the load average is recorded before and after.
 
-usage: python scripts/bench_delta.py [--files 200000] [--size 2000] [--changed 0.01] [--associations 4] [--runs 3]
+usage: python scripts/bench_delta.py [--files 200000] [--size 2000] [--changed 0.01] [--associations 4]
+                                     [--runs 3] [--first-runs 3]
 """
 
 from __future__ import annotations
@@ -108,7 +110,8 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=2_000)
     ap.add_argument("--changed", type=float, default=0.01)
     ap.add_argument("--associations", type=int, default=4)
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=3, help="delta runs (each an empty and a 1 %% one)")
+    ap.add_argument("--first-runs", type=int, default=3, help="first runs (the reference), each on a fresh index")
     a = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     import pydicom
@@ -130,27 +133,30 @@ def main() -> int:
         target = f"BENCH@127.0.0.1:{port}"
         load0 = os.getloadavg()
         t_start = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        commit = os.environ.get("BENCH_COMMIT") or subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True).stdout.strip() or "?"
         first: list[dict[str, float]] = []
         empty: list[dict[str, float]] = []
         delta: list[dict[str, float]] = []
         step = max(1, round(1 / a.changed))
         n_changed = 0
-        for r in range(a.runs):
+        for r in range(a.first_runs):
             for p in tmp.glob("delta.duckdb*"):  # a fresh index: the first run again
                 p.unlink() if p.is_file() else shutil.rmtree(p)
-            log(f"run {r + 1}/{a.runs}: first run")
+            log(f"first run {r + 1}/{a.first_runs}")
             times, queued, updates = cycle(tmp / "src", target, a.associations, env)
             assert queued == a.files and updates == 0, (queued, updates)
             first.append(times)
-            log(f"  first run {fmt(times)}")
-            log(f"run {r + 1}/{a.runs}: empty delta")
+            log(f"  first run {fmt(times)}; load {os.getloadavg()[0]:.1f}")
+        for r in range(a.runs):  # on the index of the last first run
+            log(f"delta run {r + 1}/{a.runs}: empty delta")
             times, queued, updates = cycle(tmp / "src", target, a.associations, env)
             assert queued == 0, queued
             empty.append(times)
-            log(f"  empty delta {fmt(times)}")
+            log(f"  empty delta {fmt(times)}; load {os.getloadavg()[0]:.1f}")
             changed = files[r % step::step]
             n_changed = len(changed)
-            log(f"run {r + 1}/{a.runs}: changing {n_changed} files, then the delta run")
+            log(f"delta run {r + 1}/{a.runs}: changing {n_changed} files, then the delta run")
             for p in changed:
                 ds = pydicom.dcmread(p)
                 ds.StudyDescription = f"REVISED {r}"
@@ -171,8 +177,9 @@ def main() -> int:
 
         print(f"### Delta run: {a.files:,} files of ~{a.size:,} B, {n_changed:,} changed ({a.changed:.0%})\n")
         print(f"`scripts/bench delta --files {a.files} --size {a.size} --changed {a.changed} "
-              f"--associations {a.associations} --runs {a.runs}`, {t_start}; target DCMTK storescp --ignore "
-              f"--fork; medians of {a.runs} runs (min–max); each delta send queued exactly the "
+              f"--associations {a.associations} --runs {a.runs} --first-runs {a.first_runs}`, {t_start}, commit "
+              f"{commit}; target DCMTK storescp --ignore --fork; medians of {a.first_runs} first runs and "
+              f"{a.runs} delta runs (min–max); each delta send queued exactly the "
               f"{n_changed:,} changed instances, all as updates.\n")
         print("| stage | first run s | empty delta s | 1 % delta s | empty / first | 1 % delta / first |")
         print("|---|--:|--:|--:|--:|--:|")
