@@ -111,6 +111,7 @@ def main() -> int:
     ap.add_argument("--changed", type=float, default=0.01)
     ap.add_argument("--associations", type=int, default=4)
     ap.add_argument("--runs", type=int, default=3, help="delta runs (each an empty and a 1 %% one)")
+    ap.add_argument("--corpus", type=Path, help="reuse (and modify) this corpus of an earlier run; kept")
     ap.add_argument("--first-runs", type=int, default=3, help="first runs (the reference), each on a fresh index")
     a = ap.parse_args()
     sys.path.insert(0, str(ROOT))
@@ -122,8 +123,15 @@ def main() -> int:
         raise SystemExit("bench: storescp (DCMTK) is needed: run scripts/setup")
     proc = None
     try:
-        log(f"generating {a.files} files of ~{a.size} B in {tmp}")
-        files = make_files(tmp / "src", a.files, a.size)
+        if a.corpus:
+            src = a.corpus
+            files = sorted(src.glob("s*/IM*.dcm"))
+            if len(files) != a.files:
+                raise SystemExit(f"bench: {src} holds {len(files)} files, not --files {a.files}")
+        else:
+            src = tmp / "src"
+            log(f"generating {a.files} files of ~{a.size} B in {src}")
+            files = make_files(src, a.files, a.size)
         index = tmp / "delta.duckdb"
         env = dict(os.environ, PACSCOPY_INDEX=str(index), TCP_NODELAY="1")
         port = free_port()
@@ -132,6 +140,7 @@ def main() -> int:
         time.sleep(1.0)
         target = f"BENCH@127.0.0.1:{port}"
         load0 = os.getloadavg()
+        stamp = time.strftime("%H%M%S")  # every change is new, also in a reused corpus
         t_start = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         commit = os.environ.get("BENCH_COMMIT") or subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                                 text=True).stdout.strip() or "?"
@@ -144,13 +153,13 @@ def main() -> int:
             for p in tmp.glob("delta.duckdb*"):  # a fresh index: the first run again
                 p.unlink() if p.is_file() else shutil.rmtree(p)
             log(f"first run {r + 1}/{a.first_runs}")
-            times, queued, updates = cycle(tmp / "src", target, a.associations, env)
+            times, queued, updates = cycle(src, target, a.associations, env)
             assert queued == a.files and updates == 0, (queued, updates)
             first.append(times)
             log(f"  first run {fmt(times)}; load {os.getloadavg()[0]:.1f}")
         for r in range(a.runs):  # on the index of the last first run
             log(f"delta run {r + 1}/{a.runs}: empty delta")
-            times, queued, updates = cycle(tmp / "src", target, a.associations, env)
+            times, queued, updates = cycle(src, target, a.associations, env)
             assert queued == 0, queued
             empty.append(times)
             log(f"  empty delta {fmt(times)}; load {os.getloadavg()[0]:.1f}")
@@ -159,9 +168,9 @@ def main() -> int:
             log(f"delta run {r + 1}/{a.runs}: changing {n_changed} files, then the delta run")
             for p in changed:
                 ds = pydicom.dcmread(p)
-                ds.StudyDescription = f"REVISED {r}"
+                ds.StudyDescription = f"REVISED {r} {stamp}"
                 ds.save_as(p)
-            times, queued, updates = cycle(tmp / "src", target, a.associations, env)
+            times, queued, updates = cycle(src, target, a.associations, env)
             assert queued == updates == n_changed, (queued, updates, n_changed)
             delta.append(times)
             log(f"  1 % delta {fmt(times)}; load {os.getloadavg()[0]:.1f}")
