@@ -41,8 +41,10 @@ def index_stamp(index_path: str) -> dict[str, Any]:
 
 def cache_file(index_path: str, target: str) -> Path:
     """``<index>.run/status-<digest of the target>.json``."""
+    from pacscopy.runfolder import run_dir
+
     digest = hashlib.sha256(target.encode()).hexdigest()[:16]
-    return Path(os.path.abspath(index_path) + ".run") / f"status-{digest}.json"
+    return run_dir(index_path, create=False) / f"status-{digest}.json"
 
 
 def _key(target: str, sql: str) -> str:
