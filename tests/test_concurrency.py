@@ -296,6 +296,8 @@ def test_status_every_second_during_a_send_and_query_report_reconcile(bigger: Pa
                     running_seen += 1
                     assert "these figures are as of " in r.stdout, r.stdout
                 if running_seen and not others:  # from other processes, beside the status polls
+                    # a second send to the same target: refused, naming the running one
+                    second = pacscopy("send", "--target", peer.target, "--index", bigger, "-q")
                     for name, args in (("query", ["query", "SELECT count(*) AS n FROM transfers"]),
                                        ("report", ["report", "--format", "json"]),
                                        ("reconcile", ["reconcile", "--target", peer.target, "--no-query"])):
@@ -310,6 +312,9 @@ def test_status_every_second_during_a_send_and_query_report_reconcile(bigger: Pa
                     p.kill()
         assert send.returncode == 0, out + err
     assert running_seen >= 3, (seen, out)
+    assert second.returncode == 2, second
+    assert second.stderr.startswith(f"pacscopy: error: a send to {peer.target} from index {bigger} is already "
+                                    f"running (pid {send.pid} on ") and ", run 1)" in second.stderr, second.stderr
     assert seen == sorted(seen), seen  # the stored count never goes down
     assert seen[-1] > 0
     assert done["query"][0] == 0, done["query"]
