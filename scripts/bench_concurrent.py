@@ -56,6 +56,16 @@ def poll(index: Path, target: str, stop: threading.Event, out: dict) -> None:
         stop.wait(max(0.0, 1.0 - took))
 
 
+def steady(timeline: list[tuple[float, int]], files: int) -> float:
+    """Instances/s while storescp went from 20 % to 80 % of the corpus: the send in its steady state,
+    without its start (opening the index, the spool) and end (the last merge)."""
+    lo = next((t for t, n in timeline if n >= 0.2 * files), None)
+    hi = next((t for t, n in timeline if n >= 0.8 * files), None)
+    if lo is None or hi is None or hi <= lo:
+        return float("nan")
+    return 0.6 * files / (hi - lo)
+
+
 def measure(base: Path, files: int, polled: bool, tmp: Path, associations: int) -> dict:
     idx = tmp / "send.duckdb"
     shutil.copyfile(base, idx)
@@ -77,8 +87,20 @@ def measure(base: Path, files: int, polled: bool, tmp: Path, associations: int) 
         poller = threading.Thread(target=poll, args=(idx, target, stop, polls)) if polled else None
         if poller:
             poller.start()
+        timeline: list[tuple[float, int]] = []  # (seconds since the start, instances storescp holds)
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                timeline.append((time.monotonic() - t0, rcv.count()))
+                done.wait(0.25)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
         out, err = p.communicate(timeout=bsend.SEND_TIMEOUT)
         wall = time.monotonic() - t0
+        done.set()
+        sampler.join()
         stop.set()
         if poller:
             poller.join()
@@ -91,7 +113,7 @@ def measure(base: Path, files: int, polled: bool, tmp: Path, associations: int) 
     idx.unlink(missing_ok=True)
     return {"polled": polled, "wall": wall, "ok": ok, "load": load, "received": got,
             "status": polls.get("status", []), "query": polls.get("query", []),
-            "said_running": polls.get("said_running", 0), "idle_status": idle}
+            "said_running": polls.get("said_running", 0), "idle_status": idle, "steady": steady(timeline, files)}
 
 
 def main(argv: list[str]) -> None:
@@ -132,6 +154,9 @@ def report(results: list[dict], args: argparse.Namespace) -> None:
     pairs = [(a["wall"], b["wall"]) for a, b in zip([m for m in results if not m["polled"]],
                                                     [m for m in results if m["polled"]]) if a["ok"] and b["ok"]]
     pair_ratio = statistics.median(w_alone / w_polled for w_alone, w_polled in pairs) if pairs else float("nan")
+    spairs = [(a["steady"], b["steady"]) for a, b in zip([m for m in results if not m["polled"]],
+                                                         [m for m in results if m["polled"]]) if a["ok"] and b["ok"]]
+    steady_ratio = statistics.median(sp / sa for sa, sp in spairs) if spairs else float("nan")
     qlat = sorted(x for m in results if m["polled"] and m["ok"] for x in m["query"])
 
     def pct(xs: list[float], q: float) -> float:
@@ -143,17 +168,22 @@ def report(results: list[dict], args: argparse.Namespace) -> None:
              f"`scripts/bench concurrent-send --files {args.files} --size {args.size} --runs {args.runs} "
              f"--associations {args.associations}`; medians of the runs that stored everything.",
              "",
-             "| send | wall (s) | instances/s | vs alone | load avg (1 min) before | runs ok |",
-             "|---|---:|---:|---:|---:|---:|"]
+             "| send | wall (s) | instances/s | vs alone | steady state (20-80 %) instances/s | vs alone "
+             "| load avg (1 min) before | runs ok |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    s_alone = med(False, "steady")
     for p, label in ((False, "alone (reference)"), (True, "with `status` + `query` polled every second")):
         w = med(p, "wall")
         n_ok = sum(1 for m in results if m["polled"] == p and m["ok"])
         n = sum(1 for m in results if m["polled"] == p)
-        lines.append(f"| {label} | {w:.2f} | {args.files / w:.0f} | {alone / w:.3f} | {med(p, 'load'):.2f} "
-                     f"| {n_ok}/{n} |")
+        st = med(p, "steady")
+        lines.append(f"| {label} | {w:.2f} | {args.files / w:.0f} | {alone / w:.3f} | {st:.0f} | {st / s_alone:.3f} "
+                     f"| {med(p, 'load'):.2f} | {n_ok}/{n} |")
     lines += ["",
               f"Throughput with polling: {100 * (alone / polled - 1):+.1f} % against alone (ratio of the medians); "
-              f"median of the per-run-pair ratios: {100 * (pair_ratio - 1):+.1f} % over {len(pairs)} pairs. "
+              f"median of the per-run-pair ratios: {100 * (pair_ratio - 1):+.1f} % over {len(pairs)} pairs; "
+              f"in the steady state (20-80 % of the instances stored), per-pair median "
+              f"{100 * (steady_ratio - 1):+.1f} %. "
               f"`status` with no send running (the whole process, same load): median {pct(idle, 0.5):.2f} s; "
               f"during the send: median {pct(lat, 0.5):.2f} s, 90th percentile "
               f"{pct(lat, 0.9):.2f} s, max {max(lat, default=float('nan')):.2f} s over {len(lat)} calls; "
