@@ -185,7 +185,7 @@ def test_kill_9_at_any_moment_then_resume_stores_every_instance_exactly_once(big
     import random
 
     rnd = random.Random(13)
-    rate = f"{max(1, rows(bigger, 'SELECT sum(size) FROM files')[0][0] // 10 // 1000)}KB/s"  # about 10 s a send
+    rate = f"{max(1, rows(bigger, 'SELECT sum(size) FROM files')[0][0] // 30 // 1000)}KB/s"  # about 30 s a send
     with storescp(tmp_path) as peer:
         kills = 0
         for _ in range(5):
