@@ -213,3 +213,24 @@ def test_claims_of_a_host_gone_for_good_are_released(pg_url: str, tmp_path: Path
         assert bad.code == 2 and "no host 'nobody'" in bad.err
     finally:
         rx.stop()
+
+
+def test_failed_instances_release_their_claims_for_another_host(pg_url: str, tmp_path: Path, cli) -> None:
+    import psycopg
+
+    from tests.peers import faulty_scp
+
+    (a, b), sops = _joined(pg_url, tmp_path, cli, 2)
+    with faulty_scp(tmp_path, "c000") as peer:  # refuses every instance: 0xC000
+        r = cli("send", "--target", peer.target, "--index", a, "--books", pg_url, "-q", "--retries", "0")
+        assert r.code == 1, r.err
+        with psycopg.connect(pg_url) as con:
+            claims = con.execute("SELECT count(*) FROM claims").fetchone()
+            failed = con.execute("SELECT count(DISTINCT sop_instance_uid) FROM transfers WHERE outcome = 'failed'"
+                                 ).fetchone()
+        assert claims == (0,)  # released: another host may try its copy
+        assert failed is not None and failed[0] > 0
+        doc = _books_states(cli, pg_url, peer.target)
+        assert doc["states"]["failed"] == failed[0] and doc["states"]["sending"] == 0
+        r = cli("send", "--target", peer.target, "--index", b, "--books", pg_url, "-q", "--retries", "0")
+        assert r.code == 1 and "; 0 instances claimed by other hosts" in r.out
