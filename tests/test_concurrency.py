@@ -219,7 +219,7 @@ def test_kill_9_at_any_moment_then_resume_stores_every_instance_exactly_once(big
     assert _journals(bigger) == []
     assert not list(Path(str(bigger) + ".run").glob("spool-*"))
     merged = rows(bigger, "SELECT count(*), count(*) FILTER (WHERE merged_by <> pid) FROM journal_merges")[0]
-    assert merged[0] >= kills and merged[1] >= 1, merged  # the killed sends' journals (the rest merged by others)
+    assert merged[0] >= kills, merged  # every killed send that got as far as its journal, and the last
     # the header of what was sent is the file row's, as after a send that held the index
     bad = rows(bigger, "SELECT count(*) FROM transfers t JOIN files f USING (path) WHERE t.outcome = 'stored' "
                        "AND (t.source_xxh3 IS DISTINCT FROM f.dataset_xxh3 OR t.sent_patient_id IS DISTINCT FROM "
