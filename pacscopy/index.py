@@ -109,8 +109,16 @@ def lock_wait() -> float:
     return value
 
 
-def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
+#: The storage format a new index is written in: one the ``duckdb`` CLI can open. DuckDB 2.0 writes a
+#: format (version 69) that the CLI installable from PyPI (``duckdb-cli``, 1.5.x) refuses; files written in
+#: 1.5's format are read and written by DuckDB 2.0 as well. An index created before keeps its format.
+CLI_STORAGE_VERSION = "v1.5.0"
+
+
+def _connect(path: str, read_only: bool, create: bool = False) -> duckdb.DuckDBPyConnection:
     try:
+        if create:
+            return duckdb.connect(path, config={"storage_compatibility_version": CLI_STORAGE_VERSION})
         return duckdb.connect(path, read_only=read_only)
     except duckdb.Error as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -151,7 +159,7 @@ def _exists(path: str) -> bool:
 
 
 def _connect_waiting(path: str, read_only: bool, wait: float | None,
-                     on_wait: Callable[[str], None] | None) -> duckdb.DuckDBPyConnection:
+                     on_wait: Callable[[str], None] | None, create: bool = False) -> duckdb.DuckDBPyConnection:
     """:func:`_connect`, retrying with short jittered sleeps while another process holds the index."""
     from pacscopy import runfolder
 
@@ -162,7 +170,7 @@ def _connect_waiting(path: str, read_only: bool, wait: float | None,
     sleep = 0.02
     while True:
         try:
-            return _connect(path, read_only)
+            return _connect(path, read_only, create)
         except _Locked as e:
             holder = e.pid
         if time.monotonic() >= deadline:
@@ -225,7 +233,7 @@ def open_index(path: str | None = None, *, create: bool = False, read_only: bool
     if not exists:
         old = os.umask(0o077)
         try:
-            con = _connect_waiting(path, False, wait, on_wait)
+            con = _connect_waiting(path, False, wait, on_wait, create=True)
         finally:
             os.umask(old)
     else:
