@@ -8,6 +8,7 @@ process against one index file while a long scan or send holds it now and then.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -88,7 +89,12 @@ def test_readers_get_in_while_a_scan_runs(tmp_path: Path) -> None:
 def test_scan_killed_mid_run_is_completed_by_the_next_scan(tmp_path: Path) -> None:
     """kill -9 of a scan loses only the rows it buffered; the next scan reads those files again."""
     root = tmp_path / "vol1"
-    make_corpus(root, 6000, 2_000, seed=14)
+    # 8 x 6,000 files (hard links: quick to make) so that the scan still runs after its first commits
+    # even on an idle machine, where 6,000 files were all written in the scan's last stretch
+    make_corpus(root / "a", 6000, 2_000, seed=14)
+    for copy in "bcdefgh":
+        shutil.copytree(root / "a", root / copy, copy_function=os.link)
+    total = 8 * 6000
     index = tmp_path / "p.duckdb"
     scan = start("scan", root, "--index", index, "--quiet", "--workers", "1")
     try:
@@ -107,14 +113,14 @@ def test_scan_killed_mid_run_is_completed_by_the_next_scan(tmp_path: Path) -> No
             scan.wait()
     time.sleep(0.5)  # the killed scan's worker processes notice and exit
     partial = peek(index, "SELECT count(*) FROM files")
-    assert partial is not None and 1000 <= partial[0][0] < 6000, partial
+    assert partial is not None and 1000 <= partial[0][0] < total, partial
     again = pacscopy("scan", root, "--index", index, "--quiet", "--workers", "2")
     assert again.returncode == 0, again.stderr
     reference = tmp_path / "ref.duckdb"
     ref = pacscopy("scan", root, "--index", reference, "--quiet", "--workers", "2")
     assert ref.returncode == 0, ref.stderr
     assert files_rows(index) == files_rows(reference)
-    assert len(files_rows(index)) == 6000
+    assert len(files_rows(index)) == total
     # the killed scan stays unfinished in the books; the rescan finished
     scans = peek(index, "SELECT scan_id, finished IS NOT NULL FROM scans ORDER BY scan_id")
     assert scans == [(1, False), (2, True)]
