@@ -99,3 +99,14 @@ def counts(text: str) -> dict[str, int]:
     import re
 
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^\s*([a-z_ ]+):\s+(\d+)\b", text, re.M)}
+
+
+def ctrl_c_default() -> None:
+    """``preexec_fn`` for a child a test sends Ctrl-C (SIGINT) to: SIGINT back to its default.
+
+    A shell starts a background job (``scripts/test &``) with SIGINT ignored, and an ignored signal
+    stays ignored across exec: Python would then never raise KeyboardInterrupt in the child.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

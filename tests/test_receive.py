@@ -6,7 +6,7 @@ import json
 
 from pacscopy.receive import Receiver
 
-from .conftest import counts, rows
+from .conftest import counts, ctrl_c_default, rows
 
 
 def test_full_cycle_against_the_builtin_receiver(planned, tmp_path, cli) -> None:
@@ -89,7 +89,8 @@ def test_receive_command_runs_until_ctrl_c_and_says_what_it_received(tmp_path) -
     from pacscopy.dicom.scu import echo
 
     proc = subprocess.Popen([sys.executable, "-m", "pacscopy", "receive", "--port", "0", "--storage",
-                             str(tmp_path / "rx"), "--ae", "RXTEST"], stderr=subprocess.PIPE, text=True)
+                             str(tmp_path / "rx"), "--ae", "RXTEST"], stderr=subprocess.PIPE, text=True,
+                                preexec_fn=ctrl_c_default)
     try:
         assert proc.stderr is not None
         line = proc.stderr.readline()

@@ -16,7 +16,7 @@ import xxhash
 
 from pacscopy.testing.synth import make_archive, make_corpus
 
-from .conftest import rows
+from .conftest import ctrl_c_default, rows
 
 
 def _by_rel(index: Path, root: Path) -> dict[str, tuple]:
@@ -272,7 +272,8 @@ def test_ctrl_c_stops_the_scan_and_its_workers(tmp_path) -> None:
         pytest.skip("needs /proc/PID/task/PID/children")
     idx = tmp_path / "c.duckdb"
     cmd = long_scan(tmp_path, idx)
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=ctrl_c_default)
     workers: list[int] = []
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
