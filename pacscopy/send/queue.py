@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import duckdb
 
@@ -48,17 +48,20 @@ def iter_queue(con: duckdb.DuckDBPyConnection, target: Target, opts: SendOptions
                      "limit": opts.limit if opts.limit is not None else 2**62})
     except duckdb.Error as e:
         raise _queue_error(opts, e) from None
+    for item, _ in _items(cur):
+        yield item
+    cur.close()
+
+
+def _items(cur: duckdb.DuckDBPyConnection) -> Iterator[tuple[Item, tuple[Any, ...]]]:
+    """The queue's rows as :class:`Item` (read by name), each with its raw row, 1,000 at a time."""
     make = row_reader(cur, Item)
-    while True:
-        rows = cur.fetchmany(1000)
-        if not rows:
-            break
+    while rows := cur.fetchmany(1000):
         for r in rows:
             item = make(r)
             if item.manifest_set:  # DuckDB's lists of [keyword, value] as pairs
                 item = item._replace(manifest_set=tuple((k, v) for k, v in item.manifest_set))
-            yield item
-    cur.close()
+            yield item, r
 
 
 def write_spool(con: duckdb.DuckDBPyConnection, target: Target, opts: SendOptions, spool: Path) -> None:
@@ -93,17 +96,9 @@ def iter_spool(spool: Path) -> Iterator[tuple[Item, Sent]]:
         mem.execute("SET memory_limit = '256MB'")
         mem.execute("SET threads = 1")
         cur = mem.execute("SELECT * FROM read_parquet($spool)", {"spool": str(spool)})
-        make = row_reader(cur, Item)
         sent = row_reader(cur, Sent)
-        while True:
-            rows = cur.fetchmany(1000)
-            if not rows:
-                break
-            for r in rows:
-                item = make(r)
-                if item.manifest_set:
-                    item = item._replace(manifest_set=tuple((k, v) for k, v in item.manifest_set))
-                yield item, sent(r)
+        for item, r in _items(cur):
+            yield item, sent(r)
     finally:
         mem.close()
 
