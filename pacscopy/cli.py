@@ -19,7 +19,7 @@ from pacscopy import __version__
 from pacscopy import index as idx
 from pacscopy.errors import PacscopyError
 from pacscopy import validate
-from pacscopy.output import render, summaries
+from pacscopy.output import render, summaries, terminal
 
 IndexOpt = Annotated[Optional[str], typer.Option(
     "--index", help="Index file (default: $PACSCOPY_INDEX, else ./pacscopy.duckdb).", show_default=False)]
@@ -89,64 +89,13 @@ def scan(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")] = False,
 ) -> None:
     """Index every file under ROOTs: hash, header, status. Incremental on rescans."""
-    from pacscopy.scan.scan import ScanResult
     from pacscopy.scan.scan import scan as do_scan
 
-    bar: Any = None
-
-    def on_walk(root: Any, found: int, files: int, nbytes: int) -> None:
-        # Progress from the start: files read so far, with the files found while the walk runs.
-        nonlocal bar
-        if quiet:
-            return
-        desc = f"scan {Path(root).name or root} (walking: {found:,} files found)"
-        if bar is None:
-            bar = _bar(None, "file", desc, smoothing=0.1)
-        else:
-            bar.set_description_str(desc)
-
-    def on_total(root: Any, files: int, nbytes: int) -> None:
-        if bar is not None:
-            bar.total = files
-            bar.set_description_str(f"scan {Path(root).name or root}")
-
-    def on_progress(files: int, nbytes: int) -> None:
-        if bar is not None:
-            _advance(bar, files, nbytes)
-
-    def on_done(res: ScanResult) -> None:
-        nonlocal bar
-        if bar is not None:
-            bar.close()
-            bar = None
-        if not quiet:
-            typer.echo(summaries.scan_root_line(res))
-
-    try:
+    with terminal.ScanProgress(quiet) as p:
         result = do_scan(roots, _index(index), volume=volume, workers=workers, io_depth=io_depth, rehash=rehash,
-                         on_total=on_total, on_walk=on_walk, on_progress=on_progress, on_done=on_done)
-    finally:
-        if bar is not None:
-            bar.close()
+                         on_total=p.on_root_total, on_walk=p.on_walk, on_progress=p.on_bytes, on_done=p.on_done)
     if not quiet:
         typer.echo(summaries.index_statuses(result.index, result.statuses))
-
-
-def _bar(total: int | None, unit: str, desc: str, **kw: Any) -> Any:
-    """A progress bar on stderr that also shows MB/s (see :func:`_advance`)."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, unit=unit, desc=desc, file=sys.stderr, dynamic_ncols=True, **kw)
-    bar.mb = 0.0
-    return bar
-
-
-def _advance(bar: Any, n: int, nbytes: int, every: int = 1) -> None:
-    bar.mb += nbytes / 1e6
-    bar.update(n)
-    el = bar.format_dict.get("elapsed") or 0
-    if el and bar.n % every == 0:
-        bar.set_postfix_str(f"{bar.mb / el:.1f} MB/s", refresh=False)
 
 
 @app.command()
@@ -174,7 +123,7 @@ def query(
         params[k] = v
     cols, rows = idx.query(_index(index), text, params or None)
     if cols:
-        _emit(render.render(fmt.value, cols, rows), out)
+        terminal.emit(render.render(fmt.value, cols, rows), out)
 
 
 @app.command()
@@ -191,34 +140,13 @@ def check(
     from pacscopy.manifest import parse_policy, set_policy
 
     policy = parse_policy(manifest_policy or [])
-    bar: Any = None
-
-    def on_total(n: int) -> None:
-        nonlocal bar
-        if n and not quiet:
-            bar = _bar(n, "file", "content hashes")
-
-    def on_progress(n: int) -> None:
-        if bar is not None:
-            bar.update(n)
-
-    con = idx.open_index(_index(index))
-    try:
+    with idx.open_index(_index(index)) as con, terminal.Progress(quiet, "file", "content hashes") as p:
         set_policy(con, policy)
-        res = run_checks(con, names, on_hash_total=on_total, on_hash_progress=on_progress)
-    finally:
-        con.close()
-        if bar is not None:
-            bar.close()
+        res = run_checks(con, names, on_hash_total=p.on_total, on_hash_progress=p.on_progress)
     if not quiet:
         typer.echo(render.table(["check", "severity", "files", "instances"], res.summary))
         typer.echo("")
-        _echo_plan(res.plan)
-
-
-def _echo_plan(plan: list[Any]) -> None:
-    """The plan in one table: instances, decisions and bytes per disposition."""
-    typer.echo(summaries.plan_table(plan))
+        typer.echo(summaries.plan_table(res.plan))
 
 
 class Action(str, Enum):
@@ -272,32 +200,14 @@ def report(
     from pacscopy.output import report as rep
 
     if books:
-        return _books_report(books, fmt, out)
+        from pacscopy.output.books import report_text
+        from pacscopy.pg.books import report as books_report
+
+        return terminal.emit(report_text(books_report(books), fmt.value), out)
     with idx.open_index(_index(index), read_only=True) as con:
         data = rep.build(con, show_phi=show_phi)
-        _note_running(con, _index(index))
-    _emit({"table": rep.to_text, "json": rep.to_json, "html": rep.to_html}[fmt.value](data), out)
-
-
-def _note_running(con: Any, index: str) -> None:
-    """Say on stderr which sends are running, and how old the index's figures of them are."""
-    from pacscopy.journal import running
-
-    for r in running(con, index):
-        when = f"{r.as_of:%Y-%m-%d %H:%M:%S}, its latest merge" if r.as_of else "its start"
-        typer.echo(f"pacscopy: note: a send to {r.send.target} is running (run {r.send.run_id}, pid {r.send.pid}): "
-                   f"its figures here are as of {when}", err=True)
-
-
-def _emit(text: str, out: Optional[Path], note: str = "") -> None:
-    """Print a rendered report, or write it to ``out`` and say so on stderr."""
-    if out is None:
-        typer.echo(text)
-        return
-    from pacscopy.output.outfile import write_private
-
-    write_private(out, text)
-    typer.echo(f"wrote {out}{note}", err=True)
+        terminal.note_running(con, _index(index))
+    terminal.emit({"table": rep.to_text, "json": rep.to_json, "html": rep.to_html}[fmt.value](data), out)
 
 
 @app.command()
@@ -344,6 +254,7 @@ def send(
                                                  "of the studies, e.g. 1/3.", show_default=False)] = None,
 ) -> None:
     """Send what the plan says 'send' with C-STORE: parallel, throttled, resumable."""
+    from pacscopy.send import run as send_run
     from pacscopy.send.options import SendOptions, Window, parse_rate
 
     t = _target(target, resolve=not dry_run)
@@ -353,144 +264,28 @@ def send(
                        updates=not no_updates, updates_only=updates_only)
     if no_updates and updates_only:
         fail("give --no-updates or --updates-only, not both")
-    opts, shared = _shared(_index(index), t, opts, books, shard, dry_run)
     if dry_run:
-        from pacscopy.send.queue import dry_run as do_dry_run
-
-        with idx.open_index(_index(index)) as con:
-            if updates_only:
-                from pacscopy.verify.living import require_sent
-
-                require_sent(con, t)
-            plan = do_dry_run(con, t, opts)
-        typer.echo(f"dry run: {plan.instances} instances ({plan.updates} updates), "
-                   f"{render.human_bytes(plan.bytes)} would be sent to {t}")
-        typer.echo(render.table(["sop_class_uid", "transfer_syntax", "instances", "bytes"],
-                                [(g.sop_class_uid, g.transfer_syntax, g.instances, render.human_bytes(g.bytes))
-                                 for g in plan.groups], max_width=70))
-        if plan.update_examples:
-            typer.echo(f"updates (first {len(plan.update_examples)}):")
-            typer.echo(render.table(["sop_instance_uid", "why"], plan.update_examples, max_width=100))
+        plan = send_run.dry_run(_index(index), t, opts, books=books, shard=shard)
+        typer.echo("\n".join(summaries.dry_run_lines(plan, t)))
         return
-    _send(_index(index), t, opts, quiet, shared, no_prove, port)
-
-
-def _shared(index: str, t: Any, opts: Any, books: Optional[str], shard: Optional[str], dry_run: bool) -> Any:
-    """A linked index (or ``--books``) sends through the shared books (README, "Several machines").
-
-    Returns the options (with ``--shard``'s filter) and, unless a dry run, a function wrapping the send's
-    local books in :class:`pacscopy.pg.sendbooks.PgBooks` (None: no shared books). Before the send, the
-    share is registered (an overlapping one refused) and what an earlier run left unrecorded is caught up.
-    """
-    import dataclasses
-
-    from pacscopy.pg import books as bk
-
-    sh = bk.Shard.parse(shard) if shard else None
-    with idx.open_index(index) as con:  # read-write: a dead run's journal is merged first (catch-up needs it)
-        link = bk.read_link(con)
-        if link is None and not books:
-            if sh is not None:
-                fail("--shard needs shared books: link the index with 'pacscopy books join URL' first")
-            return opts, None
-        if sh is not None:
-            opts = dataclasses.replace(opts, where=f"({opts.where}) AND {sh.where()}" if opts.where else sh.where())
-        if dry_run:
-            return opts, None
-        from pacscopy.pg.sendbooks import PgBooks, catch_up
-
-        pg, link, url = bk.open_linked(con, books)
-        with pg:
-            bk.register_share(pg, url, link, str(t), sh)
-        n = catch_up(url, link, con, str(t))
-    if n:
-        typer.echo(f"books: recorded {n} instances stored by an earlier run of this host", err=True)
-    made: list[Any] = []
-
-    def wrap(local: Any) -> Any:
-        made.append(PgBooks(local, url, link, sh))
-        return made[0]
-
-    wrap.made = made  # type: ignore[attr-defined]  # the summary says how many other hosts claimed
-    return opts, wrap
-
-
-def _send(index: str, t: Any, opts: Any, quiet: bool, shared: Any = None, no_prove: bool = False,
-          port: int = 0) -> None:
-    from pacscopy.send.send import send_index
-
-    bar: Any = None
-
-    def on_total(n: int, nbytes: int) -> None:
-        nonlocal bar
-        if not quiet and n:
-            bar = _bar(n, "inst", f"send {t.ae}", delay=1.0)
+    p = terminal.Progress(quiet, "inst", f"send {t.ae}", delay=1.0)
 
     def on_progress(msg: dict[str, Any]) -> None:
-        if bar is not None and msg["outcome"] in ("stored", "warning", "failed"):
-            _advance(bar, 1, msg["bytes"] or 0)
+        if msg["outcome"] in ("stored", "warning", "failed"):
+            p.on_bytes(1, msg["bytes"] or 0)
 
-    def on_wait(opens: Any) -> None:
-        typer.echo(f"outside the window {opts.window}: waiting until {opens:%Y-%m-%d %H:%M}", err=True)
-
-    try:
-        res = send_index(index, t, opts, on_total=on_total, on_progress=on_progress, on_wait=on_wait,
-                         wrap_books=shared)
-    finally:
-        if bar is not None:
-            bar.close()
-    rate = res.bytes_sent / 1e6 / res.seconds if res.seconds else 0.0
-    lines = [f"send run {res.run_id} to {res.target}: {res.outcome}",
-             f"  queued:    {res.queued} instances ({render.human_bytes(res.bytes_queued)}), "
-             f"{res.updates_queued} of them updates",
-             f"  stored:    {res.stored}",
-             f"  warnings:  {res.warnings} (stored, possibly coerced)",
-             f"  failed:    {res.failed}"]
-    lines += [f"    {k}: {v}" for k, v in sorted(res.failed_by_status.items())]
-    lines += [f"  retries:   {res.retries}"]
-    if shared is not None and shared.made:
-        pb = shared.made[0]
-        lines.insert(1, f"  books:     migration {pb.link.migration_name!r} as host {pb.link.host_name!r}"
-                        + (f", share {pb.shard}" if pb.shard else "")
-                        + f"; {pb.skipped} instances claimed by other hosts (theirs to send)")
-    if res.source_changed:
-        lines.append(f"  source changed since scan (not sent): {res.source_changed}")
-    if res.not_sent:
-        lines.append(f"  not sent:  {res.left}")
-        lines += [f"    {k}: {v}" for k, v in res.not_sent.items()]
-    if res.target_error:
-        lines.append(f"  target: {res.target_error}")
-    lines.append(f"  {render.human_bytes(res.bytes_sent)} in {res.seconds:.1f} s, average {rate:.1f} MB/s")
-    if not res.merged:
-        lines.append("  the index stayed busy: the last records wait in the run's journal, and the next pacscopy "
-                     "command that opens the index merges them")
-    typer.echo("\n".join(lines))
-    stale = 0
-    if res.updates_queued and not no_prove and res.outcome not in ("target_down", "target_refused"):
-        stale = _prove_updates(index, t, opts.calling_ae, opts.timeout, port)
-    if res.failed or res.left or stale:
+    with p:
+        res = send_run.run(
+            _index(index), t, opts, books=books, shard=shard, prove=not no_prove, port=port,
+            on_total=p.on_total, on_progress=on_progress, on_caught_up=lambda n: typer.echo(
+                f"books: recorded {n} instances stored by an earlier run of this host", err=True),
+            on_wait=lambda opens: typer.echo(f"outside the window {opts.window}: waiting until "
+                                             f"{opens:%Y-%m-%d %H:%M}", err=True))
+    typer.echo("\n".join(summaries.send_lines(res)))
+    if res.proof_error is not None:
+        typer.echo(summaries.unproven_line(res.unproven, res.proof_error), err=True)
+    if not res.ok:
         raise typer.Exit(1)
-
-
-def _prove_updates(index: str, t: Any, calling_ae: str, timeout: float, port: int) -> int:
-    """Retrieve back the updates just stored (a success status is no proof); how many the target did not take."""
-    from pacscopy.errors import PacscopyError
-    from pacscopy.verify.living import proof_line, prove_updates, unproven_updates
-
-    try:
-        up = prove_updates(index, t, calling_ae=calling_ae, timeout=timeout, port=port)
-    except PacscopyError as e:
-        with idx.open_index(index, read_only=True) as con:
-            n = len(unproven_updates(con, t))
-        typer.echo(f"{n} updates not proven yet (pacscopy verify retrieves them back; give --port "
-                   f"for C-MOVE): {e}", err=True)
-        return 0
-    if up is None:
-        return 0
-    typer.echo(proof_line(up))
-    if up.counts.get("mismatch", 0):
-        typer.echo("  the target answered success but kept its old copy: see pacscopy reconcile (stale_on_target)")
-    return up.counts.get("mismatch", 0) + up.counts.get("missing_on_target", 0)
 
 
 @app.command()
@@ -504,40 +299,16 @@ def status(
 
     t = _target(target, resolve=False)
     if books:
-        return _books_status(books, str(t))
+        from pacscopy.output.books import status_text
+        from pacscopy.pg.books import status as books_status
+
+        return typer.echo(status_text(books_status(books, str(t))))
     from pacscopy.journal import running
 
     with idx.open_index(_index(index), read_only=True) as con:
         p = progress(con, t, _index(index))
         sends = running(con, _index(index))
-    typer.echo(f"target {t}: {p.in_plan} instances in the plan, each counted once")
-    for r in sends:  # their newest attempts are in their journals: say how old the figures are
-        s = r.send
-        when = f"as of {r.as_of:%Y-%m-%d %H:%M:%S}, its latest merge" if r.as_of else "as of its start (nothing merged yet)"
-        typer.echo(f"  a send to {s.target} is running (run {s.run_id}, pid {s.pid} on {s.host} since "
-                   f"{s.since}): {'these figures are' if s.target == str(t) else 'its figures are'} {when}")
-    lines = [
-        ("stored and current", p.stored_current, f"{p.verified} verified, {p.warnings} stored with warnings"),
-        ("verify problems", p.verify_problems, "mismatch, missing on target or disputed: see reconcile"),
-        ("updates pending", p.updates_pending, "the source changed since stored: send sends them"),
-        ("stale on target", p.stale, "the target kept its old copy of an update"),
-        ("deleted in source", p.deleted_in_source, "still on the target: decide --action keep|remove"),
-        ("awaiting decision", p.awaiting_decision, "held: decide --action send|skip|hold"),
-        ("failed", p.failed, "the latest attempt failed"),
-        ("left", p.not_sent, "planned, not sent yet"),
-        ("excluded", p.excluded, "with a recorded reason (corrupt, blocked, decided, deleted before sent)"),
-    ]
-    for name, n, note in lines:
-        typer.echo(f"  {name + ':':20s}{n:>9}  {note}")
-    typer.echo(f"  to send:            {p.left_to_send:>9}  ({render.human_bytes(p.left_bytes)}: left, failed, "
-               "updates, stale)")
-    if p.run_id is not None and p.ended and p.instances:
-        typer.echo(f"  latest run {p.run_id}: {p.per_second:.1f} instances/s, {p.mb_per_second:.1f} MB/s")
-        eta = p.finish()
-        if eta is not None:
-            typer.echo(f"  estimated finish at that rate: {eta:%Y-%m-%d %H:%M} (sending around the clock)")
-    elif p.left_to_send:
-        typer.echo("  no send run yet: no rate to estimate a finish from")
+    typer.echo("\n".join(summaries.status_lines(t, p, sends)))
 
 
 @app.command(name="map")
@@ -636,63 +407,29 @@ def verify(
 ) -> None:
     """Prove the target holds what was sent: C-FIND, Storage Commitment, or retrieve and compare."""
     from pacscopy.verify.verify import forget as do_forget
-    from pacscopy.verify.verify import verify as do_verify
 
     t = _target(target)
-    con = idx.open_index(_index(index))
     if forget is not None:
-        try:
+        with idx.open_index(_index(index)) as con:
             n = do_forget(con, t, forget.value)
-        finally:
-            con.close()
         typer.echo(f"retired {n} {forget.value} results for {t} (recorded in verification_forgets)")
         return
-    from pacscopy.verify.living import unproven_updates
+    from pacscopy.verify.run import run as do_verify
 
-    try:  # the index is held only briefly: a send, a scan, a status run meanwhile
-        updates = unproven_updates(con, t)
-    finally:
-        con.close()
-    bar: Any = None
-
-    def on_total(n: int) -> None:
-        nonlocal bar
-        if not quiet:
-            bar = _bar(n, "inst", f"verify {mode.value}", delay=1.0)
-
-    def on_progress(n: int) -> None:
-        if bar is not None:
-            bar.update(n)
-
-    updates_ok = True
-    # Updates are proven only by a retrieve-back: a retrieve run takes every unproven one
-    # whatever the sample; after a find or commit run they are retrieved on their own.
-    try:
-        res = do_verify(_index(index), t, mode.value, sample=sample, calling_ae=calling_ae, timeout=timeout,
-                        port=port, move=move, bind=bind, include=updates if mode.value == "retrieve" else None,
-                        on_total=on_total, on_progress=on_progress)
-    finally:
-        if bar is not None:
-            bar.close()
+    with terminal.Progress(quiet, "inst", f"verify {mode.value}", empty=True, delay=1.0) as p:
+        run = do_verify(_index(index), t, mode.value, sample=sample, calling_ae=calling_ae, timeout=timeout,
+                        port=port, move=move, bind=bind, on_total=p.on_total, on_progress=p.on_progress)
+    res = run.result
     typer.echo(f"verify {res.mode} against {res.target}: {res.checked} instances checked")
     for k in ("verified", "missing_on_target", "mismatch", "failed"):
         typer.echo(f"  {k + ':':19s}{res.counts.get(k, 0)}")
     if res.problems:
         typer.echo(render.table(["sop_instance_uid", "outcome", "detail"], res.problems, max_width=100))
-    if updates and mode.value != "retrieve":
-        from pacscopy.errors import PacscopyError
-
-        try:
-            up = do_verify(_index(index), t, "retrieve", calling_ae=calling_ae, timeout=timeout, port=port,
-                           move=move, bind=bind, only=updates)
-            typer.echo(f"updates retrieved back: {up.checked}; verified {up.counts.get('verified', 0)}, "
-                       f"kept old copy (stale) {up.counts.get('mismatch', 0)}, "
-                       f"missing {up.counts.get('missing_on_target', 0)}, failed {up.counts.get('failed', 0)}")
-            updates_ok = up.ok
-        except PacscopyError as e:
-            typer.echo(f"{len(updates)} updates not proven (they need a retrieve-back): {e}", err=True)
-            updates_ok = False
-    if not res.ok or not updates_ok:
+    if run.proof is not None:
+        typer.echo(summaries.proof_line(run.proof))
+    if run.proof_error is not None:
+        typer.echo(f"{run.updates} updates not proven (they need a retrieve-back): {run.proof_error}", err=True)
+    if not run.ok:
         raise typer.Exit(1)
 
 
@@ -712,14 +449,21 @@ def reconcile(
     from pacscopy.verify import reconcile as rc
 
     if books:
-        return _books_reconcile(books, str(_target(target, resolve=False)), fmt, out)
+        from pacscopy.output.books import reconcile_text
+        from pacscopy.pg.books import reconcile as books_reconcile
+
+        rec_all = books_reconcile(books, str(_target(target, resolve=False)))
+        terminal.emit(reconcile_text(rec_all, fmt.value), out, ": complete" if rec_all.status.complete else ": NOT complete")
+        if not rec_all.status.complete:
+            raise typer.Exit(1)
+        return
     t = _target(target, resolve=not no_query)
     with idx.open_index(_index(index), read_only=True) as con:
-        _note_running(con, _index(index))
+        terminal.note_running(con, _index(index))
         rec = rc.reconcile(con, t, query_target=False)
     if not no_query:  # the index is closed meanwhile: a send merges on
         rc.query_studies(rec, t, calling_ae=calling_ae, timeout=timeout)
-    _emit({"table": rc.to_text, "json": rc.to_json, "html": rc.to_html}[fmt.value](rec), out,
+    terminal.emit({"table": rc.to_text, "json": rc.to_json, "html": rc.to_html}[fmt.value](rec), out,
           ": complete" if rec.complete else ": NOT complete")
     if not rec.complete:
         raise typer.Exit(1)
@@ -795,83 +539,6 @@ def books_release(
     t = str(_target(target, resolve=False)) if target else None
     n = bk.release(url, host, t)
     typer.echo(f"released {n} claims of host {host!r}" + (f" for {t}" if t else "") + ": other hosts may send them")
-
-
-def _books_status(url: str, target: str) -> None:
-    from pacscopy.pg import books as bk
-
-    st = bk.status(url, target)
-    typer.echo(f"migration {st.migration.name!r}, target {target}: {st.in_plan} instances in the plans of "
-               f"{len(st.hosts)} host(s), each counted once (as of {st.as_of:%Y-%m-%d %H:%M:%S}, books {st.url})")
-    notes = {"stored": "stored by one host", "stored_by_two_hosts": "stored by more than one host: see reconcile",
-             "stored_unplanned": "stored, in no host's plan now", "sending": "claimed by a host, answer not recorded yet",
-             "failed": "the latest attempt failed", "left": "planned by some host, not sent yet",
-             "excluded": "no host plans to send it (reasons: reconcile --books)"}
-    for state in bk.STATES:
-        typer.echo(f"  {state + ':':22s}{st.states[state]:>9}  {notes[state]}")
-    rows = [(h.name, h.share or "-", "sending" if h.running else "-", h.stored, h.sending, h.plan_instances or 0,
-             f"{h.last_transfer:%Y-%m-%d %H:%M:%S}" if h.last_transfer else "-") for h in st.hosts]
-    typer.echo(render.table(["host", "share", "now", "stored", "claimed", "planned", "last transfer"], rows))
-
-
-def _books_report(url: str, fmt: Any, out: Optional[Path]) -> None:
-    import json
-
-    from pacscopy.pg import books as bk
-
-    rep = bk.report(url)
-    if fmt.value == "json":
-        text = json.dumps({"migration": rep.migration.name, "migration_id": rep.migration.migration_id,
-                           "dispositions": [{"host": h, "disposition": d, "instances": n, "bytes": b}
-                                            for h, d, n, b in rep.dispositions],
-                           "targets": [{"target": t.target, "as_of": t.as_of.isoformat(), "complete": t.complete,
-                                        "states": t.states} for t in rep.targets]}, indent=2)
-    elif fmt.value == "table":
-        lines = [f"migration {rep.migration.name!r} ({rep.migration.migration_id}), books {rep.url}", "",
-                 "plan by disposition (all hosts: each instance once)",
-                 render.table(["host", "disposition", "instances", "bytes"],
-                              [(h or "all hosts", d, n, render.human_bytes(b)) for h, d, n, b in rep.dispositions])]
-        for t in rep.targets:
-            lines += ["", f"target {t.target} (as of {t.as_of:%Y-%m-%d %H:%M:%S}): "
-                          f"{'complete' if t.complete else 'not complete'}"]
-            lines += [f"  {s + ':':22s}{t.states[s]:>9}" for s in bk.STATES]
-        text = "\n".join(lines)
-    else:
-        fail("report --books: --format table or json")
-    _emit(text, out)
-
-
-def _books_reconcile(url: str, target: str, fmt: Any, out: Optional[Path]) -> None:
-    import json
-
-    from pacscopy.pg import books as bk
-
-    rec = bk.reconcile(url, target)
-    st = rec.status
-    if fmt.value == "json":
-        text = json.dumps({"migration": st.migration.name, "migration_id": st.migration.migration_id,
-                           "target": target, "as_of": st.as_of.isoformat(), "complete": st.complete,
-                           "in_plan": st.in_plan, "states": st.states,
-                           "excluded": [{"why": w, "instances": n} for w, n in rec.excluded],
-                           "problems": [p._asdict() for p in rec.problems],
-                           "hosts": [{"name": h.name, "stored": h.stored, "share": h.share} for h in st.hosts]},
-                          indent=2)
-    else:
-        lines = [f"migration {st.migration.name!r}, target {target} (as of {st.as_of:%Y-%m-%d %H:%M:%S}): "
-                 f"{'complete' if st.complete else 'NOT complete'}",
-                 f"  {st.in_plan} instances in the plans of {len(st.hosts)} host(s)"]
-        lines += [f"  {s + ':':22s}{st.states[s]:>9}" for s in bk.STATES]
-        if rec.excluded:
-            lines.append("excluded, why:")
-            lines += [f"  {n:>9}  {w}" for w, n in rec.excluded]
-        if rec.problems:
-            lines.append(f"not accounted for (first {len(rec.problems)}):")
-            lines.append(render.table(["sop_instance_uid", "state", "host", "why"],
-                                      [tuple(p) for p in rec.problems], max_width=80))
-        text = "\n".join(lines)
-    _emit(text, out, ": complete" if st.complete else ": NOT complete")
-    if not st.complete:
-        raise typer.Exit(1)
 
 
 def version_callback(value: bool) -> None:
