@@ -27,30 +27,10 @@ TargetOpt = Annotated[str, typer.Option(
     "--target", help="Target as AE@host:port, e.g. ORTHANC@127.0.0.1:4242.", show_default=False)]
 
 
-def _checked(check: Any, what: str, **kw: Any) -> Any:
-    """A typer callback running ``check(value, what)`` (:mod:`pacscopy.validate`): a bad
-    value ends as one line (InputError) before the command runs."""
-
-    def callback(value: Any) -> Any:
-        return value if value is None else check(value, what, **kw)
-
-    return callback
-
-
-def _target(text: str, resolve: bool = True) -> Any:
-    """``--target`` parsed (AE title and port validated) and, for a network command, its host resolved."""
-    from pacscopy.dicom.peer import Target
-
-    t = Target.parse(text)
-    if resolve:
-        validate.resolvable(t.host, f"target {text!r}: host")
-    return t
-
-
 BooksOpt = Annotated[Optional[str], typer.Option(
     "--books", help="Shared books (PostgreSQL URL): the whole migration, every host.", show_default=False)]
 CallingOpt = Annotated[str, typer.Option("--calling-ae", help="Our AE title.",
-                                         callback=_checked(validate.ae_title, "--calling-ae"))]
+                                         callback=validate.option(validate.ae_title, "--calling-ae"))]
 
 app = typer.Typer(
     name="pacscopy",
@@ -216,12 +196,12 @@ def probe(
     index: IndexOpt = None,
     calling_ae: CallingOpt = "PACSCOPY",
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the target.",
-                                           callback=_checked(validate.timeout, "--timeout"))] = 10.0,
+                                           callback=validate.option(validate.timeout, "--timeout"))] = 10.0,
 ) -> None:
     """C-ECHO the target and record which (SOP class, transfer syntax) pairs it accepts."""
     from pacscopy.send.probe import probe as do_probe
 
-    t = _target(target)
+    t = validate.target(target)
     with idx.open_index(_index(index)) as con:
         res = do_probe(con, t, calling_ae, timeout)
     typer.echo("\n".join(summaries.probe_lines(res)))
@@ -242,10 +222,10 @@ def send(
     updates_only: Annotated[bool, typer.Option("--updates-only", help="Send only updates (a delta run of a target already sent to).")] = False,
     no_prove: Annotated[bool, typer.Option("--no-prove", help="Do not retrieve updates back right after the send (verify does it).")] = False,
     port: Annotated[int, typer.Option(help="Updates' retrieve-back: port of our C-MOVE SCP for a target without C-GET.",
-                                      callback=_checked(validate.port, "--port", allow_zero=True))] = 0,
+                                      callback=validate.option(validate.port, "--port", allow_zero=True))] = 0,
     calling_ae: CallingOpt = "PACSCOPY",
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each answer (DIMSE/ACSE).",
-                                           callback=_checked(validate.timeout, "--timeout"))] = 20.0,
+                                           callback=validate.option(validate.timeout, "--timeout"))] = 20.0,
     retries: Annotated[int, typer.Option(min=0, help="Retries per instance for retryable failures.")] = 4,
     wait_for_target: Annotated[float, typer.Option(min=0, help="Seconds to wait for a target that went down.")] = 120.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -257,7 +237,7 @@ def send(
     from pacscopy.send import run as send_run
     from pacscopy.send.options import SendOptions, Window, parse_rate
 
-    t = _target(target, resolve=not dry_run)
+    t = validate.target(target, resolve=not dry_run)
     opts = SendOptions(associations=associations, calling_ae=calling_ae, max_rate=parse_rate(max_rate),
                        window=Window.parse(window) if window else None, where=where, limit=limit,
                        timeout=timeout, retries=retries, wait_for_target=wait_for_target, transcode=transcode,
@@ -297,7 +277,7 @@ def status(
     """Progress towards a target, with an estimated finish at the latest run's rate."""
     from pacscopy.send.queue import progress
 
-    t = _target(target, resolve=False)
+    t = validate.target(target, resolve=False)
     if books:
         from pacscopy.output.books import status_text
         from pacscopy.pg.books import status as books_status
@@ -358,11 +338,11 @@ def manifest(
 @app.command()
 def receive(
     port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).",
-                                      callback=_checked(validate.port, "--port", allow_zero=True))],
+                                      callback=validate.option(validate.port, "--port", allow_zero=True))],
     storage: Annotated[Path, typer.Option(help="Folder to write received objects to.")],
-    ae: Annotated[str, typer.Option("--ae", help="Our AE title.", callback=_checked(validate.ae_title, "--ae"))] = "PACSCOPY_RX",
+    ae: Annotated[str, typer.Option("--ae", help="Our AE title.", callback=validate.option(validate.ae_title, "--ae"))] = "PACSCOPY_RX",
     host: Annotated[str, typer.Option(help="Address to listen on.",
-                                      callback=_checked(validate.resolvable, "--host"))] = "127.0.0.1",
+                                      callback=validate.option(validate.resolvable, "--host"))] = "127.0.0.1",
     commit_reply: Annotated[Optional[str], typer.Option(
         help="Send Storage Commitment reports on a new association to AE@host:port.")] = None,
 ) -> None:
@@ -370,7 +350,7 @@ def receive(
     from pacscopy.receive import start_receiver
 
     if commit_reply is not None:
-        _target(commit_reply)  # a bad value fails here, with one line
+        validate.target(commit_reply)  # a bad value fails here, with one line
     rx = start_receiver(storage, port=port, ae_title=ae, host=host, commit_reply=commit_reply)
     typer.echo(f"receiving as {ae}@{host}:{rx.port} into {storage} (Ctrl-C to stop)", err=True)
     try:
@@ -396,19 +376,19 @@ def verify(
     sample: Annotated[Optional[float], typer.Option(min=0.01, max=100, help="Verify only this percentage (a reproducible sample).")] = None,
     calling_ae: CallingOpt = "PACSCOPY",
     port: Annotated[int, typer.Option(help="commit: port for the target's report; retrieve: port of our C-MOVE SCP.",
-                                      callback=_checked(validate.port, "--port", allow_zero=True))] = 0,
+                                      callback=validate.option(validate.port, "--port", allow_zero=True))] = 0,
     move: Annotated[bool, typer.Option("--move", help="retrieve: use C-MOVE to our SCP on --port instead of C-GET.")] = False,
     bind: Annotated[Optional[str], typer.Option("--bind", help="Address our listener (--port) binds; default: the local address that reaches the target.",
-                                                callback=_checked(validate.resolvable, "--bind"))] = None,
+                                                callback=validate.option(validate.resolvable, "--bind"))] = None,
     forget: Annotated[Optional[VerifyMode], typer.Option("--forget", help="Retire the recorded results of this mode for the target (recorded, not deleted), then stop.")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the target.",
-                                           callback=_checked(validate.timeout, "--timeout"))] = 30.0,
+                                           callback=validate.option(validate.timeout, "--timeout"))] = 30.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Prove the target holds what was sent: C-FIND, Storage Commitment, or retrieve and compare."""
     from pacscopy.verify.verify import forget as do_forget
 
-    t = _target(target)
+    t = validate.target(target)
     if forget is not None:
         with idx.open_index(_index(index)) as con:
             n = do_forget(con, t, forget.value)
@@ -442,7 +422,7 @@ def reconcile(
     no_query: Annotated[bool, typer.Option("--no-query", help="Do not ask the target for study counts.")] = False,
     calling_ae: CallingOpt = "PACSCOPY",
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the target.",
-                                           callback=_checked(validate.timeout, "--timeout"))] = 30.0,
+                                           callback=validate.option(validate.timeout, "--timeout"))] = 30.0,
     books: BooksOpt = None,
 ) -> None:
     """Account for every instance: verified on the target, or excluded with its reason. Exit 0 only when complete."""
@@ -452,12 +432,12 @@ def reconcile(
         from pacscopy.output.books import reconcile_text
         from pacscopy.pg.books import reconcile as books_reconcile
 
-        rec_all = books_reconcile(books, str(_target(target, resolve=False)))
+        rec_all = books_reconcile(books, str(validate.target(target, resolve=False)))
         terminal.emit(reconcile_text(rec_all, fmt.value), out, ": complete" if rec_all.status.complete else ": NOT complete")
         if not rec_all.status.complete:
             raise typer.Exit(1)
         return
-    t = _target(target, resolve=not no_query)
+    t = validate.target(target, resolve=not no_query)
     with idx.open_index(_index(index), read_only=True) as con:
         terminal.note_running(con, _index(index))
         rec = rc.reconcile(con, t, query_target=False)
@@ -501,11 +481,7 @@ def books_join(
     from pacscopy.pg import books as bk
 
     path = _index(index)
-    with idx.open_index(path) as con:
-        link = bk.join(url, con, os.path.abspath(path), host)
-        pg, link, u = bk.open_linked(con, url)
-        with pg:
-            n = bk.publish(pg, u, link, con)
+    link, n = bk.join_index(url, path, host)
     typer.echo(f"index {path} joined migration {link.migration_name!r} as host {link.host_name!r}; "
                f"published its plan ({n} instances); the password is not recorded")
 
@@ -518,11 +494,7 @@ def books_publish(
     """Publish this host's plan to the shared books again (after each check)."""
     from pacscopy.pg import books as bk
 
-    path = _index(index)
-    with idx.open_index(path) as con:
-        pg, link, u = bk.open_linked(con, books)
-        with pg:
-            n = bk.publish(pg, u, link, con)
+    link, n = bk.publish_index(_index(index), books)
     typer.echo(f"host {link.host_name!r}: published its plan ({n} instances) to migration {link.migration_name!r}")
 
 
@@ -536,7 +508,7 @@ def books_release(
     """Release the claims of a host gone for good (not stored yet), so the other hosts send those instances."""
     from pacscopy.pg import books as bk
 
-    t = str(_target(target, resolve=False)) if target else None
+    t = str(validate.target(target, resolve=False)) if target else None
     n = bk.release(url, host, t)
     typer.echo(f"released {n} claims of host {host!r}" + (f" for {t}" if t else "") + ": other hosts may send them")
 
@@ -594,21 +566,7 @@ def main(argv: list[str] | None = None) -> None:
         # an index problem the library did not foresee: still one line
         if os.environ.get("PACSCOPY_DEBUG"):
             raise
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        low = first.lower()
-        if isinstance(e, duckdb.OutOfMemoryException):
-            limit = os.environ.get("PACSCOPY_MEMORY_LIMIT") or "the default 1GB"
-            typer.echo(f"pacscopy: error: the index needs more memory than its budget ({limit}); nothing was "
-                       "half-written: set PACSCOPY_MEMORY_LIMIT higher (check on 1 million files needs 1GB, "
-                       f"see BENCHMARKS.md) [{first}]", err=True)
-        elif "no space left" in low:
-            typer.echo(f"pacscopy: error: the disk is full (DuckDB spills to a .tmp folder next to the index; "
-                       f"check needs about 1.1 GB per million files there); nothing was half-written [{first}]",
-                       err=True)
-        elif "checksum" in low or "could not read enough bytes" in low or "corrupt" in low:
-            typer.echo(f"pacscopy: error: the index is damaged ({first}): {idx.RECOVER}", err=True)
-        else:
-            typer.echo(f"pacscopy: error: index: {first} (PACSCOPY_DEBUG=1 shows the traceback)", err=True)
+        typer.echo(f"pacscopy: error: {idx.failure_message(e)}", err=True)
         sys.exit(2)  # the one error code (README, "Exit codes")
 
 

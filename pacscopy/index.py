@@ -67,6 +67,25 @@ def default_index_path() -> str:
 #: What to do about a damaged index: said by every message that finds one.
 RECOVER = ("restore your backup copy of the index (see README, 'Backing up the index'), "
            "or rescan into a new index: pacscopy scan ROOT... --index NEW.duckdb")
+
+
+def failure_message(e: duckdb.Error) -> str:
+    """One line for a DuckDB error the library did not foresee: what happened to the index and what to do."""
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    low = first.lower()
+    if isinstance(e, duckdb.OutOfMemoryException):
+        limit = os.environ.get("PACSCOPY_MEMORY_LIMIT") or "the default 1GB"
+        return (f"the index needs more memory than its budget ({limit}); nothing was half-written: set "
+                "PACSCOPY_MEMORY_LIMIT higher (check on 1 million files needs 1GB, see BENCHMARKS.md) "
+                f"[{first}]")
+    if "no space left" in low:
+        return (f"the disk is full (DuckDB spills to a .tmp folder next to the index; check needs about "
+                f"1.1 GB per million files there); nothing was half-written [{first}]")
+    if "checksum" in low or "could not read enough bytes" in low or "corrupt" in low:
+        return f"the index is damaged ({first}): {RECOVER}"
+    return f"index: {first} (PACSCOPY_DEBUG=1 shows the traceback)"
+
+
 _DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
 
 

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import math
 import socket
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from pacscopy.dicom.peer import Target
 from pacscopy.errors import InputError
 
 #: AE titles: PS3.5 6.2 (VR AE): at most 16 characters of the default
@@ -94,3 +97,22 @@ def read_text(path: Path | str, what: str = "file") -> str:
         line = data[: e.start].count(b"\n") + 1
         raise InputError(f"{what} {path} is not UTF-8 text (line {line}, byte offset {e.start}): "
                          f"save it as UTF-8") from None
+
+
+def target(text: str, resolve: bool = True) -> Target:
+    """A ``--target`` AE@host:port parsed (AE title and port validated) and, for a network command, its host
+    resolved."""
+    t = Target.parse(text)
+    if resolve:
+        resolvable(t.host, f"target {text!r}: host")
+    return t
+
+
+def option(check: Callable[..., Any], what: str, **kw: Any) -> Callable[[Any], Any]:
+    """A typer callback running ``check(value, what, **kw)``: a bad value ends as one line (InputError)
+    before the command runs."""
+
+    def callback(value: Any) -> Any:
+        return value if value is None else check(value, what, **kw)
+
+    return callback

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import socket
 import uuid
 from dataclasses import dataclass
@@ -159,6 +160,25 @@ def publish(con: psycopg.Connection[Any], url: str, link: Link, index_con: duckd
     finally:
         cur.close()
     return n
+
+
+def publish_index(index_path: str, given: str | None) -> tuple[Link, int]:
+    """``books publish``: this host's plan from the index at ``index_path`` into its books; (link, instances)."""
+    with idx.open_index(index_path) as con:
+        return _publish_linked(con, given)
+
+
+def join_index(url: str, index_path: str, host: str | None = None) -> tuple[Link, int]:
+    """``books join``: link the index at ``index_path`` to the books at ``url`` and publish its plan."""
+    with idx.open_index(index_path) as con:
+        join(url, con, os.path.abspath(index_path), host)
+        return _publish_linked(con, url)
+
+
+def _publish_linked(index_con: duckdb.DuckDBPyConnection, given: str | None) -> tuple[Link, int]:
+    pg, link, url = open_linked(index_con, given)
+    with pg:
+        return link, publish(pg, url, link, index_con)
 
 
 # -- shares --------------------------------------------------------------------------

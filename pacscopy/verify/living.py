@@ -64,11 +64,3 @@ def prove_updates(index: str, target: Target, *, calling_ae: str = "PACSCOPY", t
         return None
     return verify(index, target, "retrieve", calling_ae=calling_ae, timeout=timeout, port=port, move=move,
                   bind=bind, only=updates)
-
-
-def proof_line(res: Any) -> str:
-    """One line saying how the retrieve-back of updates went."""
-    c = res.counts
-    return (f"updates retrieved back: {res.checked}; verified {c.get('verified', 0)}, "
-            f"kept old copy (stale) {c.get('mismatch', 0)}, missing {c.get('missing_on_target', 0)}, "
-            f"failed {c.get('failed', 0)}")
