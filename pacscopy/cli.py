@@ -1,7 +1,8 @@
-"""The command line: parse, call the library, render, choose the exit code.
+"""The command line: each command parses, makes one library call, renders, chooses the exit code.
 
-This is the only module that prints, draws progress bars or exits. Library
-errors (:class:`PacscopyError`) become one line on stderr and exit code 2.
+Only this module (with its terminal helpers, :mod:`pacscopy.output.terminal`) prints,
+draws progress bars or exits; the wording of results lives in :mod:`pacscopy.output`.
+Library errors (:class:`PacscopyError`) become one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
