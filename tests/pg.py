@@ -7,6 +7,7 @@ installed here (no root, no apt), the tests that need it are skipped, saying why
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import shutil
 import subprocess
@@ -74,14 +75,21 @@ class PgServer:
         return self.database_url(name)
 
 
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PgServer]:
+@contextlib.contextmanager
+def _server() -> Iterator[PgServer]:
+    """A server of its own for the block, removed after (the test is skipped without psycopg)."""
     pytest.importorskip("psycopg", reason="psycopg is not installed: pip install 'pacscopy[postgres]'")
     server = PgServer.start_new()
     try:
         yield server
     finally:
         server.remove()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    with _server() as server:
+        yield server
 
 
 @pytest.fixture
@@ -93,9 +101,5 @@ def pg_url(pg_server: PgServer) -> str:
 @pytest.fixture
 def own_pg() -> Iterator[PgServer]:
     """A PostgreSQL of the test's own (to stop and start it again)."""
-    pytest.importorskip("psycopg", reason="psycopg is not installed: pip install 'pacscopy[postgres]'")
-    server = PgServer.start_new()
-    try:
+    with _server() as server:
         yield server
-    finally:
-        server.remove()

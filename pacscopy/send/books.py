@@ -95,13 +95,37 @@ class Books(Protocol):
         ...
 
 
-class LocalBooks:
+class _OneHost:
+    """What the books of one host share: every instance is its own to send, an empty batch is not recorded."""
+
+    run_id = 0
+    target = ""
+
+    def claim(self, batch: list[Item]) -> list[Item]:
+        return batch
+
+    def record(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self._record(rows)
+
+    def record_source_changed(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self._record_source_changed({"path": [c["path"] for c in rows],
+                                         "sop": [c["sop_instance_uid"] for c in rows],
+                                         "detail": [c["detail"] for c in rows]})
+
+    def _record(self, rows: list[dict[str, Any]]) -> None:
+        raise NotImplementedError
+
+    def _record_source_changed(self, cols: dict[str, list[Any]]) -> None:
+        raise NotImplementedError
+
+
+class LocalBooks(_OneHost):
     """The books written straight into an open index connection, one transaction per call."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.con = con
-        self.run_id = 0
-        self.target = ""
 
     def start_run(self, target: Target, opts: SendOptions, queued: int) -> int:
         row = run(self.con, "ops/send/send_start", {
@@ -112,21 +136,13 @@ class LocalBooks:
         self.run_id, self.target = int(row[0]), str(target)
         return self.run_id
 
-    def claim(self, batch: list[Item]) -> list[Item]:
-        return batch
-
-    def record(self, rows: list[dict[str, Any]]) -> None:
-        if not rows:
-            return
+    def _record(self, rows: list[dict[str, Any]]) -> None:
         cols = {c: [r[c] for r in rows] for c in TRANSFER_COLS}
         with transaction(self.con):
             insert_columns(self.con, "ops/send/insert_transfers", cols, run_id=self.run_id, target=self.target)
 
-    def record_source_changed(self, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            insert_columns(self.con, "ops/send/insert_source_changed", {
-                "path": [c["path"] for c in rows], "sop": [c["sop_instance_uid"] for c in rows],
-                "detail": [c["detail"] for c in rows]})
+    def _record_source_changed(self, cols: dict[str, list[Any]]) -> None:
+        insert_columns(self.con, "ops/send/insert_source_changed", cols)
 
     def tick(self) -> None:
         pass
@@ -144,7 +160,7 @@ def finish_params(s: SendSummary) -> dict[str, Any]:
             "not_sent": s.left, "bytes": s.bytes_sent, "outcome": s.outcome}
 
 
-class JournalBooks:
+class JournalBooks(_OneHost):
     """The books in the send's journal (:mod:`pacscopy.journal`), merged into the index every second or so.
 
     The run's start is written into the index directly (``con`` is set while
@@ -185,24 +201,15 @@ class JournalBooks:
         self.journal.append("start", **writer_record(self.run_id, self.target))
         return self.run_id
 
-    def claim(self, batch: list[Item]) -> list[Item]:
-        return batch
-
-    def record(self, rows: list[dict[str, Any]]) -> None:
-        if not rows:
-            return
+    def _record(self, rows: list[dict[str, Any]]) -> None:
         assert self.journal is not None
         cols = {c: [r.get(c) for r in rows] for c in (*TRANSFER_COLS, *SENT_COLS)}
         self.journal.append("transfers", run_id=self.run_id, target=self.target, cols=cols)
         self.dirty = True
 
-    def record_source_changed(self, rows: list[dict[str, Any]]) -> None:
-        if not rows:
-            return
+    def _record_source_changed(self, cols: dict[str, list[Any]]) -> None:
         assert self.journal is not None
-        self.journal.append("source_changed", cols={
-            "path": [c["path"] for c in rows], "sop": [c["sop_instance_uid"] for c in rows],
-            "detail": [c["detail"] for c in rows]})
+        self.journal.append("source_changed", cols=cols)
         self.dirty = True
 
     def tick(self) -> None:
