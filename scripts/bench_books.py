@@ -52,6 +52,28 @@ def corpus(files: int, size: int) -> Path:
     return root
 
 
+@contextlib.contextmanager
+def checked_base(root: Path, prefix: str) -> Iterator[tuple[Path, Path]]:
+    """A temporary folder under bench-data and in it ``base.duckdb``: ``root`` scanned and checked once."""
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=DATA) as tmps:
+        tmp = Path(tmps)
+        base = tmp / "base.duckdb"
+        run([str(PACSCOPY), "scan", str(root), "--index", str(base), "-q"])
+        run([str(PACSCOPY), "check", "--index", str(base), "-q"])
+        yield tmp, base
+
+
+@contextlib.contextmanager
+def work_dir(tmp: Path, name: str) -> Iterator[Path]:
+    """A fresh folder for one measurement, removed after it."""
+    work = tmp / name
+    work.mkdir()
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
     r = subprocess.run(cmd, capture_output=True, text=True, env=ENV, **kw)  # type: ignore[call-overload]
     if r.returncode != 0:
@@ -150,11 +172,7 @@ def main(argv: list[str]) -> None:
     args = ap.parse_args(argv)
     root = corpus(args.files, args.size)
     results: list[dict] = []
-    with tempfile.TemporaryDirectory(prefix="pacscopy-bench-books-", dir=DATA) as tmps:
-        tmp = Path(tmps)
-        base = tmp / "base.duckdb"
-        run([str(PACSCOPY), "scan", str(root), "--index", str(base), "-q"])
-        run([str(PACSCOPY), "check", "--index", str(base), "-q"])
+    with checked_base(root, "pacscopy-bench-books-") as (tmp, base):
         bases = {h: [base] for h in HOSTS}
         if args.layout == "disjoint":
             bases.update({h: disjoint_bases(root, tmp, h) for h in HOSTS if h > 1})
@@ -163,10 +181,8 @@ def main(argv: list[str]) -> None:
             for r in range(args.runs):
                 for i, (hosts, with_books) in enumerate(configs[r % len(configs):] + configs[:r % len(configs)]):
                     books = new_database(url, f"bench_{r}_{hosts}_{int(with_books)}") if with_books else None
-                    work = tmp / f"run{r}-{hosts}-{int(with_books)}"
-                    work.mkdir()
-                    m = measure(bases[hosts], args.files, hosts, books, work, args.associations)
-                    shutil.rmtree(work, ignore_errors=True)
+                    with work_dir(tmp, f"run{r}-{hosts}-{int(with_books)}") as work:
+                        m = measure(bases[hosts], args.files, hosts, books, work, args.associations)
                     log(f"run {r + 1}: {hosts} host(s){' + books' if with_books else ''}: {m['wall']:.2f} s, "
                         f"ok={m['ok']}, load {m['load']:.2f}")
                     results.append(m)

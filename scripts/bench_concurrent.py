@@ -22,14 +22,13 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_send as bsend  # noqa: E402  (receivers, peers, environment)
-from bench_books import corpus, run  # noqa: E402
+from bench_books import checked_base, corpus, run, work_dir  # noqa: E402
 from bench_scan import DATA, PACSCOPY, environment, log  # noqa: E402
 
 ENV = bsend.ENV
@@ -125,17 +124,11 @@ def main(argv: list[str]) -> None:
     args = ap.parse_args(argv)
     root = corpus(args.files, args.size)
     results: list[dict] = []
-    with tempfile.TemporaryDirectory(prefix="pacscopy-bench-concurrent-", dir=DATA) as tmps:
-        tmp = Path(tmps)
-        base = tmp / "base.duckdb"
-        run([str(PACSCOPY), "scan", str(root), "--index", str(base), "-q"])
-        run([str(PACSCOPY), "check", "--index", str(base), "-q"])
+    with checked_base(root, "pacscopy-bench-concurrent-") as (tmp, base):
         for r in range(args.runs):
             for polled in ((False, True) if r % 2 == 0 else (True, False)):
-                work = tmp / f"run{r}-{int(polled)}"
-                work.mkdir()
-                m = measure(base, args.files, polled, work, args.associations)
-                shutil.rmtree(work, ignore_errors=True)
+                with work_dir(tmp, f"run{r}-{int(polled)}") as work:
+                    m = measure(base, args.files, polled, work, args.associations)
                 log(f"run {r + 1}: {'polled' if polled else 'alone'}: {m['wall']:.2f} s, ok={m['ok']}, "
                     f"load {m['load']:.2f}" + (f", {len(m['status'])} status" if polled else ""))
                 results.append(m)
