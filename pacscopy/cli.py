@@ -115,6 +115,8 @@ def check(
     manifest_policy: Annotated[Optional[list[str]], typer.Option(
         "--manifest-policy", help="RULE=ACTION for the manifest's cases (deleted, orphan, demographics, "
         "uid_mismatch); kept until set again.", show_default=False)] = None,
+    full: Annotated[bool, typer.Option("--full", help="Re-evaluate every file, not only the groups of the "
+                                       "files changed since the last check.")] = False,
 ) -> None:
     """Run the SQL checks into 'findings' and rebuild the plan (decisions are kept)."""
     from pacscopy.check.checks import run_checks
@@ -123,8 +125,9 @@ def check(
     policy = parse_policy(manifest_policy or [])
     with idx.open_index(_index(index)) as con, terminal.Progress(quiet, "file", "content hashes") as p:
         set_policy(con, policy)
-        res = run_checks(con, names, on_hash_total=p.on_total, on_hash_progress=p.on_progress)
+        res = run_checks(con, names, full=full, on_hash_total=p.on_total, on_hash_progress=p.on_progress)
     if not quiet:
+        typer.echo(res.describe())
         typer.echo(render.table(["check", "severity", "files", "instances"], res.summary))
         typer.echo("")
         typer.echo(summaries.plan_table(res.plan))

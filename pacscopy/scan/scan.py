@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pacscopy import __version__
 from pacscopy.errors import IndexBusyError, InputError
-from pacscopy.index import default_index_path, fetch, insert_columns, open_index, run, transaction
+from pacscopy.index import default_index_path, fetch, insert_columns, open_index, run, run_script, transaction
 from pacscopy.scan.fileread import ROW_COLUMNS, display_path, entry_row, read_and_inspect
 from pacscopy.scan.pool import IO_BYTES, IO_DEPTH, ReadAhead, Workers, scan_workers
 
@@ -49,6 +49,11 @@ HOP_ROWS = 20_000
 #: While another process holds the index, the writer keeps reading and buffering up to this
 #: many rows, then waits for the index (bounded memory).
 HOP_MAX_ROWS = 50_000
+#: Changed rows recorded for the next incremental check (``check_dirty``) at most, before the
+#: scan gives up recording and the next check is a full one (also past a quarter of the index).
+DIRTY_MAX = 1_000_000
+#: The key columns recorded in ``check_dirty``: the groups an incremental check re-evaluates.
+DIRTY_KEYS = ("path", "sop_instance_uid", "study_instance_uid", "series_instance_uid", "accession_number", "patient_id")
 #: Files go to a worker in chunks of at most this many files or bytes.
 CHUNK_FILES = 32
 CHUNK_BYTES = 4 << 20
@@ -248,6 +253,12 @@ class _Hop:
             con.close()
 
 
+def _recording(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the rows written now are recorded for the next incremental check (``check_dirty``)."""
+    row = run(con, "ops/scan/dirty_recording").fetchone()
+    return bool(row and row[0])
+
+
 class _Writer:
     """The single writer: buffers rows and writes them in batches, one transaction each.
 
@@ -296,9 +307,18 @@ class _Writer:
             new, old = self.rows, []
         params = {"scan_id": self.scan_id, "volume": self.volume, "root": self.root}
         with transaction(con):
+            record = _recording(con)
+            if record and old:  # the groups these rows leave: their keys before the upsert
+                run(con, "ops/scan/dirty_old_keys", {"paths": [r[0] for r in old], "scan_id": self.scan_id})
             for name, rows in (("ops/scan/insert_files", new), ("ops/scan/upsert_files", old)):
                 if rows:
-                    insert_columns(con, name, dict(zip(COLUMNS, zip(*rows))), **params)
+                    cols = dict(zip(COLUMNS, zip(*rows)))
+                    insert_columns(con, name, cols, **params)
+                    if record:
+                        insert_columns(con, "ops/scan/dirty_new_keys", {k: cols[k] for k in DIRTY_KEYS},
+                                       scan_id=self.scan_id)
+            if record:
+                run_script(con, "ops/scan/dirty_overflow", {"max": DIRTY_MAX})
         self.rows = []
         self.last = time.monotonic()
 
@@ -491,6 +511,8 @@ def scan_root(
                                                   "version": __version__}).fetchone()
         assert started_row is not None
         scan_id = started_row[0]
+        if rehash:  # every row is rewritten: the next check is a full one, nothing to record
+            run_script(con, "ops/scan/dirty_full")
         # Entries are removed as the walk finds them: what is left at the end has vanished.
         known = {
             r[0]: (r[1], r[2], r[3])
@@ -579,7 +601,12 @@ def scan_root(
             writer.write(con)
         if gone:
             with transaction(con):
+                record = _recording(con)
+                if record:
+                    run(con, "ops/scan/dirty_old_keys", {"paths": gone, "scan_id": scan_id})
                 run(con, "ops/scan/mark_missing", {"paths": gone, "scan_id": scan_id})
+                if record:
+                    run_script(con, "ops/scan/dirty_overflow", {"max": DIRTY_MAX})
         res.seconds = time.monotonic() - started
         run(con, "ops/scan/scan_finish", {"new": res.new, "changed": res.changed, "unchanged": res.unchanged,
                                      "missing": res.missing, "bytes_read": res.bytes_read, "scan_id": scan_id})
