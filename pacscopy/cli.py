@@ -279,7 +279,7 @@ def status(
     books: BooksOpt = None,
 ) -> None:
     """Progress towards a target, with an estimated finish at the latest run's rate."""
-    from pacscopy.send.queue import progress
+    from pacscopy.send.queue import keep_count, progress
 
     t = validate.target(target, resolve=False)
     if books:
@@ -292,6 +292,7 @@ def status(
     with idx.open_index(_index(index), read_only=True) as con:
         p = progress(con, t, _index(index))
         sends = running(con, _index(index))
+    keep_count(p)  # a full count: kept in the index, and kept current by the writers from now on
     typer.echo("\n".join(summaries.status_lines(t, p, sends)))
 
 

@@ -34,6 +34,7 @@ import duckdb
 from pacscopy.errors import PacscopyError
 from pacscopy.index import insert_columns, run, transaction
 from pacscopy.runfolder import RunningSend, run_dir, running_sends
+from pacscopy.send.status_counts import keeping
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,8 @@ KINDS = ("start", "transfers", "source_changed", "finish")
 def _apply(con: duckdb.DuckDBPyConnection, line: dict[str, Any]) -> None:
     kind = line["k"]
     if kind == "transfers":
-        insert_columns(con, "ops/send/merge_transfers", line["cols"], run_id=line["run_id"], target=line["target"])
+        with keeping(con, line["target"], line["cols"]["sop_instance_uid"]):  # status's figures stay current
+            insert_columns(con, "ops/send/merge_transfers", line["cols"], run_id=line["run_id"], target=line["target"])
     elif kind == "source_changed":
         insert_columns(con, "ops/send/insert_source_changed", line["cols"])
     elif kind == "finish":

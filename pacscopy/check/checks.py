@@ -35,6 +35,7 @@ import duckdb
 from pacscopy.digest import content_digest
 from pacscopy.errors import InputError
 from pacscopy.index import fetch, insert_columns, load_sql, run, run_script, split_statements, sql_dir, transaction
+from pacscopy.send.status_counts import recount_kept
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +234,7 @@ def _run_full(con: duckdb.DuckDBPyConnection, wanted: list[str], res: CheckResul
         from pacscopy.send.transcode import plan_params
 
         run_script(con, "ops/check/build_plan", plan_params())
+        recount_kept(con)  # the plan changed: status's kept figures are counted again, with it
         if fp is not None:
             _save_state(con, fp, res)
 
@@ -300,6 +302,7 @@ def _run_delta(con: duckdb.DuckDBPyConnection, wanted: list[str], res: CheckResu
                 for stmt in insert:
                     con.execute(stmt, {k: v for k, v in plan_params().items() if f"${k}" in stmt})
                 con.execute("DROP TABLE temp.main.files")
+                recount_kept(con)  # the plan changed: status's kept figures are counted again, with it
             _save_state(con, fp, res)
     finally:
         _drop_temp(con)

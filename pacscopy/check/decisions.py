@@ -17,6 +17,7 @@ import duckdb
 
 from pacscopy.errors import InputError
 from pacscopy.index import run, transaction
+from pacscopy.send.status_counts import keeping
 
 ACTIONS = ("send", "skip", "hold", "keep", "remove")  # keep/remove: deleted in the source (issue 14)
 
@@ -51,7 +52,8 @@ def record_decisions(con: duckdb.DuckDBPyConnection, decisions: list[Decision], 
         problem = run(con, "ops/check/decide_problems").fetchone()
         if problem is not None:
             _refuse(problem, source, len(decisions))
-        run(con, "ops/check/upsert_decision", {"by": user})
+        with keeping(con, None, [d.sop_instance_uid for d in decisions]):  # status's figures stay current
+            run(con, "ops/check/upsert_decision", {"by": user})
         con.execute("DROP TABLE decide_stage")
     return len(decisions)
 

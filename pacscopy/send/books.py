@@ -29,6 +29,7 @@ from pacscopy.errors import IndexBusyError
 from pacscopy.index import insert_columns, lock_wait, open_index, run, transaction
 from pacscopy.journal import Journal, merge, remove, writer_record
 from pacscopy.runfolder import run_dir
+from pacscopy.send.status_counts import keeping
 
 if TYPE_CHECKING:
     from pacscopy.dicom.peer import Target
@@ -138,7 +139,7 @@ class LocalBooks(_OneHost):
 
     def _record(self, rows: list[dict[str, Any]]) -> None:
         cols = {c: [r[c] for r in rows] for c in TRANSFER_COLS}
-        with transaction(self.con):
+        with transaction(self.con), keeping(self.con, self.target, cols["sop_instance_uid"]):
             insert_columns(self.con, "ops/send/insert_transfers", cols, run_id=self.run_id, target=self.target)
 
     def _record_source_changed(self, cols: dict[str, list[Any]]) -> None:

@@ -6,6 +6,7 @@ import duckdb
 
 from pacscopy.errors import InputError
 from pacscopy.index import run, transaction
+from pacscopy.send.status_counts import recount_kept
 
 
 def load_patient_map(con: duckdb.DuckDBPyConnection, path: str, *, merge: bool = False) -> int:
@@ -82,4 +83,5 @@ def load_patient_map(con: duckdb.DuckDBPyConnection, path: str, *, merge: bool =
                 "that merges two patients; if that is intended, load the file with --merge")
         run(con, "ops/send/insert_patient_map", {"source": str(path), "merge_lines": sorted(set(merge_lines))})
         con.execute("DROP TABLE map_stage")
+        recount_kept(con)  # a map changes what an update is: status's kept figures counted again
     return len(olds)

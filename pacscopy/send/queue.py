@@ -7,6 +7,7 @@ predicate over the queue's columns (``sql/ops/send/send_queue.sql``), never mixe
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +18,12 @@ import duckdb
 
 from pacscopy.dicom.peer import Target
 from pacscopy.errors import InputError, PacscopyError
-from pacscopy.index import fetch, load_sql, row_reader
+from pacscopy.index import fetch, load_sql, row_reader, run
 from pacscopy.send.options import SendOptions
+from pacscopy.send.status_counts import Counts
 from pacscopy.send.worker import Item
+
+log = logging.getLogger(__name__)
 
 
 def queue_sql(where: str | None, updates: bool = True, updates_only: bool = False) -> str:
@@ -166,7 +170,7 @@ def dry_run(con: duckdb.DuckDBPyConnection, target: Target, opts: SendOptions) -
 
 @dataclass
 class SendProgress:
-    """Progress towards a target (``sql/ops/send/send_status.sql``) and the latest run's rate.
+    """Progress towards a target (:func:`progress`) and the latest run's rate.
 
     Every instance of the plan is counted once, by its final state for the target (issue 14):
     the counts from ``stored_current`` to ``excluded`` add up to ``in_plan``.
@@ -191,6 +195,9 @@ class SendProgress:
     ended: dt.datetime | None
     instances: int | None
     bytes: int | None
+    as_of: dt.datetime | None = None  # when the figures were last counted or kept current
+    #: a full count made on a read-only connection, to keep in the index once it is closed (:func:`keep_count`)
+    counted: tuple[str, str, Counts, str] | None = field(default=None, repr=False, compare=False)
 
     @property
     def seconds(self) -> float:
@@ -215,30 +222,91 @@ class SendProgress:
         return (now or dt.datetime.now()) + dt.timedelta(seconds=self.left_to_send / self.per_second)
 
 
+def progress_from(counts: Counts, last: tuple[Any, ...] | None, as_of: dt.datetime | None = None) -> SendProgress:
+    """status's figures from the plan's instances per final state (:mod:`pacscopy.send.status_counts`)."""
+    def n(*states: str) -> int:
+        return sum(counts[s].instances for s in states if s in counts)
+
+    excluded = sum(c.instances for s, c in counts.items() if s.startswith("excluded_") or s == "unaccounted")
+    left = ("not_sent", "failed", "update_pending", "stale_on_target")
+    stored = ("verified", "stored_unverified")
+    run_id, started, ended, instances, nbytes = last if last else (None, None, None, None, None)
+    return SendProgress(
+        in_plan=sum(c.instances for c in counts.values()), stored_current=n(*stored), verified=n("verified"),
+        verify_problems=n("mismatch", "missing_on_target", "disputed"), updates_pending=n("update_pending"),
+        stale=n("stale_on_target"), deleted_in_source=n("deleted_in_source"),
+        awaiting_decision=n("awaiting_decision"), failed=n("failed"), not_sent=n("not_sent"), excluded=excluded,
+        left_bytes=sum(counts[s].bytes for s in left if s in counts),
+        warnings=sum(counts[s].warnings for s in stored if s in counts),
+        left_to_send=n(*left), run_id=run_id, started=started, ended=ended, instances=instances, bytes=nbytes,
+        as_of=as_of)
+
+
 def progress(con: duckdb.DuckDBPyConnection, target: Target, index_path: str | None = None) -> SendProgress:
     """Every planned instance by its state for ``target``, and the rate of its latest run.
 
-    With ``index_path`` (the file ``con`` has open) the figures are kept beside the index and
-    given again, without counting, only while the index is unchanged (:mod:`pacscopy.send.status_cache`).
+    The figures kept in the index (:mod:`pacscopy.send.status_counts`) when they hold for it;
+    else counted (minutes at tens of millions of instances). With ``index_path`` (the file ``con``
+    has open) a count is kept for the next status: in the index if ``con`` may write (or the
+    index can be had read-write at once), else beside it, valid only while the index is byte for
+    byte unchanged (:mod:`pacscopy.send.status_cache`).
     """
-    if index_path is None:
-        return fetch(con, "ops/send/send_status", SendProgress, {"target": str(target)})[0]
-    from dataclasses import asdict
+    from pacscopy.send import status_counts
 
+    last = run(con, "ops/status/last_run", {"target": str(target)}).fetchone()
+    k = status_counts.kept(con, str(target))
+    if k is not None:
+        return progress_from(k[0], last, as_of=k[1])
+    if index_path is None:
+        return progress_from(status_counts.count(con, str(target)), last)
     from pacscopy.send import status_cache
 
-    sql = load_sql("ops/send/send_status")
+    sql = status_counts.load_count_sql()
     stamp = status_cache.index_stamp(index_path)
     cached = status_cache.load(index_path, str(target), sql, stamp)
     if cached is not None:
         try:
-            for k in ("started", "ended"):
-                if cached.get(k) is not None:
-                    cached[k] = dt.datetime.fromisoformat(cached[k])
-            return SendProgress(**cached)
+            counts = {s: status_counts.StateCount(*c) for s, c in cached.items()}
+            return progress_from(counts, last)
         except (TypeError, ValueError):
             pass  # not this version's fields: count again
-    p = fetch(con, "ops/send/send_status", SendProgress, {"target": str(target)})[0]
+    fp = status_counts.fingerprint(con)
+    counts = status_counts.count(con, str(target))
     if status_cache.index_stamp(index_path) == stamp:
-        status_cache.save(index_path, str(target), sql, stamp, asdict(p))
+        status_cache.save(index_path, str(target), sql, stamp, {s: list(c) for s, c in counts.items()})
+    p = progress_from(counts, last, as_of=dt.datetime.now())
+    if _read_only(con):
+        p.counted = (index_path, str(target), counts, fp)  # kept by keep_count once con is closed
+    else:
+        status_counts.store(con, str(target), counts, fp)
     return p
+
+
+def keep_count(p: SendProgress) -> None:
+    """Keep the full count :func:`progress` made on a read-only connection in the index, so that the
+    writers keep it current from now on (best effort: the index busy or not writable, nothing kept)."""
+    if p.counted is None:
+        return
+    from pacscopy.errors import PacscopyError
+    from pacscopy.index import open_index
+    from pacscopy.send import status_counts
+
+    index_path, target, counts, fp = p.counted
+    if not os.access(index_path, os.W_OK):
+        return
+    try:
+        con = open_index(index_path, wait=0.0, lean=True)
+    except (PacscopyError, duckdb.Error) as e:
+        log.debug("status figures not kept in the index: %s", e)
+        return
+    try:
+        status_counts.store(con, target, counts, fp)
+    except duckdb.Error as e:
+        log.debug("status figures not kept in the index: %s", e)
+    finally:
+        con.close()
+
+
+def _read_only(con: duckdb.DuckDBPyConnection) -> bool:
+    row = con.execute("SELECT current_setting('access_mode')").fetchone()
+    return bool(row and str(row[0]).lower() == "read_only")

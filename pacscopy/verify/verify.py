@@ -42,6 +42,8 @@ from pacscopy.digest import digest_dataset
 from pacscopy.errors import VerifyError
 from pacscopy.index import fetch, insert_columns, lock_wait, open_index, run, transaction
 from pacscopy.manifest import manifest_rewritten
+from pacscopy.send import status_counts
+from pacscopy.send.status_counts import keeping
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +184,7 @@ def forget(con: duckdb.DuckDBPyConnection, target: Target, mode: str, note: str 
     if mode not in MODES:
         raise VerifyError(f"unknown verify mode {mode!r}: use one of {', '.join(MODES)}")
     with transaction(con):
+        status_counts.forget(con)  # retired evidence can change any instance's state: status counts again
         (n,) = run(con, "ops/verify/verify_forget", {"target": str(target), "mode": mode, "note": note,
                                                  "forgotten_at": dt.datetime.now()}).fetchone() or (0,)
     return int(n)
@@ -214,7 +217,7 @@ def _listen(ae: Any, host: str, port: int, handlers: list[Any], what: str) -> An
 
 
 def _record(con: duckdb.DuckDBPyConnection, target: Target, mode: str, outcomes: list[Outcome]) -> None:
-    with transaction(con):
+    with transaction(con), keeping(con, str(target), [o.sop_instance_uid for o in outcomes]):
         insert_columns(con, "ops/verify/insert_verifications", {
             "sop_instance_uid": [o.sop_instance_uid for o in outcomes],
             "verified_at": [o.at for o in outcomes],

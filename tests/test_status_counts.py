@@ -1,0 +1,254 @@
+"""status's figures kept current by the writers (issue 12, schema 0017, pacscopy/send/status_counts.py).
+
+The kept figures must equal a full count at every step: after a send (its journal merged while it
+runs and at its end), verify, a delta scan and check, a decision, a map and a killed send whose
+journal the next command merges. The full count is the status query as it was before 0017
+(tests/send_status_reference.sql), and the keyed macros give the rows 0010/0015's bodies gave
+(tests/final_states_reference.sql).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from pacscopy.check.checks import run_checks
+from pacscopy.index import open_index, split_statements
+from pacscopy.receive import Receiver
+from pacscopy.send import status_counts
+from pacscopy.send.queue import progress_from
+from pacscopy.testing import scale
+from pacscopy.testing.synth import make_corpus
+
+from .conftest import rows
+
+HERE = Path(__file__).parent
+FIGURES = ("in_plan", "stored_current", "verified", "verify_problems", "updates_pending", "stale", "deleted_in_source",
+           "awaiting_decision", "failed", "not_sent", "excluded", "left_bytes", "warnings", "left_to_send")
+
+
+def _reference(con, target: str) -> dict:
+    """status's figures as the status query before 0017 counted them (one pass of final_states)."""
+    cur = con.execute((HERE / "send_status_reference.sql").read_text(), {"target": target})
+    got = dict(zip([d[0] for d in cur.description], cur.fetchone()))
+    return {k: got[k] for k in FIGURES}
+
+
+def _figures(counts) -> dict:
+    p = progress_from(counts, None)
+    return {k: getattr(p, k) for k in FIGURES}
+
+
+def assert_kept_equals_a_recount(idx: Path, target: str) -> dt.datetime:
+    """The kept figures hold for the index and equal a full count; returns when they were last counted in full."""
+    con = open_index(str(idx), read_only=True)
+    try:
+        kept = status_counts.kept(con, target)
+        assert kept is not None, "the kept figures went stale: a writer did not keep them"
+        assert _figures(kept[0]) == _reference(con, target)
+        assert {s: c for s, c in kept[0].items() if c.instances} == status_counts.count(con, target)
+        (counted_at,) = con.execute("SELECT counted_at FROM status_kept WHERE target = $t", {"t": target}).fetchone()
+        return counted_at
+    finally:
+        con.close()
+
+
+def _mixed_books(con) -> None:
+    """Warnings, later failed retries of stored instances, stored retries of failed ones, another target,
+    decisions, a retrieve-back after the store, a find before it, a vanished file."""
+    con.execute("""
+        UPDATE transfers SET outcome = 'warning' WHERE transfer_id % 50 = 0;
+        INSERT INTO transfers (run_id, target, sop_instance_uid, path, started, finished, outcome, error)
+        SELECT 1, target, sop_instance_uid, path, finished + INTERVAL 1 HOUR, finished + INTERVAL 1 HOUR,
+               CASE WHEN outcome = 'failed' THEN 'stored' ELSE 'failed' END, 'timeout'
+        FROM transfers WHERE transfer_id % 70 = 0;
+        INSERT INTO transfers (run_id, target, sop_instance_uid, path, started, finished, outcome)
+        SELECT 2, 'OTHER@h:1', sop_instance_uid, path, started, finished, 'failed' FROM transfers
+        WHERE transfer_id % 3 = 0;
+        INSERT INTO verifications (target, sop_instance_uid, mode, verified_at, outcome, detail)
+        SELECT target, sop_instance_uid, 'retrieve', finished + INTERVAL 2 HOUR,
+               CASE WHEN transfer_id % 2 = 0 THEN 'mismatch' ELSE 'verified' END, 'test'
+        FROM transfers WHERE transfer_id % 41 = 0 AND outcome = 'stored';
+        INSERT INTO decisions (sop_instance_uid, action, note)
+        SELECT sop_instance_uid, 'skip', 'test' FROM plan_auto WHERE hash(sop_instance_uid) % 97 = 0;
+        UPDATE files SET status = 'missing' WHERE hash(path) % 89 = 0;
+    """)
+
+
+def test_the_keyed_books_give_the_rows_of_0010_and_0015(tmp_path: Path) -> None:
+    """final_states, books, outgoing and stored_content (now one body each with a keyed mode) give
+    exactly the rows their 0010/0015 bodies gave; keyed, they give the listed instances' rows only."""
+    con = open_index(str(tmp_path / "s.duckdb"), create=True)
+    try:
+        scale.fill(con, 20000, sent=0.7)
+        run_checks(con)
+        _mixed_books(con)
+        for stmt in split_statements((HERE / "final_states_reference.sql").read_text()):
+            con.execute(stmt)
+        t = {"t": scale.TARGET}
+        pairs = [("SELECT * FROM final_states($t)", "SELECT * FROM final_states_ref($t)"),
+                 ("SELECT * FROM books($t)", "SELECT * FROM books_ref($t)"),
+                 ("SELECT * FROM outgoing", "SELECT * FROM outgoing_ref"),
+                 ("SELECT * FROM stored_content", "SELECT * FROM stored_content_ref")]
+        for new, old in pairs:
+            p = t if "$t" in new else {}
+            n = con.execute(f"SELECT count(*) FROM ({new})", p).fetchone()[0]
+            assert n > 1000
+            for a, b in ((new, old), (old, new)):
+                assert con.execute(f"SELECT count(*) FROM ({a} EXCEPT ALL {b})", p).fetchone()[0] == 0, (a, b)
+        states = dict(con.execute("SELECT final_state, count(*) FROM final_states($t) GROUP BY 1", t).fetchall())
+        assert len(states) >= 6, states  # the mix reaches many states
+        # keyed: every 13th instance
+        con.execute("INSERT INTO status_keys SELECT sop_instance_uid FROM plan_auto WHERE hash(sop_instance_uid) % 13 = 0")
+        keyed = con.execute("SELECT * FROM final_states_of($t, true) ORDER BY 1", t).fetchall()
+        direct = con.execute("SELECT * FROM final_states($t) WHERE sop_instance_uid IN "
+                             "(SELECT sop_instance_uid FROM status_keys) ORDER BY 1", t).fetchall()
+        assert keyed == direct and len(keyed) > 1000
+        # the counts status keeps are the reference's figures
+        con.execute("DELETE FROM status_keys")
+        assert _figures(status_counts.count(con, scale.TARGET)) == _reference(con, scale.TARGET)
+    finally:
+        con.close()
+
+
+def _status(cli, idx: Path, target: str) -> str:
+    r = cli("status", "--target", target, "--index", idx)
+    assert r.code == 0, r.err
+    return r.out
+
+
+def test_the_kept_figures_equal_a_recount_after_every_writer(tmp_path: Path, cli) -> None:
+    """send, verify, a delta scan + check, decide, a map and a killed send's journal merge each keep
+    status's figures: they hold (no recount) and equal a full count after each."""
+    files = make_corpus(tmp_path / "corpus", 120, 20_000)
+    idx = tmp_path / "k.duckdb"
+    assert cli("scan", tmp_path / "corpus", "--index", idx, "-q").code == 0
+    assert cli("check", "--index", idx, "-q").code == 0
+    rx = Receiver(tmp_path / "rx")
+    port = rx.start()
+    target = f"PACSCOPY_RX@127.0.0.1:{port}"
+    try:
+        assert "120 instances in the plan" in _status(cli, idx, target)  # counted once, then kept
+        counted = assert_kept_equals_a_recount(idx, target)
+
+        assert cli("send", "--target", target, "--index", idx, "-q", "--limit", "80").code == 0
+        assert assert_kept_equals_a_recount(idx, target) == counted  # kept current, not counted again
+        assert re.search(r"stored and current:\s+80\b", _status(cli, idx, target))
+
+        assert cli("verify", "--target", target, "--index", idx, "-q").code == 0
+        assert assert_kept_equals_a_recount(idx, target) == counted
+        assert rows(idx, "SELECT instances FROM status_counts WHERE final_state = 'verified'")[0][0] == 80
+
+        con = open_index(str(idx))  # a decision: two instances skipped, one of them stored
+        try:
+            from pacscopy.check.decisions import Decision, record_decisions
+
+            sops = [r[0] for r in con.execute("SELECT sop_instance_uid FROM plan ORDER BY path LIMIT 2 OFFSET 79")
+                    .fetchall()]
+            record_decisions(con, [Decision(s, "skip", "test") for s in sops])
+        finally:
+            con.close()
+        assert assert_kept_equals_a_recount(idx, target) == counted
+
+        # a delta: 30 files revised (updates), 2 deleted; scan + check count again with the new plan
+        for p in files[:30]:
+            ds = pydicom.dcmread(p)
+            ds.StudyDescription = "REVISED"
+            ds.save_as(p)
+        files[100].unlink()
+        files[5].unlink()
+        assert cli("scan", tmp_path / "corpus", "--index", idx, "-q").code == 0
+        assert cli("check", "--index", idx, "-q").code == 0
+        recounted = assert_kept_equals_a_recount(idx, target)
+        assert recounted > counted
+        out = _status(cli, idx, target)
+        assert re.search(r"updates pending:\s+29\b", out) and re.search(r"deleted in source:\s+1\b", out), out
+
+        # a send killed outright: what it journaled is merged by the next command, figures kept
+        cmd = [sys.executable, "-m", "pacscopy", "send", "--target", target, "--index", str(idx), "-q",
+               "--max-rate", "100KB/s", "--associations", "1"]
+        before = rx.received
+        log = tmp_path / "killed-send.log"
+        with open(log, "wb") as err:
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline and rx.received < before + 10 and proc.poll() is None:
+                time.sleep(0.05)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        assert rx.received > before, log.read_text()
+        out = _status(cli, idx, target)  # opens the index: merges the dead send's journal first
+        assert assert_kept_equals_a_recount(idx, target) == recounted
+        assert rows(idx, "SELECT count(*) FROM journal_merges")[0][0] >= 2
+
+        assert cli("send", "--target", target, "--index", idx, "-q").code == 0
+        assert assert_kept_equals_a_recount(idx, target) == recounted
+        assert re.search(r"left:\s+0\b", _status(cli, idx, target))
+    finally:
+        rx.stop()
+
+
+def test_a_writer_that_does_not_keep_the_figures_makes_status_count_again(tmp_path: Path, cli) -> None:
+    """A write outside pacscopy's writers (here a duckdb session) changes the fingerprint: status
+    never shows the kept figure as current, it counts again (and keeps that count)."""
+    idx = tmp_path / "s.duckdb"
+    con = open_index(str(idx), create=True)
+    try:
+        scale.fill(con, 3000)
+        run_checks(con)
+    finally:
+        con.close()
+    out = _status(cli, idx, scale.TARGET)
+    n = int(re.search(r"(\d+) instances in the plan", out).group(1))
+    assert_kept_equals_a_recount(idx, scale.TARGET)
+    con = open_index(str(idx))  # plant a figure no count gives: shown while the index holds
+    try:
+        con.execute("UPDATE status_counts SET instances = instances + 424242 WHERE final_state = 'not_sent'")
+    finally:
+        con.close()
+    assert f"{n + 424242} instances in the plan" in _status(cli, idx, scale.TARGET)
+    for sql in ("INSERT INTO decisions (sop_instance_uid, action, note) SELECT sop_instance_uid, 'skip', 't' "
+                "FROM plan WHERE disposition = 'send' AND sop_instance_uid NOT IN (SELECT sop_instance_uid "
+                "FROM decisions) LIMIT 1",
+                "INSERT INTO transfers (run_id, target, sop_instance_uid, path, started, finished, outcome) "
+                "SELECT 9, $t, sop_instance_uid, path, now(), now(), 'stored' FROM plan "
+                "WHERE disposition = 'send' LIMIT 1",
+                "UPDATE files SET status = 'missing', scanned_at = now() WHERE path = (SELECT min(path) FROM files)"):
+        con = open_index(str(idx))
+        try:
+            con.execute("UPDATE status_counts SET instances = instances + 424242 WHERE final_state = 'not_sent'")
+            status_counts.store(con, scale.TARGET, status_counts.count(con, scale.TARGET), status_counts.fingerprint(con))
+            con.execute("UPDATE status_counts SET instances = instances + 424242 WHERE final_state = 'not_sent'")
+            con.execute(sql, {"t": scale.TARGET} if "$t" in sql else {})
+        finally:
+            con.close()
+        out = _status(cli, idx, scale.TARGET)
+        assert "424242" not in out and f"{n} instances in the plan" in out, sql
+        assert_kept_equals_a_recount(idx, scale.TARGET)
+
+
+@pytest.mark.parametrize("read_only_file", [False, True])
+def test_status_on_an_index_it_cannot_write_still_counts(tmp_path: Path, cli, read_only_file: bool) -> None:
+    """An index status cannot write (another user's copy): it counts, and says so, without failing."""
+    idx = tmp_path / "s.duckdb"
+    con = open_index(str(idx), create=True)
+    try:
+        scale.fill(con, 2000)
+        run_checks(con)
+    finally:
+        con.close()
+    if read_only_file:
+        os.chmod(idx, 0o400)
+    out = _status(cli, idx, scale.TARGET)
+    assert re.search(r"\d+ instances in the plan", out)
+    kept = rows(idx, "SELECT count(*) FROM status_kept")[0][0]
+    assert kept == (0 if read_only_file else 1)
