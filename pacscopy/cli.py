@@ -448,8 +448,11 @@ def reconcile(
         rec = rc.reconcile(con, t, query_target=False)
     if not no_query:  # the index is closed meanwhile: a send merges on
         rc.query_studies(rec, t, calling_ae=calling_ae, timeout=timeout)
-    terminal.emit({"table": rc.to_text, "json": rc.to_json, "html": rc.to_html}[fmt.value](rec), out,
-          ": complete" if rec.complete else ": NOT complete")
+    note = ": complete" if rec.complete else ": NOT complete"
+    if fmt.value == "json":  # every study: written as read from the spool, never held whole
+        terminal.emit_chunks(rc.json_chunks(rec), out, note)
+    else:
+        terminal.emit({"table": rc.to_text, "html": rc.to_html}[fmt.value](rec), out, note)
     if not rec.complete:
         raise typer.Exit(1)
 

@@ -297,6 +297,51 @@ def test_status_gives_its_kept_figures_only_while_the_index_is_unchanged(tmp_pat
     assert _status_in_plan(cli, idx)[0] == n
 
 
+def test_reconcile_streams_its_studies(tmp_path: Path) -> None:
+    """The per-study table (one row per study) is spooled as it is read and written out as it is read
+    back: 40,000 studies reconcile and become JSON within a few MB of Python memory (one dict per
+    study held ~40 MB before)."""
+    import json
+    import stat
+    import tracemalloc
+
+    from pacscopy.dicom.peer import Target
+    from pacscopy.output.outfile import write_private
+    from pacscopy.verify.reconcile import json_chunks, reconcile, to_html, to_text
+
+    idx = str(tmp_path / "s.duckdb")
+    con = open_index(idx, create=True)
+    try:
+        scale.fill(con, 40000, sent=0.5, verified=0.5)
+        run_checks(con)
+        con.execute("UPDATE plan_auto SET study_instance_uid = sop_instance_uid")  # one study per instance
+        studies = con.execute("SELECT count(DISTINCT study_instance_uid) FROM plan").fetchone()[0]
+    finally:
+        con.close()
+    assert studies > 35000
+    out = tmp_path / "rec.json"
+    con = open_index(idx, read_only=True, memory_limit="256MB")
+    try:
+        tracemalloc.start()
+        rec = reconcile(con, Target.parse(scale.TARGET), query_target=False, limit=20)
+        write_private(out, json_chunks(rec))
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    finally:
+        con.close()
+    assert peak < 4 * 2**20, f"reconcile and its JSON held {peak / 2**20:.1f} MB in Python"
+    spool = Path(rec.studies.path)
+    assert stat.S_IMODE(spool.stat().st_mode) == 0o600  # patient IDs: owner-only
+    data = json.loads(out.read_text())
+    assert len(data["studies"]) == len(rec.studies) == studies
+    assert data["studies"][0] == next(iter(rec.studies)) and data["instances"] == rec.instances
+    assert sorted(data) == sorted(rec.__dataclass_fields__)
+    assert to_text(rec).startswith(f"reconciliation against {scale.TARGET}")
+    assert to_html(rec).count("<tr") < 2000  # the page shows the first 500 studies
+    rec.studies.close()
+    assert not spool.exists()
+
+
 def test_reconcile_computes_the_final_states_once_and_gives_the_same_figures(tmp_path: Path) -> None:
     """reconcile reads one temp table of final states (reconcile/materialise.sql) for its totals,
     studies and problem lists: the same figures as final_states queried directly, nothing left behind."""

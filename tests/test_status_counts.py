@@ -129,7 +129,7 @@ def _status(cli, idx: Path, target: str) -> str:
 def test_the_kept_figures_equal_a_recount_after_every_writer(tmp_path: Path, cli) -> None:
     """send, verify, a delta scan + check, decide, a map and a killed send's journal merge each keep
     status's figures: they hold (no recount) and equal a full count after each."""
-    files = make_corpus(tmp_path / "corpus", 120, 20_000)
+    files = make_corpus(tmp_path / "corpus", 60, 20_000)
     idx = tmp_path / "k.duckdb"
     assert cli("scan", tmp_path / "corpus", "--index", idx, "-q").code == 0
     assert cli("check", "--index", idx, "-q").code == 0
@@ -137,22 +137,22 @@ def test_the_kept_figures_equal_a_recount_after_every_writer(tmp_path: Path, cli
     port = rx.start()
     target = f"PACSCOPY_RX@127.0.0.1:{port}"
     try:
-        assert "120 instances in the plan" in _status(cli, idx, target)  # counted once, then kept
+        assert "60 instances in the plan" in _status(cli, idx, target)  # counted once, then kept
         counted = assert_kept_equals_a_recount(idx, target)
 
-        assert cli("send", "--target", target, "--index", idx, "-q", "--limit", "80").code == 0
+        assert cli("send", "--target", target, "--index", idx, "-q", "--limit", "40").code == 0
         assert assert_kept_equals_a_recount(idx, target) == counted  # kept current, not counted again
-        assert re.search(r"stored and current:\s+80\b", _status(cli, idx, target))
+        assert re.search(r"stored and current:\s+40\b", _status(cli, idx, target))
 
         assert cli("verify", "--target", target, "--index", idx, "-q").code == 0
         assert assert_kept_equals_a_recount(idx, target) == counted
-        assert rows(idx, "SELECT instances FROM status_counts WHERE final_state = 'verified'")[0][0] == 80
+        assert rows(idx, "SELECT instances FROM status_counts WHERE final_state = 'verified'")[0][0] == 40
 
         con = open_index(str(idx))  # a decision: two instances skipped, one of them stored
         try:
             from pacscopy.check.decisions import Decision, record_decisions
 
-            sops = [r[0] for r in con.execute("SELECT sop_instance_uid FROM plan ORDER BY path LIMIT 2 OFFSET 79")
+            sops = [r[0] for r in con.execute("SELECT sop_instance_uid FROM plan ORDER BY path LIMIT 2 OFFSET 39")
                     .fetchall()]
             record_decisions(con, [Decision(s, "skip", "test") for s in sops])
         finally:
@@ -164,7 +164,7 @@ def test_the_kept_figures_equal_a_recount_after_every_writer(tmp_path: Path, cli
             ds = pydicom.dcmread(p)
             ds.StudyDescription = "REVISED"
             ds.save_as(p)
-        files[100].unlink()
+        files[50].unlink()
         files[5].unlink()
         assert cli("scan", tmp_path / "corpus", "--index", idx, "-q").code == 0
         assert cli("check", "--index", idx, "-q").code == 0

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from pacscopy.errors import InputError
 
 
-def write_private(path: Path | str, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically with mode 0600."""
+def write_private(path: Path | str, text: str | Iterable[str]) -> None:
+    """Write ``text`` (UTF-8; a string, or pieces written as they come) to ``path`` atomically with mode 0600."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     try:
@@ -25,7 +26,11 @@ def write_private(path: Path | str, text: str) -> None:
         raise InputError(f"cannot write {path}: {e.strerror}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+            if isinstance(text, str):
+                f.write(text)
+            else:
+                for piece in text:
+                    f.write(piece)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o600)
@@ -36,3 +41,9 @@ def write_private(path: Path | str, text: str) -> None:
         except OSError:
             pass
         raise InputError(f"cannot write {path}: {e.strerror} (nothing written)") from None
+    except BaseException:  # the pieces' producer failed (or Ctrl-C): no partial file is left
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

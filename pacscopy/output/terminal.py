@@ -7,6 +7,7 @@ Only :mod:`pacscopy.cli` uses this module; the library reports progress through 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -107,6 +108,19 @@ def note_running(con: Any, index: str) -> None:
         when = f"{r.as_of:%Y-%m-%d %H:%M:%S}, its latest merge" if r.as_of else "its start"
         note(f"note: a send to {r.send.target} is running (run {r.send.run_id}, pid {r.send.pid}): "
              f"its figures here are as of {when}")
+
+
+def emit_chunks(chunks: Iterable[str], out: Path | None, note: str = "") -> None:
+    """:func:`emit` for a text written in pieces as they come (never held whole)."""
+    if out is None:
+        for c in chunks:
+            typer.echo(c, nl=False)
+        typer.echo("")
+        return
+    from pacscopy.output.outfile import write_private
+
+    write_private(out, chunks)
+    typer.echo(f"wrote {out}{note}", err=True)
 
 
 def emit(text: str, out: Path | None, note: str = "") -> None:

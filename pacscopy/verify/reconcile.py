@@ -12,12 +12,22 @@ source changes, ``update_pending``, ``stale_on_target``, ``deleted_in_source``,
 migration is complete only when there are no problems. Study by study, the
 target's own count (NumberOfStudyRelatedInstances by C-FIND) is compared with
 what was planned and stored.
+
+Nothing here holds every instance or every study in Python: the final states are a temp table
+in the index, the problem lists a top-N, and the per-study table (one row per study: 133,000 at
+20 million files) is spooled as it is read to an owner-only temporary file (:class:`StudyTable`),
+read back row by row by the target's study counts and by the JSON output (:func:`json_chunks`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
+import os
+import tempfile
+import weakref
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +49,56 @@ PROBLEMS = ("not_sent", "failed", "stored_unverified", "missing_on_target", "mis
 STATES = DONE + PROBLEMS[:-1] + EXCLUDED
 
 
+#: Study rows read from the index per fetch, and asked of the target per association.
+STUDY_BATCH = 1000
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+class StudyTable:
+    """The per-study rows of a reconciliation, spooled as they come to an owner-only temporary
+    file (JSON lines, removed with the object); iterated row by row, never loaded whole."""
+
+    def __init__(self, rows: Iterable[dict[str, Any]] = ()) -> None:
+        fd, self.path = tempfile.mkstemp(prefix="pacscopy-studies-", suffix=".jsonl")  # mode 0600
+        self._finalizer = weakref.finalize(self, _unlink, self.path)
+        self.n = 0
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for r in rows:
+                f.write(json.dumps(r, default=str, ensure_ascii=False) + "\n")
+                self.n += 1
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __bool__(self) -> bool:
+        return self.n > 0
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        with open(self.path, encoding="utf-8") as f:
+            for line in f:
+                yield json.loads(line)
+
+    def head(self, n: int) -> list[dict[str, Any]]:
+        """The first ``n`` rows."""
+        return list(itertools.islice(self, n))
+
+    def close(self) -> None:
+        """Remove the spool now (else when the object goes)."""
+        self._finalizer()
+
+
+def _study_rows(cur: duckdb.DuckDBPyConnection) -> Iterator[dict[str, Any]]:
+    cols = [d[0] for d in cur.description or ()]
+    while batch := cur.fetchmany(STUDY_BATCH):
+        yield from (dict(zip(cols, r)) for r in batch)
+
+
 @dataclass
 class Reconciliation:
     target: str
@@ -46,7 +106,7 @@ class Reconciliation:
     totals: dict[str, int] = field(default_factory=dict)
     instances: int = 0
     complete: bool = False
-    studies: list[dict[str, Any]] = field(default_factory=list)
+    studies: StudyTable = field(default_factory=StudyTable)
     problems: list[dict[str, Any]] = field(default_factory=list)
     excluded: list[dict[str, Any]] = field(default_factory=list)
     unidentified_files: list[dict[str, Any]] = field(default_factory=list)
@@ -103,9 +163,7 @@ def _fill(con: duckdb.DuckDBPyConnection, rec: Reconciliation, target: Target, *
     p: dict[str, Any] = {}
     rec.totals = {r[0]: r[1] for r in run(con, "reconcile/totals", p).fetchall()}
     rec.instances = sum(rec.totals.values())
-    cur = run(con, "reconcile/studies", p)
-    cols = [d[0] for d in cur.description]
-    rec.studies = [dict(zip(cols, r)) for r in cur.fetchall()]
+    rec.studies = StudyTable(_study_rows(run(con, "reconcile/studies", p)))
     # only the first ``limit`` of each kind reach Python (a top-N in SQL), never every instance
     for states, rows in ((PROBLEMS, rec.problems), (EXCLUDED, rec.excluded)):
         if not any(rec.totals.get(s) for s in states):
@@ -124,30 +182,51 @@ def _fill(con: duckdb.DuckDBPyConnection, rec: Reconciliation, target: Target, *
 
 def query_studies(rec: Reconciliation, target: Target, calling_ae: str = "PACSCOPY", timeout: float = 30) -> None:
     """Ask the target how many instances it holds of each study of ``rec`` (no index needed: the
-    CLI closes the index first, so that a send's merges go on while the target answers)."""
-    if rec.studies:
-        try:
-            counts = study_counts(target, [s["study_instance_uid"] for s in rec.studies], calling_ae, timeout)
-            rec.target_queried = True
-        except VerifyError as e:
-            counts, rec.target_error = {}, str(e)
-        for s in rec.studies:
-            n = counts.get(s["study_instance_uid"])
-            s["on_target"] = n
-            if not rec.target_queried:
-                s["study_state"] = "not queried"
-            elif n is None:
-                s["study_state"] = "missing" if s["stored"] else ("not sent" if s["planned"] else "excluded")
-            elif n < 0:
-                s["study_state"] = "count unknown"
-            elif n < s["stored"]:
-                s["study_state"] = "incomplete"
-            elif n > s["stored"]:
-                s["study_state"] = "extra instances on target"
-            elif s["stored"] < s["planned"]:
-                s["study_state"] = "partly sent"
-            else:
-                s["study_state"] = "ok"
+    CLI closes the index first, so that a send's merges go on while the target answers).
+
+    :data:`STUDY_BATCH` studies per association, read from and written to the spool as they go."""
+    if not rec.studies:
+        return
+    rec.target_queried = True
+
+    def annotated() -> Iterator[dict[str, Any]]:
+        it = iter(rec.studies)
+        while batch := list(itertools.islice(it, STUDY_BATCH)):
+            counts: dict[str, int | None] = {}
+            if rec.target_error is None:
+                try:
+                    counts = study_counts(target, [s["study_instance_uid"] for s in batch], calling_ae, timeout)
+                except VerifyError as e:
+                    rec.target_queried, rec.target_error = False, str(e)
+            for s in batch:
+                _study_state(s, counts.get(s["study_instance_uid"]), rec.target_error is None)
+                yield s
+
+    old = rec.studies
+    rec.studies = StudyTable(annotated())
+    old.close()
+    if rec.target_error is not None:  # a later batch failed: no study is said to be queried
+        old = rec.studies
+        rec.studies = StudyTable(dict(s, on_target=None, study_state="not queried") for s in old)
+        old.close()
+
+
+def _study_state(s: dict[str, Any], n: int | None, queried: bool) -> None:
+    s["on_target"] = n
+    if not queried:
+        s["study_state"] = "not queried"
+    elif n is None:
+        s["study_state"] = "missing" if s["stored"] else ("not sent" if s["planned"] else "excluded")
+    elif n < 0:
+        s["study_state"] = "count unknown"
+    elif n < s["stored"]:
+        s["study_state"] = "incomplete"
+    elif n > s["stored"]:
+        s["study_state"] = "extra instances on target"
+    elif s["stored"] < s["planned"]:
+        s["study_state"] = "partly sent"
+    else:
+        s["study_state"] = "ok"
 
 
 def to_text(rec: Reconciliation) -> str:
@@ -156,7 +235,8 @@ def to_text(rec: Reconciliation) -> str:
     lines = [f"reconciliation against {rec.target} at {rec.generated_at}", ""]
     rows = [(k, v) for k, v in sorted(rec.totals.items(), key=lambda kv: (kv[0] not in DONE, kv[0])) if v]
     lines.append(table(["final state", "instances"], rows + [("total", rec.instances)]))
-    bad_studies = [s for s in rec.studies if s.get("study_state") not in (None, "ok", "excluded")]
+    bad_studies = list(itertools.islice(
+        (s for s in rec.studies if s.get("study_state") not in (None, "ok", "excluded")), 50))
     if rec.target_error:
         lines.append(f"\ntarget not queried for study counts: {rec.target_error}")
     if bad_studies:
@@ -180,7 +260,17 @@ def to_text(rec: Reconciliation) -> str:
 
 
 def to_json(rec: Reconciliation) -> str:
-    return json.dumps(rec.as_dict(), indent=1, default=str, ensure_ascii=False)
+    return "".join(json_chunks(rec))
+
+
+def json_chunks(rec: Reconciliation) -> Iterator[str]:
+    """The reconciliation as JSON, in pieces: the per-study rows are read from the spool as written."""
+    head = json.dumps({k: v for k, v in rec.as_dict().items() if k != "studies"},
+                      indent=1, default=str, ensure_ascii=False)
+    yield head[:-2] + ',\n "studies": ['
+    for i, s in enumerate(rec.studies):
+        yield ("\n  " if i == 0 else ",\n  ") + json.dumps(s, default=str, ensure_ascii=False)
+    yield "\n ]\n}"
 
 
 def to_html(rec: Reconciliation) -> str:
@@ -196,7 +286,7 @@ def to_html(rec: Reconciliation) -> str:
                                       for r in m["locations"][:60]]
     return html.page(
         "reconcile.html.j2", f"pacscopy reconciliation – {rec.target}", data,
-        r=rec, verdict=_verdict(rec), states=states, m=m,
+        r=rec, studies=rec.studies.head(500), verdict=_verdict(rec), states=states, m=m,
         manifest_totals=[(scope, k, v) for scope, key in (("manifest", "manifest"), ("not in manifest", "not_in_manifest"))
                          for k, v in sorted(m["totals"][key].items())] if m else [],
         verified=sum(rec.totals.get(k, 0) for k in DONE),
