@@ -252,13 +252,15 @@ def _status_in_plan(cli, idx: Path) -> tuple[int, str]:
 
 
 def test_status_gives_its_kept_figures_only_while_the_index_is_unchanged(tmp_path: Path, cli) -> None:
-    """On an index it cannot write, status keeps its figures beside it (<index>.run/status-*.json) with a
+    """On an index it cannot write now (another process reads it), status keeps its figures beside it (<index>.run/status-*.json) with a
     stamp of the index file; a later status shows them without counting only if nothing wrote to the
     index since. (An index it can write keeps them in table status_counts: tests/test_status_counts.py.)"""
     import json
     import stat
 
     from pacscopy.send.status_cache import cache_file
+
+    from .test_status_counts import another_reader
 
     idx = tmp_path / "s.duckdb"
     con = open_index(str(idx), create=True)
@@ -267,34 +269,37 @@ def test_status_gives_its_kept_figures_only_while_the_index_is_unchanged(tmp_pat
         run_checks(con)
     finally:
         con.close()
-    os.chmod(idx, 0o400)  # status cannot keep its count in the index: it keeps it beside it
+    reader = another_reader(idx)  # status cannot keep its count in the index now: it keeps it beside it
+    reader.__enter__()
     n, first = _status_in_plan(cli, idx)
     assert n > 2500
     cache = cache_file(str(idx), scale.TARGET)
     assert stat.S_IMODE(cache.stat().st_mode) == 0o600
     # plant a figure no count gives: shown only while the index is unchanged (read-only opens change nothing)
     data = json.loads(cache.read_text())
-    data["figures"]["in_plan"] = 424242
+    data["figures"] = {"not_sent": ["not_sent", 424242, 0, 0]}
     cache.write_text(json.dumps(data))
     assert _status_in_plan(cli, idx)[0] == 424242
     assert _status_in_plan(cli, idx)[0] == 424242
     # any write to the index: counted again, the planted figure is gone
-    os.chmod(idx, 0o600)
+    reader.__exit__(None, None, None)
     con = open_index(str(idx))
     try:
         con.execute("""INSERT INTO decisions (sop_instance_uid, action, note)
                        SELECT sop_instance_uid, 'skip', 'test' FROM plan WHERE disposition = 'send' LIMIT 1""")
     finally:
         con.close()
-    os.chmod(idx, 0o400)
+    reader = another_reader(idx)
+    reader.__enter__()
     again, out = _status_in_plan(cli, idx)
     assert again == n and out != first  # one more excluded, one fewer left
     # a stale or foreign cache file is never trusted
     data = json.loads(cache.read_text())
     data["stamp"]["index"][1] += 1
-    data["figures"]["in_plan"] = 424242
+    data["figures"] = {"not_sent": ["not_sent", 424242, 0, 0]}
     cache.write_text(json.dumps(data))
     assert _status_in_plan(cli, idx)[0] == n
+    reader.__exit__(None, None, None)
 
 
 def test_reconcile_streams_its_studies(tmp_path: Path) -> None:
