@@ -1,9 +1,11 @@
-"""Worker processes of send and check: :mod:`multiprocessing` with the forkserver start method.
+"""Worker processes of send and check: multiprocessing's forkserver start method, one of pacscopy's two mechanisms.
 
-Why forkserver: the process that starts them holds DuckDB's threads and locks,
-which a plain fork would copy in an unsafe state; the forkserver is a fresh
-interpreter that forks each worker from itself. (The scan has its own
-mechanism, :mod:`pacscopy.scan.pool`, which streams pickled rows over pipes.)
+Why (in one line): the caller holds DuckDB's threads and locks, which a fork would copy unsafely; a forkserver forks from a fresh interpreter.
+
+Send starts long-lived ``Process`` es (one association each, fed through queues), check a
+``Pool`` (content digests of chunks of files); both take their context from :func:`forkserver`.
+The other mechanism is the scan's (:mod:`pacscopy.scan.pool`: plain subprocesses fed over
+pipes, for the reason written there).
 """
 
 from __future__ import annotations

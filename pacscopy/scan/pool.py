@@ -1,4 +1,6 @@
-"""Scan worker processes: small fresh interpreters that read, hash and parse files.
+"""Scan worker processes: small fresh interpreters that read, hash and parse files, fed over pipes.
+
+Why (in one line): a bare ``python -S`` per core imports only the parser and xxhash (~11 MB) and exits when the scan's pipes close, even after kill -9.
 
 Why not :mod:`multiprocessing`: a fork of the scanning process would copy
 DuckDB's threads and locks (unsafe) and its 100 MB; a forkserver takes about
