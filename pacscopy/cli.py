@@ -404,14 +404,7 @@ def verify(
     with terminal.Progress(quiet, "inst", f"verify {mode.value}", empty=True, delay=1.0) as p:
         run = do_verify(_index(index), t, mode.value, sample=sample, calling_ae=calling_ae, timeout=timeout,
                         port=port, move=move, bind=bind, on_total=p.on_total, on_progress=p.on_progress)
-    res = run.result
-    typer.echo(f"verify {res.mode} against {res.target}: {res.checked} instances checked")
-    for k in ("verified", "missing_on_target", "mismatch", "failed"):
-        typer.echo(f"  {k + ':':19s}{res.counts.get(k, 0)}")
-    if res.problems:
-        typer.echo(render.table(["sop_instance_uid", "outcome", "detail"], res.problems, max_width=100))
-    if run.proof is not None:
-        typer.echo(summaries.proof_line(run.proof))
+    typer.echo("\n".join(summaries.verify_lines(run)))
     if run.proof_error is not None:
         typer.echo(f"{run.updates} updates not proven (they need a retrieve-back): {run.proof_error}", err=True)
     if not run.ok:

@@ -106,6 +106,18 @@ def proof_line(res: Any) -> str:
             f"failed {c.get('failed', 0)}")
 
 
+def verify_lines(run: Any) -> list[str]:
+    """A verify run (:class:`pacscopy.verify.run.VerifyRun`): counts per outcome, the first problems, the updates."""
+    res = run.result
+    lines = [f"verify {res.mode} against {res.target}: {res.checked} instances checked"]
+    lines += [f"  {k + ':':19s}{res.counts.get(k, 0)}" for k in ("verified", "missing_on_target", "mismatch", "failed")]
+    if res.problems:
+        lines.append(table(["sop_instance_uid", "outcome", "detail"], res.problems, max_width=100))
+    if run.proof is not None:
+        lines.append(proof_line(run.proof))
+    return lines
+
+
 def unproven_line(n: int, error: str) -> str:
     """The retrieve-back of the updates after a send failed: verify does it later."""
     return f"{n} updates not proven yet (pacscopy verify retrieves them back; give --port for C-MOVE): {error}"
