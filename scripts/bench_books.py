@@ -52,6 +52,16 @@ def corpus(files: int, size: int) -> Path:
     return root
 
 
+def send_args(prog: str, doc: str | None, runs: int, associations: str) -> argparse.ArgumentParser:
+    """The options every send benchmark over a generated corpus takes: --files, --size, --runs, --associations."""
+    ap = argparse.ArgumentParser(prog=prog, description=(doc or "").split("\n\n")[0])
+    ap.add_argument("--files", type=int, default=4000, help="instances in the corpus (default 4000)")
+    ap.add_argument("--size", type=int, default=20_000, help="bytes per instance (default 20000)")
+    ap.add_argument("--runs", type=int, default=runs, help=f"runs per configuration (default {runs})")
+    ap.add_argument("--associations", type=int, default=2, help=f"{associations} (default 2)")
+    return ap
+
+
 @contextlib.contextmanager
 def checked_base(root: Path, prefix: str) -> Iterator[tuple[Path, Path]]:
     """A temporary folder under bench-data and in it ``base.duckdb``: ``root`` scanned and checked once."""
@@ -161,11 +171,7 @@ def measure(bases: list[Path], files: int, hosts: int, books: str | None, tmp: P
 
 
 def main(argv: list[str]) -> None:
-    ap = argparse.ArgumentParser(prog="scripts/bench books", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--files", type=int, default=4000, help="instances in the corpus (default 4000)")
-    ap.add_argument("--size", type=int, default=20_000, help="bytes per instance (default 20000)")
-    ap.add_argument("--runs", type=int, default=3, help="runs per configuration (default 3)")
-    ap.add_argument("--associations", type=int, default=2, help="associations per host (default 2)")
+    ap = send_args("scripts/bench books", __doc__, 3, "associations per host")
     ap.add_argument("--layout", choices=("overlap", "disjoint"), default="overlap",
                     help="overlap: every host holds the whole corpus (every batch contested); disjoint: host i "
                          "holds every i-th file (default overlap)")

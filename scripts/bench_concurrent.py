@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_send as bsend  # noqa: E402  (receivers, peers, environment)
-from bench_books import checked_base, corpus, run, work_dir  # noqa: E402
+from bench_books import checked_base, corpus, run, send_args, work_dir  # noqa: E402
 from bench_scan import DATA, PACSCOPY, environment, log  # noqa: E402
 
 ENV = bsend.ENV
@@ -116,11 +116,7 @@ def measure(base: Path, files: int, polled: bool, tmp: Path, associations: int) 
 
 
 def main(argv: list[str]) -> None:
-    ap = argparse.ArgumentParser(prog="scripts/bench concurrent-send", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--files", type=int, default=4000, help="instances in the corpus (default 4000)")
-    ap.add_argument("--size", type=int, default=20_000, help="bytes per instance (default 20000)")
-    ap.add_argument("--runs", type=int, default=5, help="runs per configuration (default 5)")
-    ap.add_argument("--associations", type=int, default=2, help="associations (default 2)")
+    ap = send_args("scripts/bench concurrent-send", __doc__, 5, "associations")
     args = ap.parse_args(argv)
     root = corpus(args.files, args.size)
     results: list[dict] = []
