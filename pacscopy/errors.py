@@ -81,4 +81,4 @@ class IndexBusyError(IndexFileError):
 
 
 class TargetBusyError(PacscopyError):
-    """A send to this target from this index is already running (the message names it)."""
+    """A send to this target (a verify of it, a scan of this root) from this index is already running (named)."""

@@ -23,6 +23,8 @@ import json
 import logging
 import os
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,12 +33,15 @@ from typing import Any
 
 import duckdb
 
-from pacscopy.errors import PacscopyError
-from pacscopy.index import insert_columns, run, transaction
+from pacscopy.errors import IndexBusyError, PacscopyError
+from pacscopy.index import insert_columns, open_index, run, transaction
 from pacscopy.runfolder import RunningSend, run_dir, running_sends
 from pacscopy.send.status_counts import keeping
 
 log = logging.getLogger(__name__)
+
+#: Seconds between a live journal's merges into the index (when the index is free).
+MERGE_EVERY = 1.0
 
 #: Bytes of journal merged per transaction at most (a long dead journal is merged in several).
 MERGE_CHUNK = 32 << 20
@@ -101,8 +106,10 @@ def _fsync_dir(d: Path) -> None:
         os.close(fd)
 
 
-#: The kinds of journal lines.
-KINDS = ("start", "transfers", "source_changed", "finish")
+#: The kinds of journal lines: a send's, and a verify's (``verifications``, ``verify_finish``).
+KINDS = ("start", "transfers", "source_changed", "finish", "verifications", "verify_finish")
+#: The kinds that end a journal's run.
+FINISHES = ("finish", "verify_finish")
 
 
 def _apply(con: duckdb.DuckDBPyConnection, line: dict[str, Any]) -> None:
@@ -114,6 +121,12 @@ def _apply(con: duckdb.DuckDBPyConnection, line: dict[str, Any]) -> None:
         insert_columns(con, "ops/send/insert_source_changed", line["cols"])
     elif kind == "finish":
         run(con, "ops/send/send_finish", line["params"])
+    elif kind == "verifications":
+        with keeping(con, line["target"], line["cols"]["sop_instance_uid"]):  # status's figures stay current
+            insert_columns(con, "ops/verify/merge_verifications", line["cols"], target=line["target"],
+                           mode=line["mode"])
+    elif kind == "verify_finish":
+        run(con, "ops/verify/verify_finish", line["params"])
 
 
 def merge(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[int, bool]:
@@ -159,7 +172,7 @@ def _merge_chunk(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[int, bool,
             if line["k"] == "start":
                 meta = line
             _apply(con, line)
-            finished = finished or line["k"] == "finish"
+            finished = finished or line["k"] in FINISHES
             merged += 1
             used += len(raw)
         if not used:
@@ -188,6 +201,80 @@ def _if_dead(path: Path) -> Iterator[bool]:
         yield True
     finally:
         os.close(fd)
+
+
+class Merger:
+    """Merges one live journal into the index from a thread of its own, when the index is free.
+
+    The thread never waits for the index (a busy index is tried again later) and
+    merges at most every ``every`` seconds, and never more than a tenth of the
+    time (ten times the latest merge's duration: a slow disk, a busy machine),
+    so that the process writing the journal is never held up by a merge.
+    :meth:`noted` (after each append) starts the thread; :meth:`stop` ends it.
+    What stopped the thread (a merge that failed) is in :attr:`error`.
+    """
+
+    def __init__(self, index_path: str, journal: Journal, every: float) -> None:
+        self.index_path = index_path
+        self.journal = journal
+        self.every = every
+        self.appended = 0  # lines appended, as told by noted()
+        self.merged_upto = 0  # ... of which the latest merge took in
+        self.last_try = time.monotonic()
+        self.last_cost = 0.0  # seconds the latest merge took
+        self.merges = 0  # successful merges
+        self.busy = 0  # merges skipped because another process held the index
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()  # one merge at a time
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def dirty(self) -> bool:
+        """Whether lines were appended since the latest merge began."""
+        return self.appended > self.merged_upto
+
+    def noted(self, lines: int = 1) -> None:
+        """``lines`` were appended to the journal; start the thread (first call: the index must be closed by now)."""
+        self.appended += lines
+        if self._thread is None and not self._stop.is_set():
+            self._thread = threading.Thread(target=self._loop, name="pacscopy-merge", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(min(0.2, self.every or 0.2)):
+            if self.dirty and time.monotonic() - self.last_try >= max(self.every, 10 * self.last_cost):
+                try:
+                    self.try_merge(wait=0.0)
+                except BaseException as e:  # noqa: BLE001 - the owner raises it (see error)
+                    self.error = e
+                    return
+
+    def stop(self) -> None:
+        """End the thread (after the merge under way, if any)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def try_merge(self, wait: float) -> bool:
+        """Merge the journal if the index can be had within ``wait`` seconds; whether it was."""
+        with self._lock:
+            upto = self.appended
+            t0 = self.last_try = time.monotonic()
+            try:
+                con = open_index(self.index_path, wait=wait, lean=True)
+            except IndexBusyError:
+                self.busy += 1
+                return False
+            try:
+                merge(con, self.journal.path)
+            finally:
+                con.close()
+            self.last_cost = time.monotonic() - t0
+            self.merges += 1
+            self.merged_upto = upto
+            return True
 
 
 def dead_journals(index_path: str) -> list[Path]:
@@ -234,6 +321,7 @@ def remove(journal: Path) -> None:
     """Remove a merged journal and the spool of its run."""
     stem = journal.name[len("journal-"):-len(".jsonl")]
     (journal.parent / f"spool-{stem}.parquet").unlink(missing_ok=True)
+    (journal.parent / f"rate-{stem}.json").unlink(missing_ok=True)
     journal.unlink(missing_ok=True)
 
 
@@ -244,18 +332,53 @@ def writer_record(run_id: int, target: str) -> dict[str, Any]:
 
 
 @dataclass
+class Rate:
+    """A running send's rate, as it last wrote it (``<index>.run/rate-RUN-PID.json``, every few seconds)."""
+
+    at: dt.datetime  # when it was written
+    seconds: float  # the span it is measured over: the last minute, or since the send's start
+    instances_per_s: float
+    mb_per_s: float
+    stored: int  # instances stored by the run so far (with warnings), including those not merged yet
+
+    def line(self) -> str:
+        """'its rate over the last minute: 12.3 instances/s, 4.5 MB/s (as of 10:20:30)'."""
+        span = "the last minute" if self.seconds >= 59 else f"the last {self.seconds:.0f} s (since its start)"
+        return (f"its rate over {span}: {self.instances_per_s:.1f} instances/s, {self.mb_per_s:.1f} MB/s "
+                f"(as of {self.at:%H:%M:%S}; {self.stored} stored by this run)")
+
+    def finish(self, left: int) -> dt.datetime:
+        """When ``left`` instances are sent at this rate (from when it was measured)."""
+        return self.at + dt.timedelta(seconds=left / self.instances_per_s)
+
+
+@dataclass
 class Running:
     """A send running from the index now, and how current the index's figures of it are."""
 
     send: RunningSend
     as_of: dt.datetime | None  # its latest merge (None: nothing merged yet; as of its start)
+    rate: Rate | None = None  # its rate over the last minute (None: not written yet)
+
+
+def read_rate(index_path: str, journal: str | None) -> Rate | None:
+    """The rate file of the send whose journal is ``journal-<journal>.jsonl`` (None: none, or unreadable)."""
+    if not journal:
+        return None
+    try:
+        rec = json.loads((run_dir(index_path, create=False) / f"rate-{journal}.json").read_text())
+        return Rate(dt.datetime.fromisoformat(rec["at"]), float(rec["seconds"]), float(rec["instances_per_s"]),
+                    float(rec["bytes_per_s"]) / 1e6, int(rec["stored"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def running(con: duckdb.DuckDBPyConnection, index_path: str) -> list[Running]:
-    """The sends running from the index (:func:`pacscopy.runfolder.running_sends`) with their latest merge."""
+    """The sends running from the index (:func:`pacscopy.runfolder.running_sends`) with their latest merge
+    and their rate (:func:`read_rate`)."""
     out = []
     for s in running_sends(index_path):
         row = run(con, "ops/send/journal_as_of", {"journal": f"journal-{s.journal}.jsonl"}).fetchone() \
             if s.journal else None
-        out.append(Running(s, row[0] if row else None))
+        out.append(Running(s, row[0] if row else None, read_rate(index_path, s.journal)))
     return out

@@ -8,7 +8,9 @@ What they hold for longer lives here, owner-only (0700 folder, 0600 files):
   (pid, host, command, started), so that a lock conflict, whose DuckDB message
   names only a PID, can say which pacscopy command holds the index;
 - ``send-<target>.lock``: held (``flock``) by the one send to that target; its
-  content says who (pid, host, since, run id);
+  content says who (pid, host, since, run id); ``verify-<mode>-<target>.lock``
+  likewise for the one verify of a target in a mode, ``scan-<root>.lock`` for
+  the one scan of a root;
 - journals and spool files of running sends (:mod:`pacscopy.journal`).
 
 A record is stale when its process is gone (or the PID now belongs to another
@@ -127,8 +129,8 @@ def describe_pid(index_path: str, pid: int | None) -> str:
 
 # -- one send per target -------------------------------------------------------------
 
-def _target_file(d: Path, target: str) -> Path:
-    return d / ("send-" + re.sub(r"[^A-Za-z0-9_.-]", "_", target) + ".lock")
+def _lock_file(d: Path, kind: str, key: str) -> Path:
+    return d / (f"{kind}-" + re.sub(r"[^A-Za-z0-9_.-]", "_", key) + ".lock")
 
 
 @dataclass
@@ -165,8 +167,17 @@ def _read_lock(path: Path) -> dict[str, Any] | None:
 
 def lock_target(index_path: str, target: str) -> TargetLock:
     """Take the lock of sends to ``target`` from this index, or refuse naming who holds it (:class:`TargetBusyError`)."""
+    return take_lock(index_path, "send", target, f"a send to {target} from index {index_path}",
+                     "one send per target; wait for it to end or stop it (Ctrl-C)", target=target)
+
+
+def take_lock(index_path: str, kind: str, key: str, what: str, rule: str, **info: Any) -> TargetLock:
+    """Take the run folder's lock ``<kind>-<key>.lock``, or refuse: '<what> is already running (who): <rule>'.
+
+    Held with ``flock`` until :meth:`TargetLock.release` or the process's death (even kill -9).
+    """
     d = run_dir(index_path)
-    path = _target_file(d, target)
+    path = _lock_file(d, kind, key)
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -176,8 +187,7 @@ def lock_target(index_path: str, target: str) -> TargetLock:
             rec = _read_lock(path) or {}
             who = (f"pid {rec.get('pid')} on {rec.get('host')} since {rec.get('since')}"
                    + (f", run {rec['run_id']}" if rec.get("run_id") else "")) if rec else "another process"
-            raise TargetBusyError(f"a send to {target} from index {index_path} is already running ({who}): "
-                                  "one send per target; wait for it to end or stop it (Ctrl-C)") from None
+            raise TargetBusyError(f"{what} is already running ({who}): {rule}") from None
         # the file may have been released and removed between open and flock: lock the one in place
         try:
             same = os.fstat(fd).st_ino == os.stat(path).st_ino
@@ -188,8 +198,8 @@ def lock_target(index_path: str, target: str) -> TargetLock:
         os.close(fd)
     lock = TargetLock(path, fd)
     os.ftruncate(fd, 0)
-    lock.update(pid=os.getpid(), host=socket.gethostname(), target=target,
-                since=dt.datetime.now().isoformat(timespec="seconds"), command=command())
+    lock.update(pid=os.getpid(), host=socket.gethostname(), since=dt.datetime.now().isoformat(timespec="seconds"),
+                command=command(), **info)
     return lock
 
 

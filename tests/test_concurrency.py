@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -284,6 +285,7 @@ def test_status_every_second_during_a_send_and_query_report_reconcile(bigger: Pa
                                  "-q", "--max-rate", rate],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         seen: list[int] = []
+        rates: list[int] = []
         running_seen = 0
         others: dict[str, subprocess.CompletedProcess] = {}
         try:
@@ -295,6 +297,13 @@ def test_status_every_second_during_a_send_and_query_report_reconcile(bigger: Pa
                 if f"a send to {peer.target} is running (run " in r.stdout:
                     running_seen += 1
                     assert "these figures are as of " in r.stdout, r.stdout
+                    # the send's own rate over the last minute, from its rate file (newer than the index)
+                    m = re.search(r"its rate over the last (?:minute|\d+ s \(since its start\)): ([\d.]+) instances/s, "
+                                  r"[\d.]+ MB/s \(as of \d\d:\d\d:\d\d; (\d+) stored by this run\)", r.stdout)
+                    if m and float(m.group(1)) > 0:
+                        rates.append(int(m.group(2)))
+                        assert "estimated finish at " in r.stdout, r.stdout
+                        assert "no send run yet" not in r.stdout, r.stdout
                 if running_seen and not others:  # from other processes, beside the status polls
                     # a second send to the same target: refused, naming the running one
                     second = pacscopy("send", "--target", peer.target, "--index", bigger, "-q")
@@ -312,6 +321,7 @@ def test_status_every_second_during_a_send_and_query_report_reconcile(bigger: Pa
                     p.kill()
         assert send.returncode == 0, out + err
     assert running_seen >= 3, (seen, out)
+    assert len(rates) >= 2 and rates == sorted(rates), rates  # the rate is shown, its count never goes down
     assert second.returncode == 2, second
     assert second.stderr.startswith(f"pacscopy: error: a send to {peer.target} from index {bigger} is already "
                                     f"running (pid {send.pid} on ") and ", run 1)" in second.stderr, second.stderr
@@ -391,3 +401,49 @@ def test_a_journal_the_index_refuses_never_blocks_the_other_commands(planned: Pa
     r = pacscopy("status", "--target", "T@127.0.0.1:104", "--index", planned)
     assert r.returncode == 0, r.stderr
     assert _journals(planned) == [j.path.with_name(j.path.name + ".unmergeable")]
+
+
+def test_the_send_takes_results_while_a_merge_runs(bigger: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A merge (open, insert, checkpoint: seconds on a busy machine) runs beside the send's main loop,
+    never in it: results keep being taken and recorded while a merge is under way. Each merge here is
+    made to last 1.5 s; the send's workers are real processes sending to a real storescp."""
+    import threading
+
+    from pacscopy import journal as journalmod
+    from pacscopy.dicom.peer import Target
+    from pacscopy.send.options import SendOptions
+    from pacscopy.send.send import send_index
+
+    real_merge = journalmod.merge
+    in_merge = threading.Event()
+    merge_threads: set[str] = set()
+
+    def slow_merge(con, path):  # type: ignore[no-untyped-def]
+        merge_threads.add(threading.current_thread().name)
+        in_merge.set()
+        try:
+            time.sleep(1.5)
+            return real_merge(con, path)
+        finally:
+            in_merge.clear()
+
+    monkeypatch.setattr(journalmod, "merge", slow_merge)
+    during: list[int] = []
+    progress = [0]
+
+    def on_progress(msg: dict) -> None:
+        progress[0] += 1
+        if in_merge.is_set():
+            during.append(progress[0])
+
+    total = rows(bigger, "SELECT sum(size) FROM files")[0][0]
+    with storescp(tmp_path) as peer:
+        res = send_index(str(bigger), Target.parse(peer.target),
+                         SendOptions(associations=2, max_rate=max(1000, total // 8)), on_progress=on_progress)
+    assert res.outcome == "complete" and res.merged, res
+    assert len(merge_threads - {"MainThread"}) == 1, merge_threads  # the merges during the send: one thread
+    assert during, "no result was taken while a merge ran: the main loop waited for the merges"
+    planned, stored, twice = _stored_once(bigger, peer.target)
+    assert stored == planned and twice == 0
+    assert rows(bigger, "SELECT merged_lines > 2, finished FROM journal_merges") == [(True, True)]
+    assert _journals(bigger) == []

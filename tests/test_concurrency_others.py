@@ -318,3 +318,49 @@ def test_verify_while_a_send_to_the_same_target_runs(tmp_path: Path) -> None:
     assert set(stored_once(index, peer.target).values()) == {1}
     got = peek_wait(index, "SELECT count(*), count(DISTINCT sop_instance_uid) FROM verifications")
     assert got == [(first + 120, 120)]
+
+
+def test_a_killed_verify_keeps_what_it_checked_and_the_rerun_does_not_redo_it(tmp_path: Path) -> None:
+    """verify records its outcomes as it goes (its journal, merged like a send's): kill -9 keeps what it
+    checked, and the next verify of the same target and mode takes the run up again, checking only the
+    rest. A second verify of the same target and mode meanwhile is refused, naming the first."""
+    from .peers import orthanc
+
+    index = planned_index(tmp_path, 150, 20_000, seed=35)
+    run_dir = Path(str(index) + ".run")
+    with orthanc(tmp_path) as peer:
+        ok(pacscopy("send", "--target", peer.target, "--index", index, "-q"))
+        v = start("verify", "--target", peer.target, "--index", index, "--mode", "retrieve", "-q")
+        try:
+            deadline = time.monotonic() + 180
+            while not any(b'"k":"verifications"' in j.read_bytes()
+                          for j in run_dir.glob(f"journal-verify-*-{v.pid}.jsonl")):
+                assert v.poll() is None, v.communicate()
+                assert time.monotonic() < deadline, "verify recorded nothing while it ran"
+                time.sleep(0.05)
+            second = pacscopy("verify", "--target", peer.target, "--index", index, "--mode", "retrieve", "-q")
+            assert v.poll() is None, "verify ended before it was killed: slow it down"
+            v.kill()
+            v.wait()
+        finally:
+            if v.poll() is None:
+                v.kill()
+                v.wait()
+        assert second.returncode == 2, second
+        assert second.stderr.startswith(f"pacscopy: error: a verify --mode retrieve of {peer.target} from index "
+                                        f"{index} is already running (pid {v.pid} on "), second.stderr
+        assert list(run_dir.glob("journal-verify-*")), "the killed verify left its journal"
+        # the next command that opens the index merges what the killed verify recorded
+        ok(pacscopy("query", "SELECT 1", "--index", index))
+        kept = peek_wait(index, "SELECT count(*), count(DISTINCT sop_instance_uid) FROM verifications")[0]
+        assert 0 < kept[0] == kept[1] < 150, kept
+        assert peek_wait(index, "SELECT run_id, finished IS NULL FROM verify_runs") == [(1, True)]
+        r = ok(pacscopy("verify", "--target", peer.target, "--index", index, "--mode", "retrieve", "-q"))
+        assert (f"150 instances checked ({kept[0]} by run 1 before it was interrupted: not checked again)"
+                in r.stdout), r.stdout
+        assert "verified:          150" in r.stdout, r.stdout
+    # each instance checked once, over the two processes; one run, finished
+    assert peek_wait(index, "SELECT count(*), count(DISTINCT sop_instance_uid), bool_and(outcome = 'verified') "
+                            "FROM verifications") == [(150, 150, True)]
+    assert peek_wait(index, "SELECT run_id, resumed, finished IS NOT NULL, checked FROM verify_runs") == [(1, 1, True, 150)]
+    assert not list(run_dir.glob("journal-*"))

@@ -109,7 +109,9 @@ def proof_line(res: Any) -> str:
 def verify_lines(run: Any) -> list[str]:
     """A verify run (:class:`pacscopy.verify.run.VerifyRun`): counts per outcome, the first problems, the updates."""
     res = run.result
-    lines = [f"verify {res.mode} against {res.target}: {res.checked} instances checked"]
+    lines = [f"verify {res.mode} against {res.target}: {res.checked} instances checked"
+             + (f" ({res.resumed} by run {res.run_id} before it was interrupted: not checked again)"
+                if res.resumed else "")]
     lines += [f"  {k + ':':19s}{res.counts.get(k, 0)}" for k in ("verified", "missing_on_target", "mismatch", "failed")]
     if res.problems:
         lines.append(table(["sop_instance_uid", "outcome", "detail"], res.problems, max_width=100))
@@ -131,6 +133,8 @@ def status_lines(target: Any, p: Any, sends: Sequence[Any]) -> list[str]:
         when = f"as of {r.as_of:%Y-%m-%d %H:%M:%S}, its latest merge" if r.as_of else "as of its start (nothing merged yet)"
         lines.append(f"  a send to {s.target} is running (run {s.run_id}, pid {s.pid} on {s.host} since "
                      f"{s.since}): {'these figures are' if s.target == str(target) else 'its figures are'} {when}")
+        if r.rate is not None:  # the send's own rate over the last minute (its rate file: newer than the index)
+            lines.append(f"    {r.rate.line()}")
     rows = [
         ("stored and current", p.stored_current, f"{p.verified} verified, {p.warnings} stored with warnings"),
         ("verify problems", p.verify_problems, "mismatch, missing on target or disputed: see reconcile"),
@@ -151,5 +155,9 @@ def status_lines(target: Any, p: Any, sends: Sequence[Any]) -> list[str]:
         if eta is not None:
             lines.append(f"  estimated finish at that rate: {eta:%Y-%m-%d %H:%M} (sending around the clock)")
     elif p.left_to_send:
-        lines.append("  no send run yet: no rate to estimate a finish from")
+        own = [r.rate for r in sends if r.send.target == str(target) and r.rate and r.rate.instances_per_s > 0]
+        if own:  # a first send, running: its own rate
+            lines.append(f"  estimated finish at the running send's rate: {own[0].finish(p.left_to_send):%Y-%m-%d %H:%M}")
+        else:
+            lines.append("  no send run yet: no rate to estimate a finish from")
     return lines

@@ -13,22 +13,28 @@ so that where the books live is not the send loop's business:
 
 Every method is called from the send's main thread, except :meth:`Books.claim`,
 which the feeder thread calls for each batch before it is handed to a worker.
+:class:`JournalBooks` merges from a thread of its own, so that a merge (an open
+of the index, an insert, a checkpoint on close: seconds on a busy machine)
+never stalls the main loop that takes the workers' results.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import os
 import time
+from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import duckdb
 
 from pacscopy.errors import IndexBusyError
-from pacscopy.index import insert_columns, lock_wait, open_index, run, transaction
-from pacscopy.journal import Journal, merge, remove, writer_record
-from pacscopy.runfolder import run_dir
+from pacscopy.index import insert_columns, lock_wait, run, transaction
+from pacscopy.journal import MERGE_EVERY, Journal, Merger, remove, writer_record
+from pacscopy.runfolder import run_dir, write_private
 from pacscopy.send.status_counts import keeping
 
 if TYPE_CHECKING:
@@ -43,9 +49,6 @@ TRANSFER_COLS = ("sop_instance_uid", "path", "started", "finished", "bytes", "st
 
 
 log = logging.getLogger(__name__)
-
-#: Seconds between a send's merges of its journal into the index (when the index is free).
-MERGE_EVERY = 1.0
 
 #: What a journaled attempt carries beyond :data:`TRANSFER_COLS`: what was read and sent (from the spool).
 SENT_COLS = ("source_xxh3", "sent_patient_id", "sent_header", "is_update")
@@ -161,14 +164,21 @@ def finish_params(s: SendSummary) -> dict[str, Any]:
             "not_sent": s.left, "bytes": s.bytes_sent, "outcome": s.outcome}
 
 
+#: Seconds between a send's writes of its rate file (``status`` shows it), and the window of that rate.
+RATE_EVERY = 2.0
+RATE_WINDOW = 60.0
+
+
 class JournalBooks(_OneHost):
     """The books in the send's journal (:mod:`pacscopy.journal`), merged into the index every second or so.
 
     The run's start is written into the index directly (``con`` is set while
-    the index is open at the start); everything after goes to the journal, and
-    :meth:`tick` merges it when the index is free, never waiting for it.
-    :meth:`finish` merges what is left, waiting up to the lock wait; if the
-    index stays busy, the journal stays and the next read-write open merges it.
+    the index is open at the start); everything after goes to the journal. A
+    merge thread (started with the first record, once the index is closed
+    again) merges the journal when the index is free, never waiting for it, so
+    the main loop never waits for a merge. :meth:`finish` stops the thread and
+    merges what is left, waiting up to the lock wait; if the index stays busy,
+    the journal stays and the next read-write open merges it.
     """
 
     def __init__(self, index_path: str, merge_every: float = MERGE_EVERY) -> None:
@@ -176,14 +186,18 @@ class JournalBooks(_OneHost):
         self.merge_every = merge_every
         self.con: duckdb.DuckDBPyConnection | None = None
         self.journal: Journal | None = None
+        self.merger: Merger | None = None  # merges the journal from a thread of its own
         self.run_id = 0
         self.target = ""
-        self.dirty = False
         self.merged = True
-        self.last_try = time.monotonic()
-        self.last_cost = 0.0  # seconds the latest merge took
-        self.merges = 0  # successful merges (the benchmark and tests read it)
-        self.busy = 0  # merges skipped because another process held the index
+        self.done = (0, 0)  # instances stored (or with a warning) and their bytes, so far
+        self.samples: deque[tuple[float, int, int]] = deque()  # (time, instances, bytes): the last minute
+        self.last_sample = 0.0
+
+    @property
+    def dirty(self) -> bool:
+        """Whether the journal holds lines not merged by this run yet."""
+        return self.merger is not None and self.merger.dirty
 
     @property
     def journal_name(self) -> str:
@@ -200,48 +214,63 @@ class JournalBooks(_OneHost):
         self.target = str(target)
         self.journal = Journal.create(self.index_path, self.journal_name)
         self.journal.append("start", **writer_record(self.run_id, self.target))
+        self.merger = Merger(self.index_path, self.journal, self.merge_every)
+        self.samples.append((time.time(), 0, 0))
         return self.run_id
 
     def _record(self, rows: list[dict[str, Any]]) -> None:
-        assert self.journal is not None
+        assert self.journal is not None and self.merger is not None
         cols = {c: [r.get(c) for r in rows] for c in (*TRANSFER_COLS, *SENT_COLS)}
         self.journal.append("transfers", run_id=self.run_id, target=self.target, cols=cols)
-        self.dirty = True
+        self.merger.noted()  # the first starts the merge thread: the index is closed by now
+        ok = [r for r in rows if r["outcome"] in ("stored", "warning")]
+        self.done = (self.done[0] + len(ok), self.done[1] + sum(r["bytes"] or 0 for r in ok))
 
     def _record_source_changed(self, cols: dict[str, list[Any]]) -> None:
-        assert self.journal is not None
+        assert self.journal is not None and self.merger is not None
         self.journal.append("source_changed", cols=cols)
-        self.dirty = True
+        self.merger.noted()
 
     def tick(self) -> None:
-        # at most every merge_every seconds, and never more than a tenth of the time (a slow disk,
-        # a busy machine): the merges must not slow the send down
-        if self.dirty and time.monotonic() - self.last_try >= max(self.merge_every, 10 * self.last_cost):
-            self.try_merge(wait=0.0)
+        """Raise what stopped the merge thread, if anything did (the merges themselves run in that thread);
+        every few seconds, write the send's rate over the last minute for ``status`` (:meth:`write_rate`)."""
+        if self.merger is not None and self.merger.error is not None:
+            e, self.merger.error = self.merger.error, None
+            raise e
+        if self.journal is not None and time.time() - self.last_sample >= RATE_EVERY:
+            self.write_rate()
 
-    def try_merge(self, wait: float) -> bool:
-        """Merge the journal into the index if it can be had within ``wait`` seconds; whether it was."""
-        assert self.journal is not None
-        t0 = self.last_try = time.monotonic()
+    @property
+    def rate_file(self) -> Path:
+        return run_dir(self.index_path) / f"rate-{self.journal_name}.json"
+
+    def write_rate(self) -> None:
+        """``<index>.run/rate-RUN-PID.json``: instances and MB per second over the last minute (or since
+        the start, if shorter), as of now. ``status`` reads it (:func:`pacscopy.journal.running`)."""
+        now = self.last_sample = time.time()
+        self.samples.append((now, *self.done))
+        while len(self.samples) > 2 and self.samples[1][0] <= now - RATE_WINDOW:
+            self.samples.popleft()  # keep one sample at or before the window's start
+        t0, n0, b0 = self.samples[0]
+        span = now - t0
+        if span <= 0:
+            return
+        rec = {"run_id": self.run_id, "target": self.target, "pid": os.getpid(),
+               "at": dt.datetime.fromtimestamp(now).isoformat(timespec="seconds"), "seconds": round(span, 1),
+               "instances_per_s": (self.done[0] - n0) / span, "bytes_per_s": (self.done[1] - b0) / span,
+               "stored": self.done[0], "bytes": self.done[1]}
         try:
-            con = open_index(self.index_path, wait=wait, lean=True)
-        except IndexBusyError:
-            self.busy += 1
-            return False
-        try:
-            merge(con, self.journal.path)
-        finally:
-            con.close()
-        self.last_cost = time.monotonic() - t0
-        self.merges += 1
-        self.dirty = False
-        return True
+            write_private(self.rate_file, json.dumps(rec))
+        except OSError as e:  # a courtesy for status: never stops a send
+            log.debug("cannot write %s: %s", self.rate_file, e)
 
     def finish(self, summary: SendSummary) -> None:
-        assert self.journal is not None
+        assert self.journal is not None and self.merger is not None
+        self.merger.stop()
         self.journal.append("finish", params=finish_params(summary))
+        self.merger.appended += 1
         try:
-            self.merged = self.try_merge(wait=lock_wait())
+            self.merged = self.merger.try_merge(wait=lock_wait())
         except IndexBusyError:
             self.merged = False
         if not self.merged:
@@ -249,6 +278,10 @@ class JournalBooks(_OneHost):
                         "that opens the index merges them", self.run_id, self.journal.path)
 
     def close(self) -> None:
+        if self.merger is not None:
+            self.merger.stop()
+        if self.journal is not None:
+            self.rate_file.unlink(missing_ok=True)
         if self.journal is None:
             return
         if self.merged and not self.dirty:

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable
 from contextlib import closing
 from dataclasses import dataclass, field
 from itertools import groupby
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import duckdb
 import xxhash
@@ -40,10 +40,10 @@ from pacscopy.dicom.peer import Target, accept_nul_padded_ae_titles, nodelay_han
 from pacscopy.dicom.scu import COMMIT, COMMIT_INSTANCE, FIND, GET, MOVE, VERIFICATION, alive, associate, find, make_ae
 from pacscopy.digest import digest_dataset
 from pacscopy.errors import VerifyError
-from pacscopy.index import fetch, insert_columns, lock_wait, open_index, run, transaction
+from pacscopy.index import fetch, lock_wait, open_index, run, transaction
+from pacscopy.journal import MERGE_EVERY, Journal, Merger, merge, remove, writer_record
 from pacscopy.manifest import manifest_rewritten
 from pacscopy.send import status_counts
-from pacscopy.send.status_counts import keeping
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,8 @@ class VerifyResult:
     checked: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)  # the first 50, when not ok
+    run_id: int = 0
+    resumed: int = 0  # instances checked by the run's earlier, interrupted part (not checked again)
 
     @property
     def ok(self) -> bool:
@@ -118,6 +120,74 @@ def candidates(con: duckdb.DuckDBPyConnection, target: Target, sample: float | N
                 continue
         out.append(c)
     return out
+
+
+class Sink(Protocol):
+    """Where a verify mode puts each instance's outcome as it is known."""
+
+    def append(self, outcome: Outcome) -> None: ...
+
+
+class Recorder:
+    """A verify's outcomes, recorded as they come: appended to the run's journal (one line per second
+    or 500 outcomes, ``fsync``'d), merged into the index by a :class:`pacscopy.journal.Merger` thread
+    when it is free. Kill -9 loses at most the last second's outcomes (and the instance in hand)."""
+
+    def __init__(self, index: str, target: Target, mode: str, run_id: int, every: float = MERGE_EVERY) -> None:
+        self.index = index
+        self.target = str(target)
+        self.mode = mode
+        self.run_id = run_id
+        self.counts: dict[str, int] = {}
+        self.buffer: list[Outcome] = []
+        self.last_flush = time.monotonic()
+        self.journal = Journal.create(index, f"verify-{run_id}-{os.getpid()}")
+        self.journal.append("start", **writer_record(run_id, self.target), mode=mode)
+        self.merger = Merger(index, self.journal, every)
+
+    def append(self, outcome: Outcome) -> None:
+        self.counts[outcome.outcome] = self.counts.get(outcome.outcome, 0) + 1
+        self.buffer.append(outcome)
+        if len(self.buffer) >= 500 or time.monotonic() - self.last_flush >= 1.0:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.merger.error is not None:
+            e, self.merger.error = self.merger.error, None
+            raise e
+        if not self.buffer:
+            return
+        out, self.buffer = self.buffer, []
+        self.journal.append("verifications", target=self.target, mode=self.mode, cols={
+            "sop_instance_uid": [o.sop_instance_uid for o in out], "verified_at": [o.at for o in out],
+            "outcome": [o.outcome for o in out], "detail": [o.detail for o in out],
+            "header_diff": [o.header_diff for o in out], "pixels_equal": [o.pixels_equal for o in out]})
+        self.last_flush = time.monotonic()
+        self.merger.noted()
+
+    def finish(self, checked: int) -> None:
+        """Record the rest and the run's end (merged by :meth:`merge_rest`)."""
+        self.flush()
+        self.merger.stop()
+        self.journal.append("verify_finish", params={"run_id": self.run_id, "checked": checked,
+                                                     "finished": dt.datetime.now()})
+
+    def close(self, merged: bool) -> None:
+        """Stop merging; remove the journal if everything in it is merged (else the next open merges it)."""
+        self.merger.stop()
+        if merged:
+            remove(self.journal.path)
+        self.journal.close()
+
+
+def _selection(sample: float | None, only: set[str] | None, include: set[str] | None) -> str | None:
+    """A run's selection (``verify_runs.selection``); None for a run never taken up again (a given set).
+
+    ``include`` (updates to prove, added to a sample) does not count: what the run recorded is skipped anyway.
+    """
+    if only is not None:
+        return None
+    return f"sample {sample:g} %" if sample is not None and sample < 100 else "all"
 
 
 def verify(
@@ -144,33 +214,86 @@ def verify(
     ``only`` restricts the run to those instances; ``include`` adds them to a sample.
 
     The index at ``index`` is open only to read the candidates and, at the end, to
-    record every outcome in one transaction (exactly once; a verify killed before
-    that records nothing and is simply run again): a send, a scan or a status run
-    meanwhile. The last open waits up to :data:`RECORD_WAIT` for a busy index (saying
-    who holds it): the outcomes of a long run are not dropped for a short query.
+    merge the last outcomes: every outcome is recorded as it comes (:class:`Recorder`:
+    the run's journal, merged when the index is free), so a send, a scan or a status
+    run meanwhile, and a verify killed at any moment keeps what it checked. One verify
+    per target and mode at a time (:func:`pacscopy.runfolder.take_lock`). A verify of
+    the same target, mode and selection as one that did not finish takes that run up
+    again and checks only what it did not record (:attr:`VerifyResult.resumed`). The
+    last open waits up to :data:`RECORD_WAIT` for a busy index (saying who holds it):
+    the outcomes of a long run are not dropped for a short query.
     """
+    from pacscopy.runfolder import take_lock
+
     if mode not in MODES:
         raise VerifyError(f"unknown verify mode {mode!r}: use one of {', '.join(MODES)}")
-    with closing(open_index(index)) as con:
+    lock = take_lock(index, "verify", f"{mode}-{target}", f"a verify --mode {mode} of {target} from index {index}",
+                     "one verify per target and mode; wait for it to end or stop it (Ctrl-C)", target=str(target))
+    try:
+        return _verify_locked(index, target, mode, sample, calling_ae, timeout, port, move, bind, only, include,
+                              on_total, on_progress, lock)
+    finally:
+        lock.release()
+
+
+def _verify_locked(index: str, target: Target, mode: str, sample: float | None, calling_ae: str, timeout: float,
+                   port: int, move: bool, bind: str | None, only: set[str] | None, include: set[str] | None,
+                   on_total: Callable[[int], None] | None, on_progress: Callable[[int], None] | None,
+                   lock: Any) -> VerifyResult:
+    selection = _selection(sample, only, include)
+    done: dict[str, str] = {}
+    with closing(open_index(index)) as con:  # a killed verify's journal is merged by this open
         cands = candidates(con, target, sample, only, include)
-    if not cands:
-        raise VerifyError(f"nothing is recorded as stored on {target}: run 'pacscopy send --target {target}' first")
+        if not cands:
+            raise VerifyError(f"nothing is recorded as stored on {target}: run 'pacscopy send --target {target}' "
+                              "first")
+        keys = {"target": str(target), "mode": mode}
+        row = run(con, "ops/verify/verify_resumable", {**keys, "selection": selection}).fetchone() \
+            if selection is not None else None
+        with transaction(con):
+            if row is not None:
+                run_id = int(row[0])
+                done = dict(run(con, "ops/verify/verify_done", {**keys, "since": row[1]}).fetchall())
+                run(con, "ops/verify/verify_resume", {"run_id": run_id})
+            else:
+                (run_id,) = run(con, "ops/verify/verify_start", {**keys, "selection": selection,
+                                                                "started": dt.datetime.now()}).fetchone() or (0,)
+    lock.update(run_id=run_id)
+    wanted = {c.sop_instance_uid for c in cands}
+    done = {sop: outcome for sop, outcome in done.items() if sop in wanted}
+    todo = [c for c in cands if c.sop_instance_uid not in done]
+    res = VerifyResult(str(target), mode, run_id=run_id, resumed=len(done))
+    for outcome in done.values():
+        res.counts[outcome] = res.counts.get(outcome, 0) + 1
     if on_total:
-        on_total(len(cands))
-    host = bind if bind is not None else local_address(target)
-    if mode == "retrieve":
-        outcomes = _verify_retrieve(cands, target, calling_ae, timeout, port, on_progress, move=move, bind=host)
-    elif mode == "commit":
-        outcomes = _verify_commit(cands, target, calling_ae, timeout, port, on_progress, bind=host)
-    else:
-        outcomes = _verify_find(cands, target, calling_ae, timeout, port, on_progress)
-    res = VerifyResult(str(target), mode, len(outcomes))
-    for o in outcomes:
-        res.counts[o.outcome] = res.counts.get(o.outcome, 0) + 1
-    with closing(open_index(index, wait=max(lock_wait(), RECORD_WAIT))) as con:
-        _record(con, target, mode, outcomes)
-        if not res.ok:
-            res.problems = fetch(con, "ops/verify/verify_problems", Problem, {"target": str(target), "mode": mode})
+        on_total(len(todo))
+    rec = Recorder(index, target, mode, run_id)
+    merged = False
+    try:
+        if todo:
+            host = bind if bind is not None else local_address(target)
+            if mode == "retrieve":
+                _verify_retrieve(todo, target, calling_ae, timeout, port, on_progress, rec, move=move, bind=host)
+            elif mode == "commit":
+                _verify_commit(todo, target, calling_ae, timeout, port, on_progress, rec, bind=host)
+            else:
+                _verify_find(todo, target, calling_ae, timeout, port, on_progress, rec)
+        for outcome, n in rec.counts.items():
+            res.counts[outcome] = res.counts.get(outcome, 0) + n
+        res.checked = sum(res.counts.values())
+        rec.finish(res.checked)
+        with closing(open_index(index, wait=max(lock_wait(), RECORD_WAIT))) as con:
+            merge(con, rec.journal.path)
+            merged = True
+            if not res.ok:
+                res.problems = fetch(con, "ops/verify/verify_problems", Problem, {"target": str(target), "mode": mode})
+    finally:
+        if not merged:
+            try:
+                rec.flush()  # what was checked before the failure stays recorded
+            except Exception:  # noqa: BLE001 - the failure being handled is the one to report
+                pass
+        rec.close(merged)
     return res
 
 
@@ -214,18 +337,6 @@ def _listen(ae: Any, host: str, port: int, handlers: list[Any], what: str) -> An
     except OSError as e:
         raise VerifyError(f"cannot listen on {host}:{port} for {what}: {e.strerror} "
                           "(--bind sets the address, --port the port)") from None
-
-
-def _record(con: duckdb.DuckDBPyConnection, target: Target, mode: str, outcomes: list[Outcome]) -> None:
-    with transaction(con), keeping(con, str(target), [o.sop_instance_uid for o in outcomes]):
-        insert_columns(con, "ops/verify/insert_verifications", {
-            "sop_instance_uid": [o.sop_instance_uid for o in outcomes],
-            "verified_at": [o.at for o in outcomes],
-            "outcome": [o.outcome for o in outcomes],
-            "detail": [o.detail for o in outcomes],
-            "header_diff": [o.header_diff for o in outcomes],
-            "pixels_equal": [o.pixels_equal for o in outcomes],
-        }, target=str(target), mode=mode)
 
 
 # -- find ---------------------------------------------------------------------------
@@ -277,7 +388,7 @@ def _find_one(assoc: Any, c: Candidate) -> tuple[bool | None, str]:
 
 
 def _verify_find(cands: list[Candidate], target: Target, calling_ae: str, timeout: float, port: int,
-                 on_progress: Callable[[int], None] | None) -> list[Outcome]:
+                 on_progress: Callable[[int], None] | None, out: Sink) -> Sink:
     from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
     contexts: list[tuple[str, list[str]]] = [(FIND, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])]
@@ -286,7 +397,6 @@ def _verify_find(cands: list[Candidate], target: Target, calling_ae: str, timeou
         assoc.release()
         raise VerifyError(f"{target} accepted the association but refused the Study Root C-FIND context: "
                           "use --mode commit or retrieve")
-    out: list[Outcome] = []
     try:
         for (study, series), group in groupby(cands, key=lambda c: (c.study_instance_uid, c.series_instance_uid)):
             members = list(group)
@@ -322,7 +432,7 @@ def _verify_find(cands: list[Candidate], target: Target, calling_ae: str, timeou
 # -- commit -------------------------------------------------------------------------
 
 def _verify_commit(cands: list[Candidate], target: Target, calling_ae: str, timeout: float, port: int,
-                   on_progress: Callable[[int], None] | None, bind: str = "0.0.0.0") -> list[Outcome]:
+                   on_progress: Callable[[int], None] | None, out: Sink, bind: str = "0.0.0.0") -> Sink:
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
     from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
@@ -346,7 +456,6 @@ def _verify_commit(cands: list[Candidate], target: Target, calling_ae: str, time
     accept_nul_padded_ae_titles()
     server = _listen(listener, bind, port, [(evt.EVT_N_EVENT_REPORT, on_report), *nodelay_handlers()],
                      "commitment reports")
-    out: list[Outcome] = []
     try:
         assoc = associate(target, calling_ae, timeout, [(COMMIT, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])],
                            "Storage Commitment", ext_neg=[build_role(COMMIT, scu_role=True, scp_role=True)],
@@ -389,32 +498,42 @@ def _verify_commit(cands: list[Candidate], target: Target, calling_ae: str, time
                 while tuid not in reports and time.monotonic() < deadline:
                     arrived.wait(timeout=0.2)
             time.sleep(0.3)  # pynetdicom answers the report after our handler returns: let it go out
+            with arrived:  # recorded as the reports come: a verify killed later keeps them
+                answered = [t for t in pending if t in reports]
+            for t in answered:
+                _commit_outcomes(pending.pop(t), reports[t], timeout, out)
+                if on_progress:
+                    on_progress(len(chunk))
         if assoc.is_established:
             assoc.release()
         for tuid, chunk in pending.items():
-            info = reports.get(tuid)
-            if info is None:
-                for c in chunk:
-                    out.append(Outcome(c.sop_instance_uid, "failed", f"no commitment report within {timeout:.0f} s"))
-                continue
-            ok = {str(x.ReferencedSOPInstanceUID) for x in info.get("ReferencedSOPSequence", [])}
-            failed = {str(x.ReferencedSOPInstanceUID): int(x.get("FailureReason", 0))
-                      for x in info.get("FailedSOPSequence", [])}
-            for c in chunk:
-                if c.sop_instance_uid in failed:
-                    reason = failed[c.sop_instance_uid]
-                    out.append(Outcome(c.sop_instance_uid, "missing_on_target" if reason == 0x0112 else "failed",
-                                       f"commitment failed: reason 0x{reason:04X} ({_failure_reason(reason)})"))
-                elif c.sop_instance_uid in ok:
-                    out.append(Outcome(c.sop_instance_uid, "verified", "storage commitment confirmed"))
-                else:
-                    out.append(Outcome(c.sop_instance_uid, "failed", "not named in the commitment report"))
-        if on_progress:
-            on_progress(len(cands))
+            _commit_outcomes(chunk, reports.get(tuid), timeout, out)
+            if on_progress:
+                on_progress(len(chunk))
     finally:
         if server is not None:
             server.shutdown()
     return out
+
+
+def _commit_outcomes(chunk: list[Candidate], info: Any, timeout: float, out: Sink) -> None:
+    """The outcomes of one N-ACTION's instances from its report (None: none came)."""
+    if info is None:
+        for c in chunk:
+            out.append(Outcome(c.sop_instance_uid, "failed", f"no commitment report within {timeout:.0f} s"))
+        return
+    ok = {str(x.ReferencedSOPInstanceUID) for x in info.get("ReferencedSOPSequence", [])}
+    failed = {str(x.ReferencedSOPInstanceUID): int(x.get("FailureReason", 0))
+              for x in info.get("FailedSOPSequence", [])}
+    for c in chunk:
+        if c.sop_instance_uid in failed:
+            reason = failed[c.sop_instance_uid]
+            out.append(Outcome(c.sop_instance_uid, "missing_on_target" if reason == 0x0112 else "failed",
+                               f"commitment failed: reason 0x{reason:04X} ({_failure_reason(reason)})"))
+        elif c.sop_instance_uid in ok:
+            out.append(Outcome(c.sop_instance_uid, "verified", "storage commitment confirmed"))
+        else:
+            out.append(Outcome(c.sop_instance_uid, "failed", "not named in the commitment report"))
 
 
 def _failure_reason(code: int) -> str:
@@ -650,8 +769,8 @@ def _retrieve_failure(what: str, status: Any, ident: Any, c: Candidate) -> str:
 
 
 def _verify_retrieve(cands: list[Candidate], target: Target, calling_ae: str, timeout: float, port: int,
-                     on_progress: Callable[[int], None] | None, move: bool = False,
-                     bind: str = "0.0.0.0") -> list[Outcome]:
+                     on_progress: Callable[[int], None] | None, out: Sink, move: bool = False,
+                     bind: str = "0.0.0.0") -> Sink:
     """C-GET each instance back (or C-MOVE it to our own SCP on ``port``) and compare."""
     from pydicom.dataset import Dataset
     from pynetdicom import ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, build_role, evt
@@ -699,7 +818,6 @@ def _verify_retrieve(cands: list[Candidate], target: Target, calling_ae: str, ti
         listener.add_supported_context(VERIFICATION)
         server = _listen(listener, bind, port, [(evt.EVT_C_STORE, on_store), (evt.EVT_ACCEPTED, on_accepted),
                                                 *nodelay_handlers()], "C-MOVE")
-    out: list[Outcome] = []
     model = MOVE if move else GET
     what = "C-MOVE" if move else "C-GET"
     try:
@@ -716,7 +834,7 @@ def _verify_retrieve(cands: list[Candidate], target: Target, calling_ae: str, ti
                 assoc.release()
                 if not move:
                     if port:
-                        return _verify_retrieve(cands, target, calling_ae, timeout, port, on_progress, move=True,
+                        return _verify_retrieve(cands, target, calling_ae, timeout, port, on_progress, out, move=True,
                                                 bind=bind)
                     raise VerifyError(
                         f"{target} does not accept Study Root C-GET: give --port (an SCP port the target knows "
