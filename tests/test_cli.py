@@ -36,5 +36,7 @@ def test_the_cli_module_holds_commands_and_nothing_else() -> None:
     group = typer.main.get_command(cli.app)
     commands = {c.callback.__name__ for c in group.commands.values() if c.callback is not None}
     commands |= {c.callback.__name__ for c in group.commands["books"].commands.values()}
-    assert functions - commands == {"fail", "_index", "version_callback", "_root", "main"}
-    assert len(inspect.getsource(cli).splitlines()) < 600
+    assert functions - commands == {"fail", "_index", "version_callback", "_root", "main"}, (
+        "a helper in cli.py: orchestration belongs in the library (e.g. pacscopy/send/run.py), wording in "
+        "pacscopy/output/ (summaries.py, terminal.py), parsing of values in pacscopy/validate.py")
+    assert len(inspect.getsource(cli).splitlines()) < 700  # 575 in December; was 949
