@@ -209,23 +209,29 @@ def test_manifest_compare_lists_only_the_files_that_differ(tmp_path: Path) -> No
         scale.fill(con, 6000)
         con.execute("""
             UPDATE files SET patient_sex = lower(patient_sex) WHERE mtime_ns % 9 = 4;  -- no difference (upper)
-            INSERT INTO manifest
+            INSERT INTO manifest BY NAME
+            SELECT *, manifest_sop_key(sop_instance_uid) AS sop_key,  -- the keys manifest load stores (0019)
+                   manifest_values_hash(patient_id, issuer_of_patient_id, patient_name, patient_birth_date,
+                                        patient_sex, accession_number, study_date, study_instance_uid,
+                                        series_instance_uid, sop_class_uid) AS cmp_hash
+            FROM (
             SELECT sop_instance_uid, study_instance_uid,
-                   CASE WHEN mtime_ns % 97 = 5 THEN series_instance_uid || '.9' ELSE series_instance_uid END,
-                   CASE WHEN mtime_ns % 89 = 6 THEN '1.2.3' ELSE sop_class_uid END,
+                   CASE WHEN mtime_ns % 97 = 5 THEN series_instance_uid || '.9' ELSE series_instance_uid END
+                       AS series_instance_uid,
+                   CASE WHEN mtime_ns % 89 = 6 THEN '1.2.3' ELSE sop_class_uid END AS sop_class_uid,
                    CASE WHEN mtime_ns % 53 = 7 THEN 'MERGED' || patient_id
-                        WHEN mtime_ns % 59 = 8 THEN NULL ELSE patient_id END,   -- NULL: no correction
-                   CASE WHEN mtime_ns % 61 = 9 THEN 'ISSUER' END,
+                        WHEN mtime_ns % 59 = 8 THEN NULL ELSE patient_id END AS patient_id,  -- NULL: no correction
+                   CASE WHEN mtime_ns % 61 = 9 THEN 'ISSUER' END AS issuer_of_patient_id,
                    CASE WHEN mtime_ns % 31 = 2 THEN 'CORRECTED^NAME'
                         WHEN mtime_ns % 37 = 3 THEN lower(patient_name) || '^^'  -- same name after norm_name
-                        ELSE patient_name END,
-                   CASE WHEN mtime_ns % 41 = 4 THEN '19000101' ELSE patient_birth_date END,
-                   upper(patient_sex),
-                   CASE WHEN mtime_ns % 43 = 5 THEN 'ACC-X' ELSE accession_number END,
-                   CASE WHEN mtime_ns % 47 = 6 THEN '20000101' ELSE study_date END,
-                   modality, volume, 'online', row_number() OVER ()
+                        ELSE patient_name END AS patient_name,
+                   CASE WHEN mtime_ns % 41 = 4 THEN '19000101' ELSE patient_birth_date END AS patient_birth_date,
+                   upper(patient_sex) AS patient_sex,
+                   CASE WHEN mtime_ns % 43 = 5 THEN 'ACC-X' ELSE accession_number END AS accession_number,
+                   CASE WHEN mtime_ns % 47 = 6 THEN '20000101' ELSE study_date END AS study_date,
+                   modality, volume AS location, 'online' AS state, row_number() OVER () AS source_row
             FROM (SELECT * FROM files WHERE sop_instance_uid IS NOT NULL
-                  QUALIFY row_number() OVER (PARTITION BY sop_instance_uid ORDER BY path) = 1)
+                  QUALIFY row_number() OVER (PARTITION BY sop_instance_uid ORDER BY path) = 1))
         """)
         got = con.execute("SELECT * FROM manifest_compare ORDER BY path").fetchall()
         ref = _manifest_compare_0008(con)

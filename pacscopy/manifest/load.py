@@ -1,10 +1,10 @@
 """The old PACS's own database export (the "manifest"): load it, validate it, set its policy.
 
 The export is read by DuckDB's own readers (``read_csv``, ``read_parquet``,
-``read_json``) into a staging table, renamed onto pacscopy's columns
-(``--columns``), normalised and validated in SQL (``sql/manifest/``), and only
-then replaces the ``manifest`` table in one transaction: a bad export is named
-in one line and the earlier manifest is kept. Checks (``sql/checks/manifest_*``),
+``read_json``) straight into the ``manifest`` table in one transaction, renamed
+onto pacscopy's columns (``--columns``) and normalised on the way in, then
+validated in SQL (``sql/ops/manifest/``) before the transaction commits: a bad
+export is named in one line, rolled back, and the earlier manifest is kept. Checks (``sql/checks/manifest_*``),
 the plan, the send queue and reconcile read the table.
 """
 
@@ -214,40 +214,69 @@ def load_manifest(con: duckdb.DuckDBPyConnection, path: Path, fmt: str | None = 
     mapping = mapping or {}
     reader, params, have = _reader(con, path, fmt)
     cols = _resolve(path, have, mapping)
+    run_script(con, "ops/manifest/normalise")
+    # One read of the file straight into the manifest table, normalised on the way in (the macros
+    # of normalise.sql), numbered in file order; validated in the same transaction, which a
+    # problem rolls back (the earlier manifest kept). Only the export's column names (quoted
+    # identifiers) are formatted into the statement, never a value.
+    select = ", ".join(f"{_normalised(ours, theirs)} AS {ours}" for ours, theirs in cols.items())
+    source = str(path.resolve())
+    spec = ", ".join(f"{k}={v}" for k, v in mapping.items()) or None
+    con.execute("SET preserve_insertion_order = true")  # row_number() OVER () is the row's place in the file
     try:
-        run_script(con, "ops/manifest/normalise")
-        # One read of the file, normalised on the way in (the macros of normalise.sql), in file
-        # order so that rowid + 1 is the row's place in the export. Only the export's column names
-        # (quoted identifiers) are formatted into the statement, never a value.
-        select = ", ".join(
-            (f"manifest_date(CAST({_quote(theirs)} AS VARCHAR))" if ours in _DATES else
-             f"manifest_value(CAST({_quote(theirs)} AS VARCHAR))") + f" AS {ours}"
-            if theirs else f"NULL::VARCHAR AS {ours}"
-            for ours, theirs in cols.items()
-        )
-        con.execute("SET preserve_insertion_order = true")
-        try:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE manifest_norm AS SELECT {select} FROM {reader}", params)
-        except duckdb.Error as e:
-            raise _reader_error(path, fmt, e) from None
-        finally:
-            con.execute("SET preserve_insertion_order = false")
-        try:
-            problems = run(con, "ops/manifest/validate").fetchall()
-        except duckdb.Error as e:
-            raise ManifestError(f"cannot read {path} as {fmt}: {_first_line(e)}") from None
-        if problems:
-            raise ManifestError(_describe_problem(path, fmt, problems[0]))
-        source = str(path.resolve())
-        spec = ", ".join(f"{k}={v}" for k, v in mapping.items()) or None
         with transaction(con):
+            con.execute("DELETE FROM manifest")
+            try:
+                con.execute(f"INSERT INTO manifest BY NAME SELECT *, {_KEYS} FROM "
+                            f"(SELECT {select}, row_number() OVER () AS source_row FROM {reader})", params)
+            except duckdb.Error as e:
+                raise _reader_error(path, fmt, e) from None
+            try:
+                problems = run(con, "ops/manifest/validate").fetchall()
+            except duckdb.Error as e:
+                raise ManifestError(f"cannot read {path} as {fmt}: {_first_line(e)}") from None
+            if problems:
+                raise ManifestError(_describe_problem(path, fmt, _as_given(con, reader, params, cols, problems[0])))
             run_script(con, "ops/manifest/replace", {"source": source, "format": fmt, "columns": spec})
-        r = run(con, "ops/manifest/latest_load").fetchone()
-        assert r is not None
-        log.info("manifest loaded from %s: %d rows", source, r[4])
-        return LoadResult(int(r[0]), int(r[4]), source, fmt)
     finally:
-        run_script(con, "ops/manifest/cleanup")
+        con.execute("SET preserve_insertion_order = false")
+    r = run(con, "ops/manifest/latest_load").fetchone()
+    assert r is not None
+    log.info("manifest loaded from %s: %d rows", source, r[4])
+    return LoadResult(int(r[0]), int(r[4]), source, fmt)
+
+
+#: The keys stored with each row for the joins (migration 0019's macros).
+_KEYS = ("manifest_sop_key(sop_instance_uid) AS sop_key, "
+         "manifest_values_hash(patient_id, issuer_of_patient_id, patient_name, patient_birth_date, patient_sex, "
+         "accession_number, study_date, study_instance_uid, series_instance_uid, sop_class_uid) AS cmp_hash")
+
+
+def _normalised(ours: str, theirs: str | None) -> str:
+    """The SQL expression of manifest column ``ours`` from the export's column ``theirs``."""
+    if theirs is None:
+        return "''" if ours == "sop_instance_uid" else "NULL::VARCHAR"
+    v = f"CAST({_quote(theirs)} AS VARCHAR)"
+    if ours in _DATES:
+        return f"manifest_date({v})"
+    if ours == "sop_instance_uid":  # '' (never a normalised value) stands for empty until validate.sql names it
+        return f"coalesce(manifest_value({v}), '')"
+    if ours == "patient_sex":
+        return f"upper(manifest_value({v}))"
+    if ours == "state":
+        return f"lower(manifest_value({v}))"
+    return f"manifest_value({v})"
+
+
+def _as_given(con: duckdb.DuckDBPyConnection, reader: str, params: dict[str, Any],
+              cols: dict[str, str | None], problem: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A state problem as the export wrote the value (the table holds it in lower case)."""
+    if problem[0] != "bad_state" or not cols["state"]:
+        return problem
+    # an error path only: read the file again to the problem's row
+    r = con.execute(f"SELECT v FROM (SELECT row_number() OVER () AS r, manifest_value(CAST({_quote(cols['state'])} "
+                    f"AS VARCHAR)) AS v FROM {reader}) WHERE r = $row", {**params, "row": problem[1]}).fetchone()
+    return problem[:3] + ((r[0] if r else problem[3]),) + problem[4:]
 
 
 def parse_policy(items: list[str]) -> dict[str, str]:

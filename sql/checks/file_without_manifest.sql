@@ -1,4 +1,5 @@
 -- A file holds an instance the old PACS's database does not know (an orphan: often deleted there, or a copy left behind); only with a manifest loaded
+-- (an anti-join on the 128-bit key manifest load stores, migration 0019: no hash table of UID strings)
 SELECT 'warning' AS severity,
        f.path,
        f.sop_instance_uid,
@@ -9,4 +10,4 @@ FROM files f
 WHERE f.sop_instance_uid IS NOT NULL
   AND f.status IN ('ok', 'suspect', 'corrupt')
   AND EXISTS (SELECT 1 FROM manifest)
-  AND NOT EXISTS (SELECT 1 FROM manifest m WHERE m.sop_instance_uid = f.sop_instance_uid)
+  AND NOT EXISTS (SELECT 1 FROM manifest m WHERE m.sop_key = manifest_sop_key(f.sop_instance_uid))

@@ -1,4 +1,5 @@
 -- The old PACS's database knows the instance, no scanned file holds it (a broken link: lost, or on a volume not restored yet); group_key is the location
+-- (an anti-join on the 128-bit key manifest load stores, migration 0019: no hash table of UID strings)
 SELECT 'error' AS severity,
        coalesce(m.location, '(no location recorded)') AS path,
        m.sop_instance_uid,
@@ -10,4 +11,4 @@ SELECT 'error' AS severity,
 FROM manifest m
 WHERE m.state IS DISTINCT FROM 'deleted'
   AND NOT EXISTS (SELECT 1 FROM files f
-                  WHERE f.sop_instance_uid = m.sop_instance_uid AND f.status IN ('ok', 'suspect', 'corrupt'))
+                  WHERE manifest_sop_key(f.sop_instance_uid) = m.sop_key AND f.status IN ('ok', 'suspect', 'corrupt'))

@@ -1,5 +1,5 @@
 -- How an export's values are normalised on the way in (the loader applies them per column while
--- reading the file into temp table manifest_norm): as pacscopy normalises headers, padding stripped
+-- reading the file into the manifest table): as pacscopy normalises headers, padding stripped
 -- and empty -> NULL; dates as YYYYMMDD (YYYY-MM-DD, YYYY.MM.DD, YYYY/MM/DD and timestamps are
 -- converted when they are real dates; anything else is kept as given, for validate.sql to name it).
 CREATE OR REPLACE TEMP MACRO manifest_value(v) AS nullif(trim(v), '');
