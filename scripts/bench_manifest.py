@@ -8,9 +8,15 @@ corrected, 0.1 % of patients merged into another PatientID. Then, each on a fres
 index, as subprocesses: `pacscopy manifest load` of the CSV and of the Parquet file, and
 `pacscopy check` of the four manifest checks (which also rebuilds the whole plan).
 
-With ``--base SRC`` (a checkout of another commit, e.g. ``git worktree add /tmp/base COMMIT``) the
-same loads and check run with that checkout's pacscopy too (PYTHONPATH=SRC), interleaved with this
-one's, each on its own fresh copy of the index: a before/after ratio from one run on a shared machine.
+With ``--base SRC`` (a checkout of another commit, e.g. ``git -C /work/main archive COMMIT pacscopy
+sql | tar -x -C SRC``) the same loads and check run with that checkout's pacscopy too
+(PYTHONPATH=SRC), interleaved with this one's, each on its own fresh copy of the index: a
+before/after ratio from one run on a shared machine. The index is then generated with the base's
+migrations (``check-N-base.duckdb``), so both open it; this checkout applies its newer migrations
+at its first open, inside the measured command (on an empty manifest: a few ALTERs).
+
+Each step's wall time, CPU time (user + system of the whole process, all DuckDB threads) and the
+1-minute load average at its start are printed; the table gives medians over the runs.
 
 usage: python scripts/bench_manifest.py [--rows 5000000] [--runs 2] [--keep DIR] [--base SRC]
 """
@@ -25,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import duckdb
 
@@ -75,15 +82,36 @@ def export(d: Path, rows: int) -> tuple[Path, Path, int]:
     return csv, pq, n
 
 
-def timed(args: list[str], src: Path | None = None) -> tuple[float, int, str]:
-    cmd = ["/usr/bin/time", "-f", "%M", sys.executable, "-m", "pacscopy", *args]
+class Step(NamedTuple):
+    wall: float
+    rss_kb: int
+    cpu: float    # user + system seconds of the process (every DuckDB thread)
+    load: float   # 1-minute load average at the start
+
+
+def timed(args: list[str], src: Path | None = None) -> Step:
+    cmd = ["/usr/bin/time", "-f", "%M %U %S", sys.executable, "-m", "pacscopy", *args]
     env = {**os.environ, "PYTHONPATH": str(src)} if src else None
+    load = os.getloadavg()[0]
     t = time.monotonic()
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=src or ROOT, env=env)
     wall = time.monotonic() - t
     if r.returncode != 0:
         raise SystemExit(f"{' '.join(args[:2])} failed: {r.stderr[-2000:]}")
-    return wall, int(r.stderr.strip().splitlines()[-1]), r.stdout
+    rss, user, system = r.stderr.strip().splitlines()[-1].split()
+    return Step(wall, int(rss), float(user) + float(system), load)
+
+
+def build_with(src: Path | None, path: Path, rows: int) -> float:
+    """bench_check's index, migrated by the pacscopy in ``src`` (None: this checkout)."""
+    if src is None:
+        return build(path, rows)
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import pacscopy.index; "
+            "sys.path.insert(0, sys.argv[2]); from bench_check import build; "
+            "print(build(__import__('pathlib').Path(sys.argv[3]), int(sys.argv[4])))")
+    r = subprocess.run([sys.executable, "-c", code, str(src), str(ROOT / "scripts"), str(path), str(rows)],
+                       capture_output=True, text=True, check=True)
+    return float(r.stdout.strip())
 
 
 def fresh(src: Path, work: Path) -> None:
@@ -103,52 +131,66 @@ def main() -> None:
     a = ap.parse_args()
     d = (a.keep or Path(tempfile.mkdtemp(prefix="pacscopy-bench-manifest-"))).resolve()
     d.mkdir(parents=True, exist_ok=True)
-    src_index = d / f"check-{a.rows}.duckdb"
+    base = a.base.resolve() if a.base else None
+    src_index = d / (f"check-{a.rows}-base.duckdb" if base else f"check-{a.rows}.duckdb")
     if not src_index.exists():
         print(f"generating {a.rows:,} files rows ...", file=sys.stderr)
-        print(f"generated in {build(src_index, a.rows):.1f} s", file=sys.stderr)
+        print(f"generated in {build_with(base, src_index, a.rows):.1f} s", file=sys.stderr)
     t = time.monotonic()
     csv, pq, n = export(d, a.rows)
     print(f"export of {n:,} rows written in {time.monotonic() - t:.1f} s "
           f"(CSV {csv.stat().st_size / 1e6:.0f} MB, Parquet {pq.stat().st_size / 1e6:.0f} MB)", file=sys.stderr)
-    work = d / "run.duckdb"
     start_load = os.getloadavg()[0]
-    res: dict[str, list[tuple[float, int]]] = {}
-    sources: list[tuple[str, Path | None]] = [("", None)] + ([("base ", a.base.resolve())] if a.base else [])
+    res: dict[str, list[Step]] = {}
+    sources: list[tuple[str, Path | None]] = [("", None)] + ([("base ", base)] if base else [])
     for run in range(a.runs):
-        for label, src in sources:
+        for label, src in sources if run % 2 == 0 else sources[::-1]:  # alternate who goes first
+            work = d / ("run-base.duckdb" if src else "run.duckdb")  # this checkout's stays for the summary
             fresh(src_index, work)
             res.setdefault(f"{label}load parquet", []).append(
-                timed(["manifest", "load", str(pq), "--index", str(work)], src)[:2])
+                timed(["manifest", "load", str(pq), "--index", str(work)], src))
             fresh(src_index, work)
             res.setdefault(f"{label}load csv", []).append(
-                timed(["manifest", "load", str(csv), "--index", str(work)], src)[:2])
+                timed(["manifest", "load", str(csv), "--index", str(work)], src))
             res.setdefault(f"{label}check (manifest checks + plan)", []).append(
-                timed(["check", *CHECKS, "--index", str(work), "-q"], src)[:2])
-            print(f"run {run + 1} {label}: " + ", ".join(f"{k} {v[-1][0]:.1f} s" for k, v in res.items()
-                                                      if k.startswith(label) or not label), file=sys.stderr)
-        if a.base:  # leave this checkout's result in work for the summary below
-            fresh(src_index, work)
-            timed(["manifest", "load", str(csv), "--index", str(work)])
-            timed(["check", *CHECKS, "--index", str(work), "-q"])
-    con = duckdb.connect(str(work), read_only=True)
+                timed(["check", *CHECKS, "--index", str(work), "-q"], src))
+            print(f"run {run + 1} {label or 'this '}: " + ", ".join(
+                f"{k} {v[-1].wall:.1f} s (CPU {v[-1].cpu:.1f} s, load {v[-1].load:.1f})"
+                for k, v in res.items() if k.startswith(label) and (label or not k.startswith("base "))),
+                file=sys.stderr)
+    con = duckdb.connect(str(d / "run.duckdb"), read_only=True)
     findings = con.execute("SELECT check_id, count(*) FROM findings GROUP BY 1 ORDER BY 1").fetchall()
     plan = con.execute("SELECT disposition, count(*) FROM plan GROUP BY 1 ORDER BY 2 DESC").fetchall()
+    same = []
+    if base:  # the same findings and plan from both checkouts (an order-free digest of every row)
+        con.execute(f"ATTACH '{d / 'run-base.duckdb'}' AS b (READ_ONLY)")
+        for table, cols in (("findings", "check_id, severity, path, sop_instance_uid, group_key, detail"),
+                            ("plan_auto", "sop_instance_uid, path, disposition, why")):
+            digest = [con.execute(f"SELECT count(*), bit_xor(hash({cols})) FROM {db}.{table}").fetchall()
+                      for db in ("main", "b")]
+            same.append(f"{table}: {'identical' if digest[0] == digest[1] else 'DIFFERENT'} in both checkouts")
     con.close()
     load1 = os.getloadavg()
     print(f"{n:,} manifest rows against {a.rows:,} files rows; load average {start_load:.2f} at the start, "
           f"{load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f} at the end\n")
-    print("| step | runs | median wall (runs) | max peak RSS |\n|---|---|---|---|")
+    print("| step | runs | median wall (runs) | median CPU (runs) | load avg at start (runs) | max peak RSS |\n"
+          "|---|---|---|---|---|---|")
     for k, v in res.items():
-        walls = [w for w, _ in v]
-        print(f"| {k} | {len(v)} | {statistics.median(walls):.1f} s ({', '.join(f'{w:.1f}' for w in walls)}) "
-              f"| {max(r for _, r in v) / 1024:.0f} MB |")
+        print(f"| {k} | {len(v)} | {statistics.median(x.wall for x in v):.1f} s "
+              f"({', '.join(f'{x.wall:.1f}' for x in v)}) | {statistics.median(x.cpu for x in v):.1f} s "
+              f"({', '.join(f'{x.cpu:.1f}' for x in v)}) | {', '.join(f'{x.load:.1f}' for x in v)} "
+              f"| {max(x.rss_kb for x in v) / 1024:.0f} MB |")
     for label, _ in sources:
-        total = (statistics.median(w for w, _ in res[f"{label}load csv"])
-                 + statistics.median(w for w, _ in res[f"{label}check (manifest checks + plan)"]))
-        print(f"\n{label}load (CSV) + check: {total:.1f} s")
+        for fmt in ("parquet", "csv"):
+            wall = (statistics.median(x.wall for x in res[f"{label}load {fmt}"])
+                    + statistics.median(x.wall for x in res[f"{label}check (manifest checks + plan)"]))
+            cpu = (statistics.median(x.cpu for x in res[f"{label}load {fmt}"])
+                   + statistics.median(x.cpu for x in res[f"{label}check (manifest checks + plan)"]))
+            print(f"\n{label or 'this checkout: '}load ({fmt}) + check: {wall:.1f} s wall, {cpu:.1f} s CPU")
     print("\nfindings: " + ", ".join(f"{c} {k:,}" for c, k in findings))
     print("plan: " + ", ".join(f"{c} {k:,}" for c, k in plan))
+    if same:
+        print("; ".join(same))
 
 
 if __name__ == "__main__":

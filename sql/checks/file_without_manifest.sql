@@ -6,8 +6,7 @@ SELECT 'warning' AS severity,
        f.volume AS group_key,
        'not in the old PACS''s database (the manifest): deleted there, or a copy left behind' AS detail,
        NULL::BOOLEAN AS recoverable
-FROM files f
-WHERE f.sop_instance_uid IS NOT NULL
-  AND f.status IN ('ok', 'suspect', 'corrupt')
-  AND EXISTS (SELECT 1 FROM manifest)
-  AND NOT EXISTS (SELECT 1 FROM manifest m WHERE m.sop_key = manifest_sop_key(f.sop_instance_uid))
+FROM (SELECT path, sop_instance_uid, volume, manifest_sop_key(sop_instance_uid) AS k
+      FROM files WHERE sop_instance_uid IS NOT NULL AND status IN ('ok', 'suspect', 'corrupt')) f
+ANTI JOIN manifest m ON m.sop_key = f.k
+WHERE EXISTS (SELECT 1 FROM manifest)

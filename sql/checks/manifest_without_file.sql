@@ -9,6 +9,6 @@ SELECT 'error' AS severity,
        || count(*) OVER (PARTITION BY m.location) || ' such instances on this location)' AS detail,
        NULL::BOOLEAN AS recoverable
 FROM manifest m
+ANTI JOIN (SELECT manifest_sop_key(sop_instance_uid) AS k FROM files WHERE status IN ('ok', 'suspect', 'corrupt')) f
+       ON f.k = m.sop_key
 WHERE m.state IS DISTINCT FROM 'deleted'
-  AND NOT EXISTS (SELECT 1 FROM files f
-                  WHERE manifest_sop_key(f.sop_instance_uid) = m.sop_key AND f.status IN ('ok', 'suspect', 'corrupt'))
