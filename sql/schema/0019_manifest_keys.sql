@@ -35,29 +35,30 @@ ALTER TABLE manifest ALTER COLUMN cmp_hash DROP DEFAULT;
 
 -- manifest_compare as 0014 defined it (same rows, same lists), on the stored keys: one scan of
 -- files computes each file's two hashes and joins them with the manifest's (16 + 8 bytes a row,
--- no strings) to find the files whose values are not all the manifest's; those few are fetched
--- back by rowid from files and manifest and compared exactly.
+-- no UID strings) to find the files whose values are not all the manifest's; those few are fetched
+-- back from files (by path: an incremental check shadows files with a view) and manifest (by key)
+-- and compared exactly.
 CREATE OR REPLACE VIEW manifest_compare AS
 WITH cand AS MATERIALIZED (
-    SELECT f.rid, m.rid AS mrid
-    FROM (SELECT rowid AS rid, manifest_sop_key(sop_instance_uid) AS k,
+    SELECT f.path, m.sop_key
+    FROM (SELECT path, manifest_sop_key(sop_instance_uid) AS k,
                  manifest_values_hash(patient_id, issuer_of_patient_id, patient_name, patient_birth_date, patient_sex,
                                       accession_number, study_date, study_instance_uid, series_instance_uid,
                                       sop_class_uid) AS h
           FROM files WHERE status IN ('ok', 'suspect', 'corrupt') AND sop_instance_uid IS NOT NULL) f
-    JOIN (SELECT rowid AS rid, sop_key, cmp_hash FROM manifest) m ON m.sop_key = f.k
+    JOIN (SELECT sop_key, cmp_hash FROM manifest) m ON m.sop_key = f.k
     WHERE f.h IS DISTINCT FROM m.cmp_hash
 ),
-fc AS MATERIALIZED (
-    SELECT rowid AS rid, path, sop_instance_uid, patient_id, issuer_of_patient_id, patient_name, patient_birth_date,
+fc AS MATERIALIZED (  -- the candidates' files, then their manifest rows: each a semi join on the few candidates
+    SELECT path, sop_instance_uid, patient_id, issuer_of_patient_id, patient_name, patient_birth_date,
            patient_sex, accession_number, study_date, study_instance_uid, series_instance_uid, sop_class_uid
-    FROM files WHERE rowid IN (SELECT rid FROM cand)
+    FROM files WHERE path IN (SELECT path FROM cand)
 ),
 mc AS MATERIALIZED (
-    SELECT rowid AS mrid, sop_instance_uid, state, location, patient_id, issuer_of_patient_id, patient_name,
+    SELECT sop_key, sop_instance_uid, state, location, patient_id, issuer_of_patient_id, patient_name,
            patient_birth_date, patient_sex, accession_number, study_date, study_instance_uid, series_instance_uid,
            sop_class_uid
-    FROM manifest WHERE rowid IN (SELECT mrid FROM cand)
+    FROM manifest WHERE sop_key IN (SELECT sop_key FROM cand)
 ),
 j AS (
     SELECT f.path, f.sop_instance_uid, m.state, m.location,
@@ -72,8 +73,8 @@ j AS (
            f.series_instance_uid AS f_series, m.series_instance_uid AS m_series,
            f.sop_class_uid AS f_class, m.sop_class_uid AS m_class
     FROM cand c
-    JOIN fc f ON f.rid = c.rid
-    JOIN mc m ON m.mrid = c.mrid
+    JOIN fc f ON f.path = c.path
+    JOIN mc m ON m.sop_key = c.sop_key
     WHERE m.sop_instance_uid = f.sop_instance_uid
 ),
 d AS (
