@@ -2,6 +2,7 @@
 
     python scripts/bench_index.py make-index --rows N --index PATH [--sent 0.6] [--verified 0.4]
     python scripts/bench_index.py measure --index PATH [--only check,status,report,reconcile] [--runs 1]
+    python scripts/bench_index.py merge-cost --index PATH [--batch 2000] [--runs 3]
 
 make-index opens PATH through pacscopy's index module (so every migration applies) and
 fills it with SQL only (pacscopy.testing.scale, sql/testing/scale_*.sql; no files on disk):
@@ -129,6 +130,53 @@ def measure(path: Path, only: list[str], runs: int) -> None:
         print(f"| {name} | {wall:.1f} s | {peak / 2**20:.0f} MB | {load:.1f} | {note} |")
 
 
+def merge_cost(path: Path, batch: int, runs: int) -> None:
+    """What keeping status's figures costs a journal merge: a batch of ``batch`` stored attempts
+    inserted with and without :func:`pacscopy.send.status_counts.keeping`, each rolled back (the
+    index is left as it was); medians of ``runs``. The target's figures are counted first if not kept."""
+    import statistics
+
+    from pacscopy.index import open_index
+    from pacscopy.send import status_counts
+
+    con = open_index(str(path))
+    try:
+        if status_counts.kept(con, TARGET) is None:
+            t = time.monotonic()
+            status_counts.store(con, TARGET, status_counts.count(con, TARGET), status_counts.fingerprint(con))
+            print(f"counted and kept the figures: {time.monotonic() - t:.1f} s", file=sys.stderr)
+        sops = [r[0] for r in con.execute(
+            "SELECT sop_instance_uid FROM plan_auto WHERE disposition = 'send' ORDER BY hash(sop_instance_uid) LIMIT $n",
+            {"n": batch * runs * 2}).fetchall()]
+        insert = ("INSERT INTO transfers (run_id, target, sop_instance_uid, path, started, finished, outcome) "
+                  "SELECT 999999, $t, p.sop_instance_uid, p.path, now(), now(), 'stored' FROM plan_auto p "
+                  "WHERE p.sop_instance_uid IN (SELECT unnest($sops::VARCHAR[]))")
+        times: dict[bool, list[float]] = {False: [], True: []}
+        for i in range(runs * 2):
+            keep = i % 2 == 1
+            chunk = sops[i * batch:(i + 1) * batch]
+            con.execute("BEGIN TRANSACTION")
+            t = time.monotonic()
+            if keep:
+                with status_counts.keeping(con, TARGET, chunk):
+                    con.execute(insert, {"t": TARGET, "sops": chunk})
+            else:
+                con.execute(insert, {"t": TARGET, "sops": chunk})
+            times[keep].append(time.monotonic() - t)
+            con.execute("ROLLBACK")
+        t = time.monotonic()
+        status_counts.kept(con, TARGET)
+        read = time.monotonic() - t
+        rows = con.execute("SELECT count(*) FROM files").fetchone()
+    finally:
+        con.close()
+    load = os.getloadavg()[0]
+    print(f"| rows in files | batch | insert alone (median) | insert + keeping the figures (median) | reading the kept figures | load |")
+    print("|--:|--:|--:|--:|--:|--:|")
+    print(f"| {rows[0] if rows else 0:,} | {batch:,} | {statistics.median(times[False]) * 1000:.0f} ms | "
+          f"{statistics.median(times[True]) * 1000:.0f} ms | {read * 1000:.0f} ms | {load:.1f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -142,9 +190,15 @@ def main() -> None:
     me.add_argument("--only", default="check,status,report,reconcile")
     me.add_argument("--runs", type=int, default=1)
     me.add_argument("--copy", action="store_true", help="measure on a copy (check rewrites the plan)")
+    mc = sub.add_parser("merge-cost")
+    mc.add_argument("--index", type=Path, required=True)
+    mc.add_argument("--batch", type=int, default=2000)
+    mc.add_argument("--runs", type=int, default=3)
     a = ap.parse_args()
     if a.cmd == "make-index":
         make_index(a.index, a.rows, a.sent, a.verified)
+    elif a.cmd == "merge-cost":
+        merge_cost(a.index, a.batch, a.runs)
     else:
         path = a.index
         if a.copy:

@@ -56,7 +56,7 @@ def fingerprint(con: duckdb.DuckDBPyConnection) -> str:
 
 def count(con: duckdb.DuckDBPyConnection, target: str, *, keyed: bool = False) -> Counts:
     """Count the plan per final state for ``target`` (``keyed``: only the instances in ``status_keys``)."""
-    cur = run(con, "ops/status/count_states", {"target": target, "keyed": keyed})
+    cur = run(con, "ops/status/count_keyed" if keyed else "ops/status/count_states", {"target": target})
     return {r[0]: StateCount(str(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in cur.fetchall()}
 
 
