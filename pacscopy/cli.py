@@ -203,11 +203,10 @@ def probe(
                                            callback=validate.option(validate.timeout, "--timeout"))] = 10.0,
 ) -> None:
     """C-ECHO the target and record which (SOP class, transfer syntax) pairs it accepts."""
-    from pacscopy.send.probe import probe as do_probe
+    from pacscopy.send.probe import probe_index
 
     t = validate.target(target)
-    with idx.open_index(_index(index)) as con:
-        res = do_probe(con, t, calling_ae, timeout)
+    res = probe_index(_index(index), t, calling_ae, timeout)  # the index is closed while the target is asked
     typer.echo("\n".join(summaries.probe_lines(res)))
 
 

@@ -130,7 +130,12 @@ def describe_pid(index_path: str, pid: int | None) -> str:
 # -- one send per target -------------------------------------------------------------
 
 def _lock_file(d: Path, kind: str, key: str) -> Path:
-    return d / (f"{kind}-" + re.sub(r"[^A-Za-z0-9_.-]", "_", key) + ".lock")
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", key)
+    if len(name) > 120:  # a deep root: keep the name short, and unique by a hash of the whole key
+        import xxhash
+
+        name = name[-80:] + "-" + xxhash.xxh3_64_hexdigest(key.encode())
+    return d / f"{kind}-{name}.lock"
 
 
 @dataclass

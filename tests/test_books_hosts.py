@@ -195,17 +195,21 @@ def test_claims_of_a_host_gone_for_good_are_released(pg_url: str, tmp_path: Path
     try:
         import psycopg
 
-        # host1 claimed host2's first instances for this target and was lost with its machine
+        # host1 claimed host2's first instances for this target, and still holds its sending lock (its
+        # session lingers: a machine gone without closing its connection, until TCP keepalive ends it)
+        alive = psycopg.connect(pg_url, autocommit=True)
         with psycopg.connect(pg_url) as con:
             con.execute("INSERT INTO claims (target, sop_instance_uid, host_id, run_id) "
                         "SELECT %s, s, (SELECT host_id FROM hosts WHERE name = 'host1'), 1 FROM unnest(%s::text[]) s",
                         (rx.target, b_sops[:10]))
+        alive.execute("SELECT pg_advisory_lock_shared(7013013, (SELECT host_id FROM hosts WHERE name = 'host1'))")
         r = cli("send", "--target", rx.target, "--index", b, "--books", pg_url, "-q")
         assert r.code == 0, r.err
         assert "10 instances claimed by other hosts (theirs to send)" in r.out
         assert not set(b_sops[:10]) & set(rx.arrivals)
         r = cli("books", "release", pg_url, "--host", "host1", "--target", rx.target)
         assert r.code == 0 and "released 10 claims of host 'host1'" in r.out
+        alive.close()
         r = cli("send", "--target", rx.target, "--index", b, "--books", pg_url, "-q")
         assert r.code == 0, r.err
         assert set(b_sops) <= set(rx.arrivals) and set(rx.arrivals.values()) == {1}
@@ -234,3 +238,54 @@ def test_failed_instances_release_their_claims_for_another_host(pg_url: str, tmp
         assert doc["states"]["failed"] == failed[0] and doc["states"]["sending"] == 0
         r = cli("send", "--target", peer.target, "--index", b, "--books", pg_url, "-q", "--retries", "0")
         assert r.code == 1 and "; 0 instances claimed by other hosts" in r.out
+
+
+def test_a_killed_hosts_claims_are_taken_over_without_a_manual_step(pg_url: str, tmp_path: Path, cli) -> None:
+    """Two hosts holding the same volume: host1 is killed (-9) mid-send, leaving claims 'sending'; host2's
+    send takes them over (host1's session, and with it its sending lock, ended with its process) and
+    finishes the work: no 'books release', every instance stored exactly once in the shared books."""
+    import psycopg
+
+    from pacscopy.testing.synth import make_archive
+
+    arch = tmp_path / "arch"
+    make_archive(arch, patients=3, studies_per_patient=2, series_per_study=2, instances_per_series=4,
+                 defects=False, conflicts=False, specials=False)
+    indexes = [tmp_path / f"host{i}.duckdb" for i in (1, 2)]
+    for index in indexes:
+        assert cli("scan", arch / "vol1", "--index", index, "-q").code == 0
+        assert cli("check", "--index", index, "-q").code == 0
+    sops = {r[0] for r in rows(indexes[0], "SELECT sop_instance_uid FROM plan WHERE disposition = 'send'")}
+    assert cli("books", "init", pg_url, "--name", "shared").code == 0
+    for i, index in enumerate(indexes):
+        assert cli("books", "join", pg_url, "--index", index, "--host", f"host{i + 1}").code == 0
+    rx = Counting(tmp_path / "rx")
+    try:
+        host1 = subprocess.Popen(_send_cmd(indexes[0], rx.target, "--max-rate", "60KB/s"), env=_env(pg_url),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and sum(rx.arrivals.values()) < 10:
+            assert host1.poll() is None, host1.communicate()
+            time.sleep(0.05)
+        os.kill(host1.pid, signal.SIGKILL)
+        host1.wait()
+        time.sleep(1.0)  # host1's workers notice their parent died
+        with psycopg.connect(pg_url) as con:
+            left = con.execute("SELECT count(*) FROM claims c JOIN hosts h USING (host_id) "
+                               "WHERE h.name = 'host1' AND c.state = 'sending'").fetchone()[0]
+        assert left > 0, "host1 left no claim 'sending': kill it sooner"
+        r = subprocess.run(_send_cmd(indexes[1], rx.target), env=_env(pg_url), capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        rx.stop()
+    assert set(rx.arrivals) == sops
+    doc = _books_states(cli, pg_url, rx.target)
+    assert doc["complete"], doc
+    assert doc["states"]["stored"] == len(sops) and doc["states"]["stored_by_two_hosts"] == 0
+    with psycopg.connect(pg_url) as con:
+        per_sop = dict(con.execute("SELECT sop_instance_uid, count(*) FROM transfers "
+                                   "WHERE outcome IN ('stored', 'warning') GROUP BY 1").fetchall())
+        sending = con.execute("SELECT count(*) FROM claims WHERE state <> 'stored'").fetchone()[0]
+    assert set(per_sop) == sops and set(per_sop.values()) == {1}, per_sop
+    assert sending == 0

@@ -364,3 +364,68 @@ def test_a_killed_verify_keeps_what_it_checked_and_the_rerun_does_not_redo_it(tm
                             "FROM verifications") == [(150, 150, True)]
     assert peek_wait(index, "SELECT run_id, resumed, finished IS NOT NULL, checked FROM verify_runs") == [(1, 1, True, 150)]
     assert not list(run_dir.glob("journal-*"))
+
+
+def test_two_scans_of_one_root_are_refused_two_roots_scan_side_by_side(tmp_path: Path) -> None:
+    """One scan per root (a run-folder lock on its real path): a second scan of a root being scanned is
+    refused naming the first; a scan of another root runs beside it, and both complete."""
+    big, small = tmp_path / "vol1", tmp_path / "vol2"
+    make_corpus(big / "a", 5000, 1_000, seed=15)
+    for copy in "bcd":
+        shutil.copytree(big / "a", big / copy, copy_function=os.link)
+    make_corpus(small, 300, 1_000, seed=16)
+    index = tmp_path / "p.duckdb"
+    scan = start("scan", big, "--index", index, "--quiet", "--workers", "1")
+    try:
+        deadline = time.monotonic() + 240
+        while not (index.exists() and (peek(index, "SELECT count(*) FROM files") or [(0,)])[0][0] > 0):
+            assert scan.poll() is None, scan.communicate()
+            assert time.monotonic() < deadline, "the scan did not get going"
+            time.sleep(0.05)
+        twice = pacscopy("scan", big, "--index", index, "--quiet")
+        other = pacscopy("scan", small, "--index", index, "--quiet")
+        assert scan.poll() is None, "the first scan ended before the others ran: make the corpus bigger"
+        out, err = scan.communicate(timeout=600)
+        assert scan.returncode == 0, err
+    finally:
+        if scan.poll() is None:
+            scan.kill()
+            scan.wait()
+    assert twice.returncode == 2, twice
+    assert twice.stderr.startswith(f"pacscopy: error: a scan of {os.path.realpath(big)} into index {index} is "
+                                   f"already running (pid {scan.pid} on "), twice.stderr
+    ok(other)
+    assert peek_wait(index, "SELECT count(*) FROM files") == [(20_300,)]
+    assert not list(Path(str(index) + ".run").glob("scan-*.lock"))
+
+
+def test_probe_does_not_hold_the_index_while_it_asks_the_target(tmp_path: Path) -> None:
+    """probe reads the pairs, closes the index, asks the target, and opens it again only to record: a
+    query gets in (without waiting) while a target keeps the probe waiting."""
+    import socket
+
+    index = planned_index(tmp_path, 20, 2_000, seed=36)
+    silent = socket.socket()  # accepts the connection, never answers the association request
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)
+    silent.settimeout(120)
+    port = silent.getsockname()[1]
+    probe = start("probe", "--target", f"SILENT@127.0.0.1:{port}", "--index", index, "--timeout", "20")
+    try:
+        conn, _ = silent.accept()  # the probe is in its network work now
+        t0 = time.monotonic()
+        r = subprocess.run([*PACSCOPY, "query", "SELECT count(*) AS n FROM files", "--index", str(index),
+                            "--format", "csv"], capture_output=True, text=True, timeout=120,
+                           env={**_env(), "PACSCOPY_LOCK_WAIT": "0"})
+        assert probe.poll() is None, "the probe ended before the query ran"
+        ok(r)
+        assert r.stdout.strip().splitlines()[-1] == "20"
+        out, err = probe.communicate(timeout=120)
+        conn.close()
+    finally:
+        silent.close()
+        if probe.poll() is None:
+            probe.kill()
+            probe.wait()
+    assert probe.returncode != 0 and err.startswith("pacscopy: error: "), err
+    assert time.monotonic() - t0 < 120

@@ -4,8 +4,10 @@
 reconcile keep working on each host) and adds the shared ones:
 
 - :meth:`claim` (the feeder thread, per batch): ``INSERT ... ON CONFLICT DO NOTHING RETURNING``
-  in ``claims``; only what comes back is sent, so no instance is sent by two hosts. A claim of
-  this host left 'sending' by a run that died is this host's to take again.
+  in ``claims``; only what comes back is sent, so no instance is sent by two hosts. While it sends, a
+  host holds a session-level advisory lock (``host_sending``) on its claim connection; a claim left
+  'sending' by a host that holds none (its send was killed, its machine lost: PostgreSQL released the
+  lock with the session) is free to take, by that host again or by another: no ``books release``.
 - :meth:`record` (the main thread, per flush): the local books first (durable: kill -9 loses
   nothing recorded), then the transfers and the claims' states in PostgreSQL in one transaction.
   If PostgreSQL is gone, the rows stay recorded locally, claiming stops (no new instance is sent),
@@ -62,6 +64,8 @@ class PgBooks:
         self.run_id = self.local.start_run(target, opts, queued)
         self.target = str(target)
         with guarded(self.url, "starting the run"):
+            # held by the claim connection while this send lives: its claims are not taken by others
+            run(self.claim_con, "host_sending", {"host_id": self.link.host_id})
             run(self.record_con, "run_start", {"host_id": self.link.host_id, "run_id": self.run_id,
                                                 "target": self.target, "shard": str(self.shard) if self.shard else None})
         return self.run_id

@@ -674,11 +674,17 @@ def scan(
             raise InputError(f"root {os.fsdecode(r)} does not exist")
     path = index or default_index_path()
     workers = workers or os.cpu_count() or 1
+    locks = lock_roots(path, roots)  # one scan per root; scans of other roots run beside it
     # A first scan or a rehash reads every file: the workers read the first root
     # while the index is opened.
-    early = rehash or not os.path.exists(path)
-    begun = (begin_scan(roots[0], workers=workers, pool=scan_workers(workers, io_depth), io_depth=io_depth)
-             if early else None)
+    try:
+        early = rehash or not os.path.exists(path)
+        begun = (begin_scan(roots[0], workers=workers, pool=scan_workers(workers, io_depth), io_depth=io_depth)
+                 if early else None)
+    except BaseException:
+        for lock in locks:
+            lock.release()
+        raise
     out = ScanRun(path)
     try:
         for i, root in enumerate(roots):
@@ -700,4 +706,27 @@ def scan(
     finally:
         if begun is not None:
             begun.close()
+        for lock in locks:
+            lock.release()
     return out
+
+
+def lock_roots(index: str, roots: Sequence[str | os.PathLike[str]]) -> list[Any]:
+    """Take the run folder's lock of each root (its real path), or refuse naming the scan that holds one.
+
+    Two scans of one root would read the same files and race to record them; scans of
+    different roots into one index take turns at the index (the lock-hopping writer).
+    """
+    from pacscopy.runfolder import take_lock
+
+    locks: list[Any] = []
+    try:
+        for real in sorted({os.path.realpath(os.fsdecode(r)) for r in roots}):
+            locks.append(take_lock(index, "scan", real, f"a scan of {real} into index {index}",
+                                   "one scan per root (scans of other roots may run at once); wait for it to end "
+                                   "or stop it (Ctrl-C)", root=real))
+    except BaseException:
+        for lock in locks:
+            lock.release()
+        raise
+    return locks

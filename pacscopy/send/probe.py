@@ -38,11 +38,43 @@ class ProbeResult:
 
 def probe(con: duckdb.DuckDBPyConnection, target: Target, calling_ae: str = "PACSCOPY",
           timeout: float = 10) -> ProbeResult:
+    """Probe ``target`` holding the index ``con`` throughout (the CLI uses :func:`probe_index`)."""
+    status, pairs = _ask_echo(target, calling_ae, timeout), _pairs(con)
+    accepted, n_assoc = _ask_pairs(target, calling_ae, timeout, pairs)
+    return _record(con, target, status, pairs, accepted, n_assoc)
+
+
+def probe_index(index_path: str, target: Target, calling_ae: str = "PACSCOPY", timeout: float = 10) -> ProbeResult:
+    """Probe ``target``, holding the index at ``index_path`` only to read the pairs and to record.
+
+    The network work (C-ECHO, one association per 128 pairs, each up to ``timeout``) runs with the
+    index closed, so a send's merges, a status or a query go on meanwhile.
+    """
+    from pacscopy.index import open_index
+
+    with open_index(index_path, read_only=True) as con:
+        pairs = _pairs(con)
+    status = _ask_echo(target, calling_ae, timeout)
+    accepted, n_assoc = _ask_pairs(target, calling_ae, timeout, pairs)
+    with open_index(index_path) as con:
+        return _record(con, target, status, pairs, accepted, n_assoc)
+
+
+def _ask_echo(target: Target, calling_ae: str, timeout: float) -> int:
     status = echo(target, calling_ae, timeout, error=ProbeError)
     if status is None:
         raise ProbeError(f"{target} answered C-ECHO without a status")
-    pairs = sorted({(c, t) for c, t in run(con, "ops/send/probe_pairs").fetchall()}
-                   | {(c, t) for (c,) in run(con, "ops/send/probe_classes").fetchall() for t in UNCOMPRESSED})
+    return status
+
+
+def _pairs(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    """The (SOP class, transfer syntax) pairs to propose: the plan's, and each class uncompressed."""
+    return sorted({(c, t) for c, t in run(con, "ops/send/probe_pairs").fetchall()}
+                  | {(c, t) for (c,) in run(con, "ops/send/probe_classes").fetchall() for t in UNCOMPRESSED})
+
+
+def _ask_pairs(target: Target, calling_ae: str, timeout: float,
+               pairs: list[tuple[str, str]]) -> tuple[dict[tuple[str, str], tuple[bool, str]], int]:
     accepted: dict[tuple[str, str], tuple[bool, str]] = {}
     n_assoc = 0
     for i in range(0, len(pairs), MAX_CONTEXTS):
@@ -58,6 +90,11 @@ def probe(con: duckdb.DuckDBPyConnection, target: Target, calling_ae: str = "PAC
         for p in chunk:
             accepted[p] = (p in ok, "accepted" if p in ok else "presentation context rejected")
         assoc.release()
+    return accepted, n_assoc
+
+
+def _record(con: duckdb.DuckDBPyConnection, target: Target, status: int, pairs: list[tuple[str, str]],
+            accepted: dict[tuple[str, str], tuple[bool, str]], n_assoc: int) -> ProbeResult:
     with transaction(con):
         run(con, "ops/send/delete_capabilities", {"target": str(target)})
         if pairs:
