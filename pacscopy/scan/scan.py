@@ -46,15 +46,19 @@ COLUMNS = ROW_COLUMNS
 #: files are not in the index yet, or still with their old size and mtime).
 HOP_SECONDS = 1.0
 HOP_ROWS = 20_000
-#: ... but never sooner than this many times the last hop's own cost after the previous one:
-#: opening the index and closing it, which checkpoints it. A checkpoint costs more as the index
-#: grows (measured on 2 cores: 0.05 s on a fresh index, 0.4-0.8 s from 100,000 files on), so
-#: hopping every second made a scan of 200,000 files take 60 s instead of 33 s; this way the
-#: hops cost a scan at most about a tenth of its time, whatever the index's size.
+#: A batch of fewer rows waits at least this many times the last hop's own cost after the
+#: previous one: opening the index and closing it, which checkpoints it. A checkpoint costs more
+#: as the index grows (measured on 2 cores: 0.05 s on a fresh index, 0.4-0.8 s from 100,000 files
+#: on), so hopping every second made a scan of 200,000 files take 60 s instead of 33 s (42 s
+#: this way). Batches stay within HOP_ROWS for memory: where a hop costs more than a tenth of
+#: the time it takes to read HOP_ROWS files, hopping costs more than a tenth of the scan.
 HOP_COST_FACTOR = 10
 #: While another process holds the index, the writer keeps reading and buffering up to this
 #: many rows, then waits for the index (bounded memory).
 HOP_MAX_ROWS = 50_000
+#: A batch goes to DuckDB in INSERTs of at most this many rows: converting the parameters of one
+#: INSERT takes memory in proportion (measured: +306 MB for 50,000 rows at once, +99 MB in 10,000s).
+INSERT_ROWS = 5_000
 #: Changed rows recorded for the next incremental check (``check_dirty``) at most, before the
 #: scan gives up recording and the next check is a full one (also past a quarter of the index).
 DIRTY_MAX = 1_000_000
@@ -295,10 +299,10 @@ class _Writer:
 
     def due(self) -> bool:
         """Whether the rows buffered are to be written now (:data:`HOP_SECONDS` ... :data:`HOP_MAX_ROWS`)."""
-        if len(self.rows) >= HOP_MAX_ROWS:
+        if len(self.rows) >= HOP_ROWS:  # memory: the rows wait in this process, and in DuckDB's transaction
             return True
         age = time.monotonic() - self.last
-        return age >= HOP_COST_FACTOR * self.cost and (len(self.rows) >= HOP_ROWS or age >= HOP_SECONDS)
+        return age >= max(HOP_SECONDS, HOP_COST_FACTOR * self.cost)
 
     def flush(self, wait: bool = True) -> None:
         """Write the rows buffered; unless ``wait``, only if the index is free right now."""
@@ -328,8 +332,8 @@ class _Writer:
             if record and old:  # the groups these rows leave: their keys before the upsert
                 run(con, "ops/scan/dirty_old_keys", {"paths": [r[0] for r in old], "scan_id": self.scan_id})
             for name, rows in (("ops/scan/insert_files", new), ("ops/scan/upsert_files", old)):
-                if rows:
-                    cols = dict(zip(COLUMNS, zip(*rows)))
+                for part in (rows[i:i + INSERT_ROWS] for i in range(0, len(rows), INSERT_ROWS)):
+                    cols = dict(zip(COLUMNS, zip(*part)))
                     insert_columns(con, name, cols, **params)
                     if record:
                         insert_columns(con, "ops/scan/dirty_new_keys", {k: cols[k] for k in DIRTY_KEYS},
