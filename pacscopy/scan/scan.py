@@ -49,10 +49,11 @@ HOP_ROWS = 20_000
 #: A batch of fewer rows waits at least this many times the last hop's own cost after the
 #: previous one: opening the index and closing it, which checkpoints it. A checkpoint costs more
 #: as the index grows (measured on 2 cores: 0.05 s on a fresh index, 0.4-0.8 s from 100,000 files
-#: on), so hopping every second made a scan of 200,000 files take 60 s instead of 33 s (42 s
-#: this way). Batches stay within HOP_ROWS for memory: where a hop costs more than a tenth of
-#: the time it takes to read HOP_ROWS files, hopping costs more than a tenth of the scan.
-HOP_COST_FACTOR = 10
+#: on), so hopping every second made a scan of 200,000 files take 60 s instead of 33 s (36 s
+#: this way); at ten times, 50,000 files of 10 KB still paid ~12 % (4 hops of ~0.3 s in ~10 s).
+#: Batches stay within HOP_ROWS for memory: where a hop costs more than a twentieth of the time
+#: it takes to read HOP_ROWS files, hopping costs more than a twentieth of the scan.
+HOP_COST_FACTOR = 20
 #: While another process holds the index, the writer keeps reading and buffering up to this
 #: many rows, then waits for the index (bounded memory).
 HOP_MAX_ROWS = 50_000
