@@ -89,13 +89,22 @@ def make_files(root: Path, count: int, size: int) -> list[Path]:
     return out
 
 
-def cycle(src: Path, target: str, assoc: int, env: dict[str, str]) -> tuple[dict[str, float], int, int]:
-    """scan + check + send; the seconds per stage, the instances queued and the updates among them."""
+def cycle(src: Path, target: str, assoc: int, env: dict[str, str],
+          full_too: bool = False) -> tuple[dict[str, float], int, int]:
+    """scan + check + send; the seconds per stage, the instances queued and the updates among them.
+
+    ``full_too``: after the (incremental) check, time a ``check --full`` of the same index too, as
+    ``check_full`` (what every check cost before check was incremental; not part of the total)."""
     out: dict[str, float] = {}
     queued = updates = -1
-    for stage, args in (("scan", ["scan", str(src), "-q"]), ("check", ["check", "-q"]),
-                        ("send", ["send", "--target", target, "-q", "--associations", str(assoc), "--no-prove"])):
+    stages = [("scan", ["scan", str(src), "-q"]), ("check", ["check"])]
+    if full_too:
+        stages.append(("check_full", ["check", "--full", "-q"]))
+    stages.append(("send", ["send", "--target", target, "-q", "--associations", str(assoc), "--no-prove"]))
+    for stage, args in stages:
         out[stage], text = timed(args, env)
+        if stage == "check":
+            log("  " + text.strip().splitlines()[0])  # how the check ran (incremental: what it re-evaluated)
         if stage == "send":
             m = re.search(r"queued:\s+(\d+) instances .*?, (\d+) of them updates", text)
             if not m:
@@ -147,6 +156,7 @@ def main() -> int:
         first: list[dict[str, float]] = []
         empty: list[dict[str, float]] = []
         delta: list[dict[str, float]] = []
+        full_checks: list[float] = []  # check --full after each 1 % delta's check (the check before issue 12's delta)
         step = max(1, round(1 / a.changed))
         n_changed = 0
         for r in range(a.first_runs):
@@ -170,8 +180,9 @@ def main() -> int:
                 ds = pydicom.dcmread(p)
                 ds.StudyDescription = f"REVISED {r} {stamp}"
                 ds.save_as(p)
-            times, queued, updates = cycle(src, target, a.associations, env)
+            times, queued, updates = cycle(src, target, a.associations, env, full_too=True)
             assert queued == updates == n_changed, (queued, updates, n_changed)
+            full_checks.append(times.pop("check_full"))
             delta.append(times)
             log(f"  1 % delta {fmt(times)}; load {os.getloadavg()[0]:.1f}")
         load1 = os.getloadavg()
@@ -197,6 +208,10 @@ def main() -> int:
             name = f"**{stage}**" if stage == "total" else stage
             print(f"| {name} | {f:.1f} ({spread(first, stage)}) | {e:.1f} ({spread(empty, stage)}) | "
                   f"{d:.1f} ({spread(delta, stage)}) | {e / f:.1%} | {d / f:.1%} |")
+        if full_checks:
+            fc = statistics.median(full_checks)
+            print(f"| check --full after the 1 % delta | {med(first, 'check'):.1f} | | {fc:.1f} "
+                  f"({min(full_checks):.1f}–{max(full_checks):.1f}) | | {fc / med(first, 'check'):.1%} |")
         print(f"\nload average (1/5/15 min) before {load0[0]:.1f}/{load0[1]:.1f}/{load0[2]:.1f}, "
               f"after {load1[0]:.1f}/{load1[1]:.1f}/{load1[2]:.1f}; {os.cpu_count()} cores")
     finally:

@@ -63,6 +63,9 @@ SCOPES: dict[str, str] = {
 }
 #: Past this share of the index changed (rows recorded), a full check is cheaper than a delta.
 DELTA_MAX_SHARE = 0.25
+#: A grouping key whose changed groups hold more than this share of the files: its checks read
+#: every file (unfiltered) in an incremental check.
+WHOLE_SHARE = 0.5
 
 
 def check_names() -> list[str]:
@@ -271,8 +274,14 @@ def _run_delta(con: duckdb.DuckDBPyConnection, wanted: list[str], res: CheckResu
         run_script(con, "ops/check/delta_keys")
         row = con.execute("SELECT count(*) FROM temp.main.check_keys WHERE dim = 'path'").fetchone()
         res.changed = row[0] if row else 0
-        row = run(con, "ops/check/delta_scope_count").fetchone() if res.changed else None
-        res.scope_files = row[0] if row else 0
+        cur = run(con, "ops/check/delta_scope_count") if res.changed else None
+        row = cur.fetchone() if cur is not None else None
+        sizes: dict[str, int] = dict(zip((d[0] for d in cur.description), row)) if cur and row else {}
+        res.scope_files = sizes.get("scope", 0)
+        # a grouping key whose changed groups hold most of the index: its checks read files as they
+        # are (filtering the groups would cost more than it saves); the findings are still applied
+        # only where they differ
+        whole = {d for d, n in sizes.items() if d in SCOPES.values() and n > WHOLE_SHARE * sizes["files"]}
         db = con.execute("SELECT current_database()").fetchone()
         assert db is not None
         real_files = '"' + str(db[0]).replace('"', '""') + '".main.files'
@@ -285,7 +294,7 @@ def _run_delta(con: duckdb.DuckDBPyConnection, wanted: list[str], res: CheckResu
                         con.execute(load_sql("ops/check/delete_findings"), {"check_id": name})
                         _insert_findings(con, name)
                 for dim in sorted({SCOPES[n] for n in wanted if n in SCOPES}):
-                    con.execute(_scope_view(real_files, dim))
+                    con.execute(_scope_view(real_files, dim, dim in whole))
                     for name in wanted:
                         if SCOPES.get(name) == dim:
                             con.execute(f"CREATE OR REPLACE TEMP TABLE check_new AS SELECT severity, path, "
@@ -320,12 +329,14 @@ def _drop_temp(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} temp.main.{name}")
 
 
-def _scope_view(real_files: str, dim: str) -> str:
+def _scope_view(real_files: str, dim: str, whole: bool = False) -> str:
     """The view shadowing ``files`` while the checks grouped by ``dim`` run: the changed rows, and
     every file whose ``dim`` is a key a changed row had or has (each such group whole, so the
     checks' findings for these files are those of a full check). ``real_files``: the index's files
     table, qualified by its catalog; ``dim``: a column of :data:`SCOPES` (identifiers, not values)."""
     assert dim in set(SCOPES.values()), dim
+    if whole:
+        return f"CREATE OR REPLACE TEMP VIEW files AS SELECT * FROM {real_files}"
     changed = "path IN (SELECT k FROM temp.main.check_keys WHERE dim = 'path')"
     if dim == "path":
         return f"CREATE OR REPLACE TEMP VIEW files AS SELECT * FROM {real_files} WHERE {changed}"
