@@ -112,21 +112,48 @@ KINDS = ("start", "transfers", "source_changed", "finish", "verifications", "ver
 FINISHES = ("finish", "verify_finish")
 
 
+#: The kinds of lines that change instances' final states (status's kept figures follow them).
+KEYED = ("transfers", "verifications")
+
+
 def _apply(con: duckdb.DuckDBPyConnection, line: dict[str, Any]) -> None:
     kind = line["k"]
     if kind == "transfers":
-        with keeping(con, line["target"], line["cols"]["sop_instance_uid"]):  # status's figures stay current
-            insert_columns(con, "ops/send/merge_transfers", line["cols"], run_id=line["run_id"], target=line["target"])
+        insert_columns(con, "ops/send/merge_transfers", line["cols"], run_id=line["run_id"], target=line["target"])
     elif kind == "source_changed":
         insert_columns(con, "ops/send/insert_source_changed", line["cols"])
     elif kind == "finish":
         run(con, "ops/send/send_finish", line["params"])
     elif kind == "verifications":
-        with keeping(con, line["target"], line["cols"]["sop_instance_uid"]):  # status's figures stay current
-            insert_columns(con, "ops/verify/merge_verifications", line["cols"], target=line["target"],
-                           mode=line["mode"])
+        insert_columns(con, "ops/verify/merge_verifications", line["cols"], target=line["target"],
+                       mode=line["mode"])
     elif kind == "verify_finish":
         run(con, "ops/verify/verify_finish", line["params"])
+
+
+def _apply_all(con: duckdb.DuckDBPyConnection, lines: list[dict[str, Any]]) -> None:
+    """Apply a chunk's lines, keeping status's figures current with ONE before/after count per target
+    for the whole chunk (a keyed count reads whole tables: once per merge, not once per line)."""
+    targets: dict[str, list[str]] = {}
+    for line in lines:
+        if line["k"] in KEYED:
+            targets.setdefault(line["target"], []).extend(line["cols"]["sop_instance_uid"])
+    if len(targets) > 1:  # not a journal pacscopy writes (one run, one target): line by line
+        for line in lines:
+            if line["k"] in KEYED:
+                with keeping(con, line["target"], line["cols"]["sop_instance_uid"]):
+                    _apply(con, line)
+            else:
+                _apply(con, line)
+        return
+    if not targets:
+        for line in lines:
+            _apply(con, line)
+        return
+    ((target, sops),) = targets.items()
+    with keeping(con, target, sops):  # status's figures stay current
+        for line in lines:
+            _apply(con, line)
 
 
 def merge(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[int, bool]:
@@ -157,6 +184,7 @@ def _merge_chunk(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[int, bool,
         meta: dict[str, Any] = {}
         finished = damaged = False
         merged = used = 0
+        chunk: list[dict[str, Any]] = []
         for raw in data.splitlines(keepends=True):
             if not raw.endswith(b"\n"):
                 break  # torn, or cut by the chunk: not (yet) a line
@@ -171,12 +199,13 @@ def _merge_chunk(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[int, bool,
                 break
             if line["k"] == "start":
                 meta = line
-            _apply(con, line)
+            chunk.append(line)
             finished = finished or line["k"] in FINISHES
             merged += 1
             used += len(raw)
         if not used:
             return 0, False, damaged
+        _apply_all(con, chunk)
         run(con, "ops/send/journal_merged", {
             "journal": path.name, "run_id": meta.get("run_id"), "target": meta.get("target"),
             "pid": meta.get("pid"), "host": meta.get("host"), "merged_bytes": offset + used,
