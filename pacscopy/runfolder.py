@@ -42,6 +42,8 @@ def run_dir(index_path: str, create: bool = True) -> Path:
     """``<index>.run/``, created owner-only when ``create``."""
     d = Path(os.path.abspath(index_path) + ".run")
     if create and not d.is_dir():
+        if not d.parent.is_dir():  # the same words as opening the index would use
+            raise IndexFileError(f"no index at {index_path}: the folder {d.parent} does not exist")
         try:
             d.mkdir(mode=0o700, exist_ok=True)
         except OSError as e:
