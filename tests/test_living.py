@@ -458,3 +458,62 @@ def test_patient_merge_loaded_with_map_after_send(source, receiver, cli, tmp_pat
     assert {pydicom.dcmread(p).PatientID for p in storage.glob("*.dcm")} == {survivor}
     st = status(cli, idx, target)
     assert st["updates pending"] == 0 and st["stored and current"] == n
+
+
+def test_update_reason_names_attributes_the_index_does_not_keep(source, receiver, cli) -> None:
+    """An update's reason names every attribute that changed (the scan's per-attribute digests),
+    not only the indexed ones: a revised SeriesDescription, a corrected ReferringPhysicianName, a
+    private tag, the pixel data."""
+    root, idx = source
+    target, storage = receiver
+    assert cli("send", "--target", target, "--index", idx, "-q").code == 0
+    a, b, c = files_of(root, idx, "status = 'ok' AND sop_instance_uid IS NOT NULL")[:3]
+    ds = pydicom.dcmread(a, force=True)
+    ds.SeriesDescription = "SERIES BEFORE"
+    ds.ReferringPhysicianName = "DR^BEFORE"
+    ds.save_as(a)
+    # a rewritten copy before it was sent: scanned and sent as the stored content
+    assert cli("scan", root, "--index", idx, "-q").code == 0
+    assert cli("check", "--index", idx, "-q").code == 0
+    assert cli("send", "--target", target, "--index", idx, "-q").code == 0
+    ds = pydicom.dcmread(a, force=True)
+    ds.SeriesDescription = "SERIES REVISED"
+    ds.ReferringPhysicianName = "DR^CORRECTED"
+    ds.save_as(a)
+    ds = pydicom.dcmread(b, force=True)
+    ds.add_new(0x00090010, "LO", "ACME 1.0")
+    ds.add_new(0x00091001, "LO", "vendor value")
+    ds.save_as(b)
+    ds = pydicom.dcmread(c, force=True)
+    px = bytearray(ds.PixelData)
+    px[0] ^= 0xFF
+    ds.PixelData = bytes(px)
+    ds.save_as(c)
+    sops = {p: sop_of(idx, p) for p in (a, b, c)}
+    assert cli("scan", root, "--index", idx, "-q").code == 0
+    assert cli("check", "--index", idx, "-q").code == 0
+    st = status(cli, idx, target)
+    assert st["updates pending"] == 3
+    code, data = totals(cli, idx, target, "--no-query")
+    why = {p["sop_instance_uid"]: p["reason"] for p in data["problems"] if p["final_state"] == "update_pending"}
+    said = {s: w.split(";")[0] for s, w in why.items()}
+    assert said[sops[a]] == "changed since stored: ReferringPhysicianName, SeriesDescription", why
+    assert said[sops[b]] == ("changed since stored: (0009,0010) private creator (added), "
+                             "(0009,10xx) private (added)"), why
+    assert said[sops[c]] == "changed since stored: PixelData", why
+    r = cli("send", "--target", target, "--index", idx, "--dry-run")
+    assert r.code == 0 and "ReferringPhysicianName, SeriesDescription" in r.out, r.out
+    # sent, and retrieved back: the reason of a later change names only what changed since
+    assert cli("send", "--target", target, "--index", idx, "-q").code == 0
+    ds = pydicom.dcmread(a, force=True)
+    ds.SeriesDescription = "SERIES REVISED AGAIN"
+    ds.save_as(a)
+    assert cli("scan", root, "--index", idx, "-q").code == 0
+    assert cli("check", "--index", idx, "-q").code == 0
+    code, data = totals(cli, idx, target, "--no-query")
+    why = {p["sop_instance_uid"]: p["reason"] for p in data["problems"] if p["final_state"] == "update_pending"}
+    assert {s: w.split(";")[0] for s, w in why.items()} == {sops[a]: "changed since stored: SeriesDescription"}
+    # the digests take little room: an id of the attribute list and 2 bytes per attribute
+    ((n, dlen),) = rows(idx, "SELECT count(*), max(octet_length(attr_digest)) FROM files WHERE status = 'ok'")
+    ((lists, tags),) = rows(idx, "SELECT count(*), max(octet_length(tags)) FROM attr_tagsets")
+    assert dlen == 8 + tags // 2 and lists < n

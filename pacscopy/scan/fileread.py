@@ -25,8 +25,10 @@ ROW_COLUMNS = (
     "reason", "detail", "has_meta", "dataset_offset", "transfer_syntax_uid", "detected_syntax",
     "meta_sop_class_uid", "meta_sop_instance_uid",
     *VALUE_COLUMNS,
-    "pixel_data_offset", "pixel_data_length", "encapsulated",
+    "pixel_data_offset", "pixel_data_length", "encapsulated", "attr_digest", "attr_keys",
 )
+#: Fields of a row that are not ``files`` columns (the index writer keeps them elsewhere).
+SIDE_COLUMNS = ("attr_keys",)
 #: Files above this size are mapped rather than read: no copy of a large file in memory.
 MMAP_ABOVE = 1 << 20
 _MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux: map the whole file in one go, not page by page
@@ -135,7 +137,7 @@ def _inspect(path: bytes, mtime_ns: int, data: bytes | mmap.mmap) -> Row:
         ins.reason, ins.detail, ins.has_meta, off, ins.transfer_syntax_uid, ins.detected_syntax,
         ins.meta_sop_class_uid, ins.meta_sop_instance_uid,
         *map(values.get, VALUE_COLUMNS),
-        ins.pixel_data_offset, ins.pixel_data_length, ins.encapsulated,
+        ins.pixel_data_offset, ins.pixel_data_length, ins.encapsulated, ins.attr_digest, ins.attr_keys,
     )
 
 

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from pacscopy import __version__
 from pacscopy.errors import IndexBusyError, InputError
 from pacscopy.index import default_index_path, fetch, insert_columns, open_index, run, run_script, transaction
-from pacscopy.scan.fileread import ROW_COLUMNS, display_path, entry_row, read_and_inspect
+from pacscopy import attrdigest
+from pacscopy.scan.fileread import ROW_COLUMNS, SIDE_COLUMNS, display_path, entry_row, read_and_inspect
 from pacscopy.scan.pool import IO_BYTES, IO_DEPTH, ReadAhead, Workers, scan_workers
 
 if TYPE_CHECKING:
@@ -332,9 +333,11 @@ class _Writer:
             record = _recording(con)
             if record and old:  # the groups these rows leave: their keys before the upsert
                 run(con, "ops/scan/dirty_old_keys", {"paths": [r[0] for r in old], "scan_id": self.scan_id})
+            # the attribute lists, and what changed where a content is replaced (an update's reason)
+            attrdigest.record(con, COLUMNS, self.rows, old, self.scan_id)
             for name, rows in (("ops/scan/insert_files", new), ("ops/scan/upsert_files", old)):
                 for part in (rows[i:i + INSERT_ROWS] for i in range(0, len(rows), INSERT_ROWS)):
-                    cols = dict(zip(COLUMNS, zip(*part)))
+                    cols = {k: v for k, v in zip(COLUMNS, zip(*part)) if k not in SIDE_COLUMNS}
                     insert_columns(con, name, cols, **params)
                     if record:
                         insert_columns(con, "ops/scan/dirty_new_keys", {k: cols[k] for k in DIRTY_KEYS},
