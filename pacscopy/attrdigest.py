@@ -12,7 +12,7 @@ delta's size: only paths whose content changed are looked at.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
@@ -70,12 +70,12 @@ def changed(old: dict[int, int], new: dict[int, int]) -> str:
 
 
 def record(con: duckdb.DuckDBPyConnection, columns: Sequence[str], rows: Sequence[Sequence[Any]],
-           upserts: Iterable[Sequence[Any]], scan_id: int | None) -> None:
-    """Keep the batch's new attribute lists, and for rows replacing a path's content what changed.
+           upserts: Sequence[Sequence[Any]], scan_id: int | None) -> None:
+    """Keep the batch's digests and new attribute lists; for rows replacing a path's content, what changed.
 
     ``rows``: the scan rows about to be written (fields in ``columns`` order); ``upserts``: those
     of them that overwrite a path already in the index. Runs in the writer's transaction, before
-    the rows are written (it reads the rows they replace).
+    the rows are written. The work beyond one insert is in proportion to ``upserts`` (a delta).
     """
     ci = {c: i for i, c in enumerate(columns)}
     i_path, i_hash, i_digest, i_tags = ci["path"], ci["dataset_xxh3"], ci["attr_digest"], ci["attr_keys"]
@@ -89,15 +89,23 @@ def record(con: duckdb.DuckDBPyConnection, columns: Sequence[str], rows: Sequenc
         fresh = [(k, v) for k, v in lists.items() if k not in known]
         if fresh:
             run(con, "ops/living/attr_tagsets_insert", {"ids": [k for k, _ in fresh], "tags": [v for _, v in fresh]})
-    replacing = {r[i_path]: r for r in upserts if r[i_digest] is not None and r[i_hash] is not None}
-    if not replacing:
-        return
+    if upserts:
+        _replaced(con, {r[i_path]: r for r in upserts}, i_hash, i_digest, i_tags, lists, scan_id)
+    digested = [r for r in rows if r[i_digest] is not None and r[i_hash] is not None]
+    if digested:
+        run(con, "ops/living/file_digests_insert", {"paths": [r[i_path] for r in digested],
+                                                     "hashes": [r[i_hash] for r in digested],
+                                                     "digests": [r[i_digest] for r in digested]})
+
+
+def _replaced(con: duckdb.DuckDBPyConnection, replacing: dict[str, Sequence[Any]], i_hash: int, i_digest: int,
+              i_tags: int, lists: dict[bytes, bytes], scan_id: int | None) -> None:
+    """Rows that overwrite known paths: keep the contents they replace, record what changed, drop the old digests."""
     earlier = run(con, "ops/living/attr_earlier", {"paths": list(replacing)}).fetchall()
     if not earlier:
         return
-    need = {bytes(d[:8]) for (_, _, d, _) in earlier}
     tags = dict(lists)
-    missing = [t for t in need if t not in tags]
+    missing = list({bytes(d[:8]) for (_, _, d, _) in earlier} - tags.keys())
     if missing:
         tags.update((bytes(k), bytes(v)) for k, v in run(con, "ops/living/attr_tagsets_get", {"ids": missing}).fetchall())
     keep: list[tuple[str, str, bytes]] = []
@@ -107,10 +115,10 @@ def record(con: duckdb.DuckDBPyConnection, columns: Sequence[str], rows: Sequenc
         if old_hash == new[i_hash]:
             continue
         old_digest = bytes(old_digest)
-        if is_current:
+        if is_current:  # the content this rescan replaces: kept, it may be what a target holds
             keep.append((path, old_hash, old_digest))
         old_tags = tags.get(old_digest[:8])
-        if old_tags is None:
+        if old_tags is None or new[i_digest] is None or new[i_hash] is None:
             continue
         try:
             what = changed(decode(old_digest, old_tags), decode(new[i_digest], new[i_tags]))
@@ -125,3 +133,4 @@ def record(con: duckdb.DuckDBPyConnection, columns: Sequence[str], rows: Sequenc
         run(con, "ops/living/attr_changes_insert",
             {"from": [f[0] for f in found], "to": [f[1] for f in found], "changed": [f[2] for f in found],
              "paths": [f[3] for f in found], "scan_id": scan_id})
+    run(con, "ops/living/file_digests_drop", {"paths": list(replacing)})

@@ -28,7 +28,7 @@ ROW_COLUMNS = (
     "pixel_data_offset", "pixel_data_length", "encapsulated", "attr_digest", "attr_keys",
 )
 #: Fields of a row that are not ``files`` columns (the index writer keeps them elsewhere).
-SIDE_COLUMNS = ("attr_keys",)
+SIDE_COLUMNS = ("attr_digest", "attr_keys")
 #: Files above this size are mapped rather than read: no copy of a large file in memory.
 MMAP_ABOVE = 1 << 20
 _MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux: map the whole file in one go, not page by page

@@ -1,5 +1,5 @@
 -- Living data (issue 14): an update names every attribute that changed, also those the index does
--- not keep. The scan keeps a compact per-attribute digest of each file (pacscopy/scan/parse.py,
+-- not keep. The scan keeps a compact per-attribute digest of each file (table file_digests) (pacscopy/scan/parse.py,
 -- attr_digest: 8 bytes naming the file's list of attributes, then 16 bits per attribute); when a
 -- rescan replaces a file's content it compares the old digest with the new one and records which
 -- attributes differ (pacscopy/attrdigest.py), for every earlier content of that path. The books
@@ -7,8 +7,14 @@
 -- ReferringPhysicianName, (0009,10xx) private, PixelData"). Nothing here changes a state or a figure:
 -- only the reason's text of an instance whose stored content has a recorded comparison.
 
--- The file's digest: NULL for a file scanned before this migration, or not a sound dataset.
-ALTER TABLE files ADD COLUMN attr_digest BLOB;
+-- Each sound file's digest, beside files (not in it: the books read every files row, and would
+-- read the digests too): one row per path scanned since this migration; a rescan that replaces
+-- the content replaces the row (and keeps the old one in attr_versions).
+CREATE TABLE file_digests (
+    path         VARCHAR NOT NULL,
+    dataset_xxh3 VARCHAR NOT NULL,
+    attr_digest  BLOB NOT NULL
+);
 
 -- Each distinct list of attributes once (the files of a series share theirs): its id is the
 -- digest's first 8 bytes (xxh3-64 of the list), the list uint32 little-endian tags.

@@ -41,7 +41,6 @@ SELECT
     unnest($pixel_data_offset) AS pixel_data_offset,
     unnest($pixel_data_length) AS pixel_data_length,
     unnest($encapsulated) AS encapsulated,
-    unnest($attr_digest) AS attr_digest,
     now()::TIMESTAMP AS first_seen,
     now()::TIMESTAMP AS scanned_at,
     $scan_id AS scan_id;

@@ -41,7 +41,6 @@ SELECT
     unnest($pixel_data_offset) AS pixel_data_offset,
     unnest($pixel_data_length) AS pixel_data_length,
     unnest($encapsulated) AS encapsulated,
-    unnest($attr_digest) AS attr_digest,
     now()::TIMESTAMP AS first_seen,
     now()::TIMESTAMP AS scanned_at,
     $scan_id AS scan_id
@@ -84,6 +83,5 @@ ON CONFLICT (path) DO UPDATE SET
     pixel_data_offset = excluded.pixel_data_offset,
     pixel_data_length = excluded.pixel_data_length,
     encapsulated = excluded.encapsulated,
-    attr_digest = excluded.attr_digest,
     scanned_at = excluded.scanned_at,
     scan_id = excluded.scan_id;
