@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import mmap
 import struct
+import sys
 import zlib
 
 import xxhash
+from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -956,6 +958,7 @@ def _inspect(buf: Buffer, n: int, ins: Inspection) -> None:
 
 #: The bulk pixel elements: hashed with xxh3 (fast on megabytes), through a view (no copy).
 _PIXEL_TAGS = frozenset({PIXEL_DATA, FLOAT_PIXEL_DATA, DOUBLE_PIXEL_DATA})
+_BIG_ENDIAN = sys.byteorder == "big"
 
 
 def attr_digest(data: Buffer, spans: list[tuple[int, int, int]]) -> tuple[bytes, bytes]:
@@ -980,31 +983,33 @@ def attr_digest(data: Buffer, spans: list[tuple[int, int, int]]) -> tuple[bytes,
     xxh32 = xxhash.xxh32_intdigest
     block = bstart = bend = -1
     for tag, a, b in spans:
-        el = tag & 0xFFFF
-        if tag & 0x10000 and el >= 0x1000:  # a private block's data element
-            key = tag & 0xFFFFFF00
-            if key != block:
+        if tag & 0x10000 and tag & 0xF000:  # a private block's data element (gggg,xxyy), xx >= 0x10
+            if tag & 0xFFFFFF00 != block:
                 if block >= 0:
                     key_add(block)
-                    hash_add(xxh32(data[bstart:bend]) & 0xFFFF)
-                block, bstart = key, a
+                    hash_add(xxh32(data[bstart:bend]))
+                block, bstart = tag & 0xFFFFFF00, a
             bend = b
             continue
         if block >= 0:
             key_add(block)
-            hash_add(xxh32(data[bstart:bend]) & 0xFFFF)
+            hash_add(xxh32(data[bstart:bend]))
             block = -1
-        if not el:
-            continue
-        key_add(tag)
-        if tag in _PIXEL_TAGS:
-            with memoryview(data) as view:
-                hash_add(xxhash.xxh3_64_intdigest(view[a:b]) & 0xFFFF)
-        else:
-            hash_add(xxh32(data[a:b]) & 0xFFFF)
+        if tag & 0xFFFF:  # group lengths (gggg,0000) follow from the rest
+            key_add(tag)
+            if tag in _PIXEL_TAGS:
+                with memoryview(data) as view:
+                    hash_add(xxhash.xxh3_64_intdigest(view[a:b]))
+            else:
+                hash_add(xxh32(data[a:b]))
     if block >= 0:
         key_add(block)
-        hash_add(xxh32(data[bstart:bend]) & 0xFFFF)
-    n = len(keys)
-    packed_keys = struct.pack(f"<{n}I", *keys)
-    return struct.pack(f"<Q{n}H", xxhash.xxh3_64_intdigest(packed_keys), *hashes), packed_keys
+        hash_add(xxh32(data[bstart:bend]))
+    packed_keys = array("I", keys)
+    if _BIG_ENDIAN:
+        packed_keys.byteswap()
+    tags = packed_keys.tobytes()
+    packed = array("H", [h & 0xFFFF for h in hashes])
+    if _BIG_ENDIAN:
+        packed.byteswap()
+    return xxhash.xxh3_64_digest(tags)[::-1] + packed.tobytes(), tags
