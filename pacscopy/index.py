@@ -185,14 +185,22 @@ def _connect_waiting(path: str, read_only: bool, wait: float | None,
     budget = lock_wait() if wait is None else wait
     started = time.monotonic()
     deadline = started + budget
-    said = False
+    said = wanted = False
     sleep = 0.02
     while True:
         try:
-            return _connect(path, read_only, create)
+            con = _connect(path, read_only, create)
         except _Locked as e:
             holder = e.pid
+        else:
+            runfolder.got(path)  # if this process said it waits (also in an earlier call that did not wait)
+            return con
+        if not wanted:  # a scan holding the index lets go for a process that says it waits (runfolder.want)
+            wanted = True
+            runfolder.want(path)
         if time.monotonic() >= deadline:
+            if budget:  # gave up; one that does not wait (0) polls and is still waiting
+                runfolder.got(path)
             who = runfolder.describe_pid(path, holder)
             waited = f"waited {budget:g} s" if budget else "did not wait (wait 0)"
             raise IndexBusyError(f"index {path} is in use by {who}; {waited}: try again when it is done, or "

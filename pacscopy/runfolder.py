@@ -244,3 +244,67 @@ def running_sends(index_path: str) -> list[RunningSend]:
         out.append(RunningSend(rec.get("target", p.stem[5:]), rec.get("pid"), rec.get("host"), rec.get("since"),
                                rec.get("run_id"), rec.get("journal")))
     return out
+
+
+# -- who waits for the index ---------------------------------------------------------
+
+#: The records ``wait-<pid>.json`` this process has written and not yet removed.
+_waiting: set[Path] = set()
+
+
+def want(index_path: str) -> None:
+    """Say in the run folder that this process waits for the index (``wait-<pid>.json``), until :func:`got`.
+
+    Written when an open finds the index held (:func:`pacscopy.index.open_index`): a long holder
+    that can let go — the scan's writer — lets go only for such a process, and otherwise keeps the
+    index open (closing it checkpoints it, which costs more as the index grows).
+    """
+    d = run_dir(index_path, create=False)
+    p = d / f"wait-{os.getpid()}.json"
+    if p in _waiting:
+        return
+    rec = {"pid": os.getpid(), "host": socket.gethostname(), "command": command(),
+           "since": dt.datetime.now().isoformat(timespec="seconds"), "proc_start": _proc_start(os.getpid())}
+    try:
+        write_private(p, json.dumps(rec))
+    except OSError:
+        return  # no run folder (yet), read-only: the holder simply does not know
+    if not _waiting:
+        import atexit
+
+        atexit.register(_got_all)
+    _waiting.add(p)
+
+
+def got(index_path: str) -> None:
+    """This process no longer waits for the index (it has it, or gave up): remove its record."""
+    p = run_dir(index_path, create=False) / f"wait-{os.getpid()}.json"
+    if p in _waiting:
+        _waiting.discard(p)
+        p.unlink(missing_ok=True)
+
+
+def _got_all() -> None:
+    for p in list(_waiting):
+        p.unlink(missing_ok=True)
+    _waiting.clear()
+
+
+def waiting(index_path: str) -> list[int]:
+    """The PIDs of the other live processes waiting for the index now (records of dead ones are removed)."""
+    d = run_dir(index_path, create=False)
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return []
+    out = []
+    for name in names:
+        m = re.match(r"wait-(\d+)\.json$", name)
+        if m is None or int(m.group(1)) == os.getpid():
+            continue
+        p = d / name
+        if _stale(p):
+            p.unlink(missing_ok=True)
+        else:
+            out.append(int(m.group(1)))
+    return out

@@ -51,6 +51,27 @@ def peek(index: Path, sql: str) -> list[tuple] | None:
         con.close()
 
 
+def peek_waiting(index: Path, sql: str, timeout: float = 120) -> list[tuple]:
+    """:func:`peek` the way a pacscopy command reads: when the index is held, say so in the run folder
+    (a scan keeps the index open while nobody waits for it, and lets go for one that does) and retry."""
+    from pacscopy import runfolder
+
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                got = peek(index, sql)
+            except duckdb.CatalogException:  # a new index: not migrated yet
+                got = None
+            if got is not None:
+                return got
+            runfolder.want(str(index))
+            assert time.monotonic() < deadline, f"the index stayed held for {timeout} s"
+            time.sleep(0.05)
+    finally:
+        runfolder.got(str(index))
+
+
 def files_rows(index: Path) -> set[tuple]:
     got = peek(index, "SELECT path, size, mtime_ns, xxh3, dataset_xxh3, status, sop_instance_uid FROM files")
     assert got is not None
@@ -61,7 +82,8 @@ def files_rows(index: Path) -> set[tuple]:
 
 
 def test_readers_get_in_while_a_scan_runs(tmp_path: Path) -> None:
-    """A scan holds the index only to write a batch: readers see its rows grow while it runs."""
+    """A scan keeps the index open only while nobody waits for it: pacscopy commands (here `query`, each its
+    own process) get in while it runs and see its rows grow."""
     root = tmp_path / "vol1"
     make_corpus(root, 20_000, 1_000, seed=13)  # several seconds of scanning, even on an idle machine
     index = tmp_path / "p.duckdb"
@@ -69,10 +91,12 @@ def test_readers_get_in_while_a_scan_runs(tmp_path: Path) -> None:
     seen: list[int] = []
     try:
         while scan.poll() is None:
-            got = peek(index, "SELECT count(*) FROM files") if index.exists() else None
-            if got is not None:
-                seen.append(got[0][0])
-            time.sleep(0.05)
+            if not index.exists():
+                time.sleep(0.05)
+                continue
+            r = pacscopy("query", "SELECT count(*) AS n FROM files", "--index", index, "--format", "csv")
+            if r.returncode == 0:  # (the scan may have created the file and not yet the tables)
+                seen.append(int(r.stdout.strip().splitlines()[-1]))
         out, err = scan.communicate()
         assert scan.returncode == 0, err
     finally:
@@ -100,7 +124,7 @@ def test_scan_killed_mid_run_is_completed_by_the_next_scan(tmp_path: Path) -> No
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and scan.poll() is None:
-            got = peek(index, "SELECT count(*) FROM files") if index.exists() else None
+            got = peek_waiting(index, "SELECT count(*) FROM files") if index.exists() else None
             if got is not None and got[0][0] >= 1000:
                 break
             time.sleep(0.05)
@@ -378,7 +402,8 @@ def test_two_scans_of_one_root_are_refused_two_roots_scan_side_by_side(tmp_path:
     scan = start("scan", big, "--index", index, "--quiet", "--workers", "1")
     try:
         deadline = time.monotonic() + 240
-        while not (index.exists() and (peek(index, "SELECT count(*) FROM files") or [(0,)])[0][0] > 0):
+        while not (index.exists()
+                   and peek_waiting(index, "SELECT count(*) FROM files")[0][0] > 0):
             assert scan.poll() is None, scan.communicate()
             assert time.monotonic() < deadline, "the scan did not get going"
             time.sleep(0.05)

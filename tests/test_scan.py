@@ -384,15 +384,15 @@ class _Clock:
         return self.now
 
 
-@pytest.mark.parametrize("hop_cost", [0.0, 1.0])
-def test_the_writer_hops_at_most_a_tenth_of_the_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                    hop_cost: float) -> None:
-    """The lock-hopping writer: a batch every second while opening and closing the index is cheap;
-    once a hop costs more (a big index's checkpoint on close: 0.4-0.8 s at 200,000 files), hops
-    come at least twenty times their cost apart: hopping takes at most about a twentieth of the scan
-    (asserted here: under a tenth).
-    Every row reaches the index either way. (Hopping every second made a scan of 200,000 files
-    take 60 s instead of 33 s.)"""
+@pytest.mark.parametrize(("poller", "hop_cost"), [(False, 1.0), (True, 0.0), (True, 1.0)])
+def test_the_writer_hops_only_for_a_waiting_process_and_at_most_a_tenth_of_the_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, poller: bool, hop_cost: float) -> None:
+    """The lock-hopping writer keeps the index open while no other process waits for it: a scan alone
+    never hops (closing checkpoints the index: 0.4-0.8 s at 200,000 files; hopping every second made
+    a scan of 200,000 files take 60 s instead of 33 s). A process that waits (a status polled every
+    second) gets in within about a second while a hop is cheap; once it costs more, hops come at least
+    twenty times their cost apart: at most about a twentieth of the scan (asserted: under a tenth).
+    Every row reaches the index either way."""
     from pacscopy import __version__
     from pacscopy.index import run
     from pacscopy.scan import scan as scan_mod
@@ -400,32 +400,45 @@ def test_the_writer_hops_at_most_a_tenth_of_the_time(tmp_path: Path, monkeypatch
     clock = _Clock()
     monkeypatch.setattr(scan_mod, "time", clock)
     index = str(tmp_path / "p.duckdb")
-    hops = []
+    opens: list[float] = []
+    waited: list[float] = []  # how long each status waited
 
     class SlowHop(scan_mod._Hop):
-        @contextlib.contextmanager
-        def open(self, wait: bool = True):  # type: ignore[no-untyped-def]
-            clock.now += hop_cost / 2  # opening
-            with super().open(wait) as con:
-                hops.append(clock.now)
-                yield con
-            clock.now += hop_cost / 2  # closing: the checkpoint
+        next_poll = 1001.0  # a status polled every second, from the first second on
+
+        def connect(self, wait: bool = True):  # type: ignore[no-untyped-def]
+            clock.now += hop_cost  # closing (the checkpoint) and opening, counted here
+            opens.append(clock.now)
+            return super().connect(wait)
+
+        def waiting(self) -> bool:
+            if not poller or clock.now < self.next_poll:
+                return False
+            if writer.con is not None:  # asked while the writer holds the index: it lets go now,
+                waited.append(clock.now - self.next_poll)  # and the status gets in (and out)
+                self.next_poll = clock.now + 1.0
+            return True
 
     hop = SlowHop(index, create=True)
-    with hop.open() as con:
-        scan_id = run(con, "ops/scan/scan_start", {"root": "/vol", "volume": "vol", "rehash": False,
-                                                   "version": __version__}).fetchone()[0]
-    hops.clear()
-    writer = scan_mod._Writer(hop, scan_id, "vol", "/vol")
+    con = hop.connect()
+    scan_id = run(con, "ops/scan/scan_start", {"root": "/vol", "volume": "vol", "rehash": False,
+                                               "version": __version__}).fetchone()[0]
+    opens.clear()
+    writer = scan_mod._Writer(hop, scan_id, "vol", "/vol", con)
     seconds, n = 60.0, 600  # a row every 0.1 s for a minute
+    start = clock.now
     for i in range(n):
         clock.now += seconds / n
         writer.add([entry_row(f"/vol/f{i:04d}".encode(), 10, 0, "skipped", "not_regular", None)])
     writer.flush()
+    writer.close()
     assert rows(Path(index), "SELECT count(*) FROM files") == [(n,)]
-    hopped = len(hops) - 1  # the last one: the final flush
-    if hop_cost == 0:
-        assert hopped >= 50, hops  # readers still get in every second (or so: the row that makes it due)
+    assert len(opens) == writer.hops
+    if not poller:
+        assert writer.hops == 0, opens
+    elif hop_cost == 0:
+        assert writer.hops >= 50, opens  # a status asks a second after the previous one got in ...
+        assert len(waited) >= 50 and max(waited) <= 0.25, waited  # ... and gets in at once
     else:
-        assert 2 <= hopped <= seconds / (10 * hop_cost) + 1, hops
-        assert hopped * hop_cost <= 0.12 * (clock.now - 1000.0)
+        assert 2 <= writer.hops <= seconds / (10 * hop_cost) + 1, opens
+        assert writer.hops * hop_cost <= 0.12 * (clock.now - start)

@@ -15,7 +15,7 @@ import os
 import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -39,21 +39,22 @@ __all__ = ["COLUMNS", "ScanResult", "ScanRun", "StatusCount", "begin_scan", "dis
 
 #: Columns written for every file, in the order of a result row (volume and root are per scan).
 COLUMNS = ROW_COLUMNS
-#: The writer holds the index only to write a batch ("lock-hopping", README "Concurrent use"):
-#: it opens the index, writes the rows read since its last write in one transaction, and
-#: closes it, so that a send's merges, a status or a query get in between. A batch is
-#: written once it is HOP_SECONDS old (and holds rows), or holds HOP_ROWS rows. Rows read
-#: but not yet written are lost on kill -9 and simply read again by the next scan (their
-#: files are not in the index yet, or still with their old size and mtime).
+#: The writer keeps the index open while no other process waits for it, and lets go when one
+#: does ("lock-hopping", README "Concurrent use"): a process that finds the index held says so in
+#: the run folder (:func:`pacscopy.runfolder.want`), the writer looks for such records every
+#: WAITERS_EVERY seconds, closes the index, and takes it back once none waits. Closing checkpoints
+#: the index, which costs more as the index grows (measured on 2 cores: 0.05 s on a fresh index,
+#: 0.4-0.8 s from 100,000 files on): hopping every second made a scan of 200,000 files take 60 s
+#: instead of 33 s, so a scan alone never hops. While held, the rows read are written in one
+#: transaction each once HOP_SECONDS old or HOP_ROWS many; rows read but not yet written are lost
+#: on kill -9 and simply read again by the next scan (their files are not in the index yet, or
+#: still with their old size and mtime).
 HOP_SECONDS = 1.0
 HOP_ROWS = 20_000
-#: A batch of fewer rows waits at least this many times the last hop's own cost after the
-#: previous one: opening the index and closing it, which checkpoints it. A checkpoint costs more
-#: as the index grows (measured on 2 cores: 0.05 s on a fresh index, 0.4-0.8 s from 100,000 files
-#: on), so hopping every second made a scan of 200,000 files take 60 s instead of 33 s (36 s
-#: this way); at ten times, 50,000 files of 10 KB still paid ~12 % (4 hops of ~0.3 s in ~10 s).
-#: Batches stay within HOP_ROWS for memory: where a hop costs more than a twentieth of the time
-#: it takes to read HOP_ROWS files, hopping costs more than a twentieth of the scan.
+WAITERS_EVERY = 0.1
+#: Waiters are let in at most once per this many times the last hop's own cost (closing the
+#: index and opening it again) after the writer took it back: a status polled every second
+#: beside a scan costs the scan at most about a twentieth of its time.
 HOP_COST_FACTOR = 20
 #: While another process holds the index, the writer keeps reading and buffering up to this
 #: many rows, then waits for the index (bounded memory).
@@ -237,15 +238,14 @@ def _entry(p: bytes, st: os.stat_result) -> _Entry:
 
 
 class _Hop:
-    """The scan's way to the index: opened for one write, closed right after (lock-hopping)."""
+    """The scan's way to the index: opened for a stretch, closed when another process waits for it."""
 
     def __init__(self, path: str, create: bool = False) -> None:
         self.path, self.create = path, create
         self.opened = False
 
-    @contextmanager
-    def open(self, wait: bool = True) -> Iterator[duckdb.DuckDBPyConnection | None]:
-        """The index, open until the block ends; ``None`` if ``wait`` is false and another process holds it.
+    def connect(self, wait: bool = True) -> duckdb.DuckDBPyConnection | None:
+        """The index; ``None`` if ``wait`` is false and another process holds it.
 
         Waiting is :func:`pacscopy.index.open_index`'s (up to ``$PACSCOPY_LOCK_WAIT``). The first
         open checks the index; the next ones of the same scan are lean (no integrity check).
@@ -256,13 +256,25 @@ class _Hop:
         except IndexBusyError:
             if wait:
                 raise
-            yield None
-            return
+            return None
         self.create, self.opened = False, True
+        return con
+
+    @contextmanager
+    def open(self, wait: bool = True) -> Iterator[duckdb.DuckDBPyConnection | None]:
+        """:meth:`connect`, closed when the block ends."""
+        con = self.connect(wait)
         try:
             yield con
         finally:
-            con.close()
+            if con is not None:
+                con.close()
+
+    def waiting(self) -> bool:
+        """Whether another process waits for the index."""
+        from pacscopy.runfolder import waiting
+
+        return bool(waiting(self.path))
 
 
 def _recording(con: duckdb.DuckDBPyConnection) -> bool:
@@ -274,51 +286,89 @@ def _recording(con: duckdb.DuckDBPyConnection) -> bool:
 class _Writer:
     """The single writer: buffers rows and writes them in batches, one transaction each.
 
-    The index is open only while a batch is written (:class:`_Hop`). Rows of
-    paths new to the index are plainly inserted; only paths already in it
-    (``upserts``) pay for an upsert.
+    The index stays open (``con``) until another process waits for it (:class:`_Hop`,
+    :data:`HOP_COST_FACTOR`). Rows of paths new to the index are plainly inserted; only paths
+    already in it (``upserts``) pay for an upsert. Call :meth:`tick` often (also when no rows
+    come), :meth:`close` at the end.
     """
 
-    def __init__(self, index: _Hop, scan_id: int, volume: str, root: str) -> None:
+    def __init__(self, index: _Hop, scan_id: int, volume: str, root: str,
+                 con: duckdb.DuckDBPyConnection | None = None) -> None:
         self.index, self.scan_id, self.volume, self.root = index, scan_id, volume, root
         self.upserts: set[str] = set()
         self.rows: list[Row] = []
+        self.con = con
         self.last = time.monotonic()
-        #: Seconds the last hop cost beyond writing its rows (opening and closing the index).
+        #: When the index was last taken (opened), and what the last hop cost (closing it and taking it back).
+        self.taken = self.last
         self.cost = 0.0
-        #: The index, while the scan holds it for its last stretch (the caller writes then).
-        self.held: duckdb.DuckDBPyConnection | None = None
+        self.closing = 0.0  # what the last close cost
+        self.checked = 0.0  # when waiters were last looked for
+        self.hops = 0
+        #: The last stretch: hold the index to the end and write each chunk as it comes.
+        self.final = False
 
     def add(self, rows: list[Row]) -> None:
         self.rows.extend(rows)
-        if self.held is None and self.due():
-            self.flush(wait=len(self.rows) >= HOP_MAX_ROWS)
+        self.tick()
 
     def idle(self) -> None:
-        """Nothing else to do right now: write the batch if it is due."""
-        if self.rows and self.held is None and self.due():
-            self.flush(wait=len(self.rows) >= HOP_MAX_ROWS)
+        """Nothing else to do right now."""
+        self.tick()
+
+    def tick(self) -> None:
+        """Let go of the index if another process waits (and a hop is due); write the batch if it is due."""
+        now = time.monotonic()
+        if self.con is not None and not self.final and now - self.checked >= WAITERS_EVERY:
+            self.checked = now
+            if now - self.taken >= HOP_COST_FACTOR * self.cost and self.index.waiting():
+                self.let_go()
+        if self.rows and (self.final or self.due()):
+            self.flush(wait=self.final or len(self.rows) >= HOP_MAX_ROWS)
 
     def due(self) -> bool:
-        """Whether the rows buffered are to be written now (:data:`HOP_SECONDS` ... :data:`HOP_MAX_ROWS`)."""
-        if len(self.rows) >= HOP_ROWS:  # memory: the rows wait in this process, and in DuckDB's transaction
-            return True
-        age = time.monotonic() - self.last
-        return age >= max(HOP_SECONDS, HOP_COST_FACTOR * self.cost)
+        """Whether the rows buffered are to be written now (:data:`HOP_SECONDS`, :data:`HOP_ROWS`)."""
+        return len(self.rows) >= HOP_ROWS or time.monotonic() - self.last >= HOP_SECONDS
 
-    def flush(self, wait: bool = True) -> None:
-        """Write the rows buffered; unless ``wait``, only if the index is free right now."""
-        if not self.rows:
+    def let_go(self) -> None:
+        """Close the index (a checkpoint) for the process waiting for it."""
+        if self.con is None:
             return
         t0 = time.monotonic()
-        with self.index.open(wait) as con:
-            if con is None:  # busy: keep buffering, try again later
-                self.last = time.monotonic()
-                return
-            t1 = time.monotonic()
-            self.write(con)
-            wrote = time.monotonic() - t1
-        self.cost = time.monotonic() - t0 - wrote
+        con, self.con = self.con, None
+        con.close()
+        self.closing = time.monotonic() - t0
+        self.hops += 1
+
+    def take(self, wait: bool = True) -> duckdb.DuckDBPyConnection | None:
+        """The index, held from now on; ``None`` unless ``wait`` if another process holds it or waits for it."""
+        if self.con is None:
+            if not wait and self.index.waiting():
+                return None  # let the waiting one in first
+            t0 = time.monotonic()
+            self.con = self.index.connect(wait)
+            if self.con is None:
+                return None
+            self.taken = time.monotonic()
+            if self.hops:
+                self.cost = self.closing + self.taken - t0
+        return self.con
+
+    def flush(self, wait: bool = True) -> None:
+        """Write the rows buffered; unless ``wait``, only if the index can be had right now."""
+        if not self.rows:
+            return
+        con = self.take(wait)
+        if con is None:  # busy: keep buffering, try again later
+            self.last = time.monotonic()
+            return
+        self.write(con)
+
+    def close(self) -> None:
+        """Close the index if held (the rows not written stay unwritten)."""
+        if self.con is not None:
+            con, self.con = self.con, None
+            con.close()
 
     def write(self, con: duckdb.DuckDBPyConnection) -> None:
         """Write the rows buffered through ``con``, in one transaction."""
@@ -530,8 +580,9 @@ def scan_root(
     volume = volume or display_path(os.path.basename(broot)) or sroot
     started = time.monotonic() if begun is None else begun.started
     hop = _Hop(index, create=True)
-    with hop.open() as con:
-        assert con is not None
+    con = hop.connect()
+    assert con is not None
+    try:
         started_row = run(con, "ops/scan/scan_start", {"root": sroot, "volume": volume, "rehash": rehash,
                                                   "version": __version__}).fetchone()
         assert started_row is not None
@@ -543,8 +594,11 @@ def scan_root(
             r[0]: (r[1], r[2], r[3])
             for r in run(con, "ops/scan/known_files", {"root": sroot, "prefix": sroot.rstrip("/") + "/"}).fetchall()
         }
+    except BaseException:
+        con.close()
+        raise
     res = ScanResult(sroot, volume, scan_id)
-    writer = _Writer(hop, scan_id, volume, sroot)
+    writer = _Writer(hop, scan_id, volume, sroot, con)  # kept open while no other process waits for it
     reader = _Reader(workers or os.cpu_count() or 1, io_depth=io_depth) if begun is None else begun.reader
 
     def done(chunks: list[list[Row]]) -> None:
@@ -582,7 +636,6 @@ def scan_root(
             done(reader.add(e.path, e.size))
 
     found = len(begun.entries) if begun is not None else 0
-    stack = ExitStack()  # the index, once held for the last stretch
     try:
         if on_walk:
             on_walk(found, reader.files, reader.nbytes)
@@ -595,32 +648,35 @@ def scan_root(
             done(begun.finished)
             begun.finished = []
             walker = begun.walker
-        next_report = time.monotonic() + WALK_REPORT_S
+        next_report = next_tick = time.monotonic() + WALK_REPORT_S
         for e in walker:
             visit(e, False)
             found += 1
-            if on_walk and time.monotonic() >= next_report:
+            now = time.monotonic()
+            if now >= next_tick:  # files unchanged for a while: still let a waiting process in
+                writer.tick()
+                next_tick = now + WAITERS_EVERY
+            if on_walk and now >= next_report:
                 on_walk(found, reader.files, reader.nbytes)
                 next_report = time.monotonic() + WALK_REPORT_S
         if on_total:
             on_total(reader.files, reader.nbytes)
         # Waiting for the workers is the time to write what has come back.
         for rows in reader.rest(idle=writer.idle):
-            done([rows])
-            if writer.held is None and reader.pool is not None and reader.backlog() < reader.n_workers:
+            if not writer.final and reader.pool is not None and reader.backlog() < reader.n_workers:
                 # The last chunks: hold the index to the end and write each chunk as it comes,
                 # so that little is left to write once the workers are done (the other cores idle then).
-                writer.held = stack.enter_context(hop.open())
-            if writer.held is not None and writer.rows:
-                writer.write(writer.held)
+                writer.final = True
+            done([rows])
     except BaseException:
-        stack.close()
+        writer.close()
         raise
     finally:
         reader.close()
     gone = [p for p, v in known.items() if v[2] != "missing"]
     res.missing = len(gone)
-    with stack, (nullcontext(writer.held) if writer.held is not None else hop.open()) as con:
+    try:
+        con = writer.take()
         assert con is not None
         if writer.rows:
             writer.write(con)
@@ -637,6 +693,8 @@ def scan_root(
                                      "missing": res.missing, "bytes_read": res.bytes_read, "scan_id": scan_id})
         res.status_counts = fetch(con, "ops/scan/status_counts", StatusCount)
         res.statuses = {c.status: c.files for c in res.status_counts}
+    finally:
+        writer.close()
     return res
 
 
