@@ -1,35 +1,55 @@
 -- Rebuild the automatic disposition of every SOPInstanceUID (decisions are applied by the plan view).
--- Shaped for hundreds of millions of files in a bounded memory: one aggregation over narrow
--- rows picks each instance's copy to send (arg_min over a sort key, no window over whole rows),
--- and only that copy's few columns are joined back from files by path; DuckDB spills both.
+-- Shaped for hundreds of millions of files in a bounded memory (issue 15: 5 M files and manifest
+-- rows checked in under a minute): the aggregation per SOPInstanceUID keeps only narrow values
+-- (a row id, a 128-bit sort key, counts), the chosen copy's columns are joined back from files by
+-- row id (8-byte keys, not paths) and the manifest by its 128-bit sop_key (not UID strings); the
+-- wide strings are carried only from there on. DuckDB spills what it must.
 DELETE FROM plan_auto;
 INSERT INTO plan_auto
 WITH cand AS (
-    SELECT f.sop_instance_uid, f.path, f.status,
-           -- the copy to send: sound first, then a Part 10 file in explicit VR little endian,
-           -- then any Part 10 file, then the most recent scan, then the first path
-           {'s': CASE f.status WHEN 'ok' THEN 0 WHEN 'suspect' THEN 1 WHEN 'corrupt' THEN 2 ELSE 3 END,
-            'le': NOT coalesce(f.has_meta AND f.transfer_syntax_uid = '1.2.840.10008.1.2.1', false),
-            'meta': NOT coalesce(f.has_meta, false),
-            't': -epoch_us(f.scanned_at),
-            'p': f.path} AS rank_key,
-           coalesce(h.content_hash, f.dataset_xxh3) AS content
+    -- the copy to send: sound first, then a Part 10 file in explicit VR little endian, then any
+    -- Part 10 file, then the most recent scan (plan_rank, one number), then the first path
+    SELECT f.rowid AS rid, f.sop_instance_uid, f.status,
+           plan_rank(f.status, f.has_meta, f.transfer_syntax_uid, f.scanned_at) AS rank
     FROM files f
-    LEFT JOIN content_hashes h ON h.path = f.path AND h.xxh3 = f.xxh3
     WHERE f.sop_instance_uid IS NOT NULL AND f.status IN ('ok', 'suspect', 'corrupt', 'missing')
 ),
-sop AS (
-    SELECT sop_instance_uid,
-           arg_min(path, rank_key) AS path,
+sop1 AS (
+    -- grouped on the UID (strings hash faster than they digest), which is not kept: the chosen
+    -- copy's row id says everything else. An instance with one copy is done here; for those with
+    -- more, ties on the rank (broken by path) and conflicts (contents) are settled in multi below.
+    SELECT arg_min(rid, rank) AS rid,
            count(*) AS copies,
            count(*) FILTER (WHERE status = 'ok') AS sound,
-           count(*) FILTER (WHERE status IN ('corrupt', 'suspect')) AS damaged,
-           -- more than one content among the sound copies (what count(DISTINCT ...) > 1 says, without
-           -- a distinct aggregate's memory)
-           coalesce(min(content) FILTER (WHERE status = 'ok') <> max(content) FILTER (WHERE status = 'ok'), false)
-               AS conflict
+           count(*) FILTER (WHERE status IN ('corrupt', 'suspect')) AS damaged
     FROM cand
-    GROUP BY 1
+    GROUP BY sop_instance_uid
+),
+multi_sops AS MATERIALIZED (
+    SELECT f.sop_instance_uid, s.rid
+    FROM (SELECT rid FROM sop1 WHERE copies > 1) s
+    JOIN files f ON f.rowid = s.rid
+),
+multi AS (
+    -- the instances with more than one copy, whole: the first path among the best-ranked copies,
+    -- and more than one content among the sound copies (what count(DISTINCT ...) > 1 says, without
+    -- a distinct aggregate's memory)
+    SELECT any_value(m.rid) AS rid1,
+           arg_min(f.rowid, {'r': plan_rank(f.status, f.has_meta, f.transfer_syntax_uid, f.scanned_at),
+                             'p': f.path}) AS rid,
+           coalesce(min(coalesce(h.content_hash, f.dataset_xxh3)) FILTER (WHERE f.status = 'ok')
+                    <> max(coalesce(h.content_hash, f.dataset_xxh3)) FILTER (WHERE f.status = 'ok'), false)
+               AS conflict
+    FROM files f
+    JOIN multi_sops m ON m.sop_instance_uid = f.sop_instance_uid
+    LEFT JOIN content_hashes h ON h.path = f.path AND h.xxh3 = f.xxh3
+    WHERE f.status IN ('ok', 'suspect', 'corrupt', 'missing')
+    GROUP BY f.sop_instance_uid
+),
+sop AS (
+    SELECT coalesce(x.rid, s.rid) AS rid, s.copies, s.sound, s.damaged, coalesce(x.conflict, false) AS conflict
+    FROM sop1 s
+    LEFT JOIN multi x ON x.rid1 = s.rid
 ),
 probed AS (
     -- blocked is judged against the most recently probed target (pacscopy probe)
@@ -40,15 +60,15 @@ caps AS (
     FROM target_capabilities WHERE target = (SELECT target FROM probed)
 ),
 ranked AS (
-    -- the chosen copy's columns, joined back by its path, and whether the probed target takes it
-    SELECT s.sop_instance_uid, s.copies, s.sound, s.damaged, s.conflict,
+    -- the chosen copy's columns, joined back by its row id, and whether the probed target takes it
+    SELECT f.sop_instance_uid, manifest_sop_key(f.sop_instance_uid) AS sop_key, s.copies, s.sound, s.damaged, s.conflict,
            f.path, f.status, f.reason, f.sop_class_uid, f.transfer_syntax_uid,
            f.study_instance_uid, f.patient_id, f.size,
            (SELECT count(*) FROM probed) > 0 AND ok.sop_class_uid IS NULL AS refused,
            CASE WHEN list_contains($transcodable, f.transfer_syntax_uid) THEN tc.ts END AS transcode_to,
            tc.ts AS uncompressed_ok
     FROM sop s
-    JOIN files f ON f.path = s.path
+    JOIN files f ON f.rowid = s.rid
     LEFT JOIN (SELECT sop_class_uid, transfer_syntax_uid FROM caps WHERE accepted) ok
            ON ok.sop_class_uid = f.sop_class_uid AND ok.transfer_syntax_uid = f.transfer_syntax_uid
     LEFT JOIN (SELECT sop_class_uid, arg_max(transfer_syntax_uid, transfer_syntax_uid = '1.2.840.10008.1.2.1') AS ts
@@ -82,7 +102,7 @@ SELECT
          WHEN r.conflict THEN 'hold'
          WHEN h.checks IS NOT NULL THEN 'hold'
          WHEN len(mc.uids) > 0 AND mp.uid_mismatch <> 'send' THEN mp.uid_mismatch
-         WHEN mp.loaded AND m.sop_instance_uid IS NULL AND mp.orphan <> 'send' THEN mp.orphan
+         WHEN mp.loaded AND m.sop_key IS NULL AND mp.orphan <> 'send' THEN mp.orphan
          WHEN len(mc.demographics) > 0 AND mp.demographics = 'hold' THEN 'hold'
          WHEN r.refused THEN 'blocked'
          ELSE 'send' END AS disposition,
@@ -96,7 +116,7 @@ SELECT
               THEN 'held: the old PACS''s database records another '
                    || array_to_string(list_transform(mc.uids, lambda x: x.attribute), ', ')
                    || ' (manifest_mismatch; manifest policy uid_mismatch=' || mp.uid_mismatch || ')'
-         WHEN mp.loaded AND m.sop_instance_uid IS NULL AND mp.orphan <> 'send'
+         WHEN mp.loaded AND m.sop_key IS NULL AND mp.orphan <> 'send'
               THEN 'orphan: not in the old PACS''s database (file_without_manifest; manifest policy orphan='
                    || mp.orphan || ')'
          WHEN len(mc.demographics) > 0 AND mp.demographics = 'hold'
@@ -136,6 +156,6 @@ SELECT
 FROM ranked r
 LEFT JOIN holds h USING (sop_instance_uid)
 LEFT JOIN sop_classes sc ON sc.uid = r.sop_class_uid
-LEFT JOIN manifest m ON m.sop_instance_uid = r.sop_instance_uid
+LEFT JOIN (SELECT sop_key, state FROM manifest) m ON m.sop_key = r.sop_key
 LEFT JOIN manifest_compare mc ON mc.path = r.path
 CROSS JOIN mpol mp;

@@ -1,0 +1,62 @@
+"""The plan rebuilt on narrow keys (issue 15: 5 million instances checked in under a minute).
+
+build_plan aggregates row ids and a packed sort key per SOPInstanceUID and settles the instances
+with several copies (ties broken by path, conflicting contents) separately; plan_auto lost its
+PRIMARY KEY index (migration 0022). These tests hold what the narrow formulation must keep: the
+reference plan (tests/build_plan_reference.sql) where only the path breaks a tie, and one row per
+SOPInstanceUID without the index that used to enforce it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pacscopy.check.checks import run_checks
+from pacscopy.index import open_index
+from pacscopy.testing import scale
+from tests.test_scale import PLAN, _reference_plan
+
+
+def test_a_tie_on_everything_but_the_path_sends_the_first_path(tmp_path: Path) -> None:
+    """Copies equal in status, encoding and scan time: the first path is sent, whichever copy the
+    index holds first (here the later path is written first, so "the first row seen" is wrong)."""
+    con = open_index(str(tmp_path / "s.duckdb"), create=True)
+    try:
+        scale.fill(con, 3000)
+        con.execute("""
+            UPDATE files SET scanned_at = TIMESTAMP '2026-01-01 00:00:00';
+            CREATE TEMP TABLE t AS SELECT * FROM files WHERE mtime_ns % 40 = 0 AND status = 'ok';
+            DELETE FROM files WHERE path IN (SELECT path FROM t);
+            INSERT INTO files SELECT * REPLACE ('/zz-later-copy' || path AS path) FROM t;
+            INSERT INTO files SELECT * FROM t;
+        """)
+        run_checks(con)
+        got = con.execute(PLAN).fetchall()
+        tied = con.execute("""
+            SELECT count(*), count(*) FILTER (WHERE p.path = t.path)
+            FROM plan_auto p JOIN t USING (sop_instance_uid)""").fetchone()
+        assert tied is not None and tied[0] >= 70 and tied[1] == tied[0], tied
+        assert got == _reference_plan(con)
+    finally:
+        con.close()
+
+
+def test_one_plan_row_per_instance_without_an_index(tmp_path: Path) -> None:
+    """build_plan writes one row per SOPInstanceUID, also when a second full check replaces the
+    plan in one transaction (what ran out of memory at 5 M with the PRIMARY KEY index)."""
+    con = open_index(str(tmp_path / "s.duckdb"), create=True)
+    try:
+        scale.fill(con, 4000)
+        for full in (False, True):
+            run_checks(con, full=full)
+            n, distinct, files = con.execute("""
+                SELECT count(*), count(DISTINCT sop_instance_uid),
+                       (SELECT count(DISTINCT sop_instance_uid) FROM files
+                        WHERE status IN ('ok', 'suspect', 'corrupt', 'missing'))
+                FROM plan_auto""").fetchone()
+            assert n == distinct == files > 3900
+        keys = con.execute("""SELECT count(*) FROM duckdb_constraints()
+                              WHERE table_name = 'plan_auto' AND constraint_type IN ('PRIMARY KEY', 'UNIQUE')""")
+        assert keys.fetchone() == (0,)
+    finally:
+        con.close()
