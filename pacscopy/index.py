@@ -350,9 +350,10 @@ def check_integrity(con: duckdb.DuckDBPyConnection, path: str) -> None:
         missing = [t for t in expected if t not in tables]
         if missing:
             raise damaged(f"tables missing: {', '.join(missing)}")
-        for t in ["schema_migrations", *expected]:
-            # identifiers from pacscopy's own migration files, not user input
-            con.execute(f'SELECT * FROM "{t}" LIMIT 1').fetchall()
+        # one statement (a poll opens the index every second): each table's first row, every column read
+        # (the row as text); identifiers from pacscopy's own migration files, not user input
+        con.execute(" UNION ALL ".join(f'SELECT t::VARCHAR FROM (SELECT * FROM "{t}" LIMIT 1) t'
+                                       for t in ["schema_migrations", *expected])).fetchall()
     except duckdb.OutOfMemoryException as e:
         raise IndexFileError(f"index {path}: the memory budget is too small to open it (PACSCOPY_MEMORY_LIMIT="
                              f"{os.environ.get('PACSCOPY_MEMORY_LIMIT') or 'unset'}): set it to 1GB or more") from e

@@ -447,3 +447,54 @@ def test_the_send_takes_results_while_a_merge_runs(bigger: Path, tmp_path: Path,
     assert stored == planned and twice == 0
     assert rows(bigger, "SELECT merged_lines > 2, finished FROM journal_merges") == [(True, True)]
     assert _journals(bigger) == []
+
+
+def test_a_merge_of_a_long_backlog_keeps_the_status_figures_with_one_count_not_one_per_line(
+        planned: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 60 s waits seen with polling (BENCHMARKS.md, "Concurrent use"): once a `status` has kept the figures,
+    every merge keeps them current, and a keyed count reads whole tables. Counted once per line, a merge of a
+    backlog (the lines journaled while a reader held the index) held the index for lines x counts — on a loaded
+    machine longer than a poll waits (60 s). The count runs once per merged chunk: the hold does not grow
+    with the backlog."""
+    from pacscopy.send import status_counts
+    from pacscopy.send.books import SENT_COLS, TRANSFER_COLS
+
+    target = "T@127.0.0.1:104"
+    r = pacscopy("status", "--target", target, "--index", planned)
+    assert r.returncode == 0, r.stderr
+    assert rows(planned, "SELECT count(*) FROM status_kept")[0][0] == 1  # the figures are kept from now on
+    plan = rows(planned, "SELECT sop_instance_uid, path FROM plan ORDER BY 1")
+    j = Journal.create(str(planned), "77-1")  # a live journal (flocked): only an explicit merge takes it in
+    j.append("start", run_id=77, target=target, pid=1, host="h")
+    for i, (sop, path) in enumerate(plan):  # one line per flush: a backlog of 15 lines
+        cols = {c: [None] for c in (*TRANSFER_COLS, *SENT_COLS)}
+        cols.update(sop_instance_uid=[sop], path=[path], started=["2026-01-01T00:00:00"],
+                    finished=[f"2026-01-01T00:00:{i + 1:02d}"], outcome=["stored"], status=[0], bytes=[10])
+        j.append("transfers", run_id=77, target=target, cols=cols)
+    keyed: list[str] = []
+    real = status_counts.count
+
+    def counting(con, tgt, **kw):  # type: ignore[no-untyped-def]
+        if kw.get("keyed"):
+            keyed.append(tgt)
+        return real(con, tgt, **kw)
+
+    monkeypatch.setattr(status_counts, "count", counting)
+    from pacscopy import journal as journalmod
+
+    con = idxmod.open_index(str(planned), lean=True)
+    try:
+        merged, damaged = journalmod.merge(con, j.path)
+    finally:
+        con.close()
+    j.close()
+    assert (merged, damaged) == (len(plan) + 1, False)
+    assert len(keyed) <= 2, f"{len(keyed)} keyed counts for one merge of {len(plan)} lines"
+    monkeypatch.undo()
+    con = idxmod.open_index(str(planned), read_only=True)
+    try:  # the kept figures moved with the merge: they equal a full count
+        kept = status_counts.kept(con, target)
+        assert kept is not None and kept[0] == status_counts.count(con, target)
+        assert sum(c.instances for c in kept[0].values()) == len(plan)
+    finally:
+        con.close()
