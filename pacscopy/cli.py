@@ -262,6 +262,9 @@ def send(
             _index(index), t, opts, books=books, shard=shard, prove=not no_prove, port=port,
             on_total=p.on_total, on_progress=on_progress, on_caught_up=lambda n: typer.echo(
                 f"books: recorded {n} instances stored by an earlier run of this host", err=True),
+            on_republished=lambda n: typer.echo(
+                f"books: this host's plan changed since 'books publish': published it again ({n} instances)",
+                err=True),
             on_wait=lambda opens: typer.echo(f"outside the window {opts.window}: waiting until "
                                              f"{opens:%Y-%m-%d %H:%M}", err=True))
     typer.echo("\n".join(summaries.send_lines(res)))

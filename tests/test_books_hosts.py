@@ -289,3 +289,43 @@ def test_a_killed_hosts_claims_are_taken_over_without_a_manual_step(pg_url: str,
         sending = con.execute("SELECT count(*) FROM claims WHERE state <> 'stored'").fetchone()[0]
     assert set(per_sop) == sops and set(per_sop.values()) == {1}, per_sop
     assert sending == 0
+
+
+def test_a_plan_changed_since_books_publish_is_published_again_by_the_send(pg_url: str, tmp_path: Path, cli) -> None:
+    """A decide (or check, map, manifest load) after 'books publish' changes the local plan; the books kept the
+    old one, which every host's status and reconcile read. The send publishes it again before it sends,
+    saying so; a send with the plan unchanged does not."""
+    import psycopg
+
+    (a, b), sops = _joined(pg_url, tmp_path, cli, 2)
+
+    def books_plan() -> set[tuple[str, str]]:
+        with psycopg.connect(pg_url) as con:
+            return {(r[0], r[1]) for r in con.execute(
+                "SELECT sop_instance_uid, disposition FROM plan JOIN hosts USING (host_id) WHERE name = 'host1'")}
+
+    def local_plan() -> set[tuple[str, str]]:
+        return {(r[0], r[1]) for r in rows(a, "SELECT sop_instance_uid, disposition FROM plan")}
+
+    assert books_plan() == local_plan()
+    skipped = [r[0] for r in rows(a, "SELECT sop_instance_uid FROM plan WHERE disposition = 'send' ORDER BY 1 LIMIT 2")]
+    for sop in skipped:
+        r = cli("decide", "--sop", sop, "--action", "skip", "--note", "not for the new PACS", "--index", a)
+        assert r.code == 0, r.err
+    assert books_plan() != local_plan()  # the books still show the plan as published
+    rx = Counting(tmp_path / "rx")
+    try:
+        r = cli("send", "--target", rx.target, "--index", a, "--books", pg_url, "-q")
+        assert r.code == 0, r.err
+        assert f"books: this host's plan changed since 'books publish': published it again ({len(local_plan())} " \
+               "instances)" in r.err, r.err
+        assert books_plan() == local_plan()
+        assert {d for s, d in books_plan() if s in skipped} == {"skip"}
+        assert not set(skipped) & set(rx.arrivals)  # the decision holds for the send too
+        again = cli("send", "--target", rx.target, "--index", a, "--books", pg_url, "-q")
+        assert again.code == 0, again.err
+        assert "published it again" not in again.err  # unchanged since: not published again
+    finally:
+        rx.stop()
+    doc = _books_states(cli, pg_url, rx.target)
+    assert doc["states"]["stored_by_two_hosts"] == 0

@@ -138,14 +138,36 @@ def open_linked(index_con: duckdb.DuckDBPyConnection, given: str | None) -> tupl
     return con, link, url
 
 
+def plan_digest(index_con: duckdb.DuckDBPyConnection) -> str:
+    """A digest of the local plan as :func:`publish` publishes it (``sql/ops/books/plan_digest.sql``)."""
+    rows_sql = idx.load_sql("ops/books/plan_rows").strip().rstrip(";")
+    row = index_con.execute(f"WITH plan_rows AS ({rows_sql})\n{idx.load_sql('ops/books/plan_digest')}").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def plan_changed(con: psycopg.Connection[Any], url: str, link: Link, index_con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the local plan differs from what this host last published (or the books keep no digest of it)."""
+    with guarded(url, "reading this host's published plan"):
+        row = run(con, "plan_digest", {"host_id": link.host_id}).fetchone()
+    return row is None or row[0] != plan_digest(index_con)
+
+
 def publish(con: psycopg.Connection[Any], url: str, link: Link, index_con: duckdb.DuckDBPyConnection,
             *, batch: int = 10_000) -> int:
-    """Replace this host's plan in the books with the local plan, streamed (COPY, bounded memory)."""
+    """Replace this host's plan in the books with the local plan, streamed (COPY, bounded memory).
+
+    One transaction: the other hosts (their status, reconcile; their claims do not read the plan) see
+    the earlier plan or this one whole, so a plan may be published while they send. ``index_con``
+    must hold the index read-write (nothing changes the plan while it is read).
+    """
+    digest = plan_digest(index_con)
     cur = index_con.cursor()
     try:
         cur.execute(idx.load_sql("ops/books/plan_rows"))
         n = 0
         with guarded(url, "publishing the plan"), con.transaction():
+            run(con, "lock_publish", {"host_id": link.host_id})
             run(con, "plan_clear", {"host_id": link.host_id})
             with con.cursor().copy("COPY plan (host_id, sop_instance_uid, study_instance_uid, sop_class_uid, "
                                    "disposition, reason, size, dataset_xxh3) FROM STDIN") as copy:
@@ -156,7 +178,7 @@ def publish(con: psycopg.Connection[Any], url: str, link: Link, index_con: duckd
                     for r in rows:
                         copy.write_row((link.host_id, *r))
                     n += len(rows)
-            run(con, "plan_published", {"host_id": link.host_id, "instances": n})
+            run(con, "plan_published", {"host_id": link.host_id, "instances": n, "digest": digest})
     finally:
         cur.close()
     return n

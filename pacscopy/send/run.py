@@ -30,6 +30,7 @@ class SendRun:
     summary: SendSummary
     books: Any = None  # the PgBooks it recorded through (None: no shared books)
     caught_up: int = 0  # instances an earlier run of this host stored and the books had not recorded
+    republished: int | None = None  # the plan changed since 'books publish': published again (its instances)
     proof: Any = None  # the retrieve-back of the updates (VerifyResult), None when none was run
     proof_error: str | None = None  # why the retrieve-back failed ...
     unproven: int = 0  # ... and how many updates wait for it
@@ -46,14 +47,27 @@ class SendRun:
         return not (self.summary.failed or self.summary.left or self.stale)
 
 
+@dataclass
+class _Shared:
+    """What :func:`_shared` set up: the options (with ``--shard``'s filter), a function wrapping the send's
+    local books in :class:`pacscopy.pg.sendbooks.PgBooks` (None: no shared books) with the list it puts the
+    PgBooks in, how many instances were caught up, and how many were republished (None: the plan was current)."""
+
+    opts: SendOptions
+    wrap: Callable[[Books], Books] | None = None
+    made: list[Any] = dataclasses.field(default_factory=list)
+    caught_up: int = 0
+    republished: int | None = None
+
+
 def _shared(index: str, t: Target, opts: SendOptions, books: str | None, shard: str | None,
-            dry_run: bool) -> tuple[SendOptions, Callable[[Books], Books] | None, list[Any], int]:
+            dry_run: bool) -> _Shared:
     """A linked index (or ``--books``) sends through the shared books (README, "Several machines").
 
-    Returns the options (with ``--shard``'s filter), unless a dry run a function wrapping the send's
-    local books in :class:`pacscopy.pg.sendbooks.PgBooks` (None: no shared books) with the list it puts
-    the PgBooks in, and how many instances were caught up. Before the send, the share is registered
-    (an overlapping one refused) and what an earlier run left unrecorded is caught up.
+    Before the send, the share is registered (an overlapping one refused), the plan is published again if
+    it changed since the last ``books publish`` (a check, decide, map or manifest load since: the other
+    hosts' status and reconcile read the published plan), and what an earlier run left unrecorded is
+    caught up. A dry run changes nothing.
     """
     from pacscopy.pg import books as bk
 
@@ -63,16 +77,19 @@ def _shared(index: str, t: Target, opts: SendOptions, books: str | None, shard: 
         if link is None and not books:
             if sh is not None:
                 raise InputError("--shard needs shared books: link the index with 'pacscopy books join URL' first")
-            return opts, None, [], 0
+            return _Shared(opts)
         if sh is not None:
             opts = dataclasses.replace(opts, where=f"({opts.where}) AND {sh.where()}" if opts.where else sh.where())
         if dry_run:
-            return opts, None, [], 0
+            return _Shared(opts)
         from pacscopy.pg.sendbooks import PgBooks, catch_up
 
         pg, link, url = bk.open_linked(con, books)
+        republished = None
         with pg:
             bk.register_share(pg, url, link, str(t), sh)
+            if bk.plan_changed(pg, url, link, con):
+                republished = bk.publish(pg, url, link, con)
         n = catch_up(url, link, con, str(t))
     made: list[Any] = []
 
@@ -80,7 +97,7 @@ def _shared(index: str, t: Target, opts: SendOptions, books: str | None, shard: 
         made.append(PgBooks(local, url, link, sh))
         return made[0]  # type: ignore[no-any-return]
 
-    return opts, wrap, made, n
+    return _Shared(opts, wrap, made, n, republished)
 
 
 def dry_run(index: str, target: Target, opts: SendOptions, *, books: str | None = None,
@@ -89,7 +106,7 @@ def dry_run(index: str, target: Target, opts: SendOptions, *, books: str | None 
     from pacscopy.send.queue import dry_run as queue_dry_run
     from pacscopy.verify.living import require_sent
 
-    opts, _, _, _ = _shared(index, target, opts, books, shard, True)
+    opts = _shared(index, target, opts, books, shard, True).opts
     with idx.open_index(index) as con:
         if opts.updates_only:
             require_sent(con, target)
@@ -109,6 +126,7 @@ def run(
     on_progress: Callable[[dict[str, Any]], None] | None = None,
     on_wait: Callable[[dt.datetime], None] | None = None,
     on_caught_up: Callable[[int], None] | None = None,
+    on_republished: Callable[[int], None] | None = None,
 ) -> SendRun:
     """Send the plan to ``target`` (through the shared books when linked), then retrieve back the updates.
 
@@ -116,12 +134,15 @@ def run(
     updates just stored are retrieved back (C-GET, or C-MOVE to ``port``); when that fails the
     send still succeeds and ``verify`` proves them later.
     """
-    opts, wrap, made, caught_up = _shared(index, target, opts, books, shard, False)
-    if caught_up and on_caught_up:
-        on_caught_up(caught_up)
+    sh = _shared(index, target, opts, books, shard, False)
+    opts = sh.opts
+    if sh.republished is not None and on_republished:
+        on_republished(sh.republished)
+    if sh.caught_up and on_caught_up:
+        on_caught_up(sh.caught_up)
     res = send_index(index, target, opts, on_total=on_total, on_progress=on_progress, on_wait=on_wait,
-                     wrap_books=wrap)
-    out = SendRun(res, made[0] if made else None, caught_up)
+                     wrap_books=sh.wrap)
+    out = SendRun(res, sh.made[0] if sh.made else None, sh.caught_up, republished=sh.republished)
     if res.updates_queued and prove and res.outcome not in _STOPPED:
         _prove(out, index, target, opts, port)
     return out
