@@ -22,7 +22,6 @@ from pacscopy.index import run
 
 #: A reason names at most this many attributes, then "and N more".
 MAX_NAMED = 12
-_PIXEL_KEYS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
 
 
 def decode(digest: bytes, tags: bytes) -> dict[int, int]:
@@ -38,8 +37,8 @@ def label(key: int) -> str:
     """A person's name for an attribute key: its keyword, else its tag (private: the block)."""
     group, el = key >> 16, key & 0xFFFF
     if group & 1:
-        if el >= 0x1000:
-            return f"({group:04X},{el >> 8:02X}xx) private"
+        if el == 0xFFFF:  # the group's private data elements, one attribute (pacscopy.scan.parse.attr_digest)
+            return f"({group:04X},xxxx) private data"
         if 0x10 <= el <= 0xFF:
             return f"({group:04X},{el:04X}) private creator"
         return f"({group:04X},{el:04X}) private"
@@ -57,7 +56,7 @@ def changed(old: dict[int, int], new: dict[int, int]) -> str:
     names = []
     for key in sorted(old.keys() | new.keys()):
         a, b = old.get(key), new.get(key)
-        if a == b:
+        if a == b or not key & 0xFFFF:  # group lengths follow from the rest
             continue
         name = label(key)
         names.append(name if a is not None and b is not None else f"{name} ({'added' if a is None else 'removed'})")

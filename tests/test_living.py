@@ -499,7 +499,7 @@ def test_update_reason_names_attributes_the_index_does_not_keep(source, receiver
     said = {s: w.split(";")[0] for s, w in why.items()}
     assert said[sops[a]] == "changed since stored: ReferringPhysicianName, SeriesDescription", why
     assert said[sops[b]] == ("changed since stored: (0009,0010) private creator (added), "
-                             "(0009,10xx) private (added)"), why
+                             "(0009,xxxx) private data (added)"), why
     assert said[sops[c]] == "changed since stored: PixelData", why
     r = cli("send", "--target", target, "--index", idx, "--dry-run")
     assert r.code == 0 and "ReferringPhysicianName, SeriesDescription" in r.out, r.out

@@ -158,8 +158,9 @@ class Inspection:
     pixel_data_length: int | None = None
     encapsulated: bool = False
     values: dict[str, Any] = field(default_factory=dict)
-    #: top-level elements as walked: tag, value start, value end (for :func:`attr_digest`)
-    spans: list[tuple[int, int, int]] = field(default_factory=list)
+    #: top-level elements as walked, but private data elements: tag, element start, value start,
+    #: value end (for :func:`attr_digest`)
+    spans: list[tuple[int, int, int, int]] = field(default_factory=list)
     #: per-attribute digest of a sound dataset and its attributes (:func:`attr_digest`); None for anything else
     attr_digest: bytes | None = None
     attr_keys: bytes | None = None
@@ -304,6 +305,7 @@ class _Walker:
                 )
             prev = tag
             if length == UNDEFINED:
+                start = pos
                 if tag == PIXEL_DATA:
                     pos = self.fragments(vpos, end)
                     if top is not None:
@@ -321,8 +323,8 @@ class _Walker:
                         "unparseable",
                         f"undefined length on {vr.decode()} element at offset {pos}",
                     )
-                if spans is not None:
-                    spans((tag, vpos, pos))
+                if spans is not None and not (g & 1 and el >= 0x1000):
+                    spans((tag, start, vpos, pos))
                 continue
             if vpos + length > end:  # raises: truncated or length_overrun
                 if tag == PIXEL_DATA and top is not None:
@@ -353,8 +355,8 @@ class _Walker:
                             top.values["charset_problem"] = f"{problem} at offset {pos}"
                     else:
                         top.values["is_dicomdir"] = True
-            if spans is not None:
-                spans((tag, vpos, vpos + length))
+            if spans is not None and not (g & 1 and el >= 0x1000):  # private data: the gaps between spans
+                spans((tag, pos, vpos, vpos + length))
             pos = vpos + length
         if in_undefined_item:
             raise self._cut(pos, end, "an item of undefined length")
@@ -948,7 +950,7 @@ def _inspect(buf: Buffer, n: int, ins: Inspection) -> None:
             raise _Problem(reason, f"no {key.replace('_', ' ')} in the dataset")
     _check_pixels(ins, ins.transfer_syntax_uid, data)
     _decode_text(ins.values)
-    ins.attr_digest, ins.attr_keys = attr_digest(data, ins.spans)
+    ins.attr_digest, ins.attr_keys = attr_digest(data, ins.spans, pos, end, big)
     lost = find_lost_block(buf)
     if lost is not None:
         ins.status, ins.reason = "suspect", "zero_block"
@@ -956,60 +958,54 @@ def _inspect(buf: Buffer, n: int, ins: Inspection) -> None:
 
 
 
-#: The bulk pixel elements: hashed with xxh3 (fast on megabytes), through a view (no copy).
-_PIXEL_TAGS = frozenset({PIXEL_DATA, FLOAT_PIXEL_DATA, DOUBLE_PIXEL_DATA})
 _BIG_ENDIAN = sys.byteorder == "big"
 
 
-def attr_digest(data: Buffer, spans: list[tuple[int, int, int]]) -> tuple[bytes, bytes]:
-    """A compact per-attribute digest of a dataset: which top-level attribute holds what.
+def attr_digest(data: Buffer, spans: list[tuple[int, int, int, int]], start: int, end: int,
+                big: bool = False) -> tuple[bytes, bytes]:
+    """A compact per-attribute digest of a dataset (``data[start:end]``): which attribute holds what.
 
     Returns ``(digest, keys)``. ``keys``: the attributes, in tag order, as uint32 little-endian
     (the same for most files of a series: the index keeps each distinct list once, table
-    ``attr_tagsets``). ``digest``: the xxh3-64 of ``keys`` (uint64 little-endian, the list's id),
-    then a 16-bit hash of each attribute's value bytes (uint16 little-endian), ~2 bytes per
-    attribute. A later rescan of a changed file compares the two digests and names the attributes
-    that differ, also those the index does not keep (a hash that differs proves the value
-    differs; a changed value keeps its 16-bit hash once in 65,536 times and is then not named).
+    ``attr_tagsets``). ``digest``: the xxh3-64 of ``keys`` (little-endian: the list's id), then a
+    16-bit hash of each attribute's value bytes (uint16 little-endian), 2 bytes per attribute. A
+    later rescan of a changed file compares the two digests and names the attributes that differ,
+    also those the index does not keep (a hash that differs proves the value differs; a changed
+    value keeps its 16-bit hash once in 65,536 times and is then not named).
 
-    Keys are the tags, except that a private block's data elements (gggg,xxyy with odd gggg and
-    xx >= 0x10) are one attribute (gggg,xx00), hashed over the block's bytes. Group lengths
-    (gggg,0000) are left out (they follow from the rest). A sequence is hashed whole (its items'
-    encoded bytes); the value bytes only, so explicit or implicit VR does not count.
+    Keys are the top-level tags; the private data elements of a group (gggg,xxyy with odd gggg and
+    xx >= 0x10, which the walk does not list in ``spans``) are one attribute (gggg,FFFF), hashed
+    over their encoded bytes. Group lengths (gggg,0000) are digested too; the comparison leaves
+    them out (they follow from the rest).
+    A sequence is hashed whole (its items' encoded bytes); otherwise the value bytes only, so
+    explicit or implicit VR does not count. One hash per attribute: the cost of a scan grows
+    with the number of attributes.
     """
     keys: list[int] = []
     hashes: list[int] = []
     key_add, hash_add = keys.append, hashes.append
     xxh32 = xxhash.xxh32_intdigest
-    block = bstart = bend = -1
-    for tag, a, b in spans:
-        if tag & 0x10000 and tag & 0xF000:  # a private block's data element (gggg,xxyy), xx >= 0x10
-            if tag & 0xFFFFFF00 != block:
-                if block >= 0:
-                    key_add(block)
-                    hash_add(xxh32(data[bstart:bend]))
-                block, bstart = tag & 0xFFFFFF00, a
-            bend = b
-            continue
-        if block >= 0:
-            key_add(block)
-            hash_add(xxh32(data[bstart:bend]))
-            block = -1
-        if tag & 0xFFFF:  # group lengths (gggg,0000) follow from the rest
-            key_add(tag)
-            if tag in _PIXEL_TAGS:
-                with memoryview(data) as view:
-                    hash_add(xxhash.xxh3_64_intdigest(view[a:b]))
-            else:
-                hash_add(xxh32(data[a:b]))
-    if block >= 0:
-        key_add(block)
-        hash_add(xxh32(data[bstart:bend]))
+    order = "big" if big else "little"
+    prev = start
+    for tag, at, a, b in spans:  # the scan's cost: keep this loop lean
+        if at != prev:  # private data elements in between: one attribute per group
+            key_add(int.from_bytes(data[prev:prev + 2], order) << 16 | 0xFFFF)
+            hash_add(xxh32(data[prev:at]))
+        prev = b
+        key_add(tag)
+        if b - a < 4096:
+            hash_add(xxh32(data[a:b]))
+        else:  # pixel data and other bulk values: xxh3 through a view, no copy
+            with memoryview(data) as view:
+                hash_add(xxhash.xxh3_64_intdigest(view[a:b]) & 0xFFFFFFFF)
+    if prev < end:
+        key_add(int.from_bytes(data[prev:prev + 2], order) << 16 | 0xFFFF)
+        hash_add(xxh32(data[prev:end]))
     packed_keys = array("I", keys)
+    packed = array("I", hashes)
     if _BIG_ENDIAN:
         packed_keys.byteswap()
-    tags = packed_keys.tobytes()
-    packed = array("H", [h & 0xFFFF for h in hashes])
-    if _BIG_ENDIAN:
         packed.byteswap()
-    return xxhash.xxh3_64_digest(tags)[::-1] + packed.tobytes(), tags
+    tags = packed_keys.tobytes()
+    low = array("H", packed.tobytes())[0::2]  # the low 16 bits of each hash (little-endian)
+    return xxhash.xxh3_64_digest(tags)[::-1] + low.tobytes(), tags
