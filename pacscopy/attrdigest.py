@@ -133,3 +133,32 @@ def _replaced(con: duckdb.DuckDBPyConnection, replacing: dict[str, Sequence[Any]
             {"from": [f[0] for f in found], "to": [f[1] for f in found], "changed": [f[2] for f in found],
              "paths": [f[3] for f in found], "scan_id": scan_id})
     run(con, "ops/living/file_digests_drop", {"paths": list(replacing)})
+
+
+def after_scan(con: duckdb.DuckDBPyConnection, scan_id: int) -> int:
+    """Compare the files new in scan ``scan_id`` that hold an instance stored with other content.
+
+    A corrected copy may come back under a new path (the old one gone, or still there): the
+    writer's in-place comparison does not see it. One pass over the scan's new files and the
+    stored instances among them; returns the pairs recorded.
+    """
+    pairs = run(con, "ops/living/attr_moved_pairs", {"scan_id": scan_id}).fetchall()
+    if not pairs:
+        return 0
+    ids = list({bytes(d[:8]) for p in pairs for d in (p[3], p[4])})
+    tags = {bytes(k): bytes(v) for k, v in run(con, "ops/living/attr_tagsets_get", {"ids": ids}).fetchall()}
+    found = []
+    for from_xxh3, to_xxh3, path, old, new in pairs:
+        old, new = bytes(old), bytes(new)
+        if old[:8] not in tags or new[:8] not in tags:
+            continue
+        try:
+            what = changed(decode(old, tags[old[:8]]), decode(new, tags[new[:8]]))
+        except ValueError:
+            continue
+        found.append((from_xxh3, to_xxh3, what, path))
+    if found:
+        run(con, "ops/living/attr_changes_insert",
+            {"from": [f[0] for f in found], "to": [f[1] for f in found], "changed": [f[2] for f in found],
+             "paths": [f[3] for f in found], "scan_id": scan_id})
+    return len(found)

@@ -688,6 +688,9 @@ def scan_root(
                 run(con, "ops/scan/mark_missing", {"paths": gone, "scan_id": scan_id})
                 if record:
                     run_script(con, "ops/scan/dirty_overflow", {"max": DIRTY_MAX})
+        if res.new:  # a corrected copy under a new path: what changed against the content stored
+            with transaction(con):
+                attrdigest.after_scan(con, scan_id)
         res.seconds = time.monotonic() - started
         run(con, "ops/scan/scan_finish", {"new": res.new, "changed": res.changed, "unchanged": res.unchanged,
                                      "missing": res.missing, "bytes_read": res.bytes_read, "scan_id": scan_id})
