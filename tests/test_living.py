@@ -532,3 +532,31 @@ def test_update_reason_names_attributes_the_index_does_not_keep(source, receiver
     assert rows(idx, "SELECT count(*) FROM files WHERE status IN ('ok', 'missing')") == [(n,)]
     ((lists, tags),) = rows(idx, "SELECT count(*), max(octet_length(tags)) FROM attr_tagsets")
     assert dlen == 8 + tags // 2 and lists < n
+
+
+def test_a_changed_map_turns_what_the_earlier_map_sent_into_updates(source, receiver, cli, tmp_path) -> None:
+    """A PatientID mapping loaded, sent, then changed (the hospital renumbered again): the instances
+    sent under the first new ID are updates to the second, and the figures add up at each step."""
+    root, idx = source
+    target, storage = receiver
+    (pid,) = rows(idx, "SELECT min(patient_id) FROM files")[0]
+    mine = {s for (s,) in rows(idx, "SELECT sop_instance_uid FROM files WHERE patient_id = $p", {"p": pid})}
+    first, second = tmp_path / "map1.csv", tmp_path / "map2.csv"
+    first.write_text(f"{pid},FIRST-{pid}\n")
+    second.write_text(f"{pid},SECOND-{pid}\n")
+    assert cli("map", "--csv", first, "--index", idx).code == 0
+    assert cli("send", "--target", target, "--index", idx, "-q").code == 0
+    assert status(cli, idx, target)["updates pending"] == 0
+    r = cli("map", "--csv", second, "--index", idx)
+    assert r.code == 0, r.err
+    st = status(cli, idx, target)
+    assert st["updates pending"] == len(mine), st
+    code, data = totals(cli, idx, target, "--no-query")
+    due = {p["sop_instance_uid"]: p["reason"] for p in data["problems"] if p["final_state"] == "update_pending"}
+    assert set(due) == mine
+    assert all(f"PatientID FIRST-{pid} -> SECOND-{pid} (pacscopy map)" in w for w in due.values()), due
+    r = cli("send", "--target", target, "--index", idx, "-q")
+    assert r.code == 0 and f"{len(mine)} of them updates" in r.out, r.out + r.err
+    assert {pydicom.dcmread(storage / f"{s}.dcm").PatientID for s in mine} == {f"SECOND-{pid}"}
+    st = status(cli, idx, target)
+    assert st["updates pending"] == 0 and st["left"] == 0

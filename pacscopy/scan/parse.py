@@ -28,7 +28,7 @@ import zlib
 import xxhash
 from array import array
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pacscopy.scan.sqtags import FIXED_SIZE_TAGS, SQ_TAGS
 
@@ -985,7 +985,7 @@ def attr_digest(data: Buffer, spans: list[tuple[int, int, int, int]], start: int
     hashes: list[int] = []
     key_add, hash_add = keys.append, hashes.append
     xxh32 = xxhash.xxh32_intdigest
-    order = "big" if big else "little"
+    order: Literal["big", "little"] = "big" if big else "little"
     prev = start
     for tag, at, a, b in spans:  # the scan's cost: keep this loop lean
         if at != prev:  # private data elements in between: one attribute per group
