@@ -231,12 +231,20 @@ def _run_full(con: duckdb.DuckDBPyConnection, wanted: list[str], res: CheckResul
     if {"duplicate_reencoded", "duplicate_conflict"} & set(wanted) or fp is not None:
         res.hashed = compute_content_hashes(con, **hashing)
     with transaction(con):
+        # manifest_compare (a join of every file with the manifest) is read by manifest_mismatch and
+        # by the plan: computed once, into a temporary table that shadows the view for both
+        row = run(con, "ops/check/manifest_loaded").fetchone()
+        kept = bool(row and row[0])
+        if kept:
+            run(con, "ops/check/manifest_compare_keep")
         for name in wanted:
             con.execute(load_sql("ops/check/delete_findings"), {"check_id": name})
             _insert_findings(con, name)
         from pacscopy.send.transcode import plan_params
 
         run_script(con, "ops/check/build_plan", plan_params())
+        if kept:
+            con.execute("DROP TABLE temp.main.manifest_compare")
         recount_kept(con)  # the plan changed: status's kept figures are counted again, with it
         if fp is not None:
             _save_state(con, fp, res)
