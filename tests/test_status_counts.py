@@ -23,7 +23,7 @@ import pydicom
 import pytest
 
 from pacscopy.check.checks import run_checks
-from pacscopy.index import open_index, split_statements
+from pacscopy.index import load_sql, open_index, split_statements
 from pacscopy.receive import Receiver
 from pacscopy.send import status_counts
 from pacscopy.send.queue import progress_from
@@ -57,10 +57,21 @@ def assert_kept_equals_a_recount(idx: Path, target: str) -> dt.datetime:
         assert kept is not None, "the kept figures went stale: a writer did not keep them"
         assert _figures(kept[0]) == _reference(con, target)
         assert {s: c for s, c in kept[0].items() if c.instances} == status_counts.count(con, target)
+        assert_instances_equal_a_full_evaluation(con, target)
         (counted_at,) = con.execute("SELECT counted_at FROM status_kept WHERE target = $t", {"t": target}).fetchone()
         return counted_at
     finally:
         con.close()
+
+
+def assert_instances_equal_a_full_evaluation(con, target: str) -> None:
+    """Every kept instance state (table status_instances, schema 0020) is the one a full evaluation gives."""
+    full = f"SELECT * FROM ({load_sql('ops/status/instance_states').strip().rstrip(';')})"
+    kept = "SELECT * FROM status_instances WHERE target = $target"
+    n = con.execute(f"SELECT count(*) FROM ({kept})", {"target": target}).fetchone()[0]
+    assert n == con.execute("SELECT count(*) FROM plan_auto").fetchone()[0]
+    for a, b in ((full, kept), (kept, full)):
+        assert con.execute(f"SELECT count(*) FROM ({a} EXCEPT ALL {b})", {"target": target}).fetchone()[0] == 0, (a, b)
 
 
 def _mixed_books(con) -> None:

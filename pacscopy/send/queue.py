@@ -270,15 +270,14 @@ def progress(con: duckdb.DuckDBPyConnection, target: Target, index_path: str | N
             return progress_from(counts, last)
         except (TypeError, ValueError):
             pass  # not this version's fields: count again
+    if not _read_only(con):  # count once, keeping every instance's state for the writers to move
+        return progress_from(status_counts.recount(con, str(target)), last, as_of=dt.datetime.now())
     fp = status_counts.fingerprint(con)
     counts = status_counts.count(con, str(target))
     if status_cache.index_stamp(index_path) == stamp:
         status_cache.save(index_path, str(target), sql, stamp, {s: list(c) for s, c in counts.items()})
     p = progress_from(counts, last, as_of=dt.datetime.now())
-    if _read_only(con):
-        p.counted = (index_path, str(target), counts, fp)  # kept by keep_count once con is closed
-    else:
-        status_counts.store(con, str(target), counts, fp)
+    p.counted = (index_path, str(target), counts, fp)  # kept by keep_count once con is closed
     return p
 
 

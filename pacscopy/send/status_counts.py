@@ -4,11 +4,13 @@ Counting every planned instance by its final state (macro ``final_states``) read
 books: minutes at tens of millions of instances. Instead the figures per target and final state
 live in table ``status_counts`` (schema 0017), and every writer keeps them:
 
+- every planned instance's state per kept target is in table ``status_instances`` (schema 0020,
+  keyed by a 128-bit hash of the SOPInstanceUID), and ``status_counts`` holds their sums;
 - a writer that records a batch of work (a send's journal merge, a local send's flush, verify's
-  results) calls :func:`keeping` around its insert, in its own transaction: the batch's
-  SOPInstanceUIDs go into table ``status_keys``, their final states are taken before and after the
-  insert (``final_states_of(target, true)`` reads only their rows), and each instance moves from
-  its old state's row to its new one's (old state -1, new state +1);
+  results, a decision) calls :func:`keeping` around its insert, in its own transaction: after the
+  insert the batch's instances are evaluated once (``final_states`` over slices of the books holding
+  only their rows), their old states are taken out of ``status_instances`` by key and the new ones
+  put in, and the summary moves by the difference;
 - a writer that changes the plan (check, decide, map, manifest load) calls :func:`recount_kept`:
   every kept target is counted again, in the writer's transaction;
 - ``status_kept`` records, per target, a fingerprint of the index (``sql/ops/status/fingerprint.sql``:
@@ -30,7 +32,7 @@ from typing import NamedTuple
 
 import duckdb
 
-from pacscopy.index import load_sql, run
+from pacscopy.index import load_sql, run, run_script
 
 log = logging.getLogger(__name__)
 
@@ -71,21 +73,56 @@ def kept(con: duckdb.DuckDBPyConnection, target: str) -> tuple[Counts, dt.dateti
 
 
 def store(con: duckdb.DuckDBPyConnection, target: str, counts: Counts, fp: str) -> bool:
-    """Keep ``counts`` (a full count made on the index state ``fp``) if the index is still in that state.
+    """Keep ``target``'s figures, counted on the index state ``fp``, if the index is still in that state.
 
-    Runs in a transaction of its own; returns whether the figures were kept.
+    Runs in a transaction of its own: every planned instance's state goes into ``status_instances``
+    (a full evaluation) and the figures kept are their sums (``counts``, counted on the same state,
+    gives the same figures). Returns whether the figures were kept.
     """
     con.execute("BEGIN TRANSACTION")
     try:
         if fingerprint(con) != fp:
             con.execute("ROLLBACK")
             return False
-        _replace(con, target, counts, fp, counted=True)
+        _fill(con, target)
+        _replace(con, target, summary(con, target), fp, counted=True)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
     return True
+
+
+def recount(con: duckdb.DuckDBPyConnection, target: str) -> Counts:
+    """Count ``target``'s figures in full and keep them (one evaluation, in a transaction of its own)."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        fp = fingerprint(con)
+        _fill(con, target)
+        counts = summary(con, target)
+        _replace(con, target, counts, fp, counted=True)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return counts
+
+
+def summary(con: duckdb.DuckDBPyConnection, target: str) -> Counts:
+    """``target``'s figures summed from its kept instances (table ``status_instances``)."""
+    cur = run(con, "ops/status/instance_summary", {"target": target})
+    return {r[0]: StateCount(str(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in cur.fetchall()}
+
+
+def _instance_select() -> str:
+    # package SQL, not user input: wrapped, never formatted with values
+    return load_sql("ops/status/instance_states").strip().rstrip(";")
+
+
+def _fill(con: duckdb.DuckDBPyConnection, target: str) -> None:
+    """Every planned instance's state for ``target`` into ``status_instances`` (a full evaluation)."""
+    con.execute("DELETE FROM status_instances WHERE target = $target", {"target": target})
+    con.execute(f"INSERT INTO status_instances SELECT * FROM ({_instance_select()})", {"target": target})
 
 
 def _replace(con: duckdb.DuckDBPyConnection, target: str, counts: Counts, fp: str, *, counted: bool) -> None:
@@ -111,21 +148,64 @@ def _valid_targets(con: duckdb.DuckDBPyConnection, fp: str) -> list[str]:
 def recount_kept(con: duckdb.DuckDBPyConnection) -> None:
     """Count again every target whose figures are kept (for writers that change the plan; in their transaction).
 
-    Targets whose kept figures were already stale are dropped from ``status_kept`` (the next
-    status counts them); the others are counted on the index as the writer leaves it.
+    Targets whose kept figures were already stale are counted too, on the index as the writer
+    leaves it.
     """
     targets = [r[0] for r in con.execute("SELECT target FROM status_kept ORDER BY 1").fetchall()]
     if not targets:
         return
     fp = fingerprint(con)
     for t in targets:
-        _replace(con, t, count(con, t), fp, counted=True)
+        _fill(con, t)
+        _replace(con, t, summary(con, t), fp, counted=True)
 
 
 def forget(con: duckdb.DuckDBPyConnection) -> None:
     """Drop every kept figure (the next status counts): for writers that change the books wholesale."""
     con.execute("DELETE FROM status_kept")
     con.execute("DELETE FROM status_counts")
+    con.execute("DELETE FROM status_instances")
+
+
+_STATE_COLS = "(target VARCHAR, sop_key UHUGEINT, final_state VARCHAR, bytes BIGINT, warning BOOLEAN)"
+
+
+def _move(con: duckdb.DuckDBPyConnection, targets: list[str], sops: Sequence[str]) -> dict[str, tuple[Counts, Counts]]:
+    """Re-evaluate instances ``sops`` for ``targets`` and move them in ``status_instances``; per target
+    the (old, new) figures of the batch's instances.
+
+    The batch's states are evaluated once, after the write, by ``final_states`` over slices of the
+    books that hold only the batch's rows (``sql/ops/status/slices.sql``: temporary tables that
+    shadow the real ones until dropped, whatever happens); their old states are read by key from
+    ``status_instances``.
+    """
+    con.execute("CREATE OR REPLACE TEMP TABLE status_batch AS SELECT DISTINCT s AS sop_instance_uid, "
+                "md5_number(s) AS sop_key FROM unnest($sops::VARCHAR[]) AS t(s)", {"sops": list(sops)})
+    con.execute(f"CREATE OR REPLACE TEMP TABLE status_new {_STATE_COLS}")
+    sel = _instance_select()
+    try:
+        run_script(con, "ops/status/slices")
+        for t in targets:
+            con.execute(f"INSERT INTO status_new SELECT * FROM ({sel})", {"target": t})
+    except BaseException:
+        try:  # an error aborts the writer's transaction, which drops them too; else never leave them
+            run_script(con, "ops/status/slices_drop")
+        except duckdb.Error:
+            pass
+        raise
+    run_script(con, "ops/status/slices_drop")
+    out: dict[str, tuple[Counts, Counts]] = {}
+    agg = ("SELECT final_state, count(*), coalesce(sum(bytes), 0)::BIGINT, count(*) FILTER (WHERE warning) "
+           "FROM {} WHERE {} GROUP BY 1")
+    for t in targets:
+        run_script(con, "ops/status/move_batch", {"target": t})
+        old = {r[0]: StateCount(*r) for r in con.execute(agg.format("temp.main.status_old", "true")).fetchall()}
+        new = {r[0]: StateCount(*r) for r in con.execute(agg.format("temp.main.status_new", "target = $t"),
+                                                          {"t": t}).fetchall()}
+        out[t] = (old, new)
+    for name in ("status_batch", "status_new", "status_old"):
+        con.execute(f"DROP TABLE IF EXISTS temp.main.{name}")
+    return out
 
 
 @contextmanager
@@ -134,41 +214,31 @@ def keeping(con: duckdb.DuckDBPyConnection, target: str | None, sops: Sequence[s
 
     ``target``: the batch is ``target``'s books (transfers, verifications); None: it changes
     the instances for every target (a decision). For each target whose kept figures hold, the
-    batch's instances move from their states before the block to their states after it; other
-    targets' kept figures stay valid (their states do not depend on ``target``'s books). Stale
-    figures are left stale (status counts them again).
+    batch's instances move from their kept states (``status_instances``, read by key) to their
+    states after the block (evaluated over the batch's slices of the books); other targets' kept
+    figures stay valid (their states do not depend on ``target``'s books). Stale figures are left
+    stale (status counts them again).
     """
     fp = fingerprint(con)
     valid = _valid_targets(con, fp)
     mine = [t for t in valid if target is None or t == target]
-    if not valid or not sops:
-        yield
-        if valid:
-            after_fp = fingerprint(con)
-            con.execute("UPDATE status_kept SET fingerprint = $new WHERE fingerprint = $old", {"new": after_fp, "old": fp})
-        return
-    before: dict[str, Counts] = {}
-    if mine:
-        con.execute("DELETE FROM status_keys")
-        con.execute("INSERT INTO status_keys SELECT DISTINCT unnest($sops::VARCHAR[])", {"sops": list(sops)})
-        before = {t: count(con, t, keyed=True) for t in mine}
     yield
+    if not valid:
+        return
     after_fp = fingerprint(con)
-    for t in mine:
-        after = count(con, t, keyed=True)
-        cur = {r[0]: StateCount(*r) for r in con.execute(
-            "SELECT final_state, instances, bytes, warnings FROM status_counts WHERE target = $t", {"t": t}).fetchall()}
-        for state in set(before[t]) | set(after):
-            b = before[t].get(state, StateCount(state, 0, 0, 0))
-            a = after.get(state, StateCount(state, 0, 0, 0))
-            c = cur.get(state, StateCount(state, 0, 0, 0))
-            cur[state] = StateCount(state, c.instances - b.instances + a.instances, c.bytes - b.bytes + a.bytes,
-                                    c.warnings - b.warnings + a.warnings)
-        _replace(con, t, cur, after_fp, counted=False)
-    if mine:
-        con.execute("DELETE FROM status_keys")
+    if mine and sops:
+        for t, (before, after) in _move(con, mine, sops).items():
+            cur = {r[0]: StateCount(*r) for r in con.execute(
+                "SELECT final_state, instances, bytes, warnings FROM status_counts WHERE target = $t", {"t": t}).fetchall()}
+            for state in set(before) | set(after):
+                b = before.get(state, StateCount(state, 0, 0, 0))
+                a = after.get(state, StateCount(state, 0, 0, 0))
+                c = cur.get(state, StateCount(state, 0, 0, 0))
+                cur[state] = StateCount(state, c.instances - b.instances + a.instances, c.bytes - b.bytes + a.bytes,
+                                        c.warnings - b.warnings + a.warnings)
+            _replace(con, t, cur, after_fp, counted=False)
     for t in valid:
-        if t not in mine:
+        if not (mine and sops and t in mine):
             con.execute("UPDATE status_kept SET fingerprint = $fp WHERE target = $t", {"fp": after_fp, "t": t})
 
 
