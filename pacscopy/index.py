@@ -69,15 +69,52 @@ RECOVER = ("restore your backup copy of the index (see README, 'Backing up the i
            "or rescan into a new index: pacscopy scan ROOT... --index NEW.duckdb")
 
 
+#: The budgets the last :func:`open_index` set (for :func:`failure_message`'s advice).
+_budget: dict[str, str] = {}
+
+#: The smallest DuckDB memory budget measured to run every command at 5 million files (BENCHMARKS.md).
+MEASURED_BUDGET = "1GB"
+
+
+def _mib(size: str) -> float:
+    """A DuckDB size ('1GB', '256MiB', '900 KB') in MiB; 0 if unreadable."""
+    m = re.fullmatch(r"\s*([\d.]+)\s*([KMGT]?)(i?)B?\s*", size, re.IGNORECASE)
+    if not m:
+        return 0.0
+    n, unit, binary = float(m.group(1)), m.group(2).upper(), bool(m.group(3))
+    exp = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4}[unit]
+    return n * (1024 if binary else 1000) ** exp / 2**20
+
+
+def _needed(limit: str) -> str:
+    """How much memory to give instead of ``limit``: the measured budget, or twice ``limit`` above it."""
+    have = _mib(limit)
+    if have and have >= _mib(MEASURED_BUDGET):
+        return f"{max(2 * have / 1024, 2):.0f}GB"
+    return MEASURED_BUDGET
+
+
 def failure_message(e: duckdb.Error) -> str:
     """One line for a DuckDB error the library did not foresee: what happened to the index and what to do."""
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    low = first.lower()
+    low = str(e).lower()
+    if isinstance(e, duckdb.OutOfMemoryException) and ("max_temp_directory_size" in low or "offload" in low):
+        # DuckDB's temporary files hit their cap (by default 90 % of the free disk where they go)
+        where = _budget.get("temp_directory") or "a .tmp folder next to the index"
+        cap = _budget.get("temp_limit") or "90% of the free disk there"
+        used = re.search(r"\(([^()]*) used\)", str(e))
+        return (f"the temporary disk is full: DuckDB spills what does not fit in memory to {where} and may use "
+                f"{cap} there{' (' + used.group(1) + ' used)' if used else ''}; nothing was half-written: free "
+                "disk space there, set PACSCOPY_TEMP_DIRECTORY to a bigger disk or PACSCOPY_TEMP_LIMIT higher "
+                "(check needs about 1.1 GB per million files there; more memory, PACSCOPY_MEMORY_LIMIT, spills less)")
     if isinstance(e, duckdb.OutOfMemoryException):
-        limit = os.environ.get("PACSCOPY_MEMORY_LIMIT") or "the default 1GB"
-        return (f"the index needs more memory than its budget ({limit}); nothing was half-written: set "
-                "PACSCOPY_MEMORY_LIMIT higher (check on 1 million files needs 1GB, see BENCHMARKS.md) "
-                f"[{first}]")
+        limit = _budget.get("memory") or os.environ.get("PACSCOPY_MEMORY_LIMIT") or "1GB"
+        used = re.search(r"\(([^()]*) used\)", str(e))
+        return (f"the memory budget is too small for this work: DuckDB may use {limit}"
+                f"{' (' + used.group(1) + ' used)' if used else ''} and needs more; nothing was half-written: "
+                f"set PACSCOPY_MEMORY_LIMIT={_needed(limit)} (enough for every command at 5 million files, "
+                "BENCHMARKS.md) or more")
+    low = first.lower()
     if "no space left" in low:
         return (f"the disk is full (DuckDB spills to a .tmp folder next to the index; check needs about "
                 f"1.1 GB per million files there); nothing was half-written [{first}]")
@@ -274,7 +311,11 @@ def open_index(path: str | None = None, *, create: bool = False, read_only: bool
         if threads is not None:
             con.execute("SET threads = $threads", {"threads": threads})
     except duckdb.Error as e:
+        con.close()
         raise IndexFileError(f"PACSCOPY_MEMORY_LIMIT={limit!r} is not a DuckDB memory size (e.g. 1GB)") from e
+    _budget.clear()
+    _budget["memory"] = limit
+    _temp_settings(con)
     if exists and not lean:
         try:
             check_integrity(con, path)
@@ -295,6 +336,22 @@ def open_index(path: str | None = None, *, create: bool = False, read_only: bool
     else:
         _require_pacscopy(con, path)
     return con
+
+
+def _temp_settings(con: duckdb.DuckDBPyConnection) -> None:
+    """Where DuckDB spills and how much it may put there: ``$PACSCOPY_TEMP_DIRECTORY``, ``$PACSCOPY_TEMP_LIMIT``."""
+    for env, setting in (("PACSCOPY_TEMP_DIRECTORY", "temp_directory"), ("PACSCOPY_TEMP_LIMIT", "max_temp_directory_size")):
+        value = os.environ.get(env)
+        if not value:
+            continue
+        try:
+            # setting names are pacscopy's own constants; the value is bound
+            con.execute(f"SET {setting} = $v", {"v": value})
+        except duckdb.Error as e:
+            con.close()
+            what = "a folder DuckDB can write" if setting == "temp_directory" else "a DuckDB size (e.g. 20GB)"
+            raise IndexFileError(f"{env}={value!r} is not {what}") from e
+        _budget[setting.replace("max_temp_directory_size", "temp_limit")] = value
 
 
 _TABLE_DDL = re.compile(r"\b(CREATE|DROP)\s+TABLE\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?(\w+)"

@@ -179,7 +179,7 @@ def test_a_budget_too_small_is_one_line_and_writes_nothing(tmp_path: Path, cli, 
         scale.fill(con, 20000)
     finally:
         con.close()
-    for limit, says in (("3MB", "too small to open it"), ("24MB", "needs more memory than its budget (24MB)")):
+    for limit, says in (("3MB", "too small to open it"), ("24MB", "the memory budget is too small for this work: DuckDB may use 24MB")):
         monkeypatch.setenv("PACSCOPY_MEMORY_LIMIT", limit)
         r = cli("check", "-q", "--index", idx)
         assert r.code == 2 and says in r.err and "damaged" not in r.err, r.err
