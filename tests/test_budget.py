@@ -42,11 +42,11 @@ def _nothing_written(idx: Path) -> None:
 
 def test_a_memory_budget_too_small_says_how_much_is_needed(archive: Path, tmp_path: Path, cli, monkeypatch) -> None:
     idx = _copy(archive, tmp_path)
-    monkeypatch.setenv("PACSCOPY_MEMORY_LIMIT", "40MB")
+    monkeypatch.setenv("PACSCOPY_MEMORY_LIMIT", "24MB")
     r = cli("check", "-q", "--index", idx)
     assert r.code == 2, r.err
     assert len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err
-    assert r.err.startswith("pacscopy: error: the memory budget is too small for this work: DuckDB may use 40MB")
+    assert r.err.startswith("pacscopy: error: the memory budget is too small for this work: DuckDB may use 24MB")
     assert "set PACSCOPY_MEMORY_LIMIT=1GB" in r.err and "nothing was half-written" in r.err
     assert "temporary disk" not in r.err
     _nothing_written(idx)
@@ -54,9 +54,9 @@ def test_a_memory_budget_too_small_says_how_much_is_needed(archive: Path, tmp_pa
 
 def test_a_full_temporary_disk_during_check_is_its_own_line(archive: Path, tmp_path: Path, cli, monkeypatch) -> None:
     """DuckDB's temporary files capped at 1 MB (as a full disk caps them): not 'out of memory', but the
-    temporary disk, where it is and what to do; nothing written. With room to spill the same check runs."""
+    temporary disk, where it is and what to do; nothing written. With the default budget and room the check runs."""
     idx = _copy(archive, tmp_path)
-    monkeypatch.setenv("PACSCOPY_MEMORY_LIMIT", "100MB")
+    monkeypatch.setenv("PACSCOPY_MEMORY_LIMIT", "50MB")
     monkeypatch.setenv("PACSCOPY_TEMP_DIRECTORY", str(tmp_path / "spill"))
     monkeypatch.setenv("PACSCOPY_TEMP_LIMIT", "1MB")
     r = cli("check", "-q", "--index", idx)
@@ -67,6 +67,7 @@ def test_a_full_temporary_disk_during_check_is_its_own_line(archive: Path, tmp_p
     assert "PACSCOPY_TEMP_DIRECTORY" in r.err and "memory budget" not in r.err
     _nothing_written(idx)
     monkeypatch.setenv("PACSCOPY_TEMP_LIMIT", "5GB")
+    monkeypatch.delenv("PACSCOPY_MEMORY_LIMIT")
     r = cli("check", "-q", "--index", idx)
     assert r.code == 0, r.err
     con = open_index(str(idx), read_only=True)
