@@ -111,7 +111,7 @@ def build_with(src: Path | None, path: Path, rows: int) -> float:
             "print(build(__import__('pathlib').Path(sys.argv[3]), int(sys.argv[4])))")
     r = subprocess.run([sys.executable, "-c", code, str(src), str(ROOT / "scripts"), str(path), str(rows)],
                        capture_output=True, text=True, check=True)
-    return float(r.stdout.strip())
+    return float(r.stdout.split()[-1])  # the last word: DuckDB's progress bar may print before it
 
 
 def fresh(src: Path, work: Path) -> None:
