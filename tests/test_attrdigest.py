@@ -81,3 +81,28 @@ def test_damaged_digest_is_refused() -> None:
     ins = inspect_bytes(Path(get_testdata_file("MR_small.dcm")).read_bytes())
     with pytest.raises(ValueError):
         decode((ins.attr_digest or b"")[:-2], ins.attr_keys or b"")
+
+
+def test_digests_can_be_switched_off(tmp_path: Path) -> None:
+    """PACSCOPY_ATTR_DIGESTS=off: the scan keeps no digests (and pays nothing for them); the
+    reasons then fall back to the attributes the index keeps."""
+    import os
+    import subprocess
+    import sys
+
+    import duckdb
+
+    root = tmp_path / "src"
+    root.mkdir()
+    (root / "ct.dcm").write_bytes(Path(get_testdata_file("CT_small.dcm")).read_bytes())
+    idx = tmp_path / "off.duckdb"
+    env = {**os.environ, "PACSCOPY_ATTR_DIGESTS": "off"}
+    r = subprocess.run([sys.executable, "-m", "pacscopy", "scan", str(root), "--index", str(idx), "-q"],
+                       env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    con = duckdb.connect(str(idx), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM files WHERE status = 'ok'").fetchone() == (1,)
+        assert con.execute("SELECT count(*) FROM file_digests").fetchone() == (0,)
+    finally:
+        con.close()

@@ -21,6 +21,7 @@ The only entry point is :func:`inspect_bytes`; it never raises on bad content.
 from __future__ import annotations
 
 import mmap
+import os
 import struct
 import sys
 import zlib
@@ -57,6 +58,11 @@ PIXEL_DATA = 0x7FE00010
 FLOAT_PIXEL_DATA = 0x7FE00008
 DOUBLE_PIXEL_DATA = 0x7FE00009
 DIRECTORY_RECORD_SEQUENCE = 0x00041220
+
+#: Whether the scan digests each dataset per attribute (:func:`attr_digest`: an update's reason names
+#: every attribute that changed). ``PACSCOPY_ATTR_DIGESTS=off`` saves its cost (BENCHMARKS.md,
+#: "Attribute digests"); the reasons then name only the attributes the index keeps.
+ATTR_DIGESTS = os.environ.get("PACSCOPY_ATTR_DIGESTS", "on").strip().lower() not in ("off", "0", "no", "false")
 
 #: Sequences nested deeper than this make a file ``corrupt`` (``nesting_too_deep``). Real
 #: objects stay far below (an SR content tree rarely passes 20 levels); the bound keeps the
@@ -250,7 +256,7 @@ class _Walker:
         explicit = self.explicit
         unpack_explicit, unpack_implicit = self.hh2sh.unpack_from, self.hhi.unpack_from
         unpack_length = self.i.unpack_from
-        spans = top.spans.append if top is not None else None
+        spans = top.spans.append if top is not None and ATTR_DIGESTS else None
         prev = -1
         while pos < end:
             if pos + 8 > end:
@@ -950,7 +956,8 @@ def _inspect(buf: Buffer, n: int, ins: Inspection) -> None:
             raise _Problem(reason, f"no {key.replace('_', ' ')} in the dataset")
     _check_pixels(ins, ins.transfer_syntax_uid, data)
     _decode_text(ins.values)
-    ins.attr_digest, ins.attr_keys = attr_digest(data, ins.spans, pos, end, big)
+    if ATTR_DIGESTS:
+        ins.attr_digest, ins.attr_keys = attr_digest(data, ins.spans, pos, end, big)
     lost = find_lost_block(buf)
     if lost is not None:
         ins.status, ins.reason = "suspect", "zero_block"
