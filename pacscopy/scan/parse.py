@@ -25,11 +25,11 @@ import os
 import struct
 import sys
 import zlib
-
-import xxhash
 from array import array
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+import xxhash
 
 from pacscopy.scan.sqtags import FIXED_SIZE_TAGS, SQ_TAGS
 
@@ -962,7 +962,6 @@ def _inspect(buf: Buffer, n: int, ins: Inspection) -> None:
     if lost is not None:
         ins.status, ins.reason = "suspect", "zero_block"
         ins.detail = f"zero-filled block at offset {lost}: a block lost on the source medium?"
-
 
 
 _BIG_ENDIAN = sys.byteorder == "big"
