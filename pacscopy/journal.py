@@ -156,19 +156,27 @@ def _apply_all(con: duckdb.DuckDBPyConnection, lines: list[dict[str, Any]]) -> N
             _apply(con, line)
 
 
-def merge(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[int, bool]:
+def merge(con: duckdb.DuckDBPyConnection, path: Path, *, chunks: int | None = None) -> tuple[int, bool]:
     """Merge the whole lines of journal ``path`` not merged yet; return (lines merged, whether it is damaged).
 
     Each chunk is one transaction with its ``journal_merges`` offset. A line
     that does not parse ends the merge before it (the journal is then damaged:
-    it can only be a line torn by a crash, which nothing follows).
+    it can only be a line torn by a crash, which nothing follows). ``chunks``:
+    stop after that many (a live send's merge: the rest at its next merge).
     """
-    total = 0
+    total, _, damaged = merge_some(con, path, chunks)
+    return total, damaged
+
+
+def merge_some(con: duckdb.DuckDBPyConnection, path: Path, chunks: int | None) -> tuple[int, bool, bool]:
+    """:func:`merge`, also saying whether lines are left (``chunks`` were merged and the journal holds more)."""
+    total = done = 0
     while True:
         n, more, damaged = _merge_chunk(con, path)
         total += n
-        if damaged or not more:
-            return total, damaged
+        done += 1
+        if damaged or not more or (chunks is not None and done >= chunks):
+            return total, more and not damaged, damaged
 
 
 def _merge_chunk(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[int, bool, bool]:
@@ -238,7 +246,11 @@ class Merger:
     The thread never waits for the index (a busy index is tried again later) and
     merges at most every ``every`` seconds, and never more than a tenth of the
     time (ten times the latest merge's duration: a slow disk, a busy machine),
-    so that the process writing the journal is never held up by a merge.
+    so that the process writing the journal is never held up by a merge. Each of
+    its merges takes in one chunk (:data:`MERGE_CHUNK`) at most and lets the
+    index go: a backlog (journaled while a long reader held the index) is merged
+    chunk by chunk, every ``every`` seconds, and a ``status`` or ``query`` gets in
+    between. The last merge (:meth:`try_merge` with ``whole``) takes in the rest.
     :meth:`noted` (after each append) starts the thread; :meth:`stop` ends it.
     What stopped the thread (a merge that failed) is in :attr:`error`.
     """
@@ -253,6 +265,7 @@ class Merger:
         self.last_cost = 0.0  # seconds the latest merge took
         self.merges = 0  # successful merges
         self.busy = 0  # merges skipped because another process held the index
+        self.behind = False  # the latest merge left whole chunks for the next one
         self.error: BaseException | None = None
         self._lock = threading.Lock()  # one merge at a time
         self._stop = threading.Event()
@@ -261,7 +274,7 @@ class Merger:
     @property
     def dirty(self) -> bool:
         """Whether lines were appended since the latest merge began."""
-        return self.appended > self.merged_upto
+        return self.behind or self.appended > self.merged_upto
 
     def noted(self, lines: int = 1) -> None:
         """``lines`` were appended to the journal; start the thread (first call: the index must be closed by now)."""
@@ -272,9 +285,10 @@ class Merger:
 
     def _loop(self) -> None:
         while not self._stop.wait(min(0.2, self.every or 0.2)):
-            if self.dirty and time.monotonic() - self.last_try >= max(self.every, 10 * self.last_cost):
+            pause = self.every if self.behind else max(self.every, 10 * self.last_cost)
+            if self.dirty and time.monotonic() - self.last_try >= pause:
                 try:
-                    self.try_merge(wait=0.0)
+                    self.try_merge(wait=0.0, whole=False)
                 except BaseException as e:  # noqa: BLE001 - the owner raises it (see error)
                     self.error = e
                     return
@@ -286,8 +300,9 @@ class Merger:
             self._thread.join()
             self._thread = None
 
-    def try_merge(self, wait: float) -> bool:
-        """Merge the journal if the index can be had within ``wait`` seconds; whether it was."""
+    def try_merge(self, wait: float, whole: bool = True) -> bool:
+        """Merge the journal (all of it, or with ``whole`` false one chunk) if the index can be had within
+        ``wait`` seconds; whether it was."""
         with self._lock:
             upto = self.appended
             t0 = self.last_try = time.monotonic()
@@ -297,12 +312,13 @@ class Merger:
                 self.busy += 1
                 return False
             try:
-                merge(con, self.journal.path)
+                _, self.behind, _ = merge_some(con, self.journal.path, None if whole else 1)
             finally:
                 con.close()
             self.last_cost = time.monotonic() - t0
             self.merges += 1
-            self.merged_upto = upto
+            if not self.behind:
+                self.merged_upto = upto
             return True
 
 

@@ -414,20 +414,20 @@ def test_the_send_takes_results_while_a_merge_runs(bigger: Path, tmp_path: Path,
     from pacscopy.send.options import SendOptions
     from pacscopy.send.send import send_index
 
-    real_merge = journalmod.merge
+    real_merge = journalmod.merge_some
     in_merge = threading.Event()
     merge_threads: set[str] = set()
 
-    def slow_merge(con, path):  # type: ignore[no-untyped-def]
+    def slow_merge(con, path, chunks):  # type: ignore[no-untyped-def]
         merge_threads.add(threading.current_thread().name)
         in_merge.set()
         try:
             time.sleep(1.5)
-            return real_merge(con, path)
+            return real_merge(con, path, chunks)
         finally:
             in_merge.clear()
 
-    monkeypatch.setattr(journalmod, "merge", slow_merge)
+    monkeypatch.setattr(journalmod, "merge_some", slow_merge)
     during: list[int] = []
     progress = [0]
 
@@ -497,3 +497,36 @@ def test_a_merge_of_a_long_backlog_keeps_the_status_figures_with_one_count_not_o
         assert sum(c.instances for c in kept[0].values()) == len(plan)
     finally:
         con.close()
+
+
+def test_a_live_merge_takes_one_chunk_and_lets_the_index_go(planned: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backlog (journaled while a long reader held the index) is merged chunk by chunk, one per open of the
+    index, so that a status or query waiting for the index gets in between; the send's last merge takes in
+    the rest. Every line is merged once."""
+    from pacscopy import journal as journalmod
+    from pacscopy.send.books import SENT_COLS, TRANSFER_COLS
+
+    target = "T@127.0.0.1:104"
+    plan = rows(planned, "SELECT sop_instance_uid, path FROM plan ORDER BY 1")
+    j = Journal.create(str(planned), "78-1")
+    j.append("start", run_id=78, target=target, pid=1, host="h")
+    for i, (sop, path) in enumerate(plan):
+        cols = {c: [None] for c in (*TRANSFER_COLS, *SENT_COLS)}
+        cols.update(sop_instance_uid=[sop], path=[path], started=["2026-01-01T00:00:00"],
+                    finished=[f"2026-01-01T00:00:{i + 1:02d}"], outcome=["stored"], status=[0], bytes=[10])
+        j.append("transfers", run_id=78, target=target, cols=cols)
+    size = j.path.stat().st_size
+    monkeypatch.setattr(journalmod, "MERGE_CHUNK", size // 3 + 1)  # the backlog: three chunks and a bit
+    merger = journalmod.Merger(str(planned), j, 1.0)
+    merger.appended = len(plan) + 1
+    merged: list[int] = []
+    for _ in range(2):  # the merge thread's merges
+        assert merger.try_merge(wait=0.0, whole=False)
+        assert merger.behind and merger.dirty  # more left: taken in by the next merge
+        merged.append(rows(planned, "SELECT coalesce(sum(merged_lines), 0) FROM journal_merges")[0][0])
+    assert 0 < merged[0] < merged[1] < len(plan) + 1, merged
+    assert merger.try_merge(wait=0.0)  # the last one: the rest
+    assert not merger.behind and not merger.dirty
+    j.close()
+    assert rows(planned, "SELECT merged_lines, merged_bytes FROM journal_merges") == [(len(plan) + 1, size)]
+    assert rows(planned, "SELECT count(*) FROM transfers WHERE run_id = 78") == [(len(plan),)]
