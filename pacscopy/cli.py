@@ -279,6 +279,9 @@ def status(
     target: TargetOpt,
     index: IndexOpt = None,
     books: BooksOpt = None,
+    watch: Annotated[Optional[float], typer.Option(
+        "--watch", min=0.1, help="Show the figures again every SECONDS until Ctrl-C, from one process "
+        "(much cheaper than 'watch pacscopy status').", show_default=False)] = None,
 ) -> None:
     """Progress towards a target, with an estimated finish at the latest run's rate."""
     from pacscopy.send.queue import keep_count, progress
@@ -291,11 +294,25 @@ def status(
         return typer.echo(status_text(books_status(books, str(t))))
     from pacscopy.journal import running
 
-    with idx.open_index(_index(index), read_only=True) as con:
-        p = progress(con, t, _index(index))
-        sends = running(con, _index(index))
-    keep_count(p)  # a full count: kept in the index, and kept current by the writers from now on
-    typer.echo("\n".join(summaries.status_lines(t, p, sends)))
+    def show(lean: bool) -> None:
+        with idx.open_index(_index(index), read_only=True, lean=lean) as con:
+            p = progress(con, t, _index(index))
+            sends = running(con, _index(index))
+        keep_count(p)  # a full count: kept in the index, and kept current by the writers from now on
+        typer.echo("\n".join(summaries.status_lines(t, p, sends)))
+
+    show(False)
+    if watch is None:
+        return
+    import time
+
+    try:
+        while True:  # the index was checked at the first open: later ones skip that (lean)
+            time.sleep(watch)
+            typer.echo(f"\n-- {time.strftime('%Y-%m-%d %H:%M:%S')} (every {watch:g} s; Ctrl-C ends)")
+            show(True)
+    except KeyboardInterrupt:
+        return
 
 
 @app.command(name="map")

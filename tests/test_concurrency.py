@@ -530,3 +530,34 @@ def test_a_live_merge_takes_one_chunk_and_lets_the_index_go(planned: Path, monke
     j.close()
     assert rows(planned, "SELECT merged_lines, merged_bytes FROM journal_merges") == [(len(plan) + 1, size)]
     assert rows(planned, "SELECT count(*) FROM transfers WHERE run_id = 78") == [(len(plan),)]
+
+
+def test_status_watch_shows_each_change_from_one_process_and_ends_on_ctrl_c(planned: Path) -> None:
+    """`status --watch` (one process, cheaper than `watch pacscopy status`): it holds the index only while it
+    reads, so a writer gets in between its refreshes, and the next refresh shows the writer's change."""
+    import signal
+
+    target = "T@127.0.0.1:104"
+    p = subprocess.Popen([PY, "-m", "pacscopy", "status", "--target", target, "--index", str(planned),
+                          "--watch", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout is not None
+    try:
+        def excluded_line() -> str:
+            for line in p.stdout:  # type: ignore[union-attr]
+                if line.strip().startswith("excluded:"):
+                    return line
+            raise AssertionError("status --watch ended")
+
+        assert int(excluded_line().split(":")[1].split()[0]) == 0
+        (sop,) = rows(planned, "SELECT sop_instance_uid FROM plan ORDER BY 1 LIMIT 1")[0]
+        r = pacscopy("decide", "--sop", sop, "--action", "skip", "--note", "not wanted", "--index", planned)
+        assert r.returncode == 0, r.stderr  # the watch does not keep the writer out
+        for _ in range(50):
+            if int(excluded_line().split(":")[1].split()[0]) == 1:
+                break
+        else:
+            raise AssertionError("the decision never showed")
+    finally:
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=30)
+    assert p.returncode == 0 and "Traceback" not in err, err
