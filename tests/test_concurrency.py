@@ -147,6 +147,24 @@ def test_a_second_send_to_the_same_target_is_refused_naming_the_first(planned: P
     lock.release()
 
 
+def test_a_second_send_is_refused_at_once_while_the_first_holds_the_index(planned: Path) -> None:
+    """The refusal comes before the index is opened: a second send does not wait for the first one's merge
+    (seconds on a busy machine) only to be refused after it (the loaded polled run's stray 'waiting' line)."""
+    target = "STORESCP@127.0.0.1:11112"
+    p = holder(planned, f"con = index.open_index(wait=0); lock = runfolder.lock_target(index.default_index_path(), "
+                        f"{target!r}); lock.update(run_id=7)", command="pacscopy send --target " + target)
+    try:
+        t0 = time.monotonic()
+        r = pacscopy("send", "--target", target, "--index", planned, "-q", env={"PACSCOPY_LOCK_WAIT": "20"})
+        took = time.monotonic() - t0
+    finally:
+        release(p)
+    assert r.returncode == 2, r
+    assert r.stderr.startswith(f"pacscopy: error: a send to {target} from index {planned} is already running (pid "
+                               f"{p.pid} on "), r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and took < 20
+
+
 # -- the journal: exactly once under kill -9, a torn last line ---------------------------
 
 from pacscopy.journal import Journal  # noqa: E402
