@@ -311,7 +311,7 @@ def status(
             time.sleep(watch)
             typer.echo(f"\n-- {time.strftime('%Y-%m-%d %H:%M:%S')} (every {watch:g} s; Ctrl-C ends)")
             show(True)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, duckdb.InterruptException):  # Ctrl-C ends a watch, also in the middle of a read
         return
 
 

@@ -191,10 +191,7 @@ def take_lock(index_path: str, kind: str, key: str, what: str, rule: str, **info
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            rec = _read_lock(path) or {}
-            who = (f"pid {rec.get('pid')} on {rec.get('host')} since {rec.get('since')}"
-                   + (f", run {rec['run_id']}" if rec.get("run_id") else "")) if rec else "another process"
-            raise TargetBusyError(f"{what} is already running ({who}): {rule}") from None
+            raise _busy(path, what, rule) from None
         # the file may have been released and removed between open and flock: lock the one in place
         try:
             same = os.fstat(fd).st_ino == os.stat(path).st_ino
@@ -208,6 +205,30 @@ def take_lock(index_path: str, kind: str, key: str, what: str, rule: str, **info
     lock.update(pid=os.getpid(), host=socket.gethostname(), since=dt.datetime.now().isoformat(timespec="seconds"),
                 command=command(), **info)
     return lock
+
+
+def _busy(path: Path, what: str, rule: str) -> TargetBusyError:
+    rec = _read_lock(path) or {}
+    who = (f"pid {rec.get('pid')} on {rec.get('host')} since {rec.get('since')}"
+           + (f", run {rec['run_id']}" if rec.get("run_id") else "")) if rec else "another process"
+    return TargetBusyError(f"{what} is already running ({who}): {rule}")
+
+
+def refuse_if_running(index_path: str, target: str) -> None:
+    """Refuse now (:class:`TargetBusyError`, as :func:`lock_target` would) if a send to ``target`` from this index
+    runs, without taking or touching its lock: a second send is refused before it waits for the index."""
+    path = _lock_file(run_dir(index_path, create=False), "send", target)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # no lock file: no send
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise _busy(path, f"a send to {target} from index {index_path}",
+                    "one send per target; wait for it to end or stop it (Ctrl-C)") from None
+    finally:
+        os.close(fd)
 
 
 @dataclass

@@ -135,23 +135,18 @@ def run(
     updates just stored are retrieved back (C-GET, or C-MOVE to ``port``); when that fails the
     send still succeeds and ``verify`` proves them later.
     """
-    from pacscopy.runfolder import lock_target
+    from pacscopy.runfolder import refuse_if_running
 
-    # one send per target: a second one is refused at once, before it waits for the index (a merge);
-    # no index there: open_index says so (and no run folder is made beside nothing)
-    lock = lock_target(index, str(target)) if os.path.isfile(index) else None
-    try:
-        sh = _shared(index, target, opts, books, shard, False)
-        opts = sh.opts
-        if sh.republished is not None and on_republished:
-            on_republished(sh.republished)
-        if sh.caught_up and on_caught_up:
-            on_caught_up(sh.caught_up)
-        res = send_index(index, target, opts, on_total=on_total, on_progress=on_progress, on_wait=on_wait,
-                         wrap_books=sh.wrap, lock=lock)
-    finally:
-        if lock is not None:
-            lock.release()
+    if os.path.isfile(index):  # one send per target: a second one is refused at once, not after a wait for the index
+        refuse_if_running(index, str(target))
+    sh = _shared(index, target, opts, books, shard, False)
+    opts = sh.opts
+    if sh.republished is not None and on_republished:
+        on_republished(sh.republished)
+    if sh.caught_up and on_caught_up:
+        on_caught_up(sh.caught_up)
+    res = send_index(index, target, opts, on_total=on_total, on_progress=on_progress, on_wait=on_wait,
+                     wrap_books=sh.wrap)
     out = SendRun(res, sh.made[0] if sh.made else None, sh.caught_up, republished=sh.republished)
     if res.updates_queued and prove and res.outcome not in _STOPPED:
         _prove(out, index, target, opts, port)

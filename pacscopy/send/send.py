@@ -30,7 +30,6 @@ import duckdb
 from pacscopy.dicom.peer import Target
 from pacscopy.errors import PacscopyError
 from pacscopy.processes import forkserver
-from pacscopy.runfolder import TargetLock
 from pacscopy.send.books import MERGE_EVERY, Books, JournalBooks, LocalBooks
 from pacscopy.send.options import SendOptions, wait_for_window
 from pacscopy.send.queue import Sent, iter_queue, iter_spool, queue_counts, write_spool
@@ -114,7 +113,6 @@ def send_index(
     on_wait: Callable[[dt.datetime], None] | None = None,
     wrap_books: Callable[[Books], Books] | None = None,
     merge_every: float = MERGE_EVERY,
-    lock: TargetLock | None = None,
 ) -> SendSummary:
     """Send the queue for ``target`` from the index at ``index_path``, holding the index only briefly.
 
@@ -123,14 +121,12 @@ def send_index(
     run folder and closes the index; then it records into its journal and merges
     it into the index every ``merge_every`` seconds when the index is free
     (:class:`pacscopy.send.books.JournalBooks`). ``wrap_books`` may wrap those
-    books (shared books on PostgreSQL keep the local ones too). ``lock``: the target's
-    lock, taken by the caller already (it releases it); else taken and released here.
+    books (shared books on PostgreSQL keep the local ones too).
     """
     from pacscopy.index import open_index
     from pacscopy.runfolder import lock_target
 
-    own = lock is None
-    lock = lock if lock is not None else lock_target(index_path, str(target))
+    lock = lock_target(index_path, str(target))
     try:
         local = JournalBooks(index_path, merge_every)
         books = wrap_books(local) if wrap_books is not None else local
@@ -159,8 +155,7 @@ def send_index(
         finally:
             books.close()
     finally:
-        if own:
-            lock.release()
+        lock.release()
 
 
 def _run(items: Callable[[], Iterator[tuple[Item, Sent | None]]], target: Target, opts: SendOptions, books: Books,
