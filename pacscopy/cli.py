@@ -304,15 +304,24 @@ def status(
     show(False)
     if watch is None:
         return
+    import signal
     import time
 
+    # Ctrl-C ends the watch once the read under way is done: never lost inside a DuckDB call (a
+    # KeyboardInterrupt there can surface as a DuckDB error that a reader handles and goes on)
+    stop: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.append(signum))
     try:
-        while True:  # the index was checked at the first open: later ones skip that (lean)
-            time.sleep(watch)
+        while not stop:  # the index was checked at the first open: later ones skip that (lean)
+            end = time.monotonic() + watch
+            while not stop and time.monotonic() < end:
+                time.sleep(min(0.1, max(0.0, end - time.monotonic())))
+            if stop:
+                break
             typer.echo(f"\n-- {time.strftime('%Y-%m-%d %H:%M:%S')} (every {watch:g} s; Ctrl-C ends)")
             show(True)
-    except (KeyboardInterrupt, duckdb.InterruptException):  # Ctrl-C ends a watch, also in the middle of a read
-        return
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @app.command(name="map")
