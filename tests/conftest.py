@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+
+# The per-attribute digests are off by default (a cost on every first scan); the tests of update
+# reasons need them, and every scan worker a test starts inherits this. test_attrdigest checks the
+# default without it.
+os.environ["PACSCOPY_ATTR_DIGESTS"] = "on"
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -106,3 +106,28 @@ def test_digests_can_be_switched_off(tmp_path: Path) -> None:
         assert con.execute("SELECT count(*) FROM file_digests").fetchone() == (0,)
     finally:
         con.close()
+
+
+def test_digests_are_off_by_default(tmp_path: Path) -> None:
+    """Without PACSCOPY_ATTR_DIGESTS a scan keeps no digests: a first scan of an archive does not
+    pay for them (BENCHMARKS.md, "Attribute digests"); the tests turn them on in conftest."""
+    import os
+    import subprocess
+    import sys
+
+    import duckdb
+
+    root = tmp_path / "src"
+    root.mkdir()
+    (root / "ct.dcm").write_bytes(Path(get_testdata_file("CT_small.dcm")).read_bytes())
+    idx = tmp_path / "default.duckdb"
+    env = {k: v for k, v in os.environ.items() if k != "PACSCOPY_ATTR_DIGESTS"}
+    r = subprocess.run([sys.executable, "-m", "pacscopy", "scan", str(root), "--index", str(idx), "-q"],
+                       env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    con = duckdb.connect(str(idx), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM files WHERE status = 'ok'").fetchone() == (1,)
+        assert con.execute("SELECT count(*) FROM file_digests").fetchone() == (0,)
+    finally:
+        con.close()

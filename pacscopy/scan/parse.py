@@ -60,9 +60,10 @@ DOUBLE_PIXEL_DATA = 0x7FE00009
 DIRECTORY_RECORD_SEQUENCE = 0x00041220
 
 #: Whether the scan digests each dataset per attribute (:func:`attr_digest`: an update's reason names
-#: every attribute that changed). ``PACSCOPY_ATTR_DIGESTS=off`` saves its cost (BENCHMARKS.md,
-#: "Attribute digests"); the reasons then name only the attributes the index keeps.
-ATTR_DIGESTS = os.environ.get("PACSCOPY_ATTR_DIGESTS", "on").strip().lower() not in ("off", "0", "no", "false")
+#: every attribute that changed). Off unless ``PACSCOPY_ATTR_DIGESTS=on``: it costs a first scan
+#: about 17 % on small files and ~236 bytes per file in the index (BENCHMARKS.md, "Attribute
+#: digests"); without it an update's reason names only the attributes the index keeps.
+ATTR_DIGESTS = os.environ.get("PACSCOPY_ATTR_DIGESTS", "off").strip().lower() in ("on", "1", "yes", "true")
 
 #: Sequences nested deeper than this make a file ``corrupt`` (``nesting_too_deep``). Real
 #: objects stay far below (an SR content tree rarely passes 20 levels); the bound keeps the
