@@ -139,10 +139,11 @@ def send_index(
                 queued, qbytes, updates = queue_counts(con, target, opts)
                 local.con = con
                 run_id = books.start_run(target, opts, queued)
+                # the lock names the run as soon as the run exists (a second send refused now says which)
+                lock.update(run_id=run_id, journal=local.journal_name)
                 if queued:
                     write_spool(con, target, opts, local.spool)
                 local.con = None
-            lock.update(run_id=run_id, journal=local.journal_name)
             summary = SendSummary(run_id, str(target), queued, qbytes, updates)
             if on_total:
                 on_total(queued, qbytes)
