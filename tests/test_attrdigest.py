@@ -83,10 +83,9 @@ def test_damaged_digest_is_refused() -> None:
         decode((ins.attr_digest or b"")[:-2], ins.attr_keys or b"")
 
 
-def test_digests_can_be_switched_off(tmp_path: Path) -> None:
-    """PACSCOPY_ATTR_DIGESTS=off: the scan keeps no digests (and pays nothing for them); the
-    reasons then fall back to the attributes the index keeps."""
-    import os
+def _digests_kept_by_a_scan(tmp_path: Path, env: dict[str, str]) -> int:
+    """Scan a copy of pydicom's CT_small.dcm in a process of its own with ``env``; the file is
+    scanned sound, and the number of digests the index kept is returned."""
     import subprocess
     import sys
 
@@ -95,39 +94,39 @@ def test_digests_can_be_switched_off(tmp_path: Path) -> None:
     root = tmp_path / "src"
     root.mkdir()
     (root / "ct.dcm").write_bytes(Path(get_testdata_file("CT_small.dcm")).read_bytes())
-    idx = tmp_path / "off.duckdb"
-    env = {**os.environ, "PACSCOPY_ATTR_DIGESTS": "off"}
+    idx = tmp_path / "scan.duckdb"
     r = subprocess.run([sys.executable, "-m", "pacscopy", "scan", str(root), "--index", str(idx), "-q"],
                        env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     con = duckdb.connect(str(idx), read_only=True)
     try:
         assert con.execute("SELECT count(*) FROM files WHERE status = 'ok'").fetchone() == (1,)
-        assert con.execute("SELECT count(*) FROM file_digests").fetchone() == (0,)
+        ((n,),) = con.execute("SELECT count(*) FROM file_digests").fetchall()
     finally:
         con.close()
+    return int(n)
+
+
+def test_digests_can_be_switched_off(tmp_path: Path) -> None:
+    """PACSCOPY_ATTR_DIGESTS=off: the scan keeps no digests (and pays nothing for them); the
+    reasons then fall back to the attributes the index keeps."""
+    import os
+
+    assert _digests_kept_by_a_scan(tmp_path, {**os.environ, "PACSCOPY_ATTR_DIGESTS": "off"}) == 0
 
 
 def test_digests_are_off_by_default(tmp_path: Path) -> None:
     """Without PACSCOPY_ATTR_DIGESTS a scan keeps no digests: a first scan of an archive does not
     pay for them (BENCHMARKS.md, "Attribute digests"); the tests turn them on in conftest."""
     import os
-    import subprocess
-    import sys
 
-    import duckdb
-
-    root = tmp_path / "src"
-    root.mkdir()
-    (root / "ct.dcm").write_bytes(Path(get_testdata_file("CT_small.dcm")).read_bytes())
-    idx = tmp_path / "default.duckdb"
     env = {k: v for k, v in os.environ.items() if k != "PACSCOPY_ATTR_DIGESTS"}
-    r = subprocess.run([sys.executable, "-m", "pacscopy", "scan", str(root), "--index", str(idx), "-q"],
-                       env=env, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    con = duckdb.connect(str(idx), read_only=True)
-    try:
-        assert con.execute("SELECT count(*) FROM files WHERE status = 'ok'").fetchone() == (1,)
-        assert con.execute("SELECT count(*) FROM file_digests").fetchone() == (0,)
-    finally:
-        con.close()
+    assert _digests_kept_by_a_scan(tmp_path, env) == 0
+
+
+def test_digests_are_kept_when_switched_on(tmp_path: Path) -> None:
+    """PACSCOPY_ATTR_DIGESTS=on (as conftest sets it): the scan keeps the file's digest, so the two
+    tests above fail if the scan never keeps any."""
+    import os
+
+    assert _digests_kept_by_a_scan(tmp_path, {**os.environ, "PACSCOPY_ATTR_DIGESTS": "on"}) == 1
