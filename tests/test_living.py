@@ -560,3 +560,30 @@ def test_a_changed_map_turns_what_the_earlier_map_sent_into_updates(source, rece
     assert {pydicom.dcmread(storage / f"{s}.dcm").PatientID for s in mine} == {f"SECOND-{pid}"}
     st = status(cli, idx, target)
     assert st["updates pending"] == 0 and st["left"] == 0
+
+
+def test_update_reason_without_attribute_digests(source, receiver, cli, monkeypatch) -> None:
+    """With the digests off (the default: PACSCOPY_ATTR_DIGESTS unset), an update's reason names the
+    attributes the index keeps that changed, and says "dataset bytes" with what to do when none of
+    them did: never an empty or wrong attribute list."""
+    from pacscopy.scan import parse
+
+    monkeypatch.setenv("PACSCOPY_ATTR_DIGESTS", "off")      # the scan's worker processes
+    monkeypatch.setattr(parse, "ATTR_DIGESTS", False)       # this process
+    root, idx = source
+    target, _ = receiver
+    a, b = files_of(root, idx, "status = 'ok' AND sop_instance_uid IS NOT NULL")[:2]
+    assert cli("send", "--target", target, "--index", idx, "-q").code == 0
+    edit(a, SeriesDescription="SERIES REVISED")          # not kept in the index
+    edit(b, StudyDescription="STUDY REVISED")            # kept in the index
+    sops = {p: sop_of(idx, p) for p in (a, b)}
+    assert cli("scan", root, "--index", idx, "-q").code == 0
+    assert cli("check", "--index", idx, "-q").code == 0
+    assert rows(idx, "SELECT count(*) FROM attr_changes") == [(0,)]     # nothing compared per attribute
+    _, data = totals(cli, idx, target, "--no-query")
+    why = {p["sop_instance_uid"]: p["reason"] for p in data["problems"] if p["final_state"] == "update_pending"}
+    assert why == {
+        sops[a]: "changed since stored: dataset bytes (attributes pacscopy does not index; "
+                 "verify --mode retrieve after the update names them); pacscopy send sends it as an update",
+        sops[b]: "changed since stored: StudyDescription; pacscopy send sends it as an update",
+    }, why
