@@ -13,13 +13,11 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, Optional
 
-import duckdb
 import typer
 
 from pacscopy import __version__
-from pacscopy import index as idx
+from pacscopy import runfolder, validate
 from pacscopy.errors import PacscopyError
-from pacscopy import validate
 from pacscopy.output import render, summaries, terminal
 
 IndexOpt = Annotated[Optional[str], typer.Option(
@@ -55,7 +53,7 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def _index(path: Optional[str]) -> str:
-    return path or idx.default_index_path()
+    return path or runfolder.default_index_path()
 
 
 @app.command()
@@ -91,6 +89,7 @@ def query(
 ) -> None:
     """Run SQL read-only against the index (or a named query, e.g. corrupt_files); no file access."""
     from pacscopy import queries
+    from pacscopy.index import query as query_index
 
     if list_:
         typer.echo(render.table(["name", "description"], queries.listing(), max_width=100))
@@ -102,7 +101,7 @@ def query(
             fail(f"--param {p!r} is not NAME=VALUE")
         k, v = p.split("=", 1)
         params[k] = v
-    cols, rows = idx.query(_index(index), text, params or None)
+    cols, rows = query_index(_index(index), text, params or None)
     if cols:
         terminal.emit(render.render(fmt.value, cols, rows), out)
 
@@ -120,10 +119,11 @@ def check(
 ) -> None:
     """Run the SQL checks into 'findings' and rebuild the plan (decisions are kept)."""
     from pacscopy.check.checks import run_checks
+    from pacscopy.index import open_index
     from pacscopy.manifest import parse_policy, set_policy
 
     policy = parse_policy(manifest_policy or [])
-    with idx.open_index(_index(index)) as con, terminal.Progress(quiet, "file", "content hashes") as p:
+    with open_index(_index(index)) as con, terminal.Progress(quiet, "file", "content hashes") as p:
         set_policy(con, policy)
         res = run_checks(con, names, full=full, on_hash_total=p.on_total, on_hash_progress=p.on_progress)
     if not quiet:
@@ -152,6 +152,7 @@ def decide(
 ) -> None:
     """Override the plan for instances; decisions survive every re-run of check."""
     from pacscopy.check.decisions import Decision, read_decisions_csv, record_decisions
+    from pacscopy.index import open_index
 
     if csv_file is not None:
         if sop or action or note or path:
@@ -161,7 +162,7 @@ def decide(
         if not (sop and action and note):
             fail("give --sop UID --action send|skip|hold|keep|remove --note TEXT (or --csv FILE)")
         decisions = [Decision(sop, action.value, note, path)]
-    with idx.open_index(_index(index)) as con:
+    with open_index(_index(index)) as con:
         n = record_decisions(con, decisions, str(csv_file) if csv_file is not None else None)
     typer.echo(f"recorded {n} decision{'s' if n != 1 else ''}")
 
@@ -181,6 +182,7 @@ def report(
     books: BooksOpt = None,
 ) -> None:
     """Counts per status, volume, modality and year; findings per check; dispositions."""
+    from pacscopy.index import open_index
     from pacscopy.output import report as rep
 
     if books:
@@ -188,7 +190,7 @@ def report(
         from pacscopy.pg.books import report as books_report
 
         return terminal.emit(report_text(books_report(books), fmt.value), out)
-    with idx.open_index(_index(index), read_only=True) as con:
+    with open_index(_index(index), read_only=True) as con:
         data = rep.build(con, show_phi=show_phi)
         terminal.note_running(con, _index(index))
     terminal.emit({"table": rep.to_text, "json": rep.to_json, "html": rep.to_html}[fmt.value](data), out)
@@ -284,18 +286,25 @@ def status(
         "(much cheaper than 'watch pacscopy status').", show_default=False)] = None,
 ) -> None:
     """Progress towards a target, with an estimated finish at the latest run's rate."""
-    from pacscopy.send.queue import keep_count, progress
-
     t = validate.target(target, resolve=False)
     if books:
         from pacscopy.output.books import status_text
         from pacscopy.pg.books import status as books_status
 
         return typer.echo(status_text(books_status(books, str(t))))
-    from pacscopy.journal import running
+    from pacscopy.send import status_cache
 
     def show(lean: bool) -> None:
-        with idx.open_index(_index(index), read_only=True, lean=lean) as con:
+        # while a send to the target runs, the figures it published after its latest merge, if the index
+        # is still as it was then: the same figures, without DuckDB or opening the index
+        published = status_cache.live(_index(index), str(t))
+        if published is not None:
+            return typer.echo("\n".join(summaries.status_lines(t, *published)))
+        from pacscopy.index import open_index
+        from pacscopy.journal import running
+        from pacscopy.send.queue import keep_count, progress
+
+        with open_index(_index(index), read_only=True, lean=lean) as con:
             p = progress(con, t, _index(index))
             sends = running(con, _index(index))
         keep_count(p)  # a full count: kept in the index, and kept current by the writers from now on
@@ -331,9 +340,10 @@ def map_(
     merge: Annotated[bool, typer.Option("--merge", help="Allow mappings onto another patient's ID (merges; recorded).")] = False,
 ) -> None:
     """Load a PatientID mapping; mapped instances are rewritten at send time."""
+    from pacscopy.index import open_index
     from pacscopy.send.patient_map import load_patient_map
 
-    with idx.open_index(_index(index)) as con:
+    with open_index(_index(index)) as con:
         n = load_patient_map(con, str(csv_file), merge=merge)
     typer.echo(f"loaded {n} PatientID mapping{'s' if n != 1 else ''}")
 
@@ -360,10 +370,11 @@ def manifest(
     index: IndexOpt = None,
 ) -> None:
     """Load the old PACS's database export (the manifest); run check to apply it."""
+    from pacscopy.index import open_index
     from pacscopy.manifest import load_manifest, parse_mapping
 
     mapping = parse_mapping(columns)
-    with idx.open_index(_index(index)) as con:
+    with open_index(_index(index)) as con:
         res = load_manifest(con, file, fmt.value if fmt else None, mapping)
     typer.echo(summaries.manifest_line(res))
 
@@ -419,11 +430,12 @@ def verify(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Prove the target holds what was sent: C-FIND, Storage Commitment, or retrieve and compare."""
+    from pacscopy.index import open_index
     from pacscopy.verify.verify import forget as do_forget
 
     t = validate.target(target)
     if forget is not None:
-        with idx.open_index(_index(index)) as con:
+        with open_index(_index(index)) as con:
             n = do_forget(con, t, forget.value)
         typer.echo(f"retired {n} {forget.value} results for {t} (recorded in verification_forgets)")
         return
@@ -452,6 +464,7 @@ def reconcile(
     books: BooksOpt = None,
 ) -> None:
     """Account for every instance: verified on the target, or excluded with its reason. Exit 0 only when complete."""
+    from pacscopy.index import open_index
     from pacscopy.verify import reconcile as rc
 
     if books:
@@ -464,7 +477,7 @@ def reconcile(
             raise typer.Exit(1)
         return
     t = validate.target(target, resolve=not no_query)
-    with idx.open_index(_index(index), read_only=True) as con:
+    with open_index(_index(index), read_only=True) as con:
         terminal.note_running(con, _index(index))
         rec = rc.reconcile(con, t, query_target=False)
     if not no_query:  # the index is closed meanwhile: a send merges on
@@ -554,7 +567,7 @@ def _root(
                                           help="Show the version and exit.")] = False,
 ) -> None:
     os.umask(0o077)  # everything pacscopy writes may hold patient data
-    idx.on_lock_wait = lambda msg: typer.echo(f"pacscopy: {msg}", err=True)
+    runfolder.on_lock_wait = lambda msg: typer.echo(f"pacscopy: {msg}", err=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -585,9 +598,18 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo("pacscopy: interrupted; everything written so far is kept", err=True)
         sys.exit(130)
     except Exception as e:
+        if type(e) is RuntimeError and str(e) == "Query interrupted":  # see below
+            typer.echo("pacscopy: interrupted; everything written so far is kept", err=True)
+            sys.exit(130)
+        if "duckdb" not in sys.modules:  # the command never touched an index (DuckDB is imported on demand)
+            raise
+        import duckdb
+
+        from pacscopy.index import failure_message
+
         # Ctrl-C while DuckDB runs a statement: it ends the statement and its transaction and
         # raises InterruptException, or a RuntimeError("Query interrupted") from its bindings.
-        if isinstance(e, duckdb.InterruptException) or (type(e) is RuntimeError and str(e) == "Query interrupted"):
+        if isinstance(e, duckdb.InterruptException):
             typer.echo("pacscopy: interrupted; everything written so far is kept", err=True)
             sys.exit(130)
         if not isinstance(e, duckdb.Error):
@@ -595,7 +617,7 @@ def main(argv: list[str] | None = None) -> None:
         # an index problem the library did not foresee: still one line
         if os.environ.get("PACSCOPY_DEBUG"):
             raise
-        typer.echo(f"pacscopy: error: {idx.failure_message(e)}", err=True)
+        typer.echo(f"pacscopy: error: {failure_message(e)}", err=True)
         sys.exit(2)  # the one error code (README, "Exit codes")
 
 

@@ -24,10 +24,10 @@ from typing import Any, TypeVar
 import duckdb
 
 from pacscopy.errors import IndexBusyError, IndexFileError, QueryError
+from pacscopy.runfolder import DEFAULT_INDEX, default_index_path  # noqa: F401  (defined without DuckDB, for the CLI)
 
 log = logging.getLogger(__name__)
 
-DEFAULT_INDEX = "pacscopy.duckdb"
 _MIGRATION = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
@@ -58,10 +58,6 @@ def migrations() -> list[tuple[int, str, str]]:
         if m:
             out.append((int(m.group(1)), m.group(2), p.read_text(encoding="utf-8")))
     return out
-
-
-def default_index_path() -> str:
-    return os.environ.get("PACSCOPY_INDEX") or DEFAULT_INDEX
 
 
 #: What to do about a damaged index: said by every message that finds one.
@@ -146,10 +142,6 @@ _HOLDER_PID = re.compile(r"\(PID (\d+)\)")
 
 #: Seconds :func:`open_index` waits for an index another process holds, unless told otherwise.
 DEFAULT_LOCK_WAIT = 60.0
-
-#: Called once per :func:`open_index` that has to wait, with who holds the index; the CLI says it on stderr.
-on_lock_wait: Callable[[str], None] | None = None
-
 
 def lock_wait() -> float:
     """The default lock wait: ``$PACSCOPY_LOCK_WAIT`` seconds, else :data:`DEFAULT_LOCK_WAIT`."""
@@ -244,7 +236,7 @@ def _connect_waiting(path: str, read_only: bool, wait: float | None,
                                  "wait longer with PACSCOPY_LOCK_WAIT=SECONDS") from None
         if not said and time.monotonic() - started > 0.5:  # a send's merge is waited out without a word
             said = True
-            tell = on_wait if on_wait is not None else on_lock_wait
+            tell = on_wait if on_wait is not None else runfolder.on_lock_wait
             if tell is not None:
                 tell(f"index {path} is in use by {runfolder.describe_pid(path, holder)}: waiting up to "
                      f"{budget:g} s for it")
@@ -265,7 +257,7 @@ def open_index(path: str | None = None, *, create: bool = False, read_only: bool
 
     Another process holding the index (DuckDB allows one writer, and no reader
     beside it) is waited for up to ``wait`` seconds (default :func:`lock_wait`),
-    with ``on_wait`` (else :data:`on_lock_wait`) told once who holds it; then
+    with ``on_wait`` (else :data:`pacscopy.runfolder.on_lock_wait`) told once who holds it; then
     :class:`IndexBusyError` names the holder. ``lean`` skips the integrity check
     and the migrations (for a send's frequent short opens of an index it opened fully at its start).
     A read-write open first merges the journals of sends that ended or died

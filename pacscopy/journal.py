@@ -35,7 +35,8 @@ import duckdb
 
 from pacscopy.errors import IndexBusyError, PacscopyError
 from pacscopy.index import insert_columns, open_index, run, transaction
-from pacscopy.runfolder import RunningSend, run_dir, running_sends
+from pacscopy.runfolder import Running, read_rate, run_dir, running_sends
+from pacscopy.send import status_cache
 from pacscopy.send.status_counts import keeping
 
 log = logging.getLogger(__name__)
@@ -251,14 +252,17 @@ class Merger:
     index go: a backlog (journaled while a long reader held the index) is merged
     chunk by chunk, every ``every`` seconds, and a ``status`` or ``query`` gets in
     between. The last merge (:meth:`try_merge` with ``whole``) takes in the rest.
-    :meth:`noted` (after each append) starts the thread; :meth:`stop` ends it.
+    :meth:`noted` (after each append) starts the thread; :meth:`stop` ends it. With ``publish`` (a
+    send's target), each merge also publishes the target's figures for ``status`` while one looks
+    (:func:`pacscopy.send.status_cache.publish`).
     What stopped the thread (a merge that failed) is in :attr:`error`.
     """
 
-    def __init__(self, index_path: str, journal: Journal, every: float) -> None:
+    def __init__(self, index_path: str, journal: Journal, every: float, publish: str | None = None) -> None:
         self.index_path = index_path
         self.journal = journal
         self.every = every
+        self.publish = publish  # a send's target: its figures published for status after each merge
         self.appended = 0  # lines appended, as told by noted()
         self.merged_upto = 0  # ... of which the latest merge took in
         self.last_try = time.monotonic()
@@ -313,6 +317,8 @@ class Merger:
                 return False
             try:
                 _, self.behind, _ = merge_some(con, self.journal.path, None if whole else 1)
+                if self.publish is not None and status_cache.wanted(self.index_path):
+                    status_cache.publish(con, self.index_path, self.publish, journal_name(self.journal.path))
             finally:
                 con.close()
             self.last_cost = time.monotonic() - t0
@@ -362,11 +368,17 @@ def merge_dead(con: duckdb.DuckDBPyConnection, index_path: str) -> int:
     return total
 
 
+def journal_name(journal: Path) -> str:
+    """The NAME of ``journal-NAME.jsonl``: its run's other files in the run folder are named by it too."""
+    return journal.name[len("journal-"):-len(".jsonl")]
+
+
 def remove(journal: Path) -> None:
-    """Remove a merged journal and the spool of its run."""
-    stem = journal.name[len("journal-"):-len(".jsonl")]
+    """Remove a merged journal and the other files of its run (spool, rate, published figures)."""
+    stem = journal_name(journal)
     (journal.parent / f"spool-{stem}.parquet").unlink(missing_ok=True)
     (journal.parent / f"rate-{stem}.json").unlink(missing_ok=True)
+    (journal.parent / f"live-{stem}.json").unlink(missing_ok=True)
     journal.unlink(missing_ok=True)
 
 
@@ -374,48 +386,6 @@ def writer_record(run_id: int, target: str) -> dict[str, Any]:
     """The journal's first line: which run it records, and who writes it."""
     return {"run_id": run_id, "target": target, "pid": os.getpid(), "host": socket.gethostname(),
             "started": dt.datetime.now().isoformat(timespec="seconds")}
-
-
-@dataclass
-class Rate:
-    """A running send's rate, as it last wrote it (``<index>.run/rate-RUN-PID.json``, every few seconds)."""
-
-    at: dt.datetime  # when it was written
-    seconds: float  # the span it is measured over: the last minute, or since the send's start
-    instances_per_s: float
-    mb_per_s: float
-    stored: int  # instances stored by the run so far (with warnings), including those not merged yet
-
-    def line(self) -> str:
-        """'its rate over the last minute: 12.3 instances/s, 4.5 MB/s (as of 10:20:30)'."""
-        span = "the last minute" if self.seconds >= 59 else f"the last {self.seconds:.0f} s (since its start)"
-        return (f"its rate over {span}: {self.instances_per_s:.1f} instances/s, {self.mb_per_s:.1f} MB/s "
-                f"(as of {self.at:%H:%M:%S}; {self.stored} stored by this run)")
-
-    def finish(self, left: int) -> dt.datetime:
-        """When ``left`` instances are sent at this rate (from when it was measured)."""
-        return self.at + dt.timedelta(seconds=left / self.instances_per_s)
-
-
-@dataclass
-class Running:
-    """A send running from the index now, and how current the index's figures of it are."""
-
-    send: RunningSend
-    as_of: dt.datetime | None  # its latest merge (None: nothing merged yet; as of its start)
-    rate: Rate | None = None  # its rate over the last minute (None: not written yet)
-
-
-def read_rate(index_path: str, journal: str | None) -> Rate | None:
-    """The rate file of the send whose journal is ``journal-<journal>.jsonl`` (None: none, or unreadable)."""
-    if not journal:
-        return None
-    try:
-        rec = json.loads((run_dir(index_path, create=False) / f"rate-{journal}.json").read_text())
-        return Rate(dt.datetime.fromisoformat(rec["at"]), float(rec["seconds"]), float(rec["instances_per_s"]),
-                    float(rec["bytes_per_s"]) / 1e6, int(rec["stored"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def running(con: duckdb.DuckDBPyConnection, index_path: str) -> list[Running]:

@@ -29,13 +29,27 @@ import re
 import socket
 import sys
 from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pacscopy.errors import IndexFileError, TargetBusyError
 
+#: The index used when no ``--index`` is given and ``$PACSCOPY_INDEX`` is not set.
+DEFAULT_INDEX = "pacscopy.duckdb"
+
 #: What this process is, as recorded (set by the CLI: the command without its values, no patient data).
 COMMAND: str | None = None
+
+
+def default_index_path() -> str:
+    """``$PACSCOPY_INDEX``, else :data:`DEFAULT_INDEX` (here, not in :mod:`pacscopy.index`: no DuckDB needed)."""
+    return os.environ.get("PACSCOPY_INDEX") or DEFAULT_INDEX
+
+
+#: Called once per :func:`pacscopy.index.open_index` that has to wait, with who holds the index; the CLI
+#: says it on stderr (set here, not in :mod:`pacscopy.index`: the CLI imports DuckDB only when a command needs it).
+on_lock_wait: Callable[[str], None] | None = None
 
 
 def run_dir(index_path: str, create: bool = True) -> Path:
@@ -265,6 +279,51 @@ def running_sends(index_path: str) -> list[RunningSend]:
         out.append(RunningSend(rec.get("target", p.stem[5:]), rec.get("pid"), rec.get("host"), rec.get("since"),
                                rec.get("run_id"), rec.get("journal")))
     return out
+
+
+# -- what a running send says of itself: its rate -----------------------------------
+
+@dataclass
+class Rate:
+    """A running send's rate, as it last wrote it (``<index>.run/rate-RUN-PID.json``, every few seconds)."""
+
+    at: dt.datetime  # when it was written
+    seconds: float  # the span it is measured over: the last minute, or since the send's start
+    instances_per_s: float
+    mb_per_s: float
+    stored: int  # instances stored by the run so far (with warnings), including those not merged yet
+
+    def line(self) -> str:
+        """'its rate over the last minute: 12.3 instances/s, 4.5 MB/s (as of 10:20:30)'."""
+        span = "the last minute" if self.seconds >= 59 else f"the last {self.seconds:.0f} s (since its start)"
+        return (f"its rate over {span}: {self.instances_per_s:.1f} instances/s, {self.mb_per_s:.1f} MB/s "
+                f"(as of {self.at:%H:%M:%S}; {self.stored} stored by this run)")
+
+    def finish(self, left: int) -> dt.datetime:
+        """When ``left`` instances are sent at this rate (from when it was measured)."""
+        return self.at + dt.timedelta(seconds=left / self.instances_per_s)
+
+
+@dataclass
+class Running:
+    """A send running from the index now, and how current the index's figures of it are."""
+
+    send: RunningSend
+    as_of: dt.datetime | None  # its latest merge (None: nothing merged yet; as of its start)
+    rate: Rate | None = None  # its rate over the last minute (None: not written yet)
+    live: bool = False  # the figures were read from what the send published, not from the index
+
+
+def read_rate(index_path: str, journal: str | None) -> Rate | None:
+    """The rate file of the send whose journal is ``journal-<journal>.jsonl`` (None: none, or unreadable)."""
+    if not journal:
+        return None
+    try:
+        rec = json.loads((run_dir(index_path, create=False) / f"rate-{journal}.json").read_text())
+        return Rate(dt.datetime.fromisoformat(rec["at"]), float(rec["seconds"]), float(rec["instances_per_s"]),
+                    float(rec["bytes_per_s"]) / 1e6, int(rec["stored"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 # -- who waits for the index ---------------------------------------------------------

@@ -581,3 +581,83 @@ def test_status_watch_shows_each_change_from_one_process_and_ends_on_ctrl_c(plan
             p.kill()
             _, err = p.communicate()
     assert p.returncode == 0 and "Traceback" not in err, (p.returncode, err)
+
+
+def _figure(out: str, name: str) -> int:
+    """status's figure ``name`` ('excluded', 'stored and current', ...)."""
+    for line in out.splitlines():
+        if line.strip().startswith(f"{name}:"):
+            return int(line.split(":")[1].split()[0])
+    raise AssertionError(out)
+
+
+def test_status_during_a_send_shows_the_figures_the_send_published_only_while_the_index_is_unchanged(
+        bigger: Path, tmp_path: Path) -> None:
+    """A status during a send reads the figures the send published after its latest merge, without opening
+    the index (status_cache.live), and only while the index is byte for byte as the send left it: the
+    figures equal the index's own, and a write by another process (a decision) is never hidden behind
+    figures published before it. While nobody asks, the send publishes nothing."""
+    from pacscopy import validate
+    from pacscopy.journal import running
+    from pacscopy.send import queue, status_cache
+
+    total = rows(bigger, "SELECT sum(size) FROM files")[0][0]
+    rate = f"{max(1, total // 30 // 1000)}KB/s"  # a send of about 30 s
+    run_dir = Path(str(bigger) + ".run")
+    with storescp(tmp_path) as peer:
+        target = peer.target
+        send = subprocess.Popen([PY, "-m", "pacscopy", "send", "--target", target, "--index", str(bigger),
+                                 "-q", "--max-rate", rate], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not list(run_dir.glob("rate-*.json")):  # the send is under way, merging every second
+                assert send.poll() is None and time.monotonic() < deadline, send.communicate()
+                time.sleep(0.2)
+            time.sleep(2.5)
+            assert not list(run_dir.glob("live-*.json"))  # nobody looked: nothing published
+            first = pacscopy("status", "--target", target, "--index", bigger)
+            assert first.returncode == 0, first.stderr
+            assert "(from the running send)" not in first.stdout, first.stdout  # read from the index
+            live = compared = 0
+            while send.poll() is None and (live < 3 or compared < 3):
+                assert time.monotonic() < deadline + 60, (live, compared)
+                r = pacscopy("status", "--target", target, "--index", bigger)
+                assert r.returncode == 0, r.stderr
+                if "these figures are as of " in r.stdout and "its latest merge (from the running send)" in r.stdout:
+                    live += 1
+                # the published figures are the index's own, whenever the index did not change in between
+                stamp = status_cache.index_stamp(str(bigger))
+                published = status_cache.live(str(bigger), target)
+                if published is None:
+                    continue
+                try:
+                    with idxmod.open_index(str(bigger), read_only=True, lean=True, wait=0) as con:
+                        p = queue.progress(con, validate.target(target, resolve=False))
+                        sends = running(con, str(bigger))
+                except IndexBusyError:
+                    continue
+                if status_cache.index_stamp(str(bigger)) != stamp:
+                    continue
+                assert published[0] == p, (published[0], p)
+                assert [(r.send.pid, r.as_of) for r in published[1]] == [(r.send.pid, r.as_of) for r in sends]
+                assert all(r.live for r in published[1]) and not any(r.live for r in sends)
+                compared += 1
+            assert live >= 3 and compared >= 3, (live, compared)
+            # a decision by another process: the very next status shows it (never the figures from before it);
+            # on the instance the send sends last (its queue's order), not sent yet
+            queued = idxmod.query(str(bigger), f"SELECT sop_instance_uid FROM ({queue.queue_sql(None)})",
+                                  {"target": target, "transcode": False, "limit": 2**62})[1]
+            assert len(queued) > 20, queued  # far from the end of the send
+            sop = queued[-1][0]
+            before = pacscopy("status", "--target", target, "--index", bigger)
+            d = pacscopy("decide", "--sop", sop, "--action", "hold", "--note", "ask the radiologist", "--index", bigger)
+            assert d.returncode == 0, d.stderr
+            after = pacscopy("status", "--target", target, "--index", bigger)
+            assert after.returncode == 0, after.stderr
+            assert _figure(after.stdout, "excluded") == _figure(before.stdout, "excluded") + 1, (before.stdout, after.stdout)
+            out, err = send.communicate(timeout=120)
+        finally:
+            if send.poll() is None:
+                send.kill()
+        assert send.returncode == 0, out + err
+    assert not list(run_dir.glob("live-*.json"))  # removed with the send's journal

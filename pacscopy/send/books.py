@@ -214,7 +214,7 @@ class JournalBooks(_OneHost):
         self.target = str(target)
         self.journal = Journal.create(self.index_path, self.journal_name)
         self.journal.append("start", **writer_record(self.run_id, self.target))
-        self.merger = Merger(self.index_path, self.journal, self.merge_every)
+        self.merger = Merger(self.index_path, self.journal, self.merge_every, publish=self.target)
         self.samples.append((time.time(), 0, 0))
         return self.run_id
 
