@@ -464,7 +464,6 @@ def reconcile(
     books: BooksOpt = None,
 ) -> None:
     """Account for every instance: verified on the target, or excluded with its reason. Exit 0 only when complete."""
-    from pacscopy.index import open_index
     from pacscopy.verify import reconcile as rc
 
     if books:
@@ -477,7 +476,7 @@ def reconcile(
             raise typer.Exit(1)
         return
     t = validate.target(target, resolve=not no_query)
-    with open_index(_index(index), read_only=True) as con:
+    with rc.open_for(_index(index), t) as con:  # read-write only to keep a full evaluation
         terminal.note_running(con, _index(index))
         rec = rc.reconcile(con, t, query_target=False)
     if not no_query:  # the index is closed meanwhile: a send merges on

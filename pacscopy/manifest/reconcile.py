@@ -4,8 +4,9 @@ With a manifest loaded, completeness is judged against what the old PACS knew: e
 row is ``verified`` on the target or excluded with a reason (``excluded_deleted``,
 ``excluded_decision``, or the plan's own exclusions), a broken link still unresolved is
 ``lost_no_file``, and the planned instances the database does not know keep their final state
-(``sql/reconcile/manifest_states.sql``). Kept apart from :mod:`pacscopy.verify.reconcile`, which
-calls :func:`manifest_section` and renders the section with :func:`to_text` (and the HTML template).
+(``sql/reconcile/manifest_counts.sql``, ``manifest_problems.sql``). Kept apart from
+:mod:`pacscopy.verify.reconcile`, which calls :func:`manifest_counts`, :func:`first_problems` and
+:func:`fill_problems`, and renders the section with :func:`to_text` (and the HTML template).
 """
 
 from __future__ import annotations
@@ -14,38 +15,57 @@ from typing import Any
 
 import duckdb
 
-from pacscopy.index import load_sql, run
+from pacscopy.index import run
 
 #: Final states that keep a migration from being complete (besides the plan's own problems).
 PROBLEMS = ("lost_no_file",)
 
 
-def manifest_section(con: duckdb.DuckDBPyConnection, target: str, limit: int = 1000) -> dict[str, Any] | None:
-    """The manifest part of a reconciliation for ``target``; None when no manifest is loaded."""
+def manifest_counts(con: duckdb.DuckDBPyConnection, target: str, limit: int = 1000) -> dict[str, Any] | None:
+    """The manifest part of a reconciliation for ``target`` but its problem list (:func:`fill_problems`);
+    None when no manifest is loaded. One pass by key over the manifest and the plan's states
+    (table ``status_instances``: reconcile reads it, kept or evaluated)."""
     load = run(con, "ops/manifest/latest_load").fetchone()
     if load is None:
         return None
-    states = load_sql("reconcile/manifest_states").strip().rstrip(";")
-    # package SQL wrapped into a temp table, so totals, locations and problems read it once
-    # (the final states come from reconcile's temp table reconcile_final, computed once for ``target``)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE manifest_final AS {states}")
-    try:
-        totals: dict[str, dict[str, int]] = {"manifest": {}, "not_in_manifest": {}}
-        for in_manifest, state, n in run(con, "reconcile/manifest_totals").fetchall():
+    totals: dict[str, dict[str, int]] = {"manifest": {}, "not_in_manifest": {}}
+    locations: list[dict[str, Any]] = []
+    cur = run(con, "reconcile/manifest_counts", {"target": target, "limit": limit})
+    for kind, in_manifest, state, location, n, found, missing, deleted, verified in cur.fetchall():
+        if kind == "state":
             totals["manifest" if in_manifest else "not_in_manifest"][state] = n
-        cur = run(con, "reconcile/manifest_locations", {"limit": limit})
-        cols = [d[0] for d in cur.description]
-        locations = [dict(zip(cols, r)) for r in cur.fetchall()]
-        cur = run(con, "reconcile/manifest_problems", {"limit": limit})
-        cols = [d[0] for d in cur.description]
-        problems = [dict(zip(cols, r)) for r in cur.fetchall()]
-    finally:
-        run(con, "reconcile/manifest_drop")
+        else:
+            locations.append({"location": location, "known": n, "found": found, "missing": missing,
+                              "deleted": deleted, "verified": verified})
     return {
         "load_id": load[0], "loaded_at": str(load[1]), "source": load[2], "rows": load[4],
         "totals": totals, "lost_no_file": totals["manifest"].get("lost_no_file", 0),
-        "locations": locations, "problems": problems,
+        "locations": locations, "problems": [],
     }
+
+
+def _has_problems(section: dict[str, Any]) -> bool:
+    return any(n for states in section["totals"].values() for s, n in states.items()
+               if s != "verified" and not s.startswith("excluded_"))
+
+
+def first_problems(con: duckdb.DuckDBPyConnection, target: str, section: dict[str, Any], limit: int = 1000) -> list[str]:
+    """The SOPInstanceUIDs of the first ``limit`` rows that keep the manifest from being complete (by key)."""
+    if not _has_problems(section):
+        return []
+    return [r[0] for r in run(con, "reconcile/manifest_first", {"target": target, "limit": limit}).fetchall()]
+
+
+def fill_problems(con: duckdb.DuckDBPyConnection, target: str, section: dict[str, Any], limit: int = 1000) -> None:
+    """The section's problem list with its reasons: run over slices of the books holding the instances
+    :func:`first_problems` chose (and maybe others: the first ``limit`` are the same)."""
+    if not _has_problems(section):
+        return
+    nonempty = con.execute("SELECT EXISTS (SELECT 1 FROM manifest)").fetchone()
+    cur = run(con, "reconcile/manifest_problems",
+              {"target": target, "limit": limit, "manifest_rows": bool(nonempty and nonempty[0])})
+    cols = [d[0] for d in cur.description]
+    section["problems"] = [dict(zip(cols, r)) for r in cur.fetchall()]
 
 
 def complete(section: dict[str, Any] | None) -> bool:

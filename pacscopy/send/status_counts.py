@@ -245,3 +245,34 @@ def keeping(con: duckdb.DuckDBPyConnection, target: str | None, sops: Sequence[s
 def load_count_sql() -> str:
     """The counting SQL (part of the status file cache's key)."""
     return load_sql("ops/status/count_states")
+
+
+# -- readers of every instance's state (reconcile) ------------------------------------------------
+
+def evaluate(con: duckdb.DuckDBPyConnection, target: str) -> None:
+    """Every planned instance's state for ``target``, evaluated in full into a temporary table
+    ``status_instances`` that shadows the kept one until :func:`drop_evaluated` (for a reader whose
+    kept states do not hold and that cannot keep them: a read-only connection)."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE status_instances AS SELECT * FROM ({_instance_select()})",
+                {"target": target})
+
+
+def drop_evaluated(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop :func:`evaluate`'s temporary table (the kept ``status_instances`` is seen again)."""
+    con.execute("DROP TABLE IF EXISTS temp.main.status_instances")
+
+
+@contextmanager
+def sliced(con: duckdb.DuckDBPyConnection, sops: Sequence[str]) -> Iterator[None]:
+    """Inside the block the books hold only instances ``sops``: ``final_states`` and the views over
+    the books give those instances' rows as over the whole index, reading only theirs (temporary
+    tables that shadow the real ones, ``sql/ops/status/slices.sql``; dropped after the block,
+    whatever happens)."""
+    con.execute("CREATE OR REPLACE TEMP TABLE status_batch AS SELECT DISTINCT s AS sop_instance_uid, "
+                "md5_number(s) AS sop_key FROM unnest($sops::VARCHAR[]) AS t(s)", {"sops": list(sops)})
+    try:
+        run_script(con, "ops/status/slices")
+        yield
+    finally:
+        run_script(con, "ops/status/slices_drop")
+        con.execute("DROP TABLE IF EXISTS temp.main.status_batch")

@@ -35,8 +35,8 @@ import duckdb
 
 from pacscopy.dicom.peer import Target
 from pacscopy.dicom.scu import FIND, associate, find
-from pacscopy.errors import VerifyError
-from pacscopy.index import run, run_script
+from pacscopy.errors import PacscopyError, VerifyError
+from pacscopy.index import open_index, run
 from pacscopy.manifest import reconcile as manifest_reconcile
 
 DONE = ("verified",)
@@ -113,6 +113,9 @@ class Reconciliation:
     target_queried: bool = False
     target_error: str | None = None
     manifest: dict[str, Any] | None = None  # against the old PACS's database (pacscopy.manifest.reconcile)
+    #: where the per-instance states came from: "kept" (status's, current), "counted and kept"
+    #: (evaluated in full now, kept for the next run), "counted" (evaluated, the index read-only)
+    states: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -144,37 +147,90 @@ def study_counts(target: Target, studies: list[str], calling_ae: str = "PACSCOPY
     return out
 
 
+def open_for(index_path: str, target: Target) -> duckdb.DuckDBPyConnection:
+    """The index opened for :func:`reconcile`: read-only when the states status keeps for ``target``
+    hold for it; else read-write if it can be had at once (the full evaluation reconcile then makes
+    is kept, for the next reconcile and status), else read-only (evaluated, not kept)."""
+    from pacscopy.send import status_counts
+
+    con = open_index(index_path, read_only=True)
+    try:
+        if status_counts.kept(con, str(target)) is not None or not os.access(index_path, os.W_OK):
+            return con
+    except BaseException:
+        con.close()
+        raise
+    con.close()
+    try:
+        return open_index(index_path, wait=0.0, lean=True)
+    except (PacscopyError, duckdb.Error):
+        return open_index(index_path, read_only=True)
+
+
 def reconcile(con: duckdb.DuckDBPyConnection, target: Target, *, query_target: bool = True,
               calling_ae: str = "PACSCOPY", timeout: float = 30, limit: int = 1000) -> Reconciliation:
-    """Build the reconciliation for ``target`` (asks the target for study counts unless told not to)."""
+    """Build the reconciliation for ``target`` (asks the target for study counts unless told not to).
+
+    Every instance's state comes from table ``status_instances``: the states status keeps
+    (:mod:`pacscopy.send.status_counts`) when they hold for the index now; else evaluated in full
+    once, and kept for the next reconcile and status when ``con`` may write (else into a temporary
+    table of the same name, dropped at the end).
+    """
+    from pacscopy.send import status_counts
+
     rec = Reconciliation(str(target), dt.datetime.now().isoformat(timespec="seconds"))
-    p = {"target": str(target)}
-    # every instance's final state computed once (a temp table, spilled by DuckDB beyond its limit)
-    run_script(con, "reconcile/materialise", p)
+    t = str(target)
+    shadow = False
+    if status_counts.kept(con, t) is not None:
+        rec.states = "kept"
+    elif _read_only(con):
+        status_counts.evaluate(con, t)
+        shadow, rec.states = True, "counted"
+    else:
+        status_counts.recount(con, t)
+        rec.states = "counted and kept"
     try:
         _fill(con, rec, target, query_target=query_target, calling_ae=calling_ae, timeout=timeout, limit=limit)
     finally:
-        run_script(con, "reconcile/drop")
+        if shadow:
+            status_counts.drop_evaluated(con)
     return rec
+
+
+def _read_only(con: duckdb.DuckDBPyConnection) -> bool:
+    row = con.execute("SELECT current_setting('access_mode')").fetchone()
+    return bool(row and str(row[0]).lower() == "read_only")
 
 
 def _fill(con: duckdb.DuckDBPyConnection, rec: Reconciliation, target: Target, *, query_target: bool,
           calling_ae: str, timeout: float, limit: int) -> None:
-    p: dict[str, Any] = {}
+    from pacscopy.send import status_counts
+
+    p: dict[str, Any] = {"target": str(target)}
     rec.totals = {r[0]: r[1] for r in run(con, "reconcile/totals", p).fetchall()}
     rec.instances = sum(rec.totals.values())
     rec.studies = StudyTable(_study_rows(run(con, "reconcile/studies", p)))
-    # only the first ``limit`` of each kind reach Python (a top-N in SQL), never every instance
-    for states, rows in ((PROBLEMS, rec.problems), (EXCLUDED, rec.excluded)):
-        if not any(rec.totals.get(s) for s in states):
-            continue
-        cur = run(con, "reconcile/final_states", {"states": list(states), "limit": limit})
-        cols = [d[0] for d in cur.description]
-        rows.extend(dict(zip(cols, r)) for r in cur.fetchall())
+    # only the first ``limit`` of each kind reach Python (a top-N by key in SQL), never every
+    # instance; their rows and reasons are evaluated for those instances alone (slices of the books)
+    lists = [(states, rows) for states, rows in ((PROBLEMS, rec.problems), (EXCLUDED, rec.excluded))
+             if any(rec.totals.get(s) for s in states)]
+    listed = [uid for states, _ in lists
+              for (uid,) in run(con, "reconcile/first", dict(p, states=list(states), limit=limit)).fetchall()]
+    m = manifest_reconcile.manifest_counts(con, str(target), limit)
+    if m is not None:
+        listed += manifest_reconcile.first_problems(con, str(target), m, limit)
+    if listed:
+        with status_counts.sliced(con, listed):
+            for states, rows in lists:
+                cur = run(con, "reconcile/final_states", dict(p, states=list(states), limit=limit))
+                cols = [d[0] for d in cur.description]
+                rows.extend(dict(zip(cols, r)) for r in cur.fetchall())
+            if m is not None:
+                manifest_reconcile.fill_problems(con, str(target), m, limit)
     cur = run(con, "reconcile/unidentified_files")
     rec.unidentified_files = [dict(zip(("status", "reason", "files"), r)) for r in cur.fetchall()]
     problems = sum(rec.totals.get(k, 0) for k in PROBLEMS)
-    rec.manifest = manifest_reconcile.manifest_section(con, str(target), limit)
+    rec.manifest = m
     rec.complete = rec.instances > 0 and problems == 0 and manifest_reconcile.complete(rec.manifest)
     if query_target:
         query_studies(rec, target, calling_ae, timeout)

@@ -1,2 +1,0 @@
--- Drop the temp table of a reconciliation (reconcile/materialise.sql).
-DROP TABLE IF EXISTS reconcile_final;
