@@ -2,9 +2,6 @@
 -- whether the latest store answered with a warning: the rows of table status_instances (0020).
 -- Run over the whole index (a full count) or over the slices status_counts.py puts in front of
 -- the books (temporary tables holding only a batch's instances: sql/ops/status/slices.sql).
-SELECT $target AS target, md5_number(f.sop_instance_uid) AS sop_key, f.final_state,
-       coalesce(a.size, 0)::BIGINT AS bytes, coalesce(s.with_warning, false) AS warning
-FROM final_states($target) f
-LEFT JOIN (SELECT sop_instance_uid, size FROM plan_auto) a USING (sop_instance_uid)
-LEFT JOIN (SELECT sop_instance_uid, with_warning FROM stored_content WHERE target = $target) s
-       USING (sop_instance_uid)
+-- final_states_wide_of (0023) gives the key, the bytes and the warning with the state.
+SELECT $target AS target, k AS sop_key, final_state, coalesce(size, 0)::BIGINT AS bytes, with_warning AS warning
+FROM final_states_wide_of($target, false)
