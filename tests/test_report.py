@@ -403,3 +403,32 @@ def test_every_report_sql_file_runs(index, monkeypatch) -> None:
     assert {u for u in used if u.startswith("report/")} == shipped
     # the SQL lives in sql/report, not in the module
     assert not re.search(r"\b(SELECT|FROM|WHERE)\s", inspect.getsource(report))
+
+
+def test_unplanned_instances_are_counted_as_the_reference_counts_them(tmp_path) -> None:
+    """Instances scanned after the last check (new UIDs, a second copy of one, a corrupt one; not a
+    missing file, not a file without a UID) are named in a notice: the anti join of check_state.sql
+    counts what the correlated NOT EXISTS it replaced counted."""
+    from pacscopy.check.checks import run_checks
+    from pacscopy.testing import scale
+
+    path = str(tmp_path / "u.duckdb")
+    con = idx.open_index(path, create=True)
+    try:
+        scale.fill(con, 3000)
+        run_checks(con)
+        con.execute("""
+            INSERT INTO files
+            SELECT f.* REPLACE ('/new/' || i AS path, encode('/new/' || i) AS path_bytes,
+                              CASE WHEN i = 4 THEN 'corrupt' WHEN i = 5 THEN 'missing' ELSE 'ok' END AS status,
+                              CASE WHEN i = 6 THEN NULL ELSE '9.8.7.' || (i % 4) END AS sop_instance_uid)
+            FROM (SELECT * FROM files LIMIT 1) f CROSS JOIN range(8) t(i)""")  # 9.8.7.0-3 twice; 4: corrupt; 5: missing
+        reference = con.execute("""
+            SELECT count(DISTINCT f.sop_instance_uid) FROM files f
+            WHERE f.status IN ('ok', 'suspect', 'corrupt') AND f.sop_instance_uid IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM plan_auto p WHERE p.sop_instance_uid = f.sop_instance_uid)""").fetchone()[0]
+        data = report.build(con)
+    finally:
+        con.close()
+    assert reference == 4
+    assert "4 instances scanned after the last check are not in the plan: run 'pacscopy check' again" in data["notices"]

@@ -354,8 +354,9 @@ def test_reconcile_streams_its_studies(tmp_path: Path) -> None:
 
 
 def test_reconcile_computes_the_final_states_once_and_gives_the_same_figures(tmp_path: Path) -> None:
-    """reconcile reads one temp table of final states (reconcile/materialise.sql) for its totals,
-    studies and problem lists: the same figures as final_states queried directly, nothing left behind."""
+    """reconcile evaluates the final states once (on a read-only index, into a temporary table
+    status_instances: pacscopy/send/status_counts.py evaluate()) for its totals, studies and problem
+    lists: the same figures as final_states queried directly, nothing left behind."""
     from pacscopy.dicom.peer import Target
     from pacscopy.verify.reconcile import PROBLEMS, reconcile
 
@@ -381,6 +382,7 @@ def test_reconcile_computes_the_final_states_once_and_gives_the_same_figures(tmp
         assert [(s["study_instance_uid"], s["planned"], s["stored"], s["verified"]) for s in rec.studies] == studies
         assert len(rec.problems) == 5 and all(x["final_state"] in PROBLEMS for x in rec.problems)
         assert "on_record" not in rec.problems[0]
-        assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'reconcile_final'").fetchone()[0] == 0
+        assert rec.states == "counted"
+        assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchone()[0] == 0
     finally:
         con.close()

@@ -4,8 +4,8 @@ WITH study_year AS (
     SELECT study_instance_uid,
            coalesce(min(CASE WHEN regexp_matches(study_date, '^[12][0-9]{3}') THEN substr(study_date, 1, 4) END),
                     'unknown') AS year
-    FROM instances
-    WHERE study_instance_uid IS NOT NULL
+    FROM (SELECT DISTINCT study_instance_uid, study_date FROM instances   -- the dates matched once per study
+          WHERE study_instance_uid IS NOT NULL)
     GROUP BY 1
 )
 SELECT y.year,
