@@ -1,0 +1,285 @@
+-- The books' header comparison by digest (issue 12), after 0023: the same rows, without carrying
+-- headers through the joins. At 5 M files 0023's books still spilled ~20 GB under the default 1 GB
+-- limit, most of it the header sent (sent_header, 18 fields) and the header that would be sent now
+-- (view outgoing's), joined per stored instance. Now an instance's state compares one number each:
+-- demographics_digest, DuckDB's 64-bit hash() of the six demographic values a correction or a map
+-- can change (NULLs included, by position). Different digests are different values; equal digests
+-- are taken as equal values (a collision per instance is as likely as 1 in 1.8e19: the manifest's
+-- comparison relies on the same, 0019's cmp_hash). The texts of the reason (which attributes
+-- differ) are still compared field by field, for the instances whose store is found changed only.
+-- The verification evidence moves into books_wide_of (where the latest store is at hand), so that
+-- final_states reads the books once instead of materialising them.
+
+CREATE MACRO demographics_digest(h) AS
+    hash(h.PatientName, h.PatientBirthDate, h.PatientSex, h.IssuerOfPatientID, h.AccessionNumber, h.StudyDate);
+
+CREATE OR REPLACE MACRO books_wide_of(tgt, keyed) AS TABLE
+WITH p AS (
+    SELECT instance_key(sop_instance_uid) AS k, sop_instance_uid, path, disposition,
+           study_instance_uid, patient_id, decided, why, size FROM plan
+    WHERE (NOT keyed OR sop_instance_uid IN (SELECT sop_instance_uid FROM status_keys))
+),
+tk AS (    -- per instance: the latest attempt and the latest store (0017's windows, as aggregates)
+    SELECT instance_key(sop_instance_uid) AS k,
+           arg_max(transfer_id, transfer_order(finished, transfer_id)) AS last_id,
+           arg_max(outcome, transfer_order(finished, transfer_id)) AS last_outcome,
+           arg_max(transfer_id, transfer_order(finished, transfer_id))
+               FILTER (WHERE outcome IN ('stored', 'warning')) AS store_id
+    FROM transfers
+    WHERE target = tgt AND (NOT keyed OR sop_instance_uid IN (SELECT sop_instance_uid FROM status_keys))
+    GROUP BY 1
+),
+st AS (    -- the latest store (stored_content), narrow: the header sent as its demographics' digest
+    SELECT tk.k, t.transfer_id AS store_id, t.finished AS stored_at, t.source_xxh3, t.sent_patient_id,
+           t.is_update, t.outcome = 'warning' AS with_warning,
+           CASE WHEN t.sent_header IS NOT NULL THEN demographics_digest(t.sent_header) END AS sent_demo
+    FROM transfers t JOIN tk ON tk.store_id = t.transfer_id
+    WHERE t.target = tgt
+),
+lf AS (    -- why the latest attempt failed
+    SELECT tk.k, coalesce(t.status_hex || ' ' || t.status_meaning, t.error) AS why
+    FROM transfers t JOIN tk ON tk.last_id = t.transfer_id
+    WHERE t.target = tgt AND tk.last_outcome = 'failed'
+),
+fa AS (    -- per planned instance, from its files: every copy vanished, the stored content still a sound copy, duplicates
+    SELECT f.k,
+           bool_and(f.status = 'missing') AS gone,
+           max(f.scanned_at) AS last_scanned,
+           bool_or(f.status IN ('ok', 'suspect') AND f.dataset_xxh3 = s.source_xxh3) AS same,
+           count(*) FILTER (WHERE (f.path = f.plan_path) IS NOT TRUE AND f.status NOT IN ('missing', 'corrupt', 'suspect')
+                                  AND f.disposition = 'send') AS skipped
+    FROM (SELECT p.k, f.path, f.status, f.scanned_at, f.dataset_xxh3, p.path AS plan_path, p.disposition
+          FROM (SELECT instance_key(sop_instance_uid) AS k, path, status, scanned_at, dataset_xxh3 FROM files
+                WHERE sop_instance_uid IS NOT NULL) f
+          JOIN p ON p.k = f.k) f
+    LEFT JOIN (SELECT k, source_xxh3 FROM st) s ON s.k = f.k
+    GROUP BY 1
+),
+o AS (     -- view outgoing, narrow: per file the content and PatientID that would be sent now, the demographics' digest
+    SELECT fc.path, fc.dataset_xxh3,
+           coalesce(mp.new_patient_id, fc.c.PatientID, fc.patient_id) AS patient_id_out,
+           demographics_digest(outgoing_header(fc.fr, fc.c, mp)) AS demo
+    FROM (SELECT f AS fr, f.path, f.dataset_xxh3, f.patient_id,
+                 CASE WHEN manifest_rewrites() THEN corrections_of(mc.demographics) END AS c
+          FROM (SELECT path, dataset_xxh3, patient_id, patient_name, patient_birth_date, patient_sex,
+                       issuer_of_patient_id, accession_number, study_date, study_description, modality,
+                       study_instance_uid, series_instance_uid, sop_class_uid, transfer_syntax_uid, series_number,
+                       instance_number, rows, columns, number_of_frames, pixel_data_length
+                FROM files
+                WHERE (NOT keyed OR path IN (SELECT path FROM p))) f
+          LEFT JOIN manifest_compare mc ON mc.path = f.path) fc
+    LEFT JOIN patient_map mp ON mp.old_patient_id = coalesce(fc.c.PatientID, fc.patient_id)
+),
+cu AS (    -- the stored instances planned to be sent: their store against what would be sent now
+    SELECT p.k, p.path, st.store_id, st.source_xxh3, st.sent_patient_id, o.dataset_xxh3, o.patient_id_out,
+           -- no file at the plan's path: nothing would be sent, every demographic value NULL
+           st.sent_demo IS NOT NULL AND st.sent_demo IS DISTINCT FROM coalesce(o.demo, hash(
+               NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR)) AS demo_differs
+    FROM p JOIN st ON st.k = p.k
+    LEFT JOIN o ON o.path = p.path
+    WHERE p.disposition = 'send'
+),
+flag AS (  -- the stored instances whose store may differ from what would be sent now: their reasons' texts
+    SELECT k, path, store_id, source_xxh3, dataset_xxh3 FROM cu
+    WHERE source_xxh3 IS DISTINCT FROM dataset_xxh3 OR sent_patient_id IS DISTINCT FROM patient_id_out OR demo_differs
+),
+ac AS (    -- the attributes a rescan found changed, per pair of contents
+    SELECT from_xxh3, to_xxh3, min(changed) AS changed FROM attr_changes GROUP BY ALL
+),
+det AS (   -- which attributes differ, field by field (0021's comparison), for the flagged instances only
+    SELECT fl.k, o.corrected, ac.changed AS attr_changes,
+           -- the demographics the old PACS's database (manifest) or a map's issuer set differently now
+           CASE WHEN t.h IS NOT NULL THEN concat_ws(', ',
+               CASE WHEN h.PatientName IS DISTINCT FROM c.PatientName THEN 'PatientName' END,
+               CASE WHEN h.PatientBirthDate IS DISTINCT FROM c.PatientBirthDate THEN 'PatientBirthDate' END,
+               CASE WHEN h.PatientSex IS DISTINCT FROM c.PatientSex THEN 'PatientSex' END,
+               CASE WHEN h.IssuerOfPatientID IS DISTINCT FROM c.IssuerOfPatientID THEN 'IssuerOfPatientID' END,
+               CASE WHEN h.AccessionNumber IS DISTINCT FROM c.AccessionNumber THEN 'AccessionNumber' END,
+               CASE WHEN h.StudyDate IS DISTINCT FROM c.StudyDate THEN 'StudyDate' END) ELSE '' END AS demo_changes,
+           concat_ws(', ',
+               CASE WHEN h.PatientName IS DISTINCT FROM c.PatientName THEN 'PatientName' END,
+               CASE WHEN h.PatientBirthDate IS DISTINCT FROM c.PatientBirthDate THEN 'PatientBirthDate' END,
+               CASE WHEN h.PatientSex IS DISTINCT FROM c.PatientSex THEN 'PatientSex' END,
+               CASE WHEN h.IssuerOfPatientID IS DISTINCT FROM c.IssuerOfPatientID THEN 'IssuerOfPatientID' END,
+               CASE WHEN h.AccessionNumber IS DISTINCT FROM c.AccessionNumber THEN 'AccessionNumber' END,
+               CASE WHEN h.StudyDate IS DISTINCT FROM c.StudyDate THEN 'StudyDate' END,
+               CASE WHEN h.StudyDescription IS DISTINCT FROM c.StudyDescription THEN 'StudyDescription' END,
+               CASE WHEN h.Modality IS DISTINCT FROM c.Modality THEN 'Modality' END,
+               CASE WHEN h.StudyInstanceUID IS DISTINCT FROM c.StudyInstanceUID THEN 'StudyInstanceUID' END,
+               CASE WHEN h.SeriesInstanceUID IS DISTINCT FROM c.SeriesInstanceUID THEN 'SeriesInstanceUID' END,
+               CASE WHEN h.SOPClassUID IS DISTINCT FROM c.SOPClassUID THEN 'SOPClassUID' END,
+               CASE WHEN h.TransferSyntaxUID IS DISTINCT FROM c.TransferSyntaxUID THEN 'TransferSyntaxUID' END,
+               CASE WHEN h.SeriesNumber IS DISTINCT FROM c.SeriesNumber THEN 'SeriesNumber' END,
+               CASE WHEN h.InstanceNumber IS DISTINCT FROM c.InstanceNumber THEN 'InstanceNumber' END,
+               CASE WHEN h.Rows IS DISTINCT FROM c.Rows OR h.Columns IS DISTINCT FROM c.Columns
+                         OR h.NumberOfFrames IS DISTINCT FROM c.NumberOfFrames THEN 'image size' END,
+               CASE WHEN h.PixelDataLength IS DISTINCT FROM c.PixelDataLength THEN 'PixelData' END
+           ) AS header_changes
+    FROM flag fl
+    JOIN (SELECT transfer_id, sent_header AS h FROM transfers) t ON t.transfer_id = fl.store_id
+    LEFT JOIN (SELECT path, corrected, header AS c FROM outgoing_of(false) WHERE path IN (SELECT path FROM flag)) o
+           ON o.path = fl.path
+    LEFT JOIN ac ON ac.from_xxh3 = fl.source_xxh3 AND ac.to_xxh3 = fl.dataset_xxh3
+),
+proof AS (  -- the latest retrieve-back after the latest store
+    SELECT v.k, v.outcome, v.detail
+    FROM (SELECT instance_key(sop_instance_uid) AS k, * FROM verifications
+          WHERE target = tgt AND mode = 'retrieve' AND outcome IN ('verified', 'mismatch', 'missing_on_target')
+            AND (NOT keyed OR sop_instance_uid IN (SELECT sop_instance_uid FROM status_keys))) v
+    JOIN st ON st.k = v.k
+    WHERE v.verified_at >= st.stored_at
+    QUALIFY row_number() OVER (PARTITION BY v.k ORDER BY v.verified_at DESC, v.verification_id DESC) = 1
+),
+ev AS (   -- the latest evidence per instance and mode, since the latest store (final_states, 0017)
+    SELECT v.k, v.mode, v.outcome, v.verified_at, v.detail,
+           CASE v.mode WHEN 'retrieve' THEN 3 WHEN 'commit' THEN 2 ELSE 1 END AS strength
+    FROM (SELECT instance_key(sop_instance_uid) AS k, * FROM verification_evidence
+          WHERE target = tgt AND outcome IN ('verified', 'missing_on_target', 'mismatch')
+            AND (NOT keyed OR sop_instance_uid IN (SELECT sop_instance_uid FROM status_keys))) v
+    JOIN st ON st.k = v.k
+    WHERE v.verified_at >= st.stored_at
+    QUALIFY row_number() OVER (PARTITION BY v.k, v.mode ORDER BY v.verified_at DESC, v.verification_id DESC) = 1
+),
+best AS (  -- the strongest mode's latest evidence
+    SELECT * FROM ev
+    QUALIFY row_number() OVER (PARTITION BY k ORDER BY strength DESC) = 1
+),
+contra AS (  -- later results of weaker modes that say otherwise (a mismatch is not contradicted by a listing)
+    SELECT e.k,
+           string_agg('later ' || e.mode || ': ' || e.outcome || coalesce(' (' || e.detail || ')', '')
+                      || ' at ' || strftime(e.verified_at, '%Y-%m-%d %H:%M:%S'), '; ' ORDER BY e.verified_at) AS said
+    FROM ev e JOIN best b ON b.k = e.k
+    WHERE e.strength < b.strength AND e.verified_at > b.verified_at AND b.outcome <> 'mismatch'
+      AND (e.outcome = 'verified') <> (b.outcome = 'verified')
+    GROUP BY 1
+),
+tried AS (  -- the latest attempt that could not check, per instance: shown, not counted
+    SELECT instance_key(sop_instance_uid) AS k, mode || ': ' || outcome || coalesce(' (' || detail || ')', '') AS said
+    FROM verification_evidence
+    WHERE target = tgt AND outcome NOT IN ('verified', 'missing_on_target', 'mismatch') AND (NOT keyed OR sop_instance_uid IN (SELECT sop_instance_uid FROM status_keys))
+    QUALIFY row_number() OVER (PARTITION BY sop_instance_uid ORDER BY verified_at DESC, verification_id DESC) = 1
+),
+j AS (
+    SELECT p.k, p.sop_instance_uid, p.disposition, p.study_instance_uid, p.patient_id, p.decided, p.why, p.size,
+           st.k IS NOT NULL AS stored, st.stored_at, st.is_update, st.with_warning, coalesce(fa.gone, false) AS gone,
+           CASE WHEN fa.gone THEN fa.last_scanned END AS missing_since,
+           fa.skipped, lf.why AS last_failed,
+           NOT coalesce(fa.same, false) AND cu.source_xxh3 IS DISTINCT FROM cu.dataset_xxh3 AS bytes_changed,
+           cu.sent_patient_id IS DISTINCT FROM cu.patient_id_out AS id_changed, cu.demo_differs,
+           d.demo_changes, d.header_changes, d.attr_changes, d.corrected,
+           cu.sent_patient_id, cu.patient_id_out,
+           pr.outcome AS proof, pr.detail AS proof_detail,
+           b.outcome AS best_outcome,
+           b.mode || ': ' || b.outcome || coalesce(' (' || b.detail || ')', '')
+               || ' at ' || strftime(b.verified_at, '%Y-%m-%d %H:%M:%S') AS best_said,
+           c.said AS contra_said, t.said AS tried_said
+    FROM p
+    LEFT JOIN st ON st.k = p.k
+    LEFT JOIN fa ON fa.k = p.k
+    LEFT JOIN lf ON lf.k = p.k
+    LEFT JOIN cu ON cu.k = p.k
+    LEFT JOIN det d ON d.k = p.k
+    LEFT JOIN proof pr ON pr.k = p.k
+    LEFT JOIN best b ON b.k = p.k
+    LEFT JOIN contra c ON c.k = p.k
+    LEFT JOIN tried t ON t.k = p.k
+)
+SELECT
+    sop_instance_uid, stored, stored_at, is_update, with_warning, missing_since,
+    CASE
+        WHEN NOT stored THEN NULL
+        WHEN gone THEN 'deleted_in_source'
+        WHEN disposition <> 'send' THEN 'current'
+        WHEN bytes_changed OR id_changed OR demo_differs THEN 'changed'
+        WHEN is_update AND proof = 'verified' THEN 'update_verified'
+        WHEN is_update AND proof IS NOT NULL THEN 'stale'
+        WHEN is_update THEN 'update_unproven'
+        ELSE 'current'
+    END AS content,
+    CASE
+        WHEN NOT stored THEN NULL
+        WHEN gone THEN 'every source copy vanished (first seen missing '
+                       || strftime(missing_since, '%Y-%m-%d %H:%M') || ')'
+        WHEN disposition <> 'send' THEN NULL
+        WHEN bytes_changed OR id_changed OR demo_differs THEN 'changed since stored: '
+             || concat_ws('; ',
+                    CASE WHEN bytes_changed THEN coalesce(attr_changes, nullif(header_changes, ''),
+                         'dataset bytes (attributes pacscopy does not index; verify --mode retrieve after the update names them)') END,
+                    CASE WHEN NOT bytes_changed AND demo_changes <> '' THEN demo_changes
+                         || CASE WHEN len(corrected) > 0 THEN ' (the old PACS''s database: pacscopy manifest)'
+                                 ELSE ' (a correction sent earlier, by pacscopy manifest or map, no longer applies)' END END,
+                    CASE WHEN id_changed THEN 'PatientID ' || coalesce(sent_patient_id, '(none)') || ' -> '
+                         || coalesce(patient_id_out, '(none)')
+                         || CASE WHEN list_contains(corrected, 'PatientID') THEN ' (the old PACS''s database: pacscopy manifest)'
+                                 ELSE ' (pacscopy map)' END END)
+        WHEN is_update AND proof = 'verified' THEN 'update retrieved back: ' || proof_detail
+        WHEN is_update AND proof IS NOT NULL THEN 'the target answered success to the update but kept its old copy ('
+             || coalesce(proof_detail, proof) || ')'
+        WHEN is_update THEN 'update stored, not proven until retrieved back: run pacscopy verify'
+        ELSE NULL
+    END AS content_why,
+    k, disposition, study_instance_uid, patient_id, decided, why, size, gone, skipped, last_failed,
+    best_outcome, best_said, contra_said, tried_said
+FROM j;
+
+-- final_states_wide_of (0023): the evidence comes with the books.
+CREATE OR REPLACE MACRO final_states_wide_of(tgt, keyed) AS TABLE
+WITH x AS (
+    SELECT bk.k, bk.sop_instance_uid, bk.study_instance_uid, bk.patient_id, bk.disposition, bk.decided, bk.why,
+           bk.size, bk.stored, bk.with_warning, bk.content, bk.content_why, bk.last_failed, bk.skipped,
+           bk.best_outcome, bk.best_said, bk.contra_said, bk.tried_said, d.action, d.note
+    FROM books_wide_of(tgt, keyed) bk
+    LEFT JOIN decisions d ON d.sop_instance_uid = bk.sop_instance_uid
+)
+SELECT
+    sop_instance_uid,
+    study_instance_uid,
+    patient_id,
+    disposition,
+    CASE
+        -- the books first: the source moved on, or the instance waits for a person
+        WHEN content = 'deleted_in_source' AND action IS NOT NULL THEN 'excluded_decision'
+        WHEN content = 'deleted_in_source' THEN 'deleted_in_source'
+        WHEN disposition = 'hold' AND NOT decided THEN 'awaiting_decision'
+        WHEN disposition = 'hold' THEN 'excluded_held'
+        WHEN disposition = 'skip' THEN 'excluded_decision'
+        WHEN content = 'changed' THEN 'update_pending'
+        WHEN content = 'stale' THEN 'stale_on_target'
+        WHEN content = 'update_unproven' THEN 'stored_unverified'
+        WHEN content = 'update_verified' THEN 'verified'
+        -- then the evidence (sql/schema/0006)
+        WHEN contra_said IS NOT NULL THEN 'disputed'
+        WHEN best_outcome IS NOT NULL THEN best_outcome
+        WHEN stored THEN 'stored_unverified'
+        WHEN disposition = 'send' AND last_failed IS NOT NULL THEN 'failed'
+        WHEN disposition = 'send' THEN 'not_sent'
+        WHEN disposition = 'blocked' THEN 'excluded_blocked'
+        WHEN disposition = 'deleted' THEN 'excluded_deleted'
+        WHEN disposition = 'quarantine' THEN 'excluded_corrupt'
+        ELSE 'unaccounted'
+    END AS final_state,
+    CASE
+        WHEN content = 'deleted_in_source' AND action IS NOT NULL THEN 'deleted in the source, '
+             || content_why || '; decision ' || action || ': ' || note
+             || CASE WHEN action = 'remove' THEN ' (remove it on the target: pacscopy never deletes there)' ELSE '' END
+        WHEN content = 'deleted_in_source' THEN content_why
+             || '; still on the target: decide with pacscopy decide --action keep|remove'
+        WHEN disposition = 'hold' AND NOT decided THEN why || '; decide with pacscopy decide --action send|skip|hold'
+        WHEN disposition IN ('hold', 'skip') THEN why
+        WHEN content = 'changed' THEN content_why || '; pacscopy send sends it as an update'
+        WHEN content = 'stale' THEN content_why
+             || '; make the target accept updates (Orthanc: OverwriteInstances true; dcm4chee: its overwrite policy)'
+             || ' and send again, or decide (pacscopy decide)'
+        WHEN content IN ('update_unproven', 'update_verified') THEN content_why
+        WHEN contra_said IS NOT NULL THEN best_said || '; ' || contra_said
+        WHEN best_outcome IS NOT NULL THEN best_said
+        WHEN stored THEN 'stored' || CASE WHEN with_warning THEN ' with a warning' ELSE '' END
+             || ', not verified yet: ' || coalesce('the last attempt could not check: ' || tried_said, 'run pacscopy verify')
+        WHEN disposition = 'send' AND last_failed IS NOT NULL THEN 'send failed: ' || last_failed
+        WHEN disposition = 'send' THEN 'planned, not sent yet'
+        ELSE why
+    END AS reason,
+    coalesce(skipped, 0) AS duplicate_files_skipped,
+    k, size, coalesce(with_warning, false) AS with_warning, stored
+FROM x;
+
