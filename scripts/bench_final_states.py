@@ -11,7 +11,7 @@ default settings (1 GB DuckDB memory limit, a thread per core), alternating old 
 - reconcile: final_states with its reasons and whether it is on record into a temporary table (what
   reconcile's materialise computes).
 
-The old body is tests/books_0021_reference.sql (the macros 0023 replaced) as temporary macros.
+The old body: the macros 0023 replaced, as temporary macros (pacscopy.testing.books_reference).
 Prints per run wall, CPU seconds (user+sys) and peak RSS, then the medians.
 """
 
@@ -50,12 +50,13 @@ FROM final_states_wide_of($target, false)"""
 
 def one(index: str, body: str, what: str) -> None:
     """One evaluation in this process; prints 'wall cpu maxrss_kb rows'."""
-    from pacscopy.index import load_sql, open_index, split_statements
+    from pacscopy.index import load_sql, open_index
+    from pacscopy.testing.books_reference import reference_macros
 
     con = open_index(index, read_only=True)
     if body == "old":
-        for stmt in split_statements((ROOT / "tests" / "books_0021_reference.sql").read_text()):
-            con.execute(stmt.replace("CREATE OR REPLACE MACRO", "CREATE OR REPLACE TEMP MACRO"))
+        for stmt in reference_macros(temp=True):
+            con.execute(stmt)
         sql = OLD_INSTANCES if what == "instances" else OLD_RECONCILE
     else:
         sql = load_sql("ops/status/instance_states").strip().rstrip(";") if what == "instances" else NEW_RECONCILE

@@ -1,6 +1,6 @@
-"""The books evaluated narrow (schema 0023, issue 12) give exactly the rows of 0017/0021's bodies.
+"""The books evaluated narrow (schemas 0023 and 0027, issue 12) give exactly the rows of 0017/0021's bodies.
 
-tests/books_0021_reference.sql holds the bodies 0023 replaced (stored_content_of, outgoing_of, books_of,
+pacscopy.testing.books_reference gives the bodies 0023 replaced (stored_content_of, outgoing_of, books_of,
 final_states_of as 0017 and 0021 defined them, renamed *_0021). On a generated archive where every
 final state and every kind of reason occurs, the new macros must give the same rows (EXCEPT ALL both
 ways), whole and keyed, and the status figures summed from them must be the reference's.
@@ -13,8 +13,8 @@ from pathlib import Path
 from pacscopy.check.checks import run_checks
 from pacscopy.index import load_sql, open_index, split_statements
 from pacscopy.testing import scale
+from pacscopy.testing.books_reference import reference_macros
 
-HERE = Path(__file__).parent
 T = {"t": scale.TARGET}
 
 
@@ -117,7 +117,7 @@ def test_the_narrow_books_give_the_rows_of_0021(tmp_path: Path) -> None:
         scale.fill(con, 20000, sent=0.7, verified=0.5)
         run_checks(con)
         _every_state(con)
-        for stmt in split_statements((HERE / "books_0021_reference.sql").read_text()):
+        for stmt in reference_macros():
             con.execute(stmt)
         states = dict(con.execute("SELECT final_state, count(*) FROM final_states($t) GROUP BY 1", T).fetchall())
         assert set(states) >= {"verified", "mismatch", "missing_on_target", "disputed", "stored_unverified",

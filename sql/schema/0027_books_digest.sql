@@ -41,47 +41,69 @@ lf AS (    -- why the latest attempt failed
     FROM transfers t JOIN tk ON tk.last_id = t.transfer_id
     WHERE t.target = tgt AND tk.last_outcome = 'failed'
 ),
-fa AS (    -- per planned instance, from its files: every copy vanished, the stored content still a sound copy, duplicates
+o AS NOT MATERIALIZED (  -- view outgoing, narrow: per file what would be sent now (content, PatientID, the demographics' digest)
+    SELECT fc.path, fc.sop_instance_uid, fc.status, fc.scanned_at, fc.dataset_xxh3,
+           coalesce(mp.new_patient_id, fc.c.PatientID, fc.patient_id) AS patient_id_out,
+           demographics_digest(outgoing_header(fc.fr, fc.c, mp)) AS demo
+    FROM (SELECT f AS fr, f.path, f.sop_instance_uid, f.status, f.scanned_at, f.dataset_xxh3, f.patient_id,
+                 CASE WHEN manifest_rewrites() THEN corrections_of(mc.demographics) END AS c
+          FROM (SELECT path, sop_instance_uid, status, scanned_at, dataset_xxh3, patient_id, patient_name,
+                       patient_birth_date, patient_sex, issuer_of_patient_id, accession_number, study_date,
+                       study_description, modality, study_instance_uid, series_instance_uid, sop_class_uid,
+                       transfer_syntax_uid, series_number, instance_number, rows, columns, number_of_frames,
+                       pixel_data_length
+                FROM files) f
+          LEFT JOIN manifest_compare mc ON mc.path = f.path) fc
+    LEFT JOIN patient_map mp ON mp.old_patient_id = coalesce(fc.c.PatientID, fc.patient_id)
+),
+fa AS (    -- per planned instance, from its files: every copy vanished, the stored content still a sound copy,
+           -- duplicates, and the plan's copy: what would be sent now (paths compared by hash() within an instance)
     SELECT f.k,
            bool_and(f.status = 'missing') AS gone,
            max(f.scanned_at) AS last_scanned,
            bool_or(f.status IN ('ok', 'suspect') AND f.dataset_xxh3 = s.source_xxh3) AS same,
-           count(*) FILTER (WHERE (f.path = f.plan_path) IS NOT TRUE AND f.status NOT IN ('missing', 'corrupt', 'suspect')
-                                  AND f.disposition = 'send') AS skipped
-    FROM (SELECT p.k, f.path, f.status, f.scanned_at, f.dataset_xxh3, p.path AS plan_path, p.disposition
-          FROM (SELECT instance_key(sop_instance_uid) AS k, path, status, scanned_at, dataset_xxh3 FROM files
-                WHERE sop_instance_uid IS NOT NULL) f
-          JOIN p ON p.k = f.k) f
+           count(*) FILTER (WHERE (f.ph = f.plan_ph) IS NOT TRUE AND f.status NOT IN ('missing', 'corrupt', 'suspect')
+                                  AND f.disposition = 'send') AS skipped,
+           bool_or(f.ph = f.plan_ph) AS has_cur,
+           any_value(f.dataset_xxh3) FILTER (WHERE f.ph = f.plan_ph) AS cur_xxh3,
+           any_value(f.patient_id_out) FILTER (WHERE f.ph = f.plan_ph) AS cur_patient_id,
+           any_value(f.demo) FILTER (WHERE f.ph = f.plan_ph) AS cur_demo
+    FROM (SELECT p.k, f.ph, f.status, f.scanned_at, f.dataset_xxh3, f.patient_id_out, f.demo, p.plan_ph, p.disposition
+          FROM (SELECT instance_key(sop_instance_uid) AS k, hash(path) AS ph, status, scanned_at, dataset_xxh3,
+                       patient_id_out, demo
+                FROM o WHERE sop_instance_uid IS NOT NULL
+                  AND (NOT keyed OR sop_instance_uid IN (SELECT sop_instance_uid FROM status_keys))) f
+          JOIN (SELECT k, CASE WHEN path IS NOT NULL THEN hash(path) END AS plan_ph, disposition FROM p) p ON p.k = f.k) f
     LEFT JOIN (SELECT k, source_xxh3 FROM st) s ON s.k = f.k
     GROUP BY 1
 ),
-o AS (     -- view outgoing, narrow: per file the content and PatientID that would be sent now, the demographics' digest
-    SELECT fc.path, fc.dataset_xxh3,
-           coalesce(mp.new_patient_id, fc.c.PatientID, fc.patient_id) AS patient_id_out,
-           demographics_digest(outgoing_header(fc.fr, fc.c, mp)) AS demo
-    FROM (SELECT f AS fr, f.path, f.dataset_xxh3, f.patient_id,
-                 CASE WHEN manifest_rewrites() THEN corrections_of(mc.demographics) END AS c
-          FROM (SELECT path, dataset_xxh3, patient_id, patient_name, patient_birth_date, patient_sex,
-                       issuer_of_patient_id, accession_number, study_date, study_description, modality,
-                       study_instance_uid, series_instance_uid, sop_class_uid, transfer_syntax_uid, series_number,
-                       instance_number, rows, columns, number_of_frames, pixel_data_length
-                FROM files
-                WHERE (NOT keyed OR path IN (SELECT path FROM p))) f
-          LEFT JOIN manifest_compare mc ON mc.path = f.path) fc
-    LEFT JOIN patient_map mp ON mp.old_patient_id = coalesce(fc.c.PatientID, fc.patient_id)
+fbk AS (   -- the plan's copy is not one of the instance's files (its path holds another instance's file, or
+           -- none: a plan older than a rescan)
+    SELECT k, path FROM p
+    WHERE disposition = 'send' AND NOT EXISTS (SELECT 1 FROM fa WHERE fa.k = p.k AND fa.has_cur)
 ),
-cu AS (    -- the stored instances planned to be sent: their store against what would be sent now
-    SELECT p.k, p.path, st.store_id, st.source_xxh3, st.sent_patient_id, o.dataset_xxh3, o.patient_id_out,
+fb AS (    -- for those, what would be sent, by path (the join view outgoing made)
+    SELECT b.k, o.dataset_xxh3 AS cur_xxh3, o.patient_id_out AS cur_patient_id, o.demo AS cur_demo
+    FROM fbk b LEFT JOIN (SELECT * FROM o WHERE path IN (SELECT path FROM fbk)) o ON o.path = b.path
+),
+cu AS (    -- the stored instances planned (to be sent): their store against what would be sent now
+    SELECT st.k, st.store_id, st.source_xxh3, st.sent_patient_id,
+           CASE WHEN fb.k IS NOT NULL THEN fb.cur_xxh3 ELSE fa.cur_xxh3 END AS dataset_xxh3,
+           CASE WHEN fb.k IS NOT NULL THEN fb.cur_patient_id ELSE fa.cur_patient_id END AS patient_id_out,
            -- no file at the plan's path: nothing would be sent, every demographic value NULL
-           st.sent_demo IS NOT NULL AND st.sent_demo IS DISTINCT FROM coalesce(o.demo, hash(
-               NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR)) AS demo_differs
-    FROM p JOIN st ON st.k = p.k
-    LEFT JOIN o ON o.path = p.path
-    WHERE p.disposition = 'send'
+           st.sent_demo IS NOT NULL AND st.sent_demo IS DISTINCT FROM coalesce(
+               CASE WHEN fb.k IS NOT NULL THEN fb.cur_demo ELSE fa.cur_demo END,
+               hash(NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR)) AS demo_differs
+    FROM st
+    LEFT JOIN fa ON fa.k = st.k
+    LEFT JOIN fb ON fb.k = st.k
+    WHERE fa.has_cur OR fb.k IS NOT NULL
 ),
 flag AS (  -- the stored instances whose store may differ from what would be sent now: their reasons' texts
-    SELECT k, path, store_id, source_xxh3, dataset_xxh3 FROM cu
-    WHERE source_xxh3 IS DISTINCT FROM dataset_xxh3 OR sent_patient_id IS DISTINCT FROM patient_id_out OR demo_differs
+    SELECT cu.k, p.path, cu.store_id, cu.source_xxh3, cu.dataset_xxh3
+    FROM cu JOIN p ON p.k = cu.k
+    WHERE cu.source_xxh3 IS DISTINCT FROM cu.dataset_xxh3 OR cu.sent_patient_id IS DISTINCT FROM cu.patient_id_out
+       OR cu.demo_differs
 ),
 ac AS (    -- the attributes a rescan found changed, per pair of contents
     SELECT from_xxh3, to_xxh3, min(changed) AS changed FROM attr_changes GROUP BY ALL
