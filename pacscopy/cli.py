@@ -3,9 +3,12 @@
 Only this module (with its terminal helpers, :mod:`pacscopy.output.terminal`) prints,
 draws progress bars or exits; the wording of results lives in :mod:`pacscopy.output`.
 Library errors (:class:`PacscopyError`) become one line on stderr and exit code 2.
-"""
 
-from __future__ import annotations
+A command imports what it needs when it runs (DuckDB, pydicom, pynetdicom): a ``status`` polled
+every second during a send is a whole process each time, and on 2 cores its start-up is taken
+from the send. For the same reason this module has no ``from __future__ import annotations``:
+typer would evaluate every command's annotations from strings at each start (~0.015 CPU-s).
+"""
 
 import os
 import sys

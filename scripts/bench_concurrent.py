@@ -12,12 +12,15 @@ A poll starts one second after the previous one started, or when it ends. With `
 code (``PYTHONPATH=DIR``) in the same rounds: before and after, side by side. In each round every
 configuration runs once, in an order that rotates from round to round, each on a fresh copy of one
 index (scanned and checked once) and a fresh storescp. A run counts only if the send exits 0,
-storescp holds every instance and every poll succeeded.
+storescp holds every instance and every poll succeeded. Before each send (untimed) one ``status`` keeps
+status's figures for the target, as on any index where status was run once (``--figures none``: not).
 
 Reported per configuration: medians of the send's wall time and of its steady-state rate (20-80 %
 of the instances stored), the median over rounds of each run's ratio to the same round's send
-alone with the same code (goal: within 5 %), the send's CPU seconds (its whole process tree), each
-poll's latency and CPU seconds, and the load average and CPU steal (``/proc/stat``) during the runs.
+alone with the same code (goal: within 5 %), the send's start (to 20 %) and end (from 80 %), its
+CPU seconds (its whole process tree), each poll's latency and CPU seconds (a status that showed the
+figures the send published counted apart), and the load average and CPU steal (``/proc/stat``)
+during the runs.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_send as bsend  # noqa: E402  (receivers, peers, environment)
-from bench_books import checked_base, corpus, run, send_args, work_dir  # noqa: E402
+from bench_books import checked_base, corpus, send_args, work_dir  # noqa: E402
 from bench_scan import DATA, PACSCOPY, environment, log  # noqa: E402
 
 ENV = bsend.ENV
@@ -58,9 +61,11 @@ class Measure:
     load: float = 0.0  # 1-minute load average at the start
     steal: float = 0.0  # share of all CPU time stolen by the hypervisor during the run
     busy: float = 0.0  # share of all CPU time not idle during the run
-    polls: dict[str, list[float]] = field(default_factory=dict)  # "status", "query": latency (s) per call
+    start: float = float("nan")  # seconds to 20 % of the corpus stored
+    end: float = float("nan")  # seconds from 80 % stored to the send's exit
+    polls: dict[str, list[float]] = field(default_factory=dict)  # "status", "status-live", "query": latency per call
     poll_cpu: dict[str, list[float]] = field(default_factory=dict)  # CPU seconds per call
-    live: int = 0  # status calls that showed the running send's published figures
+    live: int = 0  # status calls (or --watch refreshes) that showed the running send's published figures
     refreshes: int = 0  # status --watch: refreshes shown
     errors: list[str] = field(default_factory=list)
 
@@ -88,24 +93,26 @@ def poll(cmds: list[tuple[str, list[str]]], env: dict[str, str], stop: threading
         t0 = time.monotonic()
         rc, out, err, cpu = run_child(cmd, env)
         took = time.monotonic() - t0
-        m.polls.setdefault(key, []).append(took)
-        m.poll_cpu.setdefault(key, []).append(cpu)
         if rc != 0:
             m.errors.append(f"{key}: {err.strip()[-300:]}")
         elif key == "status" and "(from the running send)" in out:
             m.live += 1
+            key = "status-live"  # the figures the send published: neither DuckDB nor the index
+        m.polls.setdefault(key, []).append(took)
+        m.poll_cpu.setdefault(key, []).append(cpu)
         n += 1
         stop.wait(max(0.0, 1.0 - took))
 
 
-def steady(timeline: list[tuple[float, int]], files: int) -> float:
-    """Instances/s while storescp went from 20 % to 80 % of the corpus: the send in its steady state,
-    without its start (opening the index, the spool) and end (the last merge)."""
+def phases(timeline: list[tuple[float, int]], files: int, wall: float) -> tuple[float, float, float]:
+    """(seconds to 20 % of the corpus stored, instances/s from 20 % to 80 %: the send's steady state,
+    seconds from 80 % to the send's exit): its start (opening the index, the spool), its steady state,
+    its end (the last merge)."""
     lo = next((t for t, n in timeline if n >= 0.2 * files), None)
     hi = next((t for t, n in timeline if n >= 0.8 * files), None)
     if lo is None or hi is None or hi <= lo:
-        return float("nan")
-    return 0.6 * files / (hi - lo)
+        return float("nan"), float("nan"), float("nan")
+    return lo, 0.6 * files / (hi - lo), wall - hi
 
 
 def cpu_times() -> tuple[int, int, int]:
@@ -115,12 +122,17 @@ def cpu_times() -> tuple[int, int, int]:
     return sum(v[:8]), v[3] + v[4], v[7]
 
 
-def measure(base: Path, files: int, m: Measure, tmp: Path, associations: int, env: dict[str, str]) -> None:
+def measure(base: Path, files: int, m: Measure, tmp: Path, associations: int, env: dict[str, str],
+            kept: bool) -> None:
     idx = tmp / "send.duckdb"
     shutil.copyfile(base, idx)
     with bsend.receiver("storescp", tmp) as rcv:
         target = f"{rcv.ae}@127.0.0.1:{rcv.port}"
         status = [str(PACSCOPY), "status", "--target", target, "--index", str(idx)]
+        if kept:  # untimed: the figures kept, as on any index where status was run once for the target
+            rc, _, err, _ = run_child(status, env)
+            if rc != 0:
+                raise SystemExit(f"bench: the status before the send failed ({rc}): {err.strip()}")
         cmds = {"status": [("status", status)],
                 "status+query": [("status", status), ("query", [str(PACSCOPY), "query", QUERY, "--index", str(idx)])]}
         m.load = os.getloadavg()[0]
@@ -172,7 +184,7 @@ def measure(base: Path, files: int, m: Measure, tmp: Path, associations: int, en
             if watch.returncode != 0:
                 m.errors.append(f"status --watch: exit {watch.returncode} {werr.strip()[-300:]}")
         got = bsend.wait_count(rcv, files)
-    m.steady = steady(timeline, files)
+    m.start, m.steady, m.end = phases(timeline, files, m.wall)
     m.ok = p.returncode == 0 and got >= files and not m.errors
     if not m.ok:
         log(f"run failed: send exit {p.returncode} {err.strip()[-300:]}; received {got}; errors {m.errors[:3]}")
@@ -185,6 +197,9 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--variants", default="alone,status,status+query,watch",
                     help=f"comma-separated, of {', '.join(VARIANTS)} (alone is always run)")
     ap.add_argument("--base", type=Path, help="also every variant with the pacscopy and sql in DIR (PYTHONPATH)")
+    ap.add_argument("--figures", choices=("kept", "none"), default="kept",
+                    help="kept (default): a status before each send, untimed, so that status's figures are kept "
+                    "(every merge then keeps them current, alone or polled); none: the first poll counts them")
     args = ap.parse_args(argv)
     variants = ["alone", *[v for v in args.variants.split(",") if v and v != "alone"]]
     if bad := [v for v in variants if v not in VARIANTS]:
@@ -201,8 +216,9 @@ def main(argv: list[str]) -> None:
             for code, variant in configs[k:] + configs[:k]:  # the order rotates from round to round
                 m = Measure(code, variant, r)
                 with work_dir(tmp, f"run{r}-{code}-{variant}") as work:
-                    measure(base, args.files, m, work, args.associations, envs[code])
-                log(f"round {r + 1}: {m.name}: {m.wall:.2f} s, steady {m.steady:.0f}/s, send CPU {m.send_cpu:.2f} s, "
+                    measure(base, args.files, m, work, args.associations, envs[code], args.figures == "kept")
+                log(f"round {r + 1}: {m.name}: {m.wall:.2f} s (start {m.start:.2f}, end {m.end:.2f}), steady "
+                    f"{m.steady:.0f}/s, send CPU {m.send_cpu:.2f} s, "
                     f"ok={m.ok}, load {m.load:.2f}, steal {100 * m.steal:.0f} %"
                     + (f", {sum(len(v) for v in m.polls.values())} polls, {m.live} live" if m.polls else "")
                     + (f", {m.refreshes} refreshes" if variant == "watch" else ""))
@@ -227,32 +243,33 @@ def report(results: list[Measure], args: argparse.Namespace, configs: list[tuple
         return [m for m in ok if m.code == code and m.variant == variant]
 
     cmd = (f"scripts/bench concurrent-send --files {args.files} --size {args.size} --runs {args.runs} "
-           f"--associations {args.associations} --variants {args.variants}" + (f" --base {args.base}" if args.base else ""))
+           f"--associations {args.associations} --variants {args.variants} --figures {args.figures}"
+           + (f" --base {args.base}" if args.base else ""))
     lines = [f"### Send alone vs with a look every second: {args.files} × {args.size // 1000} KB into storescp +B --fork",
              "", f"`{cmd}`; medians over the rounds whose runs stored everything; ratios per round against the "
              "send alone with the same code in the same round.", "",
              "| code | send | wall s | vs alone, wall (per round) | steady state inst/s | vs alone, steady (per round) "
-             "| send CPU s | per poll: latency s, CPU s (median) | load | steal | runs ok |",
-             "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+             "| start, end s | send CPU s | per poll: latency s, CPU s (median) | load | steal | runs ok |",
+             "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for code, variant in configs:
         ms = of(code, variant)
         pairs = [(alone[(m.code, m.round)], m) for m in ms if (m.code, m.round) in alone]
         wall_ratio = _med([a.wall / m.wall for a, m in pairs])  # throughput: > 1 faster than alone
         steady_ratio = _med([m.steady / a.steady for a, m in pairs])
         polls = []
-        for key in ("status", "query"):
+        for key, label in (("status", "status from the index"), ("status-live", "status from the running send"),
+                           ("query", "query")):
             lat = [x for m in ms for x in m.polls.get(key, [])]
             cpu = [x for m in ms for x in m.poll_cpu.get(key, [])]
             if lat:
-                live = sum(m.live for m in ms) if key == "status" else 0
-                polls.append(f"{key} {_med(lat):.2f}, {_med(cpu):.2f} ({len(lat)} calls"
-                             + (f", {live} from the running send)" if key == "status" else ")"))
+                polls.append(f"{label} {_med(lat):.2f}, {_med(cpu):.2f} ({len(lat)} calls)")
         if variant == "watch":
             polls.append(f"{sum(m.refreshes for m in ms)} refreshes, {sum(m.live for m in ms)} from the running send")
         n = sum(1 for m in results if m.code == code and m.variant == variant)
         lines.append(f"| {'base' if code else 'this'} | {variant} | {_med([m.wall for m in ms]):.2f} "
                      f"| {'–' if variant == 'alone' else _pct(wall_ratio)} | {_med([m.steady for m in ms]):.0f} "
-                     f"| {'–' if variant == 'alone' else _pct(steady_ratio)} | {_med([m.send_cpu for m in ms]):.2f} "
+                     f"| {'–' if variant == 'alone' else _pct(steady_ratio)} "
+                     f"| {_med([m.start for m in ms]):.2f}, {_med([m.end for m in ms]):.2f} | {_med([m.send_cpu for m in ms]):.2f} "
                      f"| {'; '.join(polls) or '–'} | {_med([m.load for m in ms]):.1f} "
                      f"| {100 * _med([m.steal for m in ms]):.0f} % | {len(ms)}/{n} |")
     lines += ["", "Per run (wall s): " + "; ".join(

@@ -216,16 +216,18 @@ def live(index_path: str, target: str) -> tuple[SendProgress, list[Running]] | N
     runs, nothing published yet, or the index changed since)."""
     import datetime as dt
 
-    from pacscopy.runfolder import Running, read_rate, running_sends
+    from pacscopy.runfolder import Running, read_rate, run_dir, running_sends
     from pacscopy.send.progress import progress_from
 
     def when(value: str | None) -> dt.datetime | None:
         return dt.datetime.fromisoformat(value) if value else None
 
+    if not run_dir(index_path, create=False).is_dir():
+        return None  # the index was never opened: nothing runs
+    want_live(index_path)  # also when no send runs yet: one that starts within the minute publishes at once
     sends = running_sends(index_path)
     if not any(s.target == target for s in sends):
         return None
-    want_live(index_path)
     stamp = index_stamp(index_path)
     progress: SendProgress | None = None
     out = []
