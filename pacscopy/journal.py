@@ -317,8 +317,8 @@ class Merger:
                 return False
             try:
                 _, self.behind, _ = merge_some(con, self.journal.path, None if whole else 1)
-                if self.publish is not None and status_cache.wanted(self.index_path):
-                    status_cache.publish(con, self.index_path, self.publish, journal_name(self.journal.path))
+                if self.publish is not None:
+                    status_cache.publish_if_wanted(con, self.index_path, self.publish, journal_name(self.journal.path))
             finally:
                 con.close()
             self.last_cost = time.monotonic() - t0

@@ -63,9 +63,9 @@ def send_args(prog: str, doc: str | None, runs: int, associations: str) -> argpa
 
 
 @contextlib.contextmanager
-def checked_base(root: Path, prefix: str) -> Iterator[tuple[Path, Path]]:
-    """A temporary folder under bench-data and in it ``base.duckdb``: ``root`` scanned and checked once."""
-    with tempfile.TemporaryDirectory(prefix=prefix, dir=DATA) as tmps:
+def checked_base(root: Path, prefix: str, where: Path = DATA) -> Iterator[tuple[Path, Path]]:
+    """A temporary folder under ``where`` (bench-data) and in it ``base.duckdb``: ``root`` scanned and checked once."""
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=where) as tmps:
         tmp = Path(tmps)
         base = tmp / "base.duckdb"
         run([str(PACSCOPY), "scan", str(root), "--index", str(base), "-q"])

@@ -197,6 +197,9 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--variants", default="alone,status,status+query,watch",
                     help=f"comma-separated, of {', '.join(VARIANTS)} (alone is always run)")
     ap.add_argument("--base", type=Path, help="also every variant with the pacscopy and sql in DIR (PYTHONPATH)")
+    ap.add_argument("--work-dir", type=Path, default=DATA,
+                    help="where the index copies, their run folders (the send's journal) and storescp's files go "
+                    "(default bench-data; /dev/shm: no disk, so no fsync waits behind other work on the disk)")
     ap.add_argument("--figures", choices=("kept", "none"), default="kept",
                     help="kept (default): a status before each send, untimed, so that status's figures are kept "
                     "(every merge then keeps them current, alone or polled); none: the first poll counts them")
@@ -210,7 +213,7 @@ def main(argv: list[str]) -> None:
     envs = {"": ENV, "base": {**ENV, "PYTHONPATH": str(args.base.resolve())} if args.base else ENV}
     root = corpus(args.files, args.size)
     results: list[Measure] = []
-    with checked_base(root, "pacscopy-bench-concurrent-") as (tmp, base):
+    with checked_base(root, "pacscopy-bench-concurrent-", args.work_dir) as (tmp, base):
         for r in range(args.runs):
             k = r % len(configs)
             for code, variant in configs[k:] + configs[:k]:  # the order rotates from round to round
@@ -244,7 +247,7 @@ def report(results: list[Measure], args: argparse.Namespace, configs: list[tuple
 
     cmd = (f"scripts/bench concurrent-send --files {args.files} --size {args.size} --runs {args.runs} "
            f"--associations {args.associations} --variants {args.variants} --figures {args.figures}"
-           + (f" --base {args.base}" if args.base else ""))
+           + (f" --base {args.base}" if args.base else "") + (f" --work-dir {args.work_dir}" if args.work_dir != DATA else ""))
     lines = [f"### Send alone vs with a look every second: {args.files} × {args.size // 1000} KB into storescp +B --fork",
              "", f"`{cmd}`; medians over the rounds whose runs stored everything; ratios per round against the "
              "send alone with the same code in the same round.", "",

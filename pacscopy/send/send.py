@@ -125,6 +125,7 @@ def send_index(
     """
     from pacscopy.index import open_index
     from pacscopy.runfolder import lock_target
+    from pacscopy.send import status_cache
 
     lock = lock_target(index_path, str(target))
     try:
@@ -143,6 +144,8 @@ def send_index(
                 lock.update(run_id=run_id, journal=local.journal_name)
                 if queued:
                     write_spool(con, target, opts, local.spool)
+                # status's figures as of the start, for a status that asks (status_cache: it then needs no index)
+                status_cache.publish_if_wanted(con, index_path, str(target), local.journal_name)
                 local.con = None
             summary = SendSummary(run_id, str(target), queued, qbytes, updates)
             if on_total:

@@ -165,9 +165,15 @@ def _when(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+def publish_if_wanted(con: duckdb.DuckDBPyConnection, index_path: str, target: str, journal: str) -> None:
+    """:func:`publish`, if a status asked lately (:func:`wanted`)."""
+    if wanted(index_path):
+        publish(con, index_path, target, journal)
+
+
 def publish(con: duckdb.DuckDBPyConnection, index_path: str, target: str, journal: str) -> None:
-    """Publish ``target``'s figures for status, from a send's merge thread right after a merge, with the
-    index still open read-write (best effort: a failure only makes status read the index)."""
+    """Publish ``target``'s figures for status, from a send holding the index read-write: at its start once its
+    queue is spooled, and after each merge (best effort: a failure only makes status read the index)."""
     import duckdb
 
     from pacscopy import __version__
@@ -210,24 +216,53 @@ def _read_live(index_path: str, send: RunningSend) -> dict[str, Any] | None:
     return rec
 
 
-def live(index_path: str, target: str) -> tuple[SendProgress, list[Running]] | None:
+#: Seconds status waits for a running send to publish figures that hold for the index now (it publishes
+#: after each merge, about every second; at its start, once its queue is spooled) before reading the index.
+LIVE_WAIT = 2.0
+
+#: What :func:`_published` found: show these, read the index now, or look again shortly.
+_INDEX, _AGAIN = "index", "again"
+
+
+def live(index_path: str, target: str, wait: float = LIVE_WAIT) -> tuple[SendProgress, list[Running]] | None:
     """``target``'s figures and the running sends, as the running send to ``target`` published them, if
-    the index is still exactly as it was then (its stamp); None: read the index (no send to ``target``
-    runs, nothing published yet, or the index changed since)."""
+    the index is still exactly as it was then (its stamp); None: read the index.
+
+    None at once when no send to ``target`` runs, or its figures are not kept (the first status counts
+    them); after ``wait`` seconds when nothing it published holds for the index now (its start is
+    under way, or another process wrote since its latest merge, which publishes again): waiting costs
+    status no CPU, and the index is busy with the send's start or merge meanwhile anyway.
+    """
+    import time
+
+    from pacscopy.runfolder import run_dir
+
+    if not run_dir(index_path, create=False).is_dir():
+        return None  # the index was never opened: nothing runs
+    want_live(index_path)  # also when no send runs yet: one that starts within the minute publishes at once
+    deadline = time.monotonic() + wait
+    while True:
+        found = _published(index_path, target)
+        if isinstance(found, tuple):
+            return found
+        if found == _INDEX or time.monotonic() >= deadline:
+            return None
+        time.sleep(0.05)
+
+
+def _published(index_path: str, target: str) -> tuple[SendProgress, list[Running]] | str:
+    """:func:`live`'s one look: the figures, or :data:`_INDEX` (read the index) or :data:`_AGAIN` (look again)."""
     import datetime as dt
 
-    from pacscopy.runfolder import Running, read_rate, run_dir, running_sends
+    from pacscopy.runfolder import Running, read_rate, running_sends
     from pacscopy.send.progress import progress_from
 
     def when(value: str | None) -> dt.datetime | None:
         return dt.datetime.fromisoformat(value) if value else None
 
-    if not run_dir(index_path, create=False).is_dir():
-        return None  # the index was never opened: nothing runs
-    want_live(index_path)  # also when no send runs yet: one that starts within the minute publishes at once
     sends = running_sends(index_path)
     if not any(s.target == target for s in sends):
-        return None
+        return _INDEX
     stamp = index_stamp(index_path)
     progress: SendProgress | None = None
     out = []
@@ -235,17 +270,19 @@ def live(index_path: str, target: str) -> tuple[SendProgress, list[Running]] | N
         for s in sends:
             rec = _read_live(index_path, s)
             if rec is None:
-                return None
+                return _AGAIN  # not published yet (a send's start), or by another pacscopy: see the deadline
             out.append(Running(s, when(rec["as_of"]), read_rate(index_path, s.journal), live=True))
             if s.target != target:
                 continue
-            if rec["stamp"] != stamp or rec["figures"] is None:
-                return None  # the index changed since (or the figures are not kept yet): read it
+            if rec["figures"] is None:
+                return _INDEX  # not kept: the first status counts them
+            if rec["stamp"] != stamp:
+                return _AGAIN  # the index changed since: the send's next merge publishes again
             last = rec["last_run"]
             counts = {st: Published(*f) for st, f in rec["figures"].items()}
             progress = progress_from(counts, (last[0], when(last[1]), when(last[2]), last[3], last[4]) if last else None,
                                      as_of=when(rec["figures_at"]))
     except (KeyError, TypeError, ValueError) as e:
         log.debug("published status figures unreadable (%s): reading the index", e)
-        return None
-    return (progress, out) if progress is not None else None
+        return _INDEX
+    return (progress, out) if progress is not None else _INDEX
