@@ -130,9 +130,10 @@ def status_lines(target: Any, p: Any, sends: Sequence[Any]) -> list[str]:
     lines = [f"target {target}: {p.in_plan} instances in the plan, each counted once"]
     for r in sends:  # their newest attempts are in their journals: say how old the figures are
         s = r.send
-        when = f"as of {r.as_of:%Y-%m-%d %H:%M:%S}, its latest merge" if r.as_of else "as of its start (nothing merged yet)"
-        if r.live:  # read from what the send published, the index being unchanged since (status_cache.live)
-            when += " (from the running send)"
+        # r.live: read from what the send published, the index being unchanged since (status_cache.live)
+        source = "from the running send" if r.live else ""
+        when = (f"as of {r.as_of:%Y-%m-%d %H:%M:%S}, its latest merge" + (f" ({source})" if source else "")
+                if r.as_of else "as of its start (nothing merged yet" + (f"; {source})" if source else ")"))
         lines.append(f"  a send to {s.target} is running (run {s.run_id}, pid {s.pid} on {s.host} since "
                      f"{s.since}): {'these figures are' if s.target == str(target) else 'its figures are'} {when}")
         if r.rate is not None:  # the send's own rate over the last minute (its rate file: newer than the index)
