@@ -17,8 +17,9 @@ fills it with SQL only (pacscopy.testing.scale, sql/testing/scale_*.sql; no file
   `--verified` of them verified by C-FIND (run `check` first for a plan: the transfers only
   reference SOPInstanceUIDs, as a real send would).
 
-measure runs pacscopy commands on a copy of the index and prints wall time and the peak RSS of
-the whole process tree (sampled from /proc every 20 ms), with the load average.
+measure runs pacscopy commands on the index (or a copy) and prints wall time, CPU seconds and the
+peak RSS of the whole process tree (sampled from /proc every 20 ms), with the load average;
+``--timeout S`` stops a command after S seconds.
 """
 
 from __future__ import annotations
@@ -84,8 +85,15 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
-def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int, int, str]:
-    """Wall seconds, peak RSS of the process tree (bytes), exit code and the stderr tail."""
+def timed(cmd: list[str], env: dict[str, str] | None = None,
+          timeout: float | None = None) -> tuple[float, int, int, str, float]:
+    """Wall seconds, peak RSS of the process tree (bytes), exit code, the stderr tail and the CPU
+    seconds (user + system) of the process and the children it waited for. Past ``timeout`` the
+    process is stopped (SIGTERM, then SIGKILL) and the exit code is None's stand-in -9."""
+    import resource
+    import signal
+
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     peak = 0
@@ -99,11 +107,24 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int
 
     th = threading.Thread(target=sample, daemon=True)
     th.start()
-    _, err = proc.communicate()
+    try:
+        _, err = proc.communicate(timeout=timeout)
+        rc = proc.returncode
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+        rc = -9
+        err = f"stopped after {timeout:.0f} s\n{err or ''}"
     wall = time.monotonic() - t
     done.set()
     th.join()
-    return wall, peak, proc.returncode, (err or "").strip()[-300:]
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return wall, peak, rc, (err or "").strip()[-300:], cpu
 
 
 COMMANDS = {
@@ -114,20 +135,24 @@ COMMANDS = {
 }
 
 
-def measure(path: Path, only: list[str], runs: int) -> None:
+def measure(path: Path, only: list[str], runs: int, timeout: float | None = None) -> None:
     rows = []
     for name in only:
         for n in range(runs):
             load = os.getloadavg()[0]
             cmd = [sys.executable, "-m", "pacscopy", *COMMANDS[name], "--index", str(path)]
-            wall, peak, rc, err = timed(cmd)
-            note = f"exit {rc}" + (f": {err.splitlines()[-1]}" if rc not in (0, 1) and err else "")
-            rows.append((name, wall, peak, load, note))
-            print(f"{name} run {n + 1}: {wall:.1f} s, peak RSS {peak / 2**20:.0f} MB, load {load:.1f} {note}",
-                  file=sys.stderr)
-    print("| command | wall | peak RSS (tree) | load avg (1 min) at start | note |\n|---|--:|--:|--:|---|")
-    for name, wall, peak, load, note in rows:
-        print(f"| {name} | {wall:.1f} s | {peak / 2**20:.0f} MB | {load:.1f} | {note} |")
+            wall, peak, rc, err, cpu = timed(cmd, timeout=timeout)
+            if rc == -9:
+                note = f"did not finish: stopped after {timeout:.0f} s"
+            else:
+                note = f"exit {rc}" + (f": {err.splitlines()[-1]}" if rc not in (0, 1) and err else "")
+            rows.append((name, wall, cpu, peak, load, note))
+            print(f"{name} run {n + 1}: {wall:.1f} s ({cpu:.1f} s CPU), peak RSS {peak / 2**20:.0f} MB, "
+                  f"load {load:.1f} {note}", file=sys.stderr)
+    print("| command | wall | CPU (user + system) | peak RSS (tree) | load avg (1 min) at start | note |\n"
+          "|---|--:|--:|--:|--:|---|")
+    for name, wall, cpu, peak, load, note in rows:
+        print(f"| {name} | {wall:.1f} s | {cpu:.1f} s | {peak / 2**20:.0f} MB | {load:.1f} | {note} |")
 
 
 def merge_cost(path: Path, batch: int, runs: int) -> None:
@@ -190,6 +215,7 @@ def main() -> None:
     me.add_argument("--only", default="check,status,report,reconcile")
     me.add_argument("--runs", type=int, default=1)
     me.add_argument("--copy", action="store_true", help="measure on a copy (check rewrites the plan)")
+    me.add_argument("--timeout", type=float, help="stop a command after this many seconds (reported as such)")
     mc = sub.add_parser("merge-cost")
     mc.add_argument("--index", type=Path, required=True)
     mc.add_argument("--batch", type=int, default=2000)
@@ -204,7 +230,7 @@ def main() -> None:
         if a.copy:
             path = a.index.with_suffix(".run.duckdb")
             shutil.copy(a.index, path)
-        measure(path, a.only.split(","), a.runs)
+        measure(path, a.only.split(","), a.runs, a.timeout)
 
 
 if __name__ == "__main__":

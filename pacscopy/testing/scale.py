@@ -16,14 +16,26 @@ from pacscopy.index import run_script
 TARGET = "NEWPACS@127.0.0.1:11112"
 
 
+#: Rows written per transaction: the primary key's index of the rows a transaction inserts stays in
+#: memory until it commits (one 50 M-row transaction did not fit 2 GB).
+CHUNK_ROWS = 5_000_000
+
+
 def fill(con: duckdb.DuckDBPyConnection, rows: int, *, sent: float = 0.6, verified: float = 0.4,
-         target: str = TARGET) -> None:
-    """Fill an empty, migrated index with ``rows`` files, a scan, transfers and verifications, in one transaction."""
-    con.execute("BEGIN TRANSACTION")
-    try:
-        run_script(con, "testing/scale_files", {"rows": rows})
-        run_script(con, "testing/scale_sent", {"target": target, "sent": sent, "verified": verified})
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+         target: str = TARGET, chunk: int = CHUNK_ROWS) -> None:
+    """Fill an empty, migrated index with ``rows`` files, a scan, transfers and verifications, in
+    transactions of ``chunk`` files (with their transfers and verifications), each checkpointed."""
+    for start in range(0, rows, chunk):
+        params = {"rows": rows, "start": start, "stop": min(rows, start + chunk), "target": target,
+                  "sent": sent, "verified": verified}
+        con.execute("BEGIN TRANSACTION")
+        try:
+            row = con.execute("SELECT coalesce(max(transfer_id), 0) FROM transfers").fetchone()
+            params["transfers_before"] = row[0] if row else 0
+            run_script(con, "testing/scale_files", params)
+            run_script(con, "testing/scale_sent", params)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("CHECKPOINT")

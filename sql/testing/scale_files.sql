@@ -1,4 +1,6 @@
 -- A synthetic archive of rows files with a hospital's shapes (pacscopy.testing.scale, scripts/bench make-index).
+-- Rows start to stop - 1 of the archive (pacscopy.testing.scale.fill writes it in chunks, a
+-- transaction each: the primary key's index of one 50 M-row insert did not fit 2 GB).
 -- i: the row; inst: the instance it holds (1 % of rows duplicate their neighbour's instance,
 -- 0.1 % with other dataset bytes: conflicting); 0.1 % corrupt; 50 instances per series, 3 series
 -- per study, 3 studies per patient, study dates over 20 years, 250,000 files per volume.
@@ -7,7 +9,7 @@ WITH base AS (
     SELECT i,
            CASE WHEN i % 100 = 1 OR i % 1000 = 3 THEN i - 1 ELSE i END AS inst,
            i % 1000 = 3 AS conflicting
-    FROM range($rows) t(i)
+    FROM range($start, $stop) t(i)
 ),
 k AS (
     SELECT i, inst, conflicting,
@@ -69,4 +71,5 @@ SELECT
 FROM u;
 INSERT INTO scans (scan_id, root, volume, started, finished, rehash, files_new, files_changed,
                    files_unchanged, files_missing, bytes_read, version)
-VALUES (1, '/mnt/restore', 'all', TIMESTAMP '2026-11-01', TIMESTAMP '2026-11-02', false, $rows, 0, 0, 0, 0, 'bench');
+SELECT 1, '/mnt/restore', 'all', TIMESTAMP '2026-11-01', TIMESTAMP '2026-11-02', false, $rows, 0, 0, 0, 0, 'bench'
+WHERE $start = 0;

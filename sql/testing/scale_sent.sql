@@ -1,14 +1,16 @@
 -- A send run to target: sent of the instances stored (0.1 % of those failed), verified of the stored
 -- verified by C-FIND. Only SOPInstanceUIDs are referenced, as a real send would: check before or after.
+-- For the files rows start to stop - 1 (mtime_ns is the row number), a chunk at a time.
 INSERT INTO send_runs (run_id, target, started, finished, associations, queued, stored, warnings,
                        failed, not_sent, bytes, outcome)
-VALUES (1, $target, TIMESTAMP '2026-11-03', TIMESTAMP '2026-11-05', 2, 0, 0, 0, 0, 0, 0, 'incomplete');
+SELECT 1, $target, TIMESTAMP '2026-11-03', TIMESTAMP '2026-11-05', 2, 0, 0, 0, 0, 0, 0, 'incomplete'
+WHERE $start = 0;
 INSERT INTO transfers (run_id, target, sop_instance_uid, path, started, finished, bytes, status, status_hex,
                        status_meaning, outcome, wire_xxh3, transfer_syntax_uid, association,
                        source_xxh3, sent_patient_id, sent_header)
 SELECT 1, $target, sop_instance_uid, path,
-       TIMESTAMP '2026-11-03' + to_milliseconds(row_number() OVER ()),
-       TIMESTAMP '2026-11-03' + to_milliseconds(row_number() OVER () + 5), size,
+       TIMESTAMP '2026-11-03' + to_milliseconds($start + row_number() OVER ()),
+       TIMESTAMP '2026-11-03' + to_milliseconds($start + row_number() OVER () + 5), size,
        CASE WHEN hash(path) % 1000 = 0 THEN 42752 ELSE 0 END,
        CASE WHEN hash(path) % 1000 = 0 THEN '0xA700' ELSE '0x0000' END,
        CASE WHEN hash(path) % 1000 = 0 THEN 'Out of Resources' ELSE 'Success' END,
@@ -26,8 +28,10 @@ SELECT 1, $target, sop_instance_uid, path,
         'NumberOfFrames': number_of_frames, 'PixelDataLength': pixel_data_length}
 FROM files
 WHERE status = 'ok' AND NOT (mtime_ns % 100 = 1 OR mtime_ns % 1000 = 3)   -- one copy per instance
-  AND hash(sop_instance_uid) % 1000 < $sent * 1000;
+  AND hash(sop_instance_uid) % 1000 < $sent * 1000
+  AND mtime_ns >= $start AND mtime_ns < $stop;
 INSERT INTO verifications (target, sop_instance_uid, mode, verified_at, outcome, detail)
 SELECT $target, sop_instance_uid, 'find', TIMESTAMP '2026-11-06', 'verified', NULL
 FROM transfers
-WHERE outcome = 'stored' AND hash(sop_instance_uid) % 1000 < $verified * 1000;
+WHERE outcome = 'stored' AND hash(sop_instance_uid) % 1000 < $verified * 1000
+  AND transfer_id > $transfers_before;
