@@ -35,7 +35,7 @@ import duckdb
 from pacscopy.digest import content_digest
 from pacscopy.errors import InputError
 from pacscopy.index import fetch, insert_columns, load_sql, run, run_script, split_statements, sql_dir, transaction
-from pacscopy.send.status_counts import recount_kept
+from pacscopy.send.status_counts import keeping_if_kept, recount_kept
 
 log = logging.getLogger(__name__)
 
@@ -282,20 +282,27 @@ def _run_delta(con: duckdb.DuckDBPyConnection, wanted: list[str], res: CheckResu
         run_script(con, "ops/check/delta_keys")
         row = con.execute("SELECT count(*) FROM temp.main.check_keys WHERE dim = 'path'").fetchone()
         res.changed = row[0] if row else 0
-        cur = run(con, "ops/check/delta_scope_count") if res.changed else None
-        row = cur.fetchone() if cur is not None else None
-        sizes: dict[str, int] = dict(zip((d[0] for d in cur.description), row)) if cur and row else {}
+        sizes: dict[str, int] = {}
+        if res.changed:
+            run_script(con, "ops/check/delta_scope")
+            cur = run(con, "ops/check/delta_scope_count")
+            row = cur.fetchone()
+            sizes = dict(zip((d[0] for d in cur.description), row)) if row else {}
         res.scope_files = sizes.get("scope", 0)
         # a grouping key whose changed groups hold most of the index: its checks read files as they
         # are (filtering the groups would cost more than it saves); the findings are still applied
         # only where they differ
         whole = {d for d, n in sizes.items() if d in SCOPES.values() and n > WHOLE_SHARE * sizes["files"]}
+        if res.changed:  # the other groups' files, copied once for all their checks
+            run_script(con, "ops/check/delta_scope_files",
+                       {d: d not in whole for d in SCOPES.values() if d != "path"})
         db = con.execute("SELECT current_database()").fetchone()
         assert db is not None
         real_files = '"' + str(db[0]).replace('"', '""') + '".main.files'
         if res.changed:
             res.hashed = compute_content_hashes(con, todo="ops/check/content_hash_todo_delta", **hashing)
-        with transaction(con):
+        replanned: list[str] = []  # the instances re-planned: status's kept figures move them, no recount
+        with transaction(con), keeping_if_kept(con, replanned) as keep:
             if res.changed:
                 for name in wanted:  # the checks without a grouping key, in full (before files is shadowed)
                     if name not in SCOPES:
@@ -312,6 +319,10 @@ def _run_delta(con: duckdb.DuckDBPyConnection, wanted: list[str], res: CheckResu
                 run_script(con, "ops/check/delta_replan")
                 row = con.execute("SELECT count(*) FROM temp.main.check_replan_sops").fetchone()
                 res.replanned = row[0] if row else 0
+                if keep:
+                    replanned.extend(r[0] for r in con.execute(
+                        "SELECT sop_instance_uid FROM temp.main.check_replan_sops WHERE sop_instance_uid IS NOT NULL"
+                    ).fetchall())
                 run_script(con, "ops/check/delta_plan_files")
                 delete, *insert = split_statements(load_sql("ops/check/build_plan"))
                 code = " ".join(ln for ln in delete.splitlines() if not ln.lstrip().startswith("--")).split()
@@ -319,13 +330,13 @@ def _run_delta(con: duckdb.DuckDBPyConnection, wanted: list[str], res: CheckResu
                 for stmt in insert:
                     con.execute(stmt, {k: v for k, v in plan_params().items() if f"${k}" in stmt})
                 con.execute("DROP TABLE temp.main.files")
-                recount_kept(con)  # the plan changed: status's kept figures are counted again, with it
             _save_state(con, fp, res)
     finally:
         _drop_temp(con)
 
 
-_TEMP = ("files", "check_new", "check_old", "check_changed", "check_replan", "check_replan_sops", "check_keys")
+_TEMP = ("files", "check_new", "check_old", "check_changed", "check_replan", "check_replan_sops", "check_keys",
+         "check_scope_keys", "check_scope")
 
 
 def _drop_temp(con: duckdb.DuckDBPyConnection) -> None:
@@ -340,18 +351,15 @@ def _drop_temp(con: duckdb.DuckDBPyConnection) -> None:
 def _scope_view(real_files: str, dim: str, whole: bool = False) -> str:
     """The view shadowing ``files`` while the checks grouped by ``dim`` run: the changed rows, and
     every file whose ``dim`` is a key a changed row had or has (each such group whole, so the
-    checks' findings for these files are those of a full check). ``real_files``: the index's files
-    table, qualified by its catalog; ``dim``: a column of :data:`SCOPES` (identifiers, not values)."""
+    checks' findings for these files are those of a full check), read from the scope copied once
+    (ops/check/delta_scope_files); with ``whole``, every file of the index. ``real_files``: the
+    index's files table, qualified by its catalog; ``dim``: a column of :data:`SCOPES` (identifiers,
+    not values)."""
     assert dim in set(SCOPES.values()), dim
     if whole:
         return f"CREATE OR REPLACE TEMP VIEW files AS SELECT * FROM {real_files}"
-    changed = "path IN (SELECT k FROM temp.main.check_keys WHERE dim = 'path')"
-    if dim == "path":
-        return f"CREATE OR REPLACE TEMP VIEW files AS SELECT * FROM {real_files} WHERE {changed}"
-    # two semi joins DuckDB can push into the scans (an OR of the two would not be)
-    keys = f"(SELECT k FROM temp.main.check_keys WHERE dim = '{dim}')"
-    return (f"CREATE OR REPLACE TEMP VIEW files AS SELECT * FROM {real_files} WHERE {dim} IN {keys} "
-            f"UNION ALL SELECT * FROM {real_files} WHERE {changed} AND ({dim} IS NULL OR {dim} NOT IN {keys})")
+    return ("CREATE OR REPLACE TEMP VIEW files AS SELECT * EXCLUDE (rid) FROM temp.main.check_scope "
+            f"WHERE rid IN (SELECT rid FROM temp.main.check_scope_keys WHERE path OR {dim})")
 
 
 def _digest_many(items: list[tuple[str, bytes, str]]) -> list[dict[str, Any]]:

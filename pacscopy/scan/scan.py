@@ -25,6 +25,7 @@ from pacscopy.index import default_index_path, fetch, insert_columns, open_index
 from pacscopy import attrdigest
 from pacscopy.scan.fileread import ROW_COLUMNS, SIDE_COLUMNS, display_path, entry_row, read_and_inspect
 from pacscopy.scan.pool import IO_BYTES, IO_DEPTH, ReadAhead, Workers, scan_workers
+from pacscopy.send.status_counts import keeping_if_kept
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -62,11 +63,18 @@ HOP_MAX_ROWS = 50_000
 #: A batch goes to DuckDB in INSERTs of at most this many rows: converting the parameters of one
 #: INSERT takes memory in proportion (measured: +306 MB for 50,000 rows at once, +99 MB in 10,000s).
 INSERT_ROWS = 5_000
+#: A batch replacing rows already in the index (a rescan's changed files) is written in transactions
+#: of at most this many rows, with DuckDB's memory limit raised to UPSERT_MEMORY_LIMIT meanwhile
+#: (unless $PACSCOPY_MEMORY_LIMIT sets one): replacing a row deletes and inserts its path in the
+#: primary key's index (ops/scan/upsert_files), whose pages a transaction touches stay in memory
+#: until it commits; 5,000 rows spread over a 20 M-file index did not fit the scan's 128 MB. Each
+#: transaction also reads files' path column once (measured at 20 M files, 100,000 rows spread over
+#: the index: 20,000 rows per transaction with 1 GB took 16 s of CPU for the writes).
+UPSERT_ROWS = 20_000
+UPSERT_MEMORY_LIMIT = "1GB"
 #: Changed rows recorded for the next incremental check (``check_dirty``) at most, before the
 #: scan gives up recording and the next check is a full one (also past a quarter of the index).
 DIRTY_MAX = 1_000_000
-#: The key columns recorded in ``check_dirty``: the groups an incremental check re-evaluates.
-DIRTY_KEYS = ("path", "sop_instance_uid", "study_instance_uid", "series_instance_uid", "accession_number", "patient_id")
 #: Files go to a worker in chunks of at most this many files or bytes.
 CHUNK_FILES = 32
 CHUNK_BYTES = 4 << 20
@@ -287,9 +295,9 @@ class _Writer:
     """The single writer: buffers rows and writes them in batches, one transaction each.
 
     The index stays open (``con``) until another process waits for it (:class:`_Hop`,
-    :data:`HOP_COST_FACTOR`). Rows of paths new to the index are plainly inserted; only paths
-    already in it (``upserts``) pay for an upsert. Call :meth:`tick` often (also when no rows
-    come), :meth:`close` at the end.
+    :data:`HOP_COST_FACTOR`). A batch is staged in a temporary table and plainly inserted; only a
+    batch with paths already in the index (``upserts``) pays for an upsert (ops/scan/upsert_files).
+    Call :meth:`tick` often (also when no rows come), :meth:`close` at the end.
     """
 
     def __init__(self, index: _Hop, scan_id: int, volume: str, root: str,
@@ -371,31 +379,51 @@ class _Writer:
             con.close()
 
     def write(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Write the rows buffered through ``con``, in one transaction."""
-        upserts = self.upserts
-        if upserts:
-            new = [r for r in self.rows if r[0] not in upserts]
-            old = [r for r in self.rows if r[0] in upserts]
-        else:
-            new, old = self.rows, []
-        params = {"scan_id": self.scan_id, "volume": self.volume, "root": self.root}
-        with transaction(con):
-            record = _recording(con)
-            if record and old:  # the groups these rows leave: their keys before the upsert
-                run(con, "ops/scan/dirty_old_keys", {"paths": [r[0] for r in old], "scan_id": self.scan_id})
-            # the attribute lists, and what changed where a content is replaced (an update's reason)
-            attrdigest.record(con, COLUMNS, self.rows, old, self.scan_id)
-            for name, rows in (("ops/scan/insert_files", new), ("ops/scan/upsert_files", old)):
-                for part in (rows[i:i + INSERT_ROWS] for i in range(0, len(rows), INSERT_ROWS)):
-                    cols = {k: v for k, v in zip(COLUMNS, zip(*part)) if k not in SIDE_COLUMNS}
-                    insert_columns(con, name, cols, **params)
-                    if record:
-                        insert_columns(con, "ops/scan/dirty_new_keys", {k: cols[k] for k in DIRTY_KEYS},
-                                       scan_id=self.scan_id)
-            if record:
-                run_script(con, "ops/scan/dirty_overflow", {"max": DIRTY_MAX})
-        self.rows = []
+        """Write the rows buffered through ``con``: in one transaction, or in one per
+        :data:`UPSERT_ROWS` rows if some replace rows of the index."""
+        rows = self.rows
+        upserting = bool(self.upserts) and any(r[0] in self.upserts for r in rows)
+        step = max(1, UPSERT_ROWS if upserting else len(rows))
+        raise_limit = upserting and not os.environ.get("PACSCOPY_MEMORY_LIMIT")
+        if raise_limit:
+            con.execute("SET memory_limit = $m", {"m": UPSERT_MEMORY_LIMIT})
+        try:
+            for i in range(0, len(rows), step):
+                self._write(con, rows[i:i + step])
+                self.rows = rows[i + step:]
+        finally:
+            if raise_limit:
+                con.execute("SET memory_limit = $m", {"m": SCAN_MEMORY_LIMIT})
         self.last = time.monotonic()
+
+    def _write(self, con: duckdb.DuckDBPyConnection, rows: list[Row]) -> None:
+        """Write ``rows`` through ``con`` in one transaction."""
+        old = [r for r in rows if r[0] in self.upserts] if self.upserts else []
+        params = {"scan_id": self.scan_id, "volume": self.volume, "root": self.root}
+        sops: list[str] = []  # the instances whose rows change: status's kept figures move them
+        with transaction(con), keeping_if_kept(con, sops) as keep:
+            record = _recording(con)
+            # the attribute lists, and what changed where a content is replaced (an update's reason)
+            attrdigest.record(con, COLUMNS, rows, old, self.scan_id)
+            # staged in a temporary table, then written in one statement per batch (or a few, with
+            # upserts: ops/scan/upsert_files records the replaced rows' old keys as it goes)
+            run_script(con, "ops/scan/stage_begin")
+            for part in (rows[i:i + INSERT_ROWS] for i in range(0, len(rows), INSERT_ROWS)):
+                cols = {k: v for k, v in zip(COLUMNS, zip(*part)) if k not in SIDE_COLUMNS}
+                insert_columns(con, "ops/scan/stage_files", cols, **params)
+            if old:
+                run_script(con, "ops/scan/upsert_files", {"scan_id": self.scan_id, "record": record})
+            else:
+                run_script(con, "ops/scan/insert_files")
+            if keep:
+                i_sop = COLUMNS.index("sop_instance_uid")
+                sops.extend({r[i_sop] for r in rows if r[i_sop] is not None})
+                if old:
+                    sops.extend(r[0] for r in run(con, "ops/scan/sops_replaced").fetchall())
+            if record:
+                run(con, "ops/scan/dirty_new_keys", {"scan_id": self.scan_id})
+                run_script(con, "ops/scan/dirty_overflow", {"max": DIRTY_MAX})
+            run_script(con, "ops/scan/stage_end")
 
 
 class _Reader:
@@ -583,17 +611,7 @@ def scan_root(
     con = hop.connect()
     assert con is not None
     try:
-        started_row = run(con, "ops/scan/scan_start", {"root": sroot, "volume": volume, "rehash": rehash,
-                                                  "version": __version__}).fetchone()
-        assert started_row is not None
-        scan_id = started_row[0]
-        if rehash:  # every row is rewritten: the next check is a full one, nothing to record
-            run_script(con, "ops/scan/dirty_full")
-        # Entries are removed as the walk finds them: what is left at the end has vanished.
-        known = {
-            r[0]: (r[1], r[2], r[3])
-            for r in run(con, "ops/scan/known_files", {"root": sroot, "prefix": sroot.rstrip("/") + "/"}).fetchall()
-        }
+        scan_id, known = start_root(con, sroot, volume, rehash)
     except BaseException:
         con.close()
         raise
@@ -680,25 +698,55 @@ def scan_root(
         assert con is not None
         if writer.rows:
             writer.write(con)
-        if gone:
-            with transaction(con):
-                record = _recording(con)
-                if record:
-                    run(con, "ops/scan/dirty_old_keys", {"paths": gone, "scan_id": scan_id})
-                run(con, "ops/scan/mark_missing", {"paths": gone, "scan_id": scan_id})
-                if record:
-                    run_script(con, "ops/scan/dirty_overflow", {"max": DIRTY_MAX})
-        if res.new:  # a corrected copy under a new path: what changed against the content stored
-            with transaction(con):
-                attrdigest.after_scan(con, scan_id)
-        res.seconds = time.monotonic() - started
-        run(con, "ops/scan/scan_finish", {"new": res.new, "changed": res.changed, "unchanged": res.unchanged,
-                                     "missing": res.missing, "bytes_read": res.bytes_read, "scan_id": scan_id})
-        res.status_counts = fetch(con, "ops/scan/status_counts", StatusCount)
-        res.statuses = {c.status: c.files for c in res.status_counts}
+        finish_root(con, res, gone, started)
     finally:
         writer.close()
     return res
+
+
+def start_root(con: duckdb.DuckDBPyConnection, sroot: str, volume: str,
+               rehash: bool = False) -> tuple[int, dict[str, tuple[int, int, str]]]:
+    """Open the scan of one root: its ``scans`` row, and the files indexed under it (path -> size,
+    mtime_ns, status), which the walk takes out as it finds them: what is left at the end has vanished."""
+    with transaction(con), keeping_if_kept(con, []):  # a scans row: status's kept figures still hold
+        started_row = run(con, "ops/scan/scan_start", {"root": sroot, "volume": volume, "rehash": rehash,
+                                                  "version": __version__}).fetchone()
+    assert started_row is not None
+    scan_id = started_row[0]
+    if rehash:  # every row is rewritten: the next check is a full one, nothing to record
+        run_script(con, "ops/scan/dirty_full")
+    known = {
+        r[0]: (r[1], r[2], r[3])
+        for r in run(con, "ops/scan/known_files", {"root": sroot, "prefix": sroot.rstrip("/") + "/"}).fetchall()
+    }
+    return scan_id, known
+
+
+def finish_root(con: duckdb.DuckDBPyConnection, res: ScanResult, gone: list[str], started: float) -> None:
+    """Close the scan of one root once its rows are written: mark the ``gone`` paths missing (their
+    keys recorded for the next incremental check), compare new files with stored contents, write the
+    counts to ``scans`` and read the index's files per status into ``res``."""
+    scan_id = res.scan_id
+    if gone:
+        sops: list[str] = []
+        with transaction(con), keeping_if_kept(con, sops) as keep:
+            record = _recording(con)
+            if record:
+                run(con, "ops/scan/dirty_old_keys", {"paths": gone, "scan_id": scan_id})
+            if keep:
+                sops.extend(r[0] for r in run(con, "ops/scan/sops_of_paths", {"paths": gone}).fetchall())
+            run(con, "ops/scan/mark_missing", {"paths": gone, "scan_id": scan_id})
+            if record:
+                run_script(con, "ops/scan/dirty_overflow", {"max": DIRTY_MAX})
+    if res.new:  # a corrected copy under a new path: what changed against the content stored
+        with transaction(con):
+            attrdigest.after_scan(con, scan_id)
+    res.seconds = time.monotonic() - started
+    with transaction(con), keeping_if_kept(con, []):
+        run(con, "ops/scan/scan_finish", {"new": res.new, "changed": res.changed, "unchanged": res.unchanged,
+                                     "missing": res.missing, "bytes_read": res.bytes_read, "scan_id": scan_id})
+    res.status_counts = fetch(con, "ops/scan/status_counts", StatusCount)
+    res.statuses = {c.status: c.files for c in res.status_counts}
 
 
 class StatusCount(NamedTuple):

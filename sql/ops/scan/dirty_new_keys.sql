@@ -1,4 +1,4 @@
--- Record the keys of the rows a scan just wrote (one list element per file).
+-- Record the keys of the rows a scan just wrote (the staged batch, scan_batch).
 INSERT INTO check_dirty
-SELECT unnest($path), unnest($sop_instance_uid), unnest($study_instance_uid), unnest($series_instance_uid),
-       unnest($accession_number), unnest($patient_id), $scan_id;
+SELECT path, sop_instance_uid, study_instance_uid, series_instance_uid, accession_number, patient_id, $scan_id
+FROM scan_batch;

@@ -1,0 +1,15 @@
+-- The files an incremental check re-evaluates, found in one pass over the key columns of files
+-- (temp table check_scope_keys: row id and one flag per key column): the changed rows (path) and
+-- every file sharing a key with one (its SOPInstanceUID, StudyInstanceUID, SeriesInstanceUID,
+-- AccessionNumber or PatientID, old or new value).
+CREATE OR REPLACE TEMP TABLE check_scope_keys AS
+SELECT *
+FROM (SELECT rowid AS rid,
+             path IN (SELECT k FROM check_keys WHERE dim = 'path') AS path,
+             sop_instance_uid IN (SELECT k FROM check_keys WHERE dim = 'sop_instance_uid') AS sop_instance_uid,
+             study_instance_uid IN (SELECT k FROM check_keys WHERE dim = 'study_instance_uid') AS study_instance_uid,
+             series_instance_uid IN (SELECT k FROM check_keys WHERE dim = 'series_instance_uid') AS series_instance_uid,
+             accession_number IN (SELECT k FROM check_keys WHERE dim = 'accession_number') AS accession_number,
+             patient_id IN (SELECT k FROM check_keys WHERE dim = 'patient_id') AS patient_id
+      FROM files)
+WHERE path OR sop_instance_uid OR study_instance_uid OR series_instance_uid OR accession_number OR patient_id;
