@@ -66,6 +66,11 @@ DELTA_MAX_SHARE = 0.25
 #: A grouping key whose changed groups hold more than this share of the files: its checks read
 #: every file (unfiltered) in an incremental check.
 WHOLE_SHARE = 0.5
+#: A grouping key whose changed groups hold at most this share of the files: their files (every
+#: column) are copied once and its checks read the copy; above it, each check reads the columns it
+#: needs from files through a join with the changed keys (copying 4.5 M of 20 M files' rows whole,
+#: spilling ~3 GB, cost more than the few checks it served).
+COPY_SHARE = 0.05
 
 
 def check_names() -> list[str]:
@@ -293,9 +298,11 @@ def _run_delta(con: duckdb.DuckDBPyConnection, wanted: list[str], res: CheckResu
         # are (filtering the groups would cost more than it saves); the findings are still applied
         # only where they differ
         whole = {d for d, n in sizes.items() if d in SCOPES.values() and n > WHOLE_SHARE * sizes["files"]}
-        if res.changed:  # the other groups' files, copied once for all their checks
-            run_script(con, "ops/check/delta_scope_files",
-                       {d: d not in whole for d in SCOPES.values() if d != "path"})
+        # the groups of a key column holding a small part of the index: their files copied once for
+        # all their checks; between that and WHOLE_SHARE the checks read them through a join
+        copied = {d for d, n in sizes.items() if d in SCOPES.values() and n <= COPY_SHARE * sizes["files"]}
+        if res.changed:
+            run_script(con, "ops/check/delta_scope_files", {d: d in copied for d in SCOPES.values() if d != "path"})
         db = con.execute("SELECT current_database()").fetchone()
         assert db is not None
         real_files = '"' + str(db[0]).replace('"', '""') + '".main.files'
@@ -309,7 +316,8 @@ def _run_delta(con: duckdb.DuckDBPyConnection, wanted: list[str], res: CheckResu
                         con.execute(load_sql("ops/check/delete_findings"), {"check_id": name})
                         _insert_findings(con, name)
                 for dim in sorted({SCOPES[n] for n in wanted if n in SCOPES}):
-                    con.execute(_scope_view(real_files, dim, dim in whole))
+                    con.execute(_scope_view(real_files, dim, "whole" if dim in whole else
+                                            "copy" if dim in copied or dim == "path" else "join"))
                     for name in wanted:
                         if SCOPES.get(name) == dim:
                             con.execute(f"CREATE OR REPLACE TEMP TABLE check_new AS SELECT severity, path, "
@@ -348,18 +356,26 @@ def _drop_temp(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} temp.main.{name}")
 
 
-def _scope_view(real_files: str, dim: str, whole: bool = False) -> str:
+def _scope_view(real_files: str, dim: str, how: str) -> str:
     """The view shadowing ``files`` while the checks grouped by ``dim`` run: the changed rows, and
     every file whose ``dim`` is a key a changed row had or has (each such group whole, so the
-    checks' findings for these files are those of a full check), read from the scope copied once
-    (ops/check/delta_scope_files); with ``whole``, every file of the index. ``real_files``: the
-    index's files table, qualified by its catalog; ``dim``: a column of :data:`SCOPES` (identifiers,
-    not values)."""
+    checks' findings for these files are those of a full check). ``how``: ``copy``, from the scope
+    copied once (ops/check/delta_scope_files); ``join``, from files through two semi joins with the
+    changed keys (a pass over the columns each check reads); ``whole``, every file of the index.
+    ``real_files``: the index's files table, qualified by its catalog; ``dim``: a column of
+    :data:`SCOPES` (identifiers, not values)."""
     assert dim in set(SCOPES.values()), dim
-    if whole:
+    if how == "whole":
         return f"CREATE OR REPLACE TEMP VIEW files AS SELECT * FROM {real_files}"
-    return ("CREATE OR REPLACE TEMP VIEW files AS SELECT * EXCLUDE (rid) FROM temp.main.check_scope "
-            f"WHERE rid IN (SELECT rid FROM temp.main.check_scope_keys WHERE path OR {dim})")
+    if how == "copy":
+        return ("CREATE OR REPLACE TEMP VIEW files AS SELECT * EXCLUDE (rid) FROM temp.main.check_scope "
+                f"WHERE rid IN (SELECT rid FROM temp.main.check_scope_keys WHERE path OR {dim})")
+    assert how == "join" and dim != "path", (how, dim)
+    changed = "path IN (SELECT k FROM temp.main.check_keys WHERE dim = 'path')"
+    # two semi joins DuckDB can push into the scans (an OR of the two would not be)
+    keys = f"(SELECT k FROM temp.main.check_keys WHERE dim = '{dim}')"
+    return (f"CREATE OR REPLACE TEMP VIEW files AS SELECT * FROM {real_files} WHERE {dim} IN {keys} "
+            f"UNION ALL SELECT * FROM {real_files} WHERE {changed} AND ({dim} IS NULL OR {dim} NOT IN {keys})")
 
 
 def _digest_many(items: list[tuple[str, bytes, str]]) -> list[dict[str, Any]]:
