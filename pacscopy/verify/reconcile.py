@@ -161,8 +161,8 @@ def open_for(index_path: str, target: Target) -> duckdb.DuckDBPyConnection:
         con.close()
         raise
     con.close()
-    try:
-        return open_index(index_path, wait=0.0, lean=True)
+    try:  # a full open: migrated, so that the evaluation finds this pacscopy's macros
+        return open_index(index_path, wait=0.0)
     except (PacscopyError, duckdb.Error):
         return open_index(index_path, read_only=True)
 
