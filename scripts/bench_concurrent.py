@@ -133,6 +133,8 @@ def measure(base: Path, files: int, m: Measure, tmp: Path, associations: int, en
             rc, _, err, _ = run_child(status, env)
             if rc != 0:
                 raise SystemExit(f"bench: the status before the send failed ({rc}): {err.strip()}")
+            # ... without its wish for the send's figures (status_cache.want_live): alone, a send publishes none
+            Path(str(idx) + ".run", "status-wanted").unlink(missing_ok=True)
         cmds = {"status": [("status", status)],
                 "status+query": [("status", status), ("query", [str(PACSCOPY), "query", QUERY, "--index", str(idx)])]}
         m.load = os.getloadavg()[0]
