@@ -393,7 +393,7 @@ class _Writer:
                 self.rows = rows[i + step:]
         finally:
             if raise_limit:
-                con.execute("SET memory_limit = $m", {"m": SCAN_MEMORY_LIMIT})
+                _lower_limit(con)
         self.last = time.monotonic()
 
     def _write(self, con: duckdb.DuckDBPyConnection, rows: list[Row]) -> None:
@@ -424,6 +424,19 @@ class _Writer:
                 run(con, "ops/scan/dirty_new_keys", {"scan_id": self.scan_id})
                 run_script(con, "ops/scan/dirty_overflow", {"max": DIRTY_MAX})
             run_script(con, "ops/scan/stage_end")
+
+
+def _lower_limit(con: duckdb.DuckDBPyConnection) -> None:
+    """Back to the scan's memory limit after upserts, if DuckDB can: the primary key's pages they
+    changed stay in memory until a checkpoint writes them (at 30 M files, after 100,000 spread
+    changes, DuckDB could not free enough for 128 MB); then the raised limit stays for this
+    connection (the next hop or the end of the scan closes it)."""
+    import duckdb
+
+    try:
+        con.execute("SET memory_limit = $m", {"m": SCAN_MEMORY_LIMIT})
+    except duckdb.OutOfMemoryException:
+        log.debug("scan: DuckDB's memory limit stays at %s after upserts", UPSERT_MEMORY_LIMIT)
 
 
 class _Reader:
