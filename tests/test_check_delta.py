@@ -88,7 +88,18 @@ def rewrite(path: str | Path, dest: str | Path | None = None, **attrs: object) -
     os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
 
 
-def test_delta_check_equals_full_check_after_every_kind_of_change(tmp_path: Path) -> None:
+@pytest.mark.parametrize("copy_share, whole_share", [
+    (0.05, 0.5),   # as shipped: in this small archive the groups are large shares, read whole or by join
+    (1.0, 1.0),    # every changed group's files copied once and read from the copy
+    (0.0, 1.0),    # every group read from files through the join with the changed keys
+    (0.0, 0.0),    # every group read whole
+], ids=["default", "copy", "join", "whole"])
+def test_delta_check_equals_full_check_after_every_kind_of_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   copy_share: float, whole_share: float) -> None:
+    from pacscopy.check import checks
+
+    monkeypatch.setattr(checks, "COPY_SHARE", copy_share)
+    monkeypatch.setattr(checks, "WHOLE_SHARE", whole_share)
     d = Delta(tmp_path)
     first = d.check()  # the index's first check: a full one (nothing known about what changed)
     assert first.mode == "full" and first.why == "first check of this index"

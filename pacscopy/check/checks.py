@@ -302,7 +302,9 @@ def _run_delta(con: duckdb.DuckDBPyConnection, wanted: list[str], res: CheckResu
         # all their checks; between that and WHOLE_SHARE the checks read them through a join
         copied = {d for d, n in sizes.items() if d in SCOPES.values() and n <= COPY_SHARE * sizes["files"]}
         if res.changed:
-            run_script(con, "ops/check/delta_scope_files", {d: d in copied for d in SCOPES.values() if d != "path"})
+            flags = {d: d in copied for d in SCOPES.values() if d != "path"}
+            run_script(con, "ops/check/delta_scope_keys", flags)
+            run_script(con, "ops/check/delta_scope_files", flags)
         db = con.execute("SELECT current_database()").fetchone()
         assert db is not None
         real_files = '"' + str(db[0]).replace('"', '""') + '".main.files'
@@ -344,7 +346,7 @@ def _run_delta(con: duckdb.DuckDBPyConnection, wanted: list[str], res: CheckResu
 
 
 _TEMP = ("files", "check_new", "check_old", "check_changed", "check_replan", "check_replan_sops", "check_keys",
-         "check_scope_keys", "check_scope")
+         "check_scope_flags", "check_scope_keys", "check_scope")
 
 
 def _drop_temp(con: duckdb.DuckDBPyConnection) -> None:

@@ -1,8 +1,10 @@
--- The files an incremental check re-evaluates, found in one pass over the key columns of files
--- (temp table check_scope_keys: row id and one flag per key column): the changed rows (path) and
--- every file sharing a key with one (its SOPInstanceUID, StudyInstanceUID, SeriesInstanceUID,
--- AccessionNumber or PatientID, old or new value).
-CREATE OR REPLACE TEMP TABLE check_scope_keys AS
+-- The files an incremental check re-evaluates, as a view over the key columns of files (temp view
+-- check_scope_flags: row id and one flag per key column): the changed rows (path) and every file
+-- sharing a key with one (its SOPInstanceUID, StudyInstanceUID, SeriesInstanceUID, AccessionNumber
+-- or PatientID, old or new value). Counted first (ops/check/delta_scope_count), then only the rows
+-- of the groups copied for the checks are kept (ops/check/delta_scope_keys): a change spread over
+-- every patient puts nearly every file in scope, and storing all their row ids cost more than it served.
+CREATE OR REPLACE TEMP VIEW check_scope_flags AS
 SELECT *
 FROM (SELECT rowid AS rid,
              path IN (SELECT k FROM check_keys WHERE dim = 'path') AS path,
