@@ -85,7 +85,7 @@ def test_readers_get_in_while_a_scan_runs(tmp_path: Path) -> None:
     """A scan keeps the index open only while nobody waits for it: pacscopy commands (here `query`, each its
     own process) get in while it runs and see its rows grow."""
     root = tmp_path / "vol1"
-    make_corpus(root, 20_000, 1_000, seed=13)  # several seconds of scanning, even on an idle machine
+    make_corpus(root, 80_000, 1_000, seed=13)  # several seconds of scanning on an idle machine (20,000: 1.2 s)
     index = tmp_path / "p.duckdb"
     scan = start("scan", root, "--index", index, "--quiet", "--workers", "1")
     seen: list[int] = []
@@ -103,9 +103,9 @@ def test_readers_get_in_while_a_scan_runs(tmp_path: Path) -> None:
         if scan.poll() is None:
             scan.kill()
             scan.wait()
-    assert len(files_rows(index)) == 20_000
+    assert len(files_rows(index)) == 80_000
     # got in mid-scan, and saw the count go up, never down
-    partial = [n for n in seen if 0 < n < 20_000]
+    partial = [n for n in seen if 0 < n < 80_000]
     assert partial, seen
     assert seen == sorted(seen), seen
 
@@ -350,7 +350,8 @@ def test_a_killed_verify_keeps_what_it_checked_and_the_rerun_does_not_redo_it(tm
     rest. A second verify of the same target and mode meanwhile is refused, naming the first."""
     from .peers import orthanc
 
-    index = planned_index(tmp_path, 150, 20_000, seed=35)
+    n = 600  # enough that the verify still runs after the refused second one (150 were done by then on an idle machine)
+    index = planned_index(tmp_path, n, 20_000, seed=35)
     run_dir = Path(str(index) + ".run")
     with orthanc(tmp_path) as peer:
         ok(pacscopy("send", "--target", peer.target, "--index", index, "-q"))
@@ -377,16 +378,16 @@ def test_a_killed_verify_keeps_what_it_checked_and_the_rerun_does_not_redo_it(tm
         # the next command that opens the index merges what the killed verify recorded
         ok(pacscopy("query", "SELECT 1", "--index", index))
         kept = peek_wait(index, "SELECT count(*), count(DISTINCT sop_instance_uid) FROM verifications")[0]
-        assert 0 < kept[0] == kept[1] < 150, kept
+        assert 0 < kept[0] == kept[1] < n, kept
         assert peek_wait(index, "SELECT run_id, finished IS NULL FROM verify_runs") == [(1, True)]
         r = ok(pacscopy("verify", "--target", peer.target, "--index", index, "--mode", "retrieve", "-q"))
-        assert (f"150 instances checked ({kept[0]} by run 1 before it was interrupted: not checked again)"
+        assert (f"{n} instances checked ({kept[0]} by run 1 before it was interrupted: not checked again)"
                 in r.stdout), r.stdout
-        assert "verified:          150" in r.stdout, r.stdout
+        assert f"verified:          {n}" in r.stdout, r.stdout
     # each instance checked once, over the two processes; one run, finished
     assert peek_wait(index, "SELECT count(*), count(DISTINCT sop_instance_uid), bool_and(outcome = 'verified') "
-                            "FROM verifications") == [(150, 150, True)]
-    assert peek_wait(index, "SELECT run_id, resumed, finished IS NOT NULL, checked FROM verify_runs") == [(1, 1, True, 150)]
+                            "FROM verifications") == [(n, n, True)]
+    assert peek_wait(index, "SELECT run_id, resumed, finished IS NOT NULL, checked FROM verify_runs") == [(1, 1, True, n)]
     assert not list(run_dir.glob("journal-*"))
 
 
