@@ -179,21 +179,12 @@ def _move(con: duckdb.DuckDBPyConnection, targets: list[str], sops: Sequence[str
     shadow the real ones until dropped, whatever happens); their old states are read by key from
     ``status_instances``.
     """
-    con.execute("CREATE OR REPLACE TEMP TABLE status_batch AS SELECT DISTINCT s AS sop_instance_uid, "
-                "md5_number(s) AS sop_key FROM unnest($sops::VARCHAR[]) AS t(s)", {"sops": list(sops)})
+    _batch(con, sops)
     con.execute(f"CREATE OR REPLACE TEMP TABLE status_new {_STATE_COLS}")
     sel = _instance_select()
-    try:
-        run_script(con, "ops/status/slices")
+    with _slices(con):
         for t in targets:
             con.execute(f"INSERT INTO status_new SELECT * FROM ({sel})", {"target": t})
-    except BaseException:
-        try:  # an error aborts the writer's transaction, which drops them too; else never leave them
-            run_script(con, "ops/status/slices_drop")
-        except duckdb.Error:
-            pass
-        raise
-    run_script(con, "ops/status/slices_drop")
     out: dict[str, tuple[Counts, Counts]] = {}
     agg = ("SELECT final_state, count(*), coalesce(sum(bytes), 0)::BIGINT, count(*) FILTER (WHERE warning) "
            "FROM {} WHERE {} GROUP BY 1")
@@ -206,6 +197,28 @@ def _move(con: duckdb.DuckDBPyConnection, targets: list[str], sops: Sequence[str
     for name in ("status_batch", "status_new", "status_old"):
         con.execute(f"DROP TABLE IF EXISTS temp.main.{name}")
     return out
+
+
+def _batch(con: duckdb.DuckDBPyConnection, sops: Sequence[str]) -> None:
+    """Temporary table ``status_batch``: the instances ``sops`` with their keys (what the slices hold)."""
+    con.execute("CREATE OR REPLACE TEMP TABLE status_batch AS SELECT DISTINCT s AS sop_instance_uid, "
+                "md5_number(s) AS sop_key FROM unnest($sops::VARCHAR[]) AS t(s)", {"sops": list(sops)})
+
+
+@contextmanager
+def _slices(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Inside the block the books hold only ``status_batch``'s instances (``sql/ops/status/slices.sql``:
+    temporary tables shadowing the real ones), dropped after it whatever happens."""
+    try:
+        run_script(con, "ops/status/slices")
+        yield
+    except BaseException:
+        try:  # an error may abort the writer's transaction, which drops them too; else never leave them
+            run_script(con, "ops/status/slices_drop")
+        except duckdb.Error:
+            pass
+        raise
+    run_script(con, "ops/status/slices_drop")
 
 
 @contextmanager
@@ -268,13 +281,11 @@ def sliced(con: duckdb.DuckDBPyConnection, sops: Sequence[str]) -> Iterator[None
     the books give those instances' rows as over the whole index, reading only theirs (temporary
     tables that shadow the real ones, ``sql/ops/status/slices.sql``; dropped after the block,
     whatever happens)."""
-    con.execute("CREATE OR REPLACE TEMP TABLE status_batch AS SELECT DISTINCT s AS sop_instance_uid, "
-                "md5_number(s) AS sop_key FROM unnest($sops::VARCHAR[]) AS t(s)", {"sops": list(sops)})
+    _batch(con, sops)
     try:
-        run_script(con, "ops/status/slices")
-        yield
+        with _slices(con):
+            yield
     finally:
-        run_script(con, "ops/status/slices_drop")
         con.execute("DROP TABLE IF EXISTS temp.main.status_batch")
 
 
@@ -283,7 +294,7 @@ def keeping_if_kept(con: duckdb.DuckDBPyConnection, sops: list[str]) -> Iterator
     """:func:`keeping` for every target (a write of files or of the plan: a scan's batch, an
     incremental check), if any target's figures are kept; else nothing. Yields whether it keeps them:
     only then need the block fill ``sops`` (read after the block) with the SOPInstanceUIDs whose
-    rows it changed (their values before and after). Added by h12big (the lead's decision of 14:53)."""
+    rows it changed (their values before and after)."""
     row = con.execute("SELECT count(*) FROM status_kept").fetchone()
     if not (row and row[0]):
         yield False
