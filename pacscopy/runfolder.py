@@ -254,6 +254,11 @@ class RunningSend:
     run_id: int | None
     journal: str | None
 
+    def state(self) -> str:
+        """'is running (run 3' once its run is recorded, else 'is starting (no run recorded yet': a send
+        holds its lock from its start, and records its run after it has opened the index and counted its queue."""
+        return f"is running (run {self.run_id}" if self.run_id else "is starting (no run recorded yet"
+
 
 def running_sends(index_path: str) -> list[RunningSend]:
     """The sends running from this index now (their target lock is held), read without disturbing them."""

@@ -147,6 +147,27 @@ def test_a_second_send_to_the_same_target_is_refused_naming_the_first(planned: P
     lock.release()
 
 
+def test_a_send_that_has_not_recorded_its_run_yet_is_shown_starting(planned: Path) -> None:
+    """A send holds its target's lock from its start and records its run only after it has opened the index
+    and counted its queue: meanwhile status says it is starting, never 'run None', and a second send is
+    refused naming no run."""
+    target = "STORESCP@127.0.0.1:11112"
+    p = holder(planned, f"lock = runfolder.lock_target(index.default_index_path(), {target!r})",
+               command="pacscopy send --target " + target)
+    try:
+        r = pacscopy("status", "--target", target, "--index", planned)
+        second = pacscopy("send", "--target", target, "--index", planned, "-q")
+    finally:
+        release(p)
+    assert r.returncode == 0, r.stderr
+    assert f"  a send to {target} is starting (no run recorded yet, pid {p.pid} on " in r.stdout, r.stdout
+    assert "run None" not in r.stdout, r.stdout
+    assert second.returncode == 2, second
+    assert second.stderr.startswith(f"pacscopy: error: a send to {target} from index {planned} is already "
+                                    f"running (pid {p.pid} on "), second.stderr
+    assert ", run " not in second.stderr, second.stderr
+
+
 def test_a_second_send_is_refused_at_once_while_the_first_holds_the_index(planned: Path) -> None:
     """The refusal comes before the index is opened: a second send does not wait for the first one's merge
     (seconds on a busy machine) only to be refused after it (the loaded polled run's stray 'waiting' line)."""

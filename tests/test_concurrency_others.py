@@ -393,34 +393,69 @@ def test_a_killed_verify_keeps_what_it_checked_and_the_rerun_does_not_redo_it(tm
 
 def test_two_scans_of_one_root_are_refused_two_roots_scan_side_by_side(tmp_path: Path) -> None:
     """One scan per root (a run-folder lock on its real path): a second scan of a root being scanned is
-    refused naming the first; a scan of another root runs beside it, and both complete."""
+    refused naming the first; a scan of another root runs beside it, and both complete.
+
+    The first scan is held, not raced: once it has written, the test holds the index open read-only
+    (as a user's duckdb session would), so the scan waits for it at its next write, whatever the
+    machine's speed, while the others run.
+    """
+    from pacscopy import runfolder
+
     big, small = tmp_path / "vol1", tmp_path / "vol2"
     make_corpus(big / "a", 5000, 1_000, seed=15)
-    for copy in "bcdefghijkl":  # 60,000 files (hard links): still scanning on an idle machine when the others run
+    for copy in "bcdefghijkl":  # 60,000 files (hard links): many batches, far from done at its first write
         shutil.copytree(big / "a", big / copy, copy_function=os.link)
     make_corpus(small, 300, 1_000, seed=16)
     index = tmp_path / "p.duckdb"
     scan = start("scan", big, "--index", index, "--quiet", "--workers", "1")
+    other = None
     try:
         deadline = time.monotonic() + 240
-        while not (index.exists()
-                   and peek_waiting(index, "SELECT count(*) FROM files")[0][0] > 0):
+        held = None
+        while held is None:  # ask the scan to let go (it keeps the index while nobody waits), then keep it
             assert scan.poll() is None, scan.communicate()
             assert time.monotonic() < deadline, "the scan did not get going"
-            time.sleep(0.05)
-        twice = pacscopy("scan", big, "--index", index, "--quiet")
-        other = pacscopy("scan", small, "--index", index, "--quiet")
-        assert scan.poll() is None, "the first scan ended before the others ran: make the corpus bigger"
+            runfolder.want(str(index))
+            try:
+                con = duckdb.connect(str(index), read_only=True)
+            except duckdb.Error:
+                time.sleep(0.05)
+                continue
+            try:
+                written = con.execute("SELECT count(*) FROM files").fetchone()[0]
+            except duckdb.CatalogException:  # a new index: not migrated yet
+                written = 0
+            if written:
+                held = con
+            else:
+                con.close()
+                time.sleep(0.05)
+        runfolder.got(str(index))
+        try:
+            assert written < 60_000, written
+            twice = pacscopy("scan", big, "--index", index, "--quiet")  # refused at once, not after a wait
+            other = start("scan", small, "--index", index, "--quiet")
+            # the other root's scan took its lock and now waits for the index, and so does the first at its
+            # next write (it cannot end without one): both running at once
+            while not {scan.pid, other.pid} <= set(runfolder.waiting(str(index))):
+                assert other.poll() is None, other.communicate()
+                assert scan.poll() is None, scan.communicate()
+                assert time.monotonic() < deadline, "the scans never both waited for the index"
+                time.sleep(0.05)
+        finally:
+            held.close()
         out, err = scan.communicate(timeout=600)
         assert scan.returncode == 0, err
+        o_out, o_err = other.communicate(timeout=600)
+        assert other.returncode == 0, o_err
     finally:
-        if scan.poll() is None:
-            scan.kill()
-            scan.wait()
+        for p in (scan, other):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
     assert twice.returncode == 2, twice
     assert twice.stderr.startswith(f"pacscopy: error: a scan of {os.path.realpath(big)} into index {index} is "
                                    f"already running (pid {scan.pid} on "), twice.stderr
-    ok(other)
     assert peek_wait(index, "SELECT count(*) FROM files") == [(60_300,)]
     assert not list(Path(str(index) + ".run").glob("scan-*.lock"))
 

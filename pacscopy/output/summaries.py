@@ -134,7 +134,7 @@ def status_lines(target: Any, p: Any, sends: Sequence[Any]) -> list[str]:
         source = "from the running send" if r.live else ""
         when = (f"as of {r.as_of:%Y-%m-%d %H:%M:%S}, its latest merge" + (f" ({source})" if source else "")
                 if r.as_of else "as of its start (nothing merged yet" + (f"; {source})" if source else ")"))
-        lines.append(f"  a send to {s.target} is running (run {s.run_id}, pid {s.pid} on {s.host} since "
+        lines.append(f"  a send to {s.target} {s.state()}, pid {s.pid} on {s.host} since "
                      f"{s.since}): {'these figures are' if s.target == str(target) else 'its figures are'} {when}")
         if r.rate is not None:  # the send's own rate over the last minute (its rate file: newer than the index)
             lines.append(f"    {r.rate.line()}")

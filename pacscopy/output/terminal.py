@@ -106,7 +106,7 @@ def note_running(con: Any, index: str) -> None:
 
     for r in running(con, index):
         when = f"{r.as_of:%Y-%m-%d %H:%M:%S}, its latest merge" if r.as_of else "its start"
-        note(f"note: a send to {r.send.target} is running (run {r.send.run_id}, pid {r.send.pid}): "
+        note(f"note: a send to {r.send.target} {r.send.state()}, pid {r.send.pid}): "
              f"its figures here are as of {when}")
 
 
