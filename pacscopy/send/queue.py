@@ -168,6 +168,18 @@ def dry_run(con: duckdb.DuckDBPyConnection, target: Target, opts: SendOptions) -
     return DryRun(str(target), n, b, groups, u, [(r[0], r[1]) for r in examples])
 
 
+def last_run(con: duckdb.DuckDBPyConnection, target: str) -> tuple[Any, ...] | None:
+    """The latest send run to ``target``: (run_id, started, ended, instances stored, bytes), or None.
+
+    Ended is the run's end, or while it runs (or after it was killed) its latest attempt's."""
+    r = run(con, "ops/status/last_run", {"target": target}).fetchone()
+    if r is None:
+        return None
+    run_id, started, finished = r
+    ended, instances, nbytes = run(con, "ops/status/run_stored", {"run_id": run_id}).fetchone() or (None, 0, 0)
+    return run_id, started, finished if finished is not None else ended, instances, nbytes
+
+
 def progress(con: duckdb.DuckDBPyConnection, target: Target, index_path: str | None = None) -> SendProgress:
     """Every planned instance by its state for ``target``, and the rate of its latest run.
 
@@ -179,7 +191,7 @@ def progress(con: duckdb.DuckDBPyConnection, target: Target, index_path: str | N
     """
     from pacscopy.send import status_counts
 
-    last = run(con, "ops/status/last_run", {"target": str(target)}).fetchone()
+    last = last_run(con, str(target))
     k = status_counts.kept(con, str(target))
     if k is not None:
         return progress_from(k[0], last, as_of=k[1])

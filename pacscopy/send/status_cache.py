@@ -180,11 +180,12 @@ def publish(con: duckdb.DuckDBPyConnection, index_path: str, target: str, journa
     from pacscopy.index import run
     from pacscopy.runfolder import write_private
     from pacscopy.send import status_counts
+    from pacscopy.send.queue import last_run
 
     path = live_file(index_path, journal)
     try:
         kept = status_counts.kept(con, target)
-        last = run(con, "ops/status/last_run", {"target": target}).fetchone()
+        last = last_run(con, target)
         merged = run(con, "ops/send/journal_as_of", {"journal": f"journal-{journal}.jsonl"}).fetchone()
         # closing would checkpoint: do it now, so that the stamp is the file as the close leaves it, taken
         # while no other process can write (this one holds the index)
