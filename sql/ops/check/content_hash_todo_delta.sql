@@ -7,6 +7,6 @@ WHERE f.status = 'ok'
       SELECT sop_instance_uid FROM files
       WHERE status = 'ok'
         AND sop_instance_uid IN (SELECT k FROM check_keys WHERE dim = 'sop_instance_uid')
-      GROUP BY 1 HAVING count(DISTINCT dataset_xxh3) > 1)
+      GROUP BY 1 HAVING min(dataset_xxh3) <> max(dataset_xxh3))  -- more than one content (count DISTINCT > 1)
   AND NOT EXISTS (SELECT 1 FROM content_hashes h WHERE h.path = f.path AND h.xxh3 = f.xxh3)
 ORDER BY f.path;
