@@ -82,6 +82,12 @@ def _mib(size: str) -> float:
     return n * (1024 if binary else 1000) ** exp / 2**20
 
 
+def memory_mib(con: duckdb.DuckDBPyConnection) -> float:
+    """DuckDB's memory limit on ``con``, in MiB."""
+    row = con.execute("SELECT current_setting('memory_limit')").fetchone()
+    return _mib(str(row[0])) if row else 0.0
+
+
 def _needed(limit: str) -> str:
     """How much memory to give instead of ``limit``: the measured budget, or twice ``limit`` above it."""
     have = _mib(limit)

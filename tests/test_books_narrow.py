@@ -156,3 +156,53 @@ def test_the_narrow_books_give_the_rows_of_0021(tmp_path: Path) -> None:
         assert _same(con, new.replace("$target", "$t"), old, T) > 10000
     finally:
         con.close()
+
+
+def test_the_books_in_slices_give_the_rows_of_the_whole(tmp_path: Path) -> None:
+    """Schema 0029: evaluated slice by slice (hash of the SOPInstanceUID modulo N, the session's
+    pacscopy_slices/pacscopy_slice), the books give, slice after slice, exactly the whole evaluation's
+    rows (0021's bodies), including a plan path that holds another instance's file (which may fall in
+    another slice) and the manifest's corrections; the figures and the kept states of a sliced count
+    are the whole count's, and no slice is left set after it."""
+    from pacscopy.send import status_counts
+
+    con = open_index(str(tmp_path / "s.duckdb"), create=True)
+    try:
+        scale.fill(con, 20000, sent=0.7, verified=0.5)
+        run_checks(con)
+        _every_state(con)
+        for stmt in reference_macros():
+            con.execute(stmt)
+        # the reference: 0021's bodies, and for the wide rows (key, size, warning) the whole evaluation
+        for m, ref in (("final_states_of", "SELECT * FROM final_states_of_0021($t, false)"),
+                       ("books_of", "SELECT * FROM books_of_0021($t, false)"),
+                       ("final_states_wide_of", "SELECT * FROM final_states_wide_of($t, false)")):
+            con.execute(f"CREATE OR REPLACE TEMP TABLE sliced AS SELECT * FROM {m}($t, false) LIMIT 0", T)
+            con.execute("SET VARIABLE pacscopy_slices = 7")
+            for i in range(7):
+                con.execute("SET VARIABLE pacscopy_slice = $i", {"i": i})
+                n = con.execute(f"INSERT INTO sliced SELECT * FROM {m}($t, false)", T).fetchone()[0]
+                assert 1500 < n < 4500, (m, i, n)  # a seventh of ~20,000 instances each
+            con.execute("RESET VARIABLE pacscopy_slices")
+            con.execute("RESET VARIABLE pacscopy_slice")
+            con.execute(f"CREATE OR REPLACE TEMP TABLE whole AS {ref}", T)
+            assert _same(con, "SELECT * FROM sliced", "SELECT * FROM whole", {}) > 19000
+        # through status_counts: 5 slices for the kept states and the figures, as one pass gives them
+        whole_counts = status_counts.count(con, scale.TARGET)
+        status_counts.evaluate(con, scale.TARGET)
+        con.execute("CREATE OR REPLACE TEMP TABLE whole AS SELECT * FROM temp.main.status_instances")
+        status_counts.drop_evaluated(con)
+        real = status_counts.slice_count
+        status_counts.slice_count = lambda c: 5  # type: ignore[assignment]
+        try:
+            assert status_counts.count(con, scale.TARGET) == whole_counts
+            status_counts.evaluate(con, scale.TARGET)
+        finally:
+            status_counts.slice_count = real  # type: ignore[assignment]
+        assert _same(con, "SELECT * FROM temp.main.status_instances", "SELECT * FROM whole", {}) > 10000
+        status_counts.drop_evaluated(con)
+        assert con.execute("SELECT getvariable('pacscopy_slices'), getvariable('pacscopy_slice')").fetchone() \
+            == (None, None)
+        assert con.execute("SELECT count(*) FROM plan").fetchone()[0] > 19000  # no slice left: the whole plan
+    finally:
+        con.close()

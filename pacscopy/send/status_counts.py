@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import NamedTuple
 
@@ -57,9 +57,83 @@ def fingerprint(con: duckdb.DuckDBPyConnection) -> str:
 
 
 def count(con: duckdb.DuckDBPyConnection, target: str, *, keyed: bool = False) -> Counts:
-    """Count the plan per final state for ``target`` (``keyed``: only the instances in ``status_keys``)."""
-    cur = run(con, "ops/status/count_keyed" if keyed else "ops/status/count_states", {"target": target})
-    return {r[0]: StateCount(str(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in cur.fetchall()}
+    """Count the plan per final state for ``target`` (``keyed``: only the instances in ``status_keys``;
+    else the whole plan, slice by slice: :func:`in_slices`)."""
+    if keyed:
+        cur = run(con, "ops/status/count_keyed", {"target": target})
+        return {r[0]: StateCount(str(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in cur.fetchall()}
+    out: Counts = {}
+
+    def one() -> None:
+        for r in run(con, "ops/status/count_states", {"target": target}).fetchall():
+            c = out.get(r[0], StateCount(str(r[0]), 0, 0, 0))
+            out[r[0]] = StateCount(c.final_state, c.instances + int(r[1]), c.bytes + int(r[2]), c.warnings + int(r[3]))
+
+    in_slices(con, one)
+    return dict(sorted(out.items()))
+
+
+# -- the whole plan in slices (bounded memory and temporary disk) --------------------------------
+
+#: Planned instances per slice of a full evaluation, per MiB of DuckDB's memory limit (750: 715,000 at the
+#: default 1 GB). At 5 M files in one pass the evaluation spilled 3.8 GB at its peak (11 GB written in all);
+#: in 5 slices 1.9 GB, in 7 0.3 GB, in 11 0.2 GB, for the same CPU time in 5 or 7 and ~35 % more in 11
+#: (each slice reads every book's UID column): BENCHMARKS.md, "Bounded temporary disk".
+SLICE_INSTANCES_PER_MIB = 750
+
+
+def slice_count(con: duckdb.DuckDBPyConnection) -> int:
+    """How many slices a full evaluation of the books takes on ``con``: the plan's size over what
+    fits in DuckDB's memory limit (:data:`SLICE_INSTANCES_PER_MIB`)."""
+    from pacscopy.index import memory_mib
+
+    row = con.execute("SELECT count(*) FROM plan_auto").fetchone()
+    planned = int(row[0]) if row else 0
+    per = max(int(memory_mib(con) * SLICE_INSTANCES_PER_MIB), 10_000)
+    return max(1, -(-planned // per))
+
+
+def in_slices(con: duckdb.DuckDBPyConnection, work: Callable[[], object]) -> None:
+    """Run ``work`` (which evaluates ``final_states``/``books`` over the whole plan and appends what it
+    finds) once per slice of the planned instances (:func:`slice_count`; schema 0029's ``in_slice``):
+    inside ``work`` the books macros give the rows of the slice's instances only, exactly the rows a
+    whole evaluation gives them. The slice variables are reset after, whatever happens (and by every
+    other evaluation: :func:`_whole`)."""
+    n = slice_count(con)
+    _whole(con)
+    if n == 1:
+        work()
+        return
+    manifest = con.execute("SELECT EXISTS (SELECT 1 FROM manifest)").fetchone()
+    try:
+        if manifest and manifest[0]:
+            # the manifest's comparison reads every file: once for every slice (the view's rows, kept
+            # in a temporary table of the same name, which the books read instead while it exists)
+            con.execute("CREATE OR REPLACE TEMP TABLE manifest_compare AS SELECT * FROM manifest_compare")
+        con.execute("SET VARIABLE pacscopy_slices = $n", {"n": n})
+        for i in range(n):
+            con.execute("SET VARIABLE pacscopy_slice = $i", {"i": i})
+            work()
+    finally:
+        _whole(con, quiet=True)
+
+
+def _whole(con: duckdb.DuckDBPyConnection, *, quiet: bool = False) -> None:
+    """No slice set: the books give every instance (and the manifest comparison is the view again).
+    ``quiet``: after an error (a failed statement aborts the transaction until it is rolled back, and
+    this with it: :func:`unslice` after the rollback)."""
+    try:
+        con.execute("RESET VARIABLE pacscopy_slices")
+        con.execute("RESET VARIABLE pacscopy_slice")
+        con.execute("DROP TABLE IF EXISTS temp.main.manifest_compare")
+    except duckdb.Error:
+        if not quiet:
+            raise
+
+
+def unslice(con: duckdb.DuckDBPyConnection) -> None:
+    """After a rollback of a transaction in which a sliced evaluation failed: no slice set any more."""
+    _whole(con, quiet=True)
 
 
 def kept(con: duckdb.DuckDBPyConnection, target: str) -> tuple[Counts, dt.datetime] | None:
@@ -89,6 +163,7 @@ def store(con: duckdb.DuckDBPyConnection, target: str, counts: Counts, fp: str) 
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
+        unslice(con)
         raise
     return True
 
@@ -104,6 +179,7 @@ def recount(con: duckdb.DuckDBPyConnection, target: str) -> Counts:
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
+        unslice(con)
         raise
     return counts
 
@@ -120,9 +196,10 @@ def _instance_select() -> str:
 
 
 def _fill(con: duckdb.DuckDBPyConnection, target: str) -> None:
-    """Every planned instance's state for ``target`` into ``status_instances`` (a full evaluation)."""
+    """Every planned instance's state for ``target`` into ``status_instances`` (a full evaluation, in slices)."""
     con.execute("DELETE FROM status_instances WHERE target = $target", {"target": target})
-    con.execute(f"INSERT INTO status_instances SELECT * FROM ({_instance_select()})", {"target": target})
+    sel = _instance_select()
+    in_slices(con, lambda: con.execute(f"INSERT INTO status_instances SELECT * FROM ({sel})", {"target": target}))
 
 
 def _replace(con: duckdb.DuckDBPyConnection, target: str, counts: Counts, fp: str, *, counted: bool) -> None:
@@ -179,6 +256,7 @@ def _move(con: duckdb.DuckDBPyConnection, targets: list[str], sops: Sequence[str
     shadow the real ones until dropped, whatever happens); their old states are read by key from
     ``status_instances``.
     """
+    _whole(con)
     _batch(con, sops)
     con.execute(f"CREATE OR REPLACE TEMP TABLE status_new {_STATE_COLS}")
     sel = _instance_select()
@@ -266,8 +344,10 @@ def evaluate(con: duckdb.DuckDBPyConnection, target: str) -> None:
     """Every planned instance's state for ``target``, evaluated in full into a temporary table
     ``status_instances`` that shadows the kept one until :func:`drop_evaluated` (for a reader whose
     kept states do not hold and that cannot keep them: a read-only connection)."""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE status_instances AS SELECT * FROM ({_instance_select()})",
-                {"target": target})
+    con.execute(f"CREATE OR REPLACE TEMP TABLE status_instances {_STATE_COLS}")
+    sel = _instance_select()
+    in_slices(con, lambda: con.execute(f"INSERT INTO temp.main.status_instances SELECT * FROM ({sel})",
+                                       {"target": target}))
 
 
 def drop_evaluated(con: duckdb.DuckDBPyConnection) -> None:
@@ -281,6 +361,7 @@ def sliced(con: duckdb.DuckDBPyConnection, sops: Sequence[str]) -> Iterator[None
     the books give those instances' rows as over the whole index, reading only theirs (temporary
     tables that shadow the real ones, ``sql/ops/status/slices.sql``; dropped after the block,
     whatever happens)."""
+    _whole(con)
     _batch(con, sops)
     try:
         with _slices(con):
