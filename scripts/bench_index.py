@@ -3,6 +3,7 @@
     python scripts/bench_index.py make-index --rows N --index PATH [--sent 0.6] [--verified 0.4]
     python scripts/bench_index.py measure --index PATH [--only check,status,report,reconcile] [--runs 1]
     python scripts/bench_index.py merge-cost --index PATH [--batch 2000] [--runs 3]
+    python scripts/bench_index.py bytes --index PATH [--columns files,transfers]
 
 make-index opens PATH through pacscopy's index module (so every migration applies) and
 fills it with SQL only (pacscopy.testing.scale, sql/testing/scale_*.sql; no files on disk):
@@ -155,6 +156,60 @@ def measure(path: Path, only: list[str], runs: int, timeout: float | None = None
         print(f"| {name} | {wall:.1f} s | {cpu:.1f} s | {peak / 2**20:.0f} MB | {load:.1f} | {note} |")
 
 
+def index_bytes(path: Path, columns: list[str]) -> None:
+    """Bytes on disk per table of the index at ``path`` (opened read-only, as it is: checkpoint it
+    first), per million ``files`` rows, from DuckDB's ``pragma_storage_info``: the distinct blocks a
+    table's segments live in (a block shared by several tables, if any, counts for each). With
+    ``columns``, those tables' columns too: a segment's bytes are the distance to the next segment
+    in its block (or to the block's end), plus its whole additional blocks (long strings)."""
+    import duckdb
+
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        size = con.execute("SELECT block_size, used_blocks, total_blocks FROM pragma_database_size()").fetchone()
+        assert size is not None
+        block, used, total = size
+        nfiles = con.execute("SELECT count(*) FROM files").fetchone()[0]  # type: ignore[index]
+        per_m = 1e6 / max(1, nfiles)
+        tables = [r[0] for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() ORDER BY 1").fetchall()]
+        out, in_tables = [], set()
+        for t in tables:
+            segs = con.execute(
+                "SELECT column_name, block_id, block_offset, additional_block_ids "
+                f"FROM pragma_storage_info('{t}') WHERE persistent AND block_id >= 0").fetchall()
+            blocks = {b for _, b, _, _ in segs} | {x for *_, extra in segs for x in extra or []}
+            in_tables |= blocks
+            rows = con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]  # type: ignore[index]
+            out.append((t, rows, len(blocks) * block))
+            if t in columns:
+                starts: dict[int, list[int]] = {}
+                for _, b, off, _ in segs:
+                    starts.setdefault(b, []).append(off)
+                for v in starts.values():
+                    v.sort()
+                cols: dict[str, int] = {}
+                for col, b, off, extra in segs:
+                    v = starts[b]
+                    nxt = next((o for o in v if o > off), block)
+                    cols[col] = cols.get(col, 0) + (nxt - off) + len(extra or []) * block
+                for col, n in sorted(cols.items(), key=lambda kv: -kv[1]):
+                    print(f"  {t}.{col}: {n / 1e6:.1f} MB, {n * per_m / 1e6:.1f} MB per million files",
+                          file=sys.stderr)
+    finally:
+        con.close()
+    print(f"| table | rows | size | per million files |\n|---|--:|--:|--:|")
+    for t, rows, n in sorted(out, key=lambda r: -r[2]):
+        if n:
+            print(f"| {t} | {rows:,} | {n / 1e6:.1f} MB | {n * per_m / 1e6:.1f} MB |")
+    rest = (used - len(in_tables)) * block
+    print(f"| primary-key indexes (ART) and other used blocks | | {rest / 1e6:.1f} MB | {rest * per_m / 1e6:.1f} MB |")
+    print(f"| **used blocks** ({nfiles:,} files) | | **{used * block / 1e6:.1f} MB** | "
+          f"**{used * block * per_m / 1e6:.1f} MB** |")
+    print(f"| the index file ({total - used} free blocks) | | {path.stat().st_size / 1e6:.1f} MB | "
+          f"{path.stat().st_size * per_m / 1e6:.1f} MB |")
+
+
 def merge_cost(path: Path, batch: int, runs: int) -> None:
     """What keeping status's figures costs a journal merge: a batch of ``batch`` stored attempts
     inserted with and without :func:`pacscopy.send.status_counts.keeping`, each rolled back (the
@@ -220,8 +275,13 @@ def main() -> None:
     mc.add_argument("--index", type=Path, required=True)
     mc.add_argument("--batch", type=int, default=2000)
     mc.add_argument("--runs", type=int, default=3)
+    by = sub.add_parser("bytes")
+    by.add_argument("--index", type=Path, required=True)
+    by.add_argument("--columns", default="", help="tables whose columns to show (comma-separated)")
     a = ap.parse_args()
-    if a.cmd == "make-index":
+    if a.cmd == "bytes":
+        index_bytes(a.index, [c for c in a.columns.split(",") if c])
+    elif a.cmd == "make-index":
         make_index(a.index, a.rows, a.sent, a.verified)
     elif a.cmd == "merge-cost":
         merge_cost(a.index, a.batch, a.runs)
