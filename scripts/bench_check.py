@@ -38,7 +38,7 @@ WITH base AS (
 )
 SELECT
     '/bench/vol' || (i % 40) || '/' || (inst // 1000) || '/IM' || i || '.dcm' AS path,
-    encode('/bench/vol' || (i % 40) || '/' || (inst // 1000) || '/IM' || i || '.dcm') AS path_bytes,
+    NULL AS path_bytes,   -- a UTF-8 name (schema 0030)
     'vol' || (i % 40) AS volume,
     '/bench' AS root,
     500000 + (inst % 1000) AS size,
@@ -52,7 +52,7 @@ SELECT
     330 AS dataset_offset,
     CASE WHEN inst % 7 = 0 THEN '1.2.840.10008.1.2' ELSE '1.2.840.10008.1.2.1' END AS transfer_syntax_uid,
     '1.2.840.10008.5.1.4.1.1.2' AS meta_sop_class_uid,
-    '1.2.826.0.1.3680043.8.498.9.' || inst AS meta_sop_instance_uid,
+    NULL AS meta_sop_instance_uid,   -- equal to sop_instance_uid (schema 0030)
     '1.2.826.0.1.3680043.8.498.9.' || inst AS sop_instance_uid,
     CASE WHEN inst % 997 = 0 THEN '1.2.840.113619.4.27' ELSE '1.2.840.10008.5.1.4.1.1.2' END AS sop_class_uid,
     -- 10 instances per series, 2 series per study; 0.1% of series reuse another study's UID

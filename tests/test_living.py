@@ -57,11 +57,12 @@ def edit(path: Path, **changes: object) -> None:
 
 def files_of(root: Path, idx: Path, sql_where: str, params: dict | None = None) -> list[Path]:
     return [Path(os.fsdecode(bytes(p))) for (p,) in
-            rows(idx, f"SELECT path_bytes FROM files WHERE {sql_where} ORDER BY path", params)]
+            rows(idx, f"SELECT file_path_bytes(path, path_bytes) FROM files WHERE {sql_where} ORDER BY path",
+                 params)]
 
 
 def sop_of(idx: Path, path: Path) -> str:
-    return rows(idx, "SELECT sop_instance_uid FROM files WHERE path_bytes = $p", {"p": os.fsencode(path)})[0][0]
+    return rows(idx, "SELECT sop_instance_uid FROM files WHERE file_path_bytes(path, path_bytes) = $p", {"p": os.fsencode(path)})[0][0]
 
 
 @pytest.fixture

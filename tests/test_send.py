@@ -31,7 +31,7 @@ def dataset_of(data: bytes) -> bytes:
 def to_send(idx: Path) -> dict[str, tuple[bytes, int]]:
     """SOPInstanceUID -> (path bytes, dataset offset) of every planned instance."""
     return {s: (bytes(p), o) for s, p, o in rows(
-        idx, "SELECT p.sop_instance_uid, f.path_bytes, f.dataset_offset FROM plan p JOIN files f USING (path) "
+        idx, "SELECT p.sop_instance_uid, file_path_bytes(f.path, f.path_bytes), f.dataset_offset FROM plan p JOIN files f USING (path) "
              "WHERE p.disposition = 'send'")}
 
 

@@ -24,10 +24,13 @@ CHUNK_ROWS = 5_000_000
 def fill(con: duckdb.DuckDBPyConnection, rows: int, *, sent: float = 0.6, verified: float = 0.4,
          target: str = TARGET, chunk: int = CHUNK_ROWS) -> None:
     """Fill an empty, migrated index with ``rows`` files, a scan, transfers and verifications, in
-    transactions of ``chunk`` files (with their transfers and verifications), each checkpointed."""
+    transactions of ``chunk`` files (with their transfers and verifications), each checkpointed.
+    The rows are as the scan writes them for the index's schema (before 0030, or compact since)."""
+    got = con.execute("SELECT count(*) FROM schema_migrations WHERE version = 30").fetchone()
+    compact = bool(got and got[0])
     for start in range(0, rows, chunk):
         params = {"rows": rows, "start": start, "stop": min(rows, start + chunk), "target": target,
-                  "sent": sent, "verified": verified}
+                  "sent": sent, "verified": verified, "compact": compact}
         con.execute("BEGIN TRANSACTION")
         try:
             row = con.execute("SELECT coalesce(max(transfer_id), 0) FROM transfers").fetchone()

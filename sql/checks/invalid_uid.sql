@@ -2,7 +2,8 @@
 WITH u AS (
     UNPIVOT (
         SELECT path, sop_instance_uid AS sop, sop_instance_uid, sop_class_uid, study_instance_uid,
-               series_instance_uid, transfer_syntax_uid, meta_sop_instance_uid
+               series_instance_uid, transfer_syntax_uid,
+               meta_sop_uid(meta_sop_instance_uid, sop_instance_uid) AS meta_sop_instance_uid  -- as read (0030)
         FROM files WHERE status IN ('ok', 'suspect', 'corrupt')
     )
     ON sop_instance_uid, sop_class_uid, study_instance_uid, series_instance_uid, transfer_syntax_uid, meta_sop_instance_uid

@@ -1,6 +1,7 @@
 -- A synthetic archive of rows files with a hospital's shapes (pacscopy.testing.scale, scripts/bench make-index).
 -- Rows start to stop - 1 of the archive (pacscopy.testing.scale.fill writes it in chunks, a
--- transaction each: the primary key's index of one 50 M-row insert did not fit 2 GB).
+-- transaction each: the primary key's index of one 50 M-row insert did not fit 2 GB). $compact: the
+-- index has schema 0030 (path_bytes and meta_sop_instance_uid NULL where they repeat another column).
 -- i: the row; inst: the instance it holds (1 % of rows duplicate their neighbour's instance,
 -- 0.1 % with other dataset bytes: conflicting); 0.1 % corrupt; 50 instances per series, 3 series
 -- per study, 3 studies per patient, study dates over 20 years, 250,000 files per volume.
@@ -31,7 +32,7 @@ SELECT
     '/mnt/pacs_restore/archive01/tape' || lpad((i // 250000)::VARCHAR, 4, '0') || '/DICOM/' || strftime(sdate, '%Y/%m/%d')
         || '/S' || lpad(study::VARCHAR, 9, '0') || '/SE' || lpad(series::VARCHAR, 10, '0')
         || '/IM' || lpad(i::VARCHAR, 10, '0') || '.dcm' AS path,
-    encode(path) AS path_bytes,
+    CASE WHEN NOT $compact THEN encode(path) END AS path_bytes,   -- schema 0030: NULL for a UTF-8 name
     'tape' || lpad((i // 250000)::VARCHAR, 4, '0') AS volume,
     '/mnt/pacs_restore/archive01/tape' || lpad((i // 250000)::VARCHAR, 4, '0') AS root,
     400000 + (hash(inst) % 200000)::BIGINT AS size,
@@ -49,7 +50,7 @@ SELECT
         AS meta_sop_class_uid,
     uid_root || '.' || strftime(sdate, '%Y%m%d') || '.' || (1000000 + study % 9000000) || '.'
         || (1 + series % 3) || '.' || (1 + inst % 50) || '.' || (10 + inst % 89) AS sop_instance_uid,
-    sop_instance_uid AS meta_sop_instance_uid,
+    CASE WHEN NOT $compact THEN sop_instance_uid END AS meta_sop_instance_uid,   -- 0030: NULL when equal
     meta_sop_class_uid AS sop_class_uid,
     uid_root || '.' || strftime(sdate, '%Y%m%d') || '.' || (1000000 + study % 9000000) || '.' || (100 + study % 900)
         AS study_instance_uid,

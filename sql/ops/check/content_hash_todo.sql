@@ -14,7 +14,7 @@ multi AS (
     WHERE status = 'ok' AND sop_instance_uid IS NOT NULL AND hash(sop_instance_uid) IN (SELECT h FROM copies)
     GROUP BY 1 HAVING min(dataset_xxh3) <> max(dataset_xxh3)
 )
-SELECT f.path, f.path_bytes, f.xxh3
+SELECT f.path, file_path_bytes(f.path, f.path_bytes) AS path_bytes, f.xxh3
 FROM files f
 WHERE f.status = 'ok'
   AND f.sop_instance_uid IN (SELECT sop_instance_uid FROM multi)

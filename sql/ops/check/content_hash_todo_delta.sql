@@ -1,6 +1,6 @@
 -- content_hash_todo for an incremental check: only the duplicate groups of the SOPInstanceUIDs
 -- a changed row had or has (temp table check_keys, ops/check/delta_keys).
-SELECT f.path, f.path_bytes, f.xxh3
+SELECT f.path, file_path_bytes(f.path, f.path_bytes) AS path_bytes, f.xxh3
 FROM files f
 WHERE f.status = 'ok'
   AND f.sop_instance_uid IN (

@@ -3,7 +3,8 @@
 -- source or its PatientID mapping changed since, or a retrieve-back showed the target kept its old
 -- copy: macro books). PatientIDs mapped and the manifest's corrections written on the way out.
 SELECT
-    p.sop_instance_uid, f.sop_class_uid, f.transfer_syntax_uid, f.path, f.path_bytes,
+    p.sop_instance_uid, f.sop_class_uid, f.transfer_syntax_uid, f.path,
+    file_path_bytes(f.path, f.path_bytes) AS path_bytes,   -- schema 0030: NULL for a UTF-8 name
     f.dataset_offset, f.size, f.mtime_ns, f.dataset_xxh3,
     m.new_patient_id, m.issuer_of_patient_id AS new_issuer,
     CASE WHEN p.disposition = 'blocked' THEN p.transcode_to ELSE f.transfer_syntax_uid END AS send_syntax,

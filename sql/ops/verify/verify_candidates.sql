@@ -2,7 +2,7 @@
 -- copy that was sent, or (when it vanished) the plan's copy. Instances deleted in the source (every
 -- copy vanished) are not verified: there is nothing left to compare with (issue 14).
 SELECT s.sop_instance_uid, f.sop_class_uid, f.study_instance_uid, f.series_instance_uid,
-       f.path_bytes, f.dataset_offset, f.transfer_syntax_uid, s.wire_xxh3, t.rewritten, sc.sent_patient_id
+       file_path_bytes(f.path, f.path_bytes) AS path_bytes, f.dataset_offset, f.transfer_syntax_uid, s.wire_xxh3, t.rewritten, sc.sent_patient_id
 FROM stored s
 JOIN plan p ON p.sop_instance_uid = s.sop_instance_uid
 JOIN files sent ON sent.path = s.path
