@@ -88,7 +88,7 @@ def main() -> int:
     files = con.execute("SELECT count(*) FROM files").fetchone()
     recording = con.execute("SELECT count(*) FROM check_state WHERE NOT full_needed").fetchone()
     volumes = [r[0] for r in con.execute("SELECT DISTINCT root FROM files ORDER BY 1").fetchall()]
-    select = ", ".join(CHANGED.get(c, c) for c in ROW_COLUMNS)
+    select = ", ".join(CHANGED.get(c, c) for c in ROW_COLUMNS) + ", rowid"  # the row id last: the scan's Known gives it
     limit = con.execute("SELECT current_setting('memory_limit')").fetchone()
     con.execute("SET memory_limit = '2GB'")  # the selection is the benchmark's, not the scan's
     plan: list[tuple[str, list[tuple], list[str]]] = []  # per root: changed rows, gone paths
@@ -110,8 +110,8 @@ def main() -> int:
         left -= len(rows)
         plan.append((root, rows, []))
     root, rows, _ = plan[-1]
-    gone = [r[0] for r in con.execute(
-        "SELECT path FROM files WHERE root = $root AND status = 'ok' AND path NOT IN (SELECT unnest($changed)) "
+    gone = [(r[0], r[1]) for r in con.execute(
+        "SELECT path, rowid FROM files WHERE root = $root AND status = 'ok' AND path NOT IN (SELECT unnest($changed)) "
         "ORDER BY path DESC LIMIT $n", {"root": root, "changed": [r[0] for r in rows], "n": a.missing}).fetchall()]
     plan[-1] = (root, rows, gone)
     con.execute("SET memory_limit = $m", {"m": limit[0] if limit else "128MB"})
@@ -141,15 +141,16 @@ def main() -> int:
         res = ScanResult(root, os.path.basename(root), scan_id, changed=len(rows), unchanged=len(known) - len(rows),
                          missing=len(gone))
         writer = _Writer(hop, scan_id, res.volume, root, con)
-        writer.upserts = {r[0] for r in rows}
+        writer.upserts = {r[0]: r[-1] for r in rows}
+        gone_rids = [g[1] for g in gone]
         for i in range(0, len(rows), a.batch):
-            writer.rows = list(rows[i:i + a.batch])
+            writer.rows = [r[:-1] for r in rows[i:i + a.batch]]
             n = len(writer.rows)
             writer.write(con)
             writes.append(clock.lap())
             print(f"  {root}: batch of {n:,} rows: "
                   f"{writes[-1][0]:.2f} s ({writes[-1][1]:.2f} s CPU)", file=sys.stderr)
-        finish_root(con, res, gone, time.monotonic())
+        finish_root(con, res, gone_rids, time.monotonic())
         finishes.append(clock.lap())
         del known
     clock.lap()

@@ -24,6 +24,7 @@ from pacscopy.errors import IndexBusyError, InputError
 from pacscopy.index import default_index_path, fetch, insert_columns, open_index, run, run_script, transaction
 from pacscopy import attrdigest
 from pacscopy.scan.fileread import ROW_COLUMNS, SIDE_COLUMNS, display_path, entry_row, read_and_inspect
+from pacscopy.scan.known import ENTRY_CODES, READ, Known
 from pacscopy.scan.pool import IO_BYTES, IO_DEPTH, ReadAhead, Workers, scan_workers
 from pacscopy.send.status_counts import keeping_if_kept
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
 
     import duckdb
+    import numpy as np
 
     from pacscopy.scan.fileread import Row
 
@@ -75,6 +77,10 @@ UPSERT_MEMORY_LIMIT = "1GB"
 #: Changed rows recorded for the next incremental check (``check_dirty``) at most, before the
 #: scan gives up recording and the next check is a full one (also past a quarter of the index).
 DIRTY_MAX = 1_000_000
+#: Walked entries are compared with the index's known files in batches of at most this many
+#: (:class:`pacscopy.scan.known.Known`: one vectorised lookup per batch), and at least every
+#: :data:`WAITERS_EVERY` seconds.
+VISIT_BATCH = 1024
 #: Files go to a worker in chunks of at most this many files or bytes.
 CHUNK_FILES = 32
 CHUNK_BYTES = 4 << 20
@@ -303,7 +309,8 @@ class _Writer:
     def __init__(self, index: _Hop, scan_id: int, volume: str, root: str,
                  con: duckdb.DuckDBPyConnection | None = None) -> None:
         self.index, self.scan_id, self.volume, self.root = index, scan_id, volume, root
-        self.upserts: set[str] = set()
+        #: Paths of the rows buffered (or still to come) that replace rows of the index: their row ids there.
+        self.upserts: dict[str, int] = {}
         self.rows: list[Row] = []
         self.con = con
         self.last = time.monotonic()
@@ -409,9 +416,16 @@ class _Writer:
             # upserts: ops/scan/upsert_files records the replaced rows' old keys as it goes)
             run_script(con, "ops/scan/stage_begin")
             for part in (rows[i:i + INSERT_ROWS] for i in range(0, len(rows), INSERT_ROWS)):
-                cols = {k: v for k, v in zip(COLUMNS, zip(*part)) if k not in SIDE_COLUMNS}
+                cols: dict[str, Sequence[Any]] = {k: v for k, v in zip(COLUMNS, zip(*part)) if k not in SIDE_COLUMNS}
+                cols["old_rid"] = [self.upserts.get(r[0]) for r in part] if old else [None] * len(part)
                 insert_columns(con, "ops/scan/stage_files", cols, **params)
             if old:
+                # the rows replaced, found by their row ids (checked against the paths); a row that
+                # moved meanwhile (another scan replaced it) is found by its path
+                run_script(con, "ops/scan/upsert_find")
+                moved = run(con, "ops/scan/upsert_moved").fetchone()
+                if moved and moved[0]:
+                    run_script(con, "ops/scan/upsert_find_moved")
                 run_script(con, "ops/scan/upsert_files", {"scan_id": self.scan_id, "record": record})
             else:
                 run_script(con, "ops/scan/insert_files")
@@ -424,6 +438,8 @@ class _Writer:
                 run(con, "ops/scan/dirty_new_keys", {"scan_id": self.scan_id})
                 run_script(con, "ops/scan/dirty_overflow", {"max": DIRTY_MAX})
             run_script(con, "ops/scan/stage_end")
+        for r in old:
+            self.upserts.pop(r[0], None)
 
 
 def _lower_limit(con: duckdb.DuckDBPyConnection) -> None:
@@ -641,30 +657,45 @@ def scan_root(
             if on_progress:
                 on_progress(len(rows), nbytes)
 
+    pending: list[tuple[_Entry, bool]] = []  # walked, not yet compared with the index (:func:`settle`)
+
     def visit(e: _Entry, early: bool) -> None:
-        """One walked entry: unchanged, written as it is, or (unless read early already) read."""
-        key = display_path(e.path)
-        old = known.pop(key, None) if known else None
-        if e.status != "ok":
-            if old is None or old[2] != e.status:
-                res.new += old is None
-                res.changed += old is not None
-                if old is not None:
-                    writer.upserts.add(key)
-                writer.add([entry_row(e.path, e.size, e.mtime_ns, e.status, e.reason, e.detail)])
-            else:
+        """One walked entry: compared with the index in batches of :data:`VISIT_BATCH` (:func:`settle`)."""
+        pending.append((e, early))
+        if len(pending) >= VISIT_BATCH:
+            settle()
+
+    def settle() -> None:
+        """The entries walked since the last call: unchanged, written as they are, or (unless read early already) read."""
+        if not pending:
+            return
+        batch = pending[:]
+        pending.clear()
+        keys = [display_path(e.path) for e, _ in batch]
+        if known.n:
+            rids, codes, same = known.take(keys, [e.size for e, _ in batch], [e.mtime_ns for e, _ in batch])
+        else:
+            rids, codes, same = [-1] * len(batch), [0] * len(batch), [False] * len(batch)
+        for (e, early), key, rid, code, unchanged in zip(batch, keys, rids, codes, same):
+            if e.status != "ok":
+                if rid < 0 or code != ENTRY_CODES[e.status]:
+                    res.new += rid < 0
+                    res.changed += rid >= 0
+                    if rid >= 0:
+                        writer.upserts[key] = rid
+                    writer.add([entry_row(e.path, e.size, e.mtime_ns, e.status, e.reason, e.detail)])
+                else:
+                    res.unchanged += 1
+                continue
+            if not rehash and not early and rid >= 0 and unchanged and code == READ:
                 res.unchanged += 1
-            return
-        if (not rehash and not early and old is not None and old[0] == e.size and old[1] == e.mtime_ns
-                and old[2] not in ("missing", "unreadable", "skipped")):
-            res.unchanged += 1
-            return
-        res.new += old is None
-        res.changed += old is not None
-        if old is not None:
-            writer.upserts.add(key)
-        if not early:
-            done(reader.add(e.path, e.size))
+                continue
+            res.new += rid < 0
+            res.changed += rid >= 0
+            if rid >= 0:
+                writer.upserts[key] = rid
+            if not early:
+                done(reader.add(e.path, e.size))
 
     found = len(begun.entries) if begun is not None else 0
     try:
@@ -675,6 +706,7 @@ def scan_root(
             reader.activate()
             for e in begun.entries:
                 visit(e, True)
+            settle()
             begun.entries = []
             done(begun.finished)
             begun.finished = []
@@ -685,11 +717,13 @@ def scan_root(
             found += 1
             now = time.monotonic()
             if now >= next_tick:  # files unchanged for a while: still let a waiting process in
+                settle()
                 writer.tick()
                 next_tick = now + WAITERS_EVERY
             if on_walk and now >= next_report:
                 on_walk(found, reader.files, reader.nbytes)
                 next_report = time.monotonic() + WALK_REPORT_S
+        settle()
         if on_total:
             on_total(reader.files, reader.nbytes)
         # Waiting for the workers is the time to write what has come back.
@@ -704,7 +738,8 @@ def scan_root(
         raise
     finally:
         reader.close()
-    gone = [p for p, v in known.items() if v[2] != "missing"]
+    gone = known.gone()
+    del known
     res.missing = len(gone)
     try:
         con = writer.take()
@@ -718,9 +753,10 @@ def scan_root(
 
 
 def start_root(con: duckdb.DuckDBPyConnection, sroot: str, volume: str,
-               rehash: bool = False) -> tuple[int, dict[str, tuple[int, int, str]]]:
-    """Open the scan of one root: its ``scans`` row, and the files indexed under it (path -> size,
-    mtime_ns, status), which the walk takes out as it finds them: what is left at the end has vanished."""
+               rehash: bool = False) -> tuple[int, Known]:
+    """Open the scan of one root: its ``scans`` row, and the files indexed under it (:class:`Known`:
+    path hash, size and mtime, status, row id), which the walk takes as it finds them: what is left
+    at the end has vanished."""
     with transaction(con), keeping_if_kept(con, []):  # a scans row: status's kept figures still hold
         started_row = run(con, "ops/scan/scan_start", {"root": sroot, "volume": volume, "rehash": rehash,
                                                   "version": __version__}).fetchone()
@@ -728,29 +764,36 @@ def start_root(con: duckdb.DuckDBPyConnection, sroot: str, volume: str,
     scan_id = started_row[0]
     if rehash:  # every row is rewritten: the next check is a full one, nothing to record
         run_script(con, "ops/scan/dirty_full")
-    known = {
-        r[0]: (r[1], r[2], r[3])
-        for r in run(con, "ops/scan/known_files", {"root": sroot, "prefix": sroot.rstrip("/") + "/"}).fetchall()
-    }
+    with transaction(con):  # one snapshot: the count and the rows read stretch by stretch agree
+        known = Known.load(con, sroot)
     return scan_id, known
 
 
-def finish_root(con: duckdb.DuckDBPyConnection, res: ScanResult, gone: list[str], started: float) -> None:
-    """Close the scan of one root once its rows are written: mark the ``gone`` paths missing (their
-    keys recorded for the next incremental check), compare new files with stored contents, write the
-    counts to ``scans`` and read the index's files per status into ``res``."""
+#: Row ids of vanished files handed to DuckDB per statement (:func:`finish_root`).
+GONE_ROWS = 100_000
+
+
+def finish_root(con: duckdb.DuckDBPyConnection, res: ScanResult, gone: Sequence[int] | np.ndarray,
+                started: float) -> None:
+    """Close the scan of one root once its rows are written: mark the files at row ids ``gone`` missing
+    (their keys recorded for the next incremental check), compare new files with stored contents, write
+    the counts to ``scans`` and read the index's files per status into ``res``."""
     scan_id = res.scan_id
-    if gone:
+    if len(gone):
         sops: list[str] = []
         with transaction(con), keeping_if_kept(con, sops) as keep:
+            run_script(con, "ops/scan/gone_begin")
+            for i in range(0, len(gone), GONE_ROWS):
+                run(con, "ops/scan/gone_add", {"rids": [int(r) for r in gone[i:i + GONE_ROWS]]})
             record = _recording(con)
             if record:
-                run(con, "ops/scan/dirty_old_keys", {"paths": gone, "scan_id": scan_id})
+                run(con, "ops/scan/dirty_old_keys", {"scan_id": scan_id})
             if keep:
-                sops.extend(r[0] for r in run(con, "ops/scan/sops_of_paths", {"paths": gone}).fetchall())
-            run(con, "ops/scan/mark_missing", {"paths": gone, "scan_id": scan_id})
+                sops.extend(r[0] for r in run(con, "ops/scan/sops_of_gone").fetchall())
+            run(con, "ops/scan/mark_missing", {"scan_id": scan_id})
             if record:
                 run_script(con, "ops/scan/dirty_overflow", {"max": DIRTY_MAX})
+            run_script(con, "ops/scan/gone_end")
     if res.new:  # a corrected copy under a new path: what changed against the content stored
         with transaction(con):
             attrdigest.after_scan(con, scan_id)

@@ -1,8 +1,8 @@
 -- Stage one part of a batch of scanned files in temp table scan_batch (ops/scan/stage_begin), from
 -- which ops/scan/insert_files or ops/scan/upsert_files write them. Every $column arrives as a list of
--- equal length (one element per file). Schema 0030: path_bytes is kept only for a name that is not
--- valid UTF-8 (path is the name itself otherwise), meta_sop_instance_uid only where it differs from
--- sop_instance_uid (macro meta_sop_uid_stored).
+-- equal length (one element per file); old_rid: the row id of the row a file replaces (NULL if new).
+-- Schema 0030: path_bytes is kept only for a name that is not valid UTF-8 (path is the name itself
+-- otherwise), meta_sop_instance_uid only where it differs from sop_instance_uid (macro meta_sop_uid_stored).
 INSERT INTO scan_batch BY NAME
 SELECT * REPLACE (
     CASE WHEN path_bytes <> encode(path) THEN path_bytes END AS path_bytes,
@@ -49,4 +49,5 @@ FROM (SELECT
         unnest($encapsulated) AS encapsulated,
         now()::TIMESTAMP AS first_seen,
         now()::TIMESTAMP AS scanned_at,
-        $scan_id AS scan_id);
+        $scan_id AS scan_id,
+        unnest($old_rid) AS old_rid);

@@ -1,0 +1,168 @@
+"""The files indexed under a scan root, held compactly: what an incremental rescan compares its walk with.
+
+A rescan asks, for each entry it walks, whether the index knows its path, with which size, mtime
+and status, and under which row id (a changed file's row is replaced by row id, a vanished one
+marked missing by row id: no pass over ``files.path`` per write). A Python dict of the root's
+paths cost ~0.35 KB per file (a root of 50 M files: ~17 GB); :class:`Known` keeps 21-25 bytes per
+file in numpy arrays and no path at all:
+
+- ``key``, sorted: the high bits of an xxh3-128 of the path, its low bits replaced by the file's
+  position in the other arrays (so that sorting ``key`` in place sorts nothing else: no
+  permutation, no second copy at any moment);
+- per position: ``chk`` (32 more bits of the path's hash: a path is known if its key's high bits
+  and its ``chk`` match, 64 bits or more in all), ``state`` (a 64-bit mix of size and mtime_ns),
+  ``code`` (the status class, and whether the walk found it) and ``rid`` (the row id).
+
+Loading reads the root's rows one stretch of row ids at a time (:data:`LOAD_ROWS`), so only the
+stretch's paths are Python strings at any moment. Row ids stay valid while the scan runs (DuckDB
+does not move rows of a table with a primary key); the writer still checks the path at each row
+id it replaces and falls back to the path for any that moved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+from xxhash import xxh3_128_digest
+
+from pacscopy.index import run
+
+if TYPE_CHECKING:
+    import duckdb
+
+#: Rows of ``files`` (by row id: two of DuckDB's row groups) read per query while loading: their paths are
+#: Python strings meanwhile (5 M files under one root: 431 MB peak RSS; 521 MB with 524,288 rows per query).
+LOAD_ROWS = 2 * 122_880
+#: ``code`` values (ops/scan/known_files): a status whose file is read again only when it changed
+#: (ok, corrupt, not_dicom, ...), skipped, unreadable, missing; VISITED is set once the walk found it.
+READ, SKIPPED, UNREADABLE, MISSING = 0, 1, 2, 3
+VISITED = 0x80
+#: The code of a walked entry that is not read (``_Entry.status``).
+ENTRY_CODES = {"skipped": SKIPPED, "unreadable": UNREADABLE}
+
+_U64 = np.uint64
+
+
+def path_hashes(keys: Sequence[str]) -> np.ndarray:
+    """xxh3-128 of each path (its UTF-8 bytes), as rows of two uint64 words."""
+    raw = b"".join([xxh3_128_digest(k.encode()) for k in keys])
+    return np.frombuffer(raw, dtype="<u8").reshape(-1, 2)
+
+
+def file_state(size: np.ndarray, mtime_ns: np.ndarray) -> np.ndarray:
+    """A 64-bit mix of (size, mtime_ns) (splitmix64's finaliser): equal for a file that did not change."""
+    x = size.astype(np.int64).view(_U64) * _U64(0x9E3779B97F4A7C15)
+    x ^= mtime_ns.astype(np.int64).view(_U64)
+    x ^= x >> _U64(30)
+    x *= _U64(0xBF58476D1CE4E5B9)
+    x ^= x >> _U64(27)
+    x *= _U64(0x94D049BB133111EB)
+    x ^= x >> _U64(31)
+    return x
+
+
+class Known:
+    """The files indexed under one root (:meth:`load`); :meth:`take` them as the walk finds them,
+    what is left (:meth:`gone`) has vanished."""
+
+    def __init__(self, n: int, rid_dtype: type = np.uint32) -> None:
+        self.n = n
+        self.bits = max(1, (n - 1).bit_length())
+        self.mask = _U64((1 << self.bits) - 1)
+        self.key = np.zeros(n, dtype=_U64)
+        self.chk = np.zeros(n, dtype=np.uint32)
+        self.state = np.zeros(n, dtype=_U64)
+        self.code = np.zeros(n, dtype=np.uint8)
+        self.rid: np.ndarray = np.zeros(n, dtype=rid_dtype)
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.key, self.chk, self.state, self.code, self.rid))
+
+    @classmethod
+    def load(cls, con: duckdb.DuckDBPyConnection, root: str) -> Known:
+        """The files under ``root`` (the root itself if a file, and every path below it)."""
+        params = {"root": root, "prefix": root.rstrip("/") + "/"}
+        counted = run(con, "ops/scan/known_count", params).fetchone()
+        n, end = (int(counted[0]), int(counted[1])) if counted else (0, 0)
+        self = cls(n, np.uint32 if end <= 1 << 32 else np.int64)
+        if not n:
+            return self
+        at = 0
+        for lo in range(0, end, LOAD_ROWS):
+            got = run(con, "ops/scan/known_files", {**params, "lo": lo, "hi": lo + LOAD_ROWS}).fetchnumpy()
+            m = len(got["rid"])
+            if not m:
+                continue
+            if at + m > n:  # cannot happen within the transaction; never write past the arrays
+                raise RuntimeError("the index changed while the scan read its known files")
+            h = path_hashes(got["path"].tolist())
+            del got["path"]
+            sl = slice(at, at + m)
+            self.key[sl] = (h[:, 0] & ~self.mask) | np.arange(at, at + m, dtype=_U64)
+            self.chk[sl] = h[:, 1].astype(np.uint32)
+            self.state[sl] = file_state(np.ma.filled(got["size"], -1), np.ma.filled(got["mtime_ns"], -1))
+            self.code[sl] = got["code"]
+            self.rid[sl] = got["rid"]
+            at += m
+        if at != n:
+            raise RuntimeError("the index changed while the scan read its known files")
+        self.key.sort()
+        return self
+
+    def find(self, keys: Sequence[str]) -> np.ndarray:
+        """The position of each path in the arrays (-1 if not known), visited or not."""
+        out = np.full(len(keys), -1, dtype=np.int64)
+        if not self.n or not keys:
+            return out
+        h = path_hashes(keys)
+        top = h[:, 0] & ~self.mask
+        chk = h[:, 1].astype(np.uint32)
+        pos = np.searchsorted(self.key, top)
+        inside = pos < self.n
+        cand = self.key[np.where(inside, pos, 0)]
+        same_top = inside & ((cand & ~self.mask) == top)
+        idx = (cand & self.mask).astype(np.int64)
+        hit = same_top & (self.chk[idx] == chk)
+        out[hit] = idx[hit]
+        # another path with the same high bits first: look through the run of equal high bits (rare)
+        for j in np.flatnonzero(same_top & ~hit).tolist():
+            p = int(pos[j]) + 1
+            while p < self.n and (self.key[p] & ~self.mask) == top[j]:
+                i = int(self.key[p] & self.mask)
+                if self.chk[i] == chk[j]:
+                    out[j] = i
+                    break
+                p += 1
+        return out
+
+    def take(self, keys: Sequence[str], sizes: Sequence[int], mtimes: Sequence[int]) -> tuple[list[int], list[int], list[bool]]:
+        """The walk found ``keys`` (with these sizes and mtimes): for each, the row id it had in the index
+        (-1 if new, or found already: a path is taken once), its ``code`` and whether its size and
+        mtime are unchanged. Marks them found."""
+        idx = self.find(keys)
+        known = idx >= 0
+        if not known.any():
+            return [-1] * len(keys), [0] * len(keys), [False] * len(keys)
+        at = np.where(known, idx, 0)
+        code = self.code[at]
+        known &= (code & VISITED) == 0
+        if np.count_nonzero(known) > 1:  # a path twice in one batch: only its first entry takes it
+            first = np.unique(idx[known], return_index=True)[1]
+            if len(first) < np.count_nonzero(known):
+                keep = np.zeros(len(keys), dtype=bool)
+                keep[np.flatnonzero(known)[first]] = True
+                known &= keep
+        self.code[idx[known]] |= VISITED
+        same = self.state[at] == file_state(np.asarray(sizes, dtype=np.int64), np.asarray(mtimes, dtype=np.int64))
+        rid = np.where(known, self.rid[at].astype(np.int64), -1)
+        return rid.tolist(), (code & ~np.uint8(VISITED)).tolist(), (same & known).tolist()
+
+    def gone(self) -> np.ndarray:
+        """Row ids of the files the walk did not find that are not marked missing already."""
+        return self.rid[((self.code & VISITED) == 0) & (self.code != MISSING)].astype(np.int64)

@@ -1,0 +1,101 @@
+"""A rescan's known files (pacscopy.scan.known): compact lookups, and rows replaced by row id."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from pacscopy.index import open_index
+from pacscopy.scan.fileread import entry_row
+from pacscopy.scan.known import READ, VISITED, Known, file_state, path_hashes
+from pacscopy.scan.scan import _Hop, _Writer, scan, start_root
+
+from .conftest import rows
+
+
+def test_paths_with_equal_high_bits_are_told_apart_by_the_rest_of_their_hash() -> None:
+    """Paths whose keys share their high bits sit next to each other: each is found by its full hash."""
+    paths = ["/r/0.dcm", "/r/1.dcm"]
+    h = path_hashes(paths)
+    known = Known(3, np.uint32)
+    low = np.uint64(0xFFFFFFFF)
+    # position 0: another path with /r/0.dcm's high bits (its other bits differ); 1: /r/0.dcm; 2: /r/1.dcm
+    for i, (word, chk) in enumerate([(h[0, 0], (h[0, 1] & low) ^ np.uint64(1)), (h[0, 0], h[0, 1] & low),
+                                     (h[1, 0], h[1, 1] & low)]):
+        known.key[i] = (word & ~known.mask) | np.uint64(i)
+        known.chk[i] = np.uint32(chk)
+        known.rid[i] = 100 + i
+    known.key.sort()
+    assert known.find(paths + ["/r/other.dcm"]).tolist() == [1, 2, -1]
+    rids, codes, same = known.take(paths[:1], [1], [0])
+    assert rids == [101] and codes == [READ] and same == [False]
+    assert known.take(paths[1:] + paths[1:], [1, 1], [0, 0])[0] == [102, -1]  # a path is taken once
+    assert known.take(paths[:1], [1], [0])[0] == [-1]
+    assert known.gone().tolist() == [100]
+
+
+def test_known_files_of_a_root_and_what_the_walk_left(tmp_path) -> None:
+    root = tmp_path / "vol"
+    (root / "a").mkdir(parents=True)
+    for i in range(50):
+        (root / "a" / f"f{i:02}").write_bytes(b"x" * i)
+    (root / "b\xe9".encode("latin-1").decode("utf-8", "surrogateescape")).write_bytes(b"not utf-8 name")
+    other = tmp_path / "volume2"  # a sibling whose name starts like the root's: not under it
+    other.mkdir()
+    (other / "g").write_bytes(b"g")
+    idx = str(tmp_path / "i.duckdb")
+    scan([root, other], idx, workers=1)
+    con = open_index(idx)
+    try:
+        _, known = start_root(con, str(root), "vol")
+        found = con.execute("SELECT path, rowid, coalesce(path_bytes, encode(path)) FROM files WHERE starts_with(path, $p)",
+                            {"p": str(root) + "/"}).fetchall()
+    finally:
+        con.close()
+    indexed = {p: r for p, r, _ in found}
+    assert len(known) == len(indexed) == 51
+    assert any("\\xe9" in p for p in indexed)
+    keys = sorted(indexed)
+    st = [os.stat(bytes(dict((p, b) for p, _, b in found)[k])) for k in keys]
+    rids, codes, same = known.take(keys[:40], [s.st_size for s in st[:40]], [s.st_mtime_ns for s in st[:40]])
+    assert rids == [indexed[k] for k in keys[:40]] and set(codes) == {READ} and all(same)
+    assert (known.code[known.find(keys[:40])] & VISITED).all()
+    assert sorted(known.gone().tolist()) == sorted(indexed[k] for k in keys[40:])
+    # size or mtime changed: known, not the same
+    assert known.take(keys[40:41], [st[40].st_size + 1], [st[40].st_mtime_ns])[2] == [False]
+    assert file_state(np.array([1]), np.array([2]))[0] != file_state(np.array([2]), np.array([1]))[0]
+
+
+def test_a_replaced_row_that_moved_is_found_by_its_path(tmp_path) -> None:
+    """The writer replaces rows by the row ids read with the known files, checked against the path;
+    a row that moved meanwhile (another scan of an overlapping root replaced it) is found by path."""
+    root = tmp_path / "vol"
+    root.mkdir()
+    for name in ("a", "b", "c"):
+        (root / name).write_bytes(name.encode() * 10)
+    idx = str(tmp_path / "i.duckdb")
+    scan([root], idx, workers=1)
+    a, b = str(root / "a"), str(root / "b")
+    before = dict(rows(idx, "SELECT path, first_seen FROM files"))
+    hop = _Hop(idx)
+    con = hop.connect()
+    assert con is not None
+    try:
+        scan_id, known = start_root(con, str(root), "vol")
+        old = dict(zip([a, b], known.take([a, b], [0, 0], [0, 0])[0]))
+        # another writer replaces a's row meanwhile: a new row id
+        con.execute("CREATE TEMP TABLE moved AS SELECT * FROM files WHERE path = $p", {"p": a})
+        con.execute("DELETE FROM files WHERE path = $p", {"p": a})
+        con.execute("INSERT INTO files SELECT * FROM moved")
+        assert con.execute("SELECT rowid FROM files WHERE path = $p", {"p": a}).fetchone()[0] != old[a]
+        writer = _Writer(hop, scan_id, "vol", str(root), con)
+        writer.upserts = dict(old)
+        writer.rows = [entry_row(os.fsencode(p), 99, 1, "skipped", "symlink", "now a link") for p in (a, b)]
+        writer.write(con)
+        assert writer.upserts == {}
+    finally:
+        con.close()
+    got = rows(idx, "SELECT path, size, status, first_seen FROM files ORDER BY path")
+    assert [(p, s, st) for p, s, st, _ in got] == [(a, 99, "skipped"), (b, 99, "skipped"), (str(root / "c"), 10, "not_dicom")]
+    assert {p: f for p, _, _, f in got} == before  # first_seen kept for both
