@@ -101,14 +101,16 @@ def failure_message(e: duckdb.Error) -> str:
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     low = str(e).lower()
     if isinstance(e, duckdb.OutOfMemoryException) and ("max_temp_directory_size" in low or "offload" in low):
-        # DuckDB's temporary files hit their cap (by default 90 % of the free disk where they go)
+        # DuckDB's temporary files hit their cap (_temp_settings: $PACSCOPY_TEMP_LIMIT, else a share of the free disk)
         where = _budget.get("temp_directory") or "a .tmp folder next to the index"
         cap = _budget.get("temp_limit") or "90% of the free disk there"
         used = re.search(r"\(([^()]*) used\)", str(e))
+        more = _mib(_budget.get("temp_limit_size", "")) * 2**20
+        ask = f"PACSCOPY_TEMP_LIMIT={_size(2 * more).replace(' ', '')} (twice this cap)" if more else "PACSCOPY_TEMP_LIMIT higher"
         return (f"the temporary disk is full: DuckDB spills what does not fit in memory to {where} and may use "
-                f"{cap} there{' (' + used.group(1) + ' used)' if used else ''}; nothing was half-written: free "
-                "disk space there, set PACSCOPY_TEMP_DIRECTORY to a bigger disk or PACSCOPY_TEMP_LIMIT higher "
-                "(check needs about 1.1 GB per million files there; more memory, PACSCOPY_MEMORY_LIMIT, spills less)")
+                f"{cap} there{' (' + used.group(1) + ' used)' if used else ''}; nothing was half-written: set "
+                f"{ask} if that disk has the room, else PACSCOPY_TEMP_DIRECTORY to a folder on a bigger disk "
+                "(check needs about 1.1 GB per million files there) or PACSCOPY_MEMORY_LIMIT higher (less spills)")
     if isinstance(e, duckdb.OutOfMemoryException):
         limit = _budget.get("memory") or os.environ.get("PACSCOPY_MEMORY_LIMIT") or "1GB"
         used = re.search(r"\(([^()]*) used\)", str(e))
@@ -336,8 +338,15 @@ def open_index(path: str | None = None, *, create: bool = False, read_only: bool
     return con
 
 
+#: The share of the free space on the temporary folder's disk DuckDB may fill when ``$PACSCOPY_TEMP_LIMIT``
+#: is unset (DuckDB's own default is 90 %): the rest is left for the index, which grows in the same
+#: transaction (its write-ahead log, then the checkpoint), and for everything else on that disk.
+TEMP_SHARE = 0.5
+
+
 def _temp_settings(con: duckdb.DuckDBPyConnection) -> None:
-    """Where DuckDB spills and how much it may put there: ``$PACSCOPY_TEMP_DIRECTORY``, ``$PACSCOPY_TEMP_LIMIT``."""
+    """Where DuckDB spills and how much it may put there: ``$PACSCOPY_TEMP_DIRECTORY``, ``$PACSCOPY_TEMP_LIMIT``
+    (default: :data:`TEMP_SHARE` of the free space on that folder's disk when the index is opened)."""
     for env, setting in (("PACSCOPY_TEMP_DIRECTORY", "temp_directory"), ("PACSCOPY_TEMP_LIMIT", "max_temp_directory_size")):
         value = os.environ.get(env)
         if not value:
@@ -350,6 +359,40 @@ def _temp_settings(con: duckdb.DuckDBPyConnection) -> None:
             what = "a folder DuckDB can write" if setting == "temp_directory" else "a DuckDB size (e.g. 20GB)"
             raise IndexFileError(f"{env}={value!r} is not {what}") from e
         _budget[setting.replace("max_temp_directory_size", "temp_limit")] = value
+    _budget["temp_limit_size"] = os.environ.get("PACSCOPY_TEMP_LIMIT") or ""
+    if not os.environ.get("PACSCOPY_TEMP_DIRECTORY"):
+        _budget["temp_directory"] = str(_setting(con, "temp_directory"))
+    if not os.environ.get("PACSCOPY_TEMP_LIMIT"):
+        free = _free_bytes(str(_setting(con, "temp_directory")))
+        if free is not None:
+            cap = max(int(free * TEMP_SHARE), 1_000_000)
+            con.execute("SET max_temp_directory_size = $v", {"v": f"{cap // 1_000_000}MB"})
+            _budget["temp_limit_size"] = f"{cap // 1_000_000}MB"
+            _budget["temp_limit"] = (f"{_size(cap)} ({TEMP_SHARE:.0%} of the {_size(free)} free on that disk "
+                                     "when the command started)")
+
+
+def _setting(con: duckdb.DuckDBPyConnection, name: str) -> object:
+    row = con.execute("SELECT current_setting($n)", {"n": name}).fetchone()
+    return row[0] if row else None
+
+
+def _free_bytes(folder: str) -> int | None:
+    """The free space (for an unprivileged writer) on the disk holding ``folder`` or, while it does not exist
+    yet, its nearest existing parent; None if unknown."""
+    p = os.path.abspath(folder)
+    while not os.path.exists(p) and os.path.dirname(p) != p:
+        p = os.path.dirname(p)
+    try:
+        st = os.statvfs(p)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def _size(n: float) -> str:
+    """A byte count for a message: '12.3 GB', '850 MB'."""
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
 
 
 _TABLE_DDL = re.compile(r"\b(CREATE|DROP)\s+TABLE\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?(\w+)"

@@ -87,3 +87,98 @@ def test_a_budget_that_is_not_a_size_is_one_line(archive: Path, tmp_path: Path, 
     monkeypatch.setenv(env, value)
     r = cli("status", "--target", scale.TARGET, "--index", idx)
     assert r.code == 2 and says in r.err and len(r.err.strip().splitlines()) == 1, r.err
+
+
+@pytest.fixture(scope="module")
+def checked(archive: Path, tmp_path_factory) -> Path:
+    """The archive checked, with a send's books (scale.fill's transfers and verifications): what status
+    and reconcile evaluate in full when no figures are kept."""
+    idx = tmp_path_factory.mktemp("budget_checked") / "k.duckdb"
+    idx.write_bytes(archive.read_bytes())
+    from pacscopy.check.checks import run_checks
+
+    con = open_index(str(idx))
+    try:
+        run_checks(con)
+        assert con.execute("SELECT count(*) FROM status_kept").fetchone()[0] == 0
+    finally:
+        con.close()
+    return idx
+
+
+def _nothing_kept(idx: Path) -> None:
+    con = open_index(str(idx), read_only=True)
+    try:
+        for table in ("status_kept", "status_counts", "status_instances"):
+            assert con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, table
+        assert con.execute("SELECT count(*) FROM plan_auto").fetchone()[0] > 90_000
+    finally:
+        con.close()
+    assert not list((idx.parent / (idx.name + ".run")).glob("status-*.json"))
+
+
+@pytest.mark.parametrize("command", [
+    ("status", "--target", scale.TARGET),
+    ("reconcile", "--target", scale.TARGET, "--no-query", "--format", "json"),
+])
+def test_a_full_temporary_disk_during_status_or_reconcile_is_one_line(checked: Path, tmp_path: Path, cli,
+                                                                       monkeypatch, command) -> None:
+    """status and reconcile count every instance (none kept yet) in one pass here (a slice as big as the
+    plan), which spills beyond a 50 MB budget: the temporary disk capped at 1 MB is full. One line,
+    exit 2, the count's transaction rolled back (nothing kept, no slice left set); then, with the
+    default budgets (sliced to fit), the same command counts and keeps the figures."""
+    from pacscopy.send import status_counts
+
+    idx = tmp_path / "c.duckdb"
+    idx.write_bytes(checked.read_bytes())
+    monkeypatch.setattr(status_counts, "SLICE_INSTANCES_PER_MIB", 10**9)
+    monkeypatch.setenv("PACSCOPY_MEMORY_LIMIT", "50MB")
+    monkeypatch.setenv("PACSCOPY_TEMP_DIRECTORY", str(tmp_path / "spill"))
+    monkeypatch.setenv("PACSCOPY_TEMP_LIMIT", "1MB")
+    r = cli(*command, "--index", idx)
+    assert r.code == 2, (r.code, r.err)
+    assert len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err, r.err
+    assert r.err.startswith("pacscopy: error: the temporary disk is full: DuckDB spills what does not fit in memory "
+                            f"to {tmp_path / 'spill'} and may use 1MB there"), r.err
+    assert "set PACSCOPY_TEMP_LIMIT=2MB (twice this cap)" in r.err and "nothing was half-written" in r.err
+    _nothing_kept(idx)
+    monkeypatch.undo()
+    r = cli(*command, "--index", idx)
+    assert r.code in (0, 1), r.err
+    con = open_index(str(idx), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM status_instances").fetchone()[0] > 90_000
+    finally:
+        con.close()
+
+
+def test_a_memory_budget_too_small_for_status_says_how_much_is_needed(checked: Path, tmp_path: Path, cli,
+                                                                      monkeypatch) -> None:
+    idx = tmp_path / "c.duckdb"
+    idx.write_bytes(checked.read_bytes())
+    monkeypatch.setenv("PACSCOPY_MEMORY_LIMIT", "24MB")
+    r = cli("status", "--target", scale.TARGET, "--index", idx)
+    assert r.code == 2, (r.code, r.err)
+    assert len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err, r.err
+    assert r.err.startswith("pacscopy: error: the memory budget is too small for this work: DuckDB may use 24MB")
+    assert "set PACSCOPY_MEMORY_LIMIT=1GB" in r.err and "nothing was half-written" in r.err, r.err
+    _nothing_kept(idx)
+
+
+def test_the_default_temporary_limit_is_half_the_free_disk(tmp_path: Path, monkeypatch) -> None:
+    """Without PACSCOPY_TEMP_LIMIT DuckDB may fill half of what is free on the temporary folder's disk
+    (not DuckDB's own 90 %): the other half is the index's, which grows in the same transaction."""
+    import os
+
+    monkeypatch.delenv("PACSCOPY_TEMP_LIMIT", raising=False)
+    monkeypatch.setenv("PACSCOPY_TEMP_DIRECTORY", str(tmp_path / "not-yet" / "spill"))
+    con = open_index(str(tmp_path / "d.duckdb"), create=True)
+    try:
+        st = os.statvfs(tmp_path)
+        free = st.f_bavail * st.f_frsize
+        got = con.execute("SELECT current_setting('max_temp_directory_size')").fetchone()[0]
+        assert got != "90% of available disk space"
+        mib = float(got.split()[0]) * {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}[got.split()[1]]
+        assert abs(mib - free / 2) < 0.02 * free, (got, free)
+    finally:
+        con.close()
