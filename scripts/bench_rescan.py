@@ -41,6 +41,9 @@ CHANGED = {
     "xxh3": "md5('rescan' || xxh3)",
     "dataset_xxh3": "md5('rescan' || dataset_xxh3)",
     "study_description": "study_description || ' (revised)'",
+    # the values as the scan reads them (files keeps the compact form since schema 0030)
+    "path_bytes": "file_path_bytes(path, path_bytes)",
+    "meta_sop_instance_uid": "meta_sop_uid(meta_sop_instance_uid, sop_instance_uid)",
     "attr_digest": "NULL::BLOB",
     "attr_keys": "NULL::BLOB",
 }
