@@ -8,10 +8,11 @@ ways), whole and keyed, and the status figures summed from them must be the refe
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pacscopy.check.checks import run_checks
-from pacscopy.index import load_sql, open_index, split_statements
+from pacscopy.index import load_sql, open_index, split_statements, sql_dir
 from pacscopy.testing import scale
 from pacscopy.testing.books_reference import reference_macros
 
@@ -204,5 +205,24 @@ def test_the_books_in_slices_give_the_rows_of_the_whole(tmp_path: Path) -> None:
         assert con.execute("SELECT getvariable('pacscopy_slices'), getvariable('pacscopy_slice')").fetchone() \
             == (None, None)
         assert con.execute("SELECT count(*) FROM plan").fetchone()[0] > 19000  # no slice left: the whole plan
+        # the number of slices from the memory limit: 2 for ~20,000 instances at the least slice (10,000)
+        real_per = status_counts.SLICE_INSTANCES_PER_MIB
+        status_counts.SLICE_INSTANCES_PER_MIB = 1  # type: ignore[misc]
+        try:
+            assert status_counts.slice_count(con) == 2
+            assert status_counts.count(con, scale.TARGET) == whole_counts
+            # an index not migrated to 0029 (a read-only or lean open of an older pacscopy's index): its
+            # books know no slice, so it is counted in one pass, not three times over
+            con.execute(re.sub(r"^--[^\n]*\n", "", (sql_dir() / "schema" / "0028_books_plan_pass.sql")
+                               .read_text(encoding="utf-8"), flags=re.M))
+            view = (sql_dir() / "schema" / "0002_checks.sql").read_text(encoding="utf-8")
+            con.execute(view[view.index("CREATE VIEW plan AS"):view.index(";", view.index("CREATE VIEW plan AS"))]
+                        .replace("CREATE VIEW", "CREATE OR REPLACE VIEW"))
+            con.execute("DROP MACRO in_slice")
+            con.execute("DELETE FROM schema_migrations WHERE version = 29")
+            assert status_counts.slice_count(con) == 1
+            assert status_counts.count(con, scale.TARGET) == whole_counts
+        finally:
+            status_counts.SLICE_INSTANCES_PER_MIB = real_per  # type: ignore[misc]
     finally:
         con.close()

@@ -81,12 +81,20 @@ def count(con: duckdb.DuckDBPyConnection, target: str, *, keyed: bool = False) -
 #: (each slice reads every book's UID column): BENCHMARKS.md, "Bounded temporary disk".
 SLICE_INSTANCES_PER_MIB = 750
 
+#: The schema whose books take a slice (0029: macro in_slice); an older index is evaluated in one pass.
+SLICED_SCHEMA = 29
+
 
 def slice_count(con: duckdb.DuckDBPyConnection) -> int:
     """How many slices a full evaluation of the books takes on ``con``: the plan's size over what
-    fits in DuckDB's memory limit (:data:`SLICE_INSTANCES_PER_MIB`)."""
+    fits in DuckDB's memory limit (:data:`SLICE_INSTANCES_PER_MIB`); 1 on an index without
+    :data:`SLICED_SCHEMA` (opened read-only or lean, not migrated: its macros know no slice)."""
     from pacscopy.index import memory_mib
 
+    row = con.execute("SELECT count(*) FROM schema_migrations WHERE version = $v", {"v": SLICED_SCHEMA}).fetchone()
+    if not row or not row[0]:
+        # an index not migrated yet (read-only or lean opens do not migrate): its books ignore the slice
+        return 1
     row = con.execute("SELECT count(*) FROM plan_auto").fetchone()
     planned = int(row[0]) if row else 0
     per = max(int(memory_mib(con) * SLICE_INSTANCES_PER_MIB), 10_000)
