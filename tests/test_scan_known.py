@@ -8,7 +8,7 @@ import numpy as np
 
 from pacscopy.index import open_index
 from pacscopy.scan.fileread import entry_row
-from pacscopy.scan.known import READ, VISITED, Known, file_state, path_hashes
+from pacscopy.scan.known import READ, VISITED, Known, RowIds, file_state, path_hashes
 from pacscopy.scan.scan import _Hop, _Writer, scan, start_root
 
 from .conftest import rows
@@ -18,14 +18,15 @@ def test_paths_with_equal_high_bits_are_told_apart_by_the_rest_of_their_hash() -
     """Paths whose keys share their high bits sit next to each other: each is found by its full hash."""
     paths = ["/r/0.dcm", "/r/1.dcm"]
     h = path_hashes(paths)
-    known = Known(3, np.uint32)
-    low = np.uint64(0xFFFFFFFF)
+    known = Known(3)
+    low = np.uint64(0xFFFF)
     # position 0: another path with /r/0.dcm's high bits (its other bits differ); 1: /r/0.dcm; 2: /r/1.dcm
     for i, (word, chk) in enumerate([(h[0, 0], (h[0, 1] & low) ^ np.uint64(1)), (h[0, 0], h[0, 1] & low),
                                      (h[1, 0], h[1, 1] & low)]):
         known.key[i] = (word & ~known.mask) | np.uint64(i)
-        known.chk[i] = np.uint32(chk)
-        known.rid[i] = 100 + i
+        known.chk[i] = np.uint16(chk)
+    known.rids.add(0, np.array([100, 101, 102]))
+    known.rids.finish()
     known.key.sort()
     assert known.find(paths + ["/r/other.dcm"]).tolist() == [1, 2, -1]
     rids, codes, same = known.take(paths[:1], [1], [0])
@@ -99,3 +100,48 @@ def test_a_replaced_row_that_moved_is_found_by_its_path(tmp_path) -> None:
     got = rows(idx, "SELECT path, size, status, first_seen FROM files ORDER BY path")
     assert [(p, s, st) for p, s, st, _ in got] == [(a, 99, "skipped"), (b, 99, "skipped"), (str(root / "c"), 10, "not_dicom")]
     assert {p: f for p, _, _, f in got} == before  # first_seen kept for both
+
+
+def test_row_ids_as_runs_and_as_a_plain_array() -> None:
+    rids = np.concatenate([np.arange(5, 405), np.arange(1000, 1300), np.arange(5000, 5300)])
+    runs = RowIds(len(rids))
+    runs.add(0, rids[:200])  # a run continues across two additions
+    runs.add(200, rids[200:])
+    runs.finish()
+    assert runs.plain is None and len(runs.starts) == 3
+    assert runs.get(np.arange(len(rids))).tolist() == rids.tolist()
+    scattered = np.arange(0, 300, 3, dtype=np.int64)  # every row id its own run: a plain array
+    plain = RowIds(len(scattered))
+    for at in range(0, len(scattered), 7):
+        plain.add(at, scattered[at:at + 7])
+    plain.finish()
+    assert plain.plain is not None
+    assert plain.get(np.array([99, 0, 50])).tolist() == [297, 0, 150]
+
+
+def test_vanished_files_marked_in_slices_and_too_many_not_recorded(tmp_path, cli, monkeypatch) -> None:
+    """Vanished files are marked missing a slice of row ids per transaction; past the incremental
+    check's bound they are not recorded one by one: the next check is a full one."""
+    import pacscopy.scan.scan as scan_mod
+
+    root = tmp_path / "vol"
+    root.mkdir()
+    for i in range(30):
+        (root / f"f{i:02}").write_bytes(b"x" * (i + 1))
+    idx = tmp_path / "i.duckdb"
+    assert cli("scan", root, "--index", idx, "-q").code == 0
+    assert cli("check", "--index", idx, "-q").code == 0
+    assert rows(idx, "SELECT full_needed FROM check_state") == [(False,)]
+    for i in range(2):  # a few: recorded for the incremental check
+        (root / f"f{i:02}").unlink()
+    monkeypatch.setattr(scan_mod, "GONE_ROWS", 7)
+    scan([root], str(idx), workers=1)
+    assert rows(idx, "SELECT count(*) FROM check_dirty") == [(2,)]
+    for i in range(2, 30):  # many: past the bound (DIRTY_MAX, lowered here)
+        (root / f"f{i:02}").unlink()
+    monkeypatch.setattr(scan_mod, "DIRTY_MAX", 5)
+    res = scan([root], str(idx), workers=1).results[0]
+    assert res.missing == 28
+    assert rows(idx, "SELECT status, count(*) FROM files GROUP BY 1") == [("missing", 30)]
+    assert rows(idx, "SELECT full_needed FROM check_state") == [(True,)]
+    assert rows(idx, "SELECT count(*) FROM check_dirty") == [(0,)]

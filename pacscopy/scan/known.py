@@ -3,15 +3,20 @@
 A rescan asks, for each entry it walks, whether the index knows its path, with which size, mtime
 and status, and under which row id (a changed file's row is replaced by row id, a vanished one
 marked missing by row id: no pass over ``files.path`` per write). A Python dict of the root's
-paths cost ~0.35 KB per file (a root of 50 M files: ~17 GB); :class:`Known` keeps 21-25 bytes per
+paths cost ~0.45 KB per file (measured at 5 M files: 2.3 GB); :class:`Known` keeps ~19 bytes per
 file in numpy arrays and no path at all:
 
 - ``key``, sorted: the high bits of an xxh3-128 of the path, its low bits replaced by the file's
   position in the other arrays (so that sorting ``key`` in place sorts nothing else: no
   permutation, no second copy at any moment);
-- per position: ``chk`` (32 more bits of the path's hash: a path is known if its key's high bits
-  and its ``chk`` match, 64 bits or more in all), ``state`` (a 64-bit mix of size and mtime_ns),
-  ``code`` (the status class, and whether the walk found it) and ``rid`` (the row id).
+- per position: ``chk`` (16 more bits of the path's hash: a path is known if its key's high bits
+  and its ``chk`` match, 54 bits or more in all below 2**26 files), ``state`` (a 64-bit mix of size
+  and mtime_ns), ``code`` (the status class, and whether the walk found it) and the row id
+  (:class:`RowIds`: runs of consecutive row ids, a root's files being mostly written together).
+
+A new path taken for a known one (its 54 bits equal, ~3e-9 per new file at 50 M known) is
+written as a change: the writer finds no row of that path at the row id and inserts it (the
+known path it was taken for is not marked missing by this scan, if it vanished).
 
 Loading reads the root's rows one stretch of row ids at a time (:data:`LOAD_ROWS`), so only the
 stretch's paths are Python strings at any moment. Row ids stay valid while the scan runs (DuckDB
@@ -67,22 +72,22 @@ class Known:
     """The files indexed under one root (:meth:`load`); :meth:`take` them as the walk finds them,
     what is left (:meth:`gone`) has vanished."""
 
-    def __init__(self, n: int, rid_dtype: type = np.uint32) -> None:
+    def __init__(self, n: int, wide: bool = False) -> None:
         self.n = n
         self.bits = max(1, (n - 1).bit_length())
         self.mask = _U64((1 << self.bits) - 1)
         self.key = np.zeros(n, dtype=_U64)
-        self.chk = np.zeros(n, dtype=np.uint32)
+        self.chk = np.zeros(n, dtype=np.uint16)
         self.state = np.zeros(n, dtype=_U64)
         self.code = np.zeros(n, dtype=np.uint8)
-        self.rid: np.ndarray = np.zeros(n, dtype=rid_dtype)
+        self.rids = RowIds(n, wide)
 
     def __len__(self) -> int:
         return self.n
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.key, self.chk, self.state, self.code, self.rid))
+        return sum(a.nbytes for a in (self.key, self.chk, self.state, self.code)) + self.rids.nbytes
 
     @classmethod
     def load(cls, con: duckdb.DuckDBPyConnection, root: str) -> Known:
@@ -90,7 +95,7 @@ class Known:
         params = {"root": root, "prefix": root.rstrip("/") + "/"}
         counted = run(con, "ops/scan/known_count", params).fetchone()
         n, end = (int(counted[0]), int(counted[1])) if counted else (0, 0)
-        self = cls(n, np.uint32 if end <= 1 << 32 else np.int64)
+        self = cls(n, wide=end > 1 << 32)
         if not n:
             return self
         at = 0
@@ -105,13 +110,14 @@ class Known:
             del got["path"]
             sl = slice(at, at + m)
             self.key[sl] = (h[:, 0] & ~self.mask) | np.arange(at, at + m, dtype=_U64)
-            self.chk[sl] = h[:, 1].astype(np.uint32)
+            self.chk[sl] = h[:, 1].astype(np.uint16)
             self.state[sl] = file_state(np.ma.filled(got["size"], -1), np.ma.filled(got["mtime_ns"], -1))
             self.code[sl] = got["code"]
-            self.rid[sl] = got["rid"]
+            self.rids.add(at, got["rid"])
             at += m
         if at != n:
             raise RuntimeError("the index changed while the scan read its known files")
+        self.rids.finish()
         self.key.sort()
         return self
 
@@ -122,7 +128,7 @@ class Known:
             return out
         h = path_hashes(keys)
         top = h[:, 0] & ~self.mask
-        chk = h[:, 1].astype(np.uint32)
+        chk = h[:, 1].astype(np.uint16)
         pos = np.searchsorted(self.key, top)
         inside = pos < self.n
         cand = self.key[np.where(inside, pos, 0)]
@@ -160,9 +166,69 @@ class Known:
                 known &= keep
         self.code[idx[known]] |= VISITED
         same = self.state[at] == file_state(np.asarray(sizes, dtype=np.int64), np.asarray(mtimes, dtype=np.int64))
-        rid = np.where(known, self.rid[at].astype(np.int64), -1)
+        rid = np.full(len(keys), -1, dtype=np.int64)
+        rid[known] = self.rids.get(idx[known])
         return rid.tolist(), (code & ~np.uint8(VISITED)).tolist(), (same & known).tolist()
 
     def gone(self) -> np.ndarray:
         """Row ids of the files the walk did not find that are not marked missing already."""
-        return self.rid[((self.code & VISITED) == 0) & (self.code != MISSING)].astype(np.int64)
+        return self.rids.get(np.flatnonzero(((self.code & VISITED) == 0) & (self.code != MISSING)))
+
+
+class RowIds:
+    """The row ids of positions 0..n-1, added in ascending order of both (:meth:`add`, then :meth:`finish`).
+
+    Held as runs: a position's row id is the position plus the offset of the run it is in (a root
+    scanned at once has few runs; each row a rescan replaced, or another root's rows between, adds
+    one or two). Once the runs would take more room than a plain array of row ids, a plain array.
+    """
+
+    def __init__(self, n: int, wide: bool = False) -> None:
+        self.n, self.wide = n, wide
+        self._starts: list[np.ndarray] = []
+        self._offs: list[np.ndarray] = []
+        self._count = 0
+        self._last: int | None = None  # the offset of the last run
+        self.starts = np.zeros(0, dtype=np.int64)
+        self.offs = np.zeros(0, dtype=np.int64)
+        self.plain: np.ndarray | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return self.plain.nbytes if self.plain is not None else self.starts.nbytes + self.offs.nbytes
+
+    def add(self, at: int, rids: np.ndarray) -> None:
+        """The row ids of positions ``at``, ``at + 1``, ... (ascending, above those added before)."""
+        if not len(rids):
+            return
+        if self.plain is not None:
+            self.plain[at:at + len(rids)] = rids
+            return
+        d = np.asarray(rids, dtype=np.int64) - np.arange(at, at + len(rids), dtype=np.int64)
+        first = np.concatenate(([0], np.flatnonzero(np.diff(d)) + 1))
+        if self._last is not None and d[0] == self._last:
+            first = first[1:]
+        self._last = int(d[-1])
+        if len(first):
+            self._starts.append(first + at)
+            self._offs.append(d[first])
+            self._count += len(first)
+        if self._count * 16 > self.n * (8 if self.wide else 4):
+            self.finish()
+            plain = np.zeros(self.n, dtype=np.int64 if self.wide else np.uint32)
+            upto = at + len(rids)
+            plain[:upto] = self.get(np.arange(upto))
+            self.plain, self.starts, self.offs = plain, self.starts[:0], self.offs[:0]
+
+    def finish(self) -> None:
+        if self._starts:
+            self.starts = np.concatenate([self.starts, *self._starts])
+            self.offs = np.concatenate([self.offs, *self._offs])
+            self._starts, self._offs = [], []
+
+    def get(self, pos: np.ndarray) -> np.ndarray:
+        """The row ids at positions ``pos`` (int64)."""
+        pos = np.asarray(pos, dtype=np.int64)
+        if self.plain is not None:
+            return self.plain[pos].astype(np.int64)
+        return pos + self.offs[np.searchsorted(self.starts, pos, side="right") - 1]

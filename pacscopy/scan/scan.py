@@ -769,8 +769,8 @@ def start_root(con: duckdb.DuckDBPyConnection, sroot: str, volume: str,
     return scan_id, known
 
 
-#: Row ids of vanished files handed to DuckDB per statement (:func:`finish_root`).
-GONE_ROWS = 100_000
+#: Vanished files marked missing per transaction (:func:`finish_root`).
+GONE_ROWS = 200_000
 
 
 def finish_root(con: duckdb.DuckDBPyConnection, res: ScanResult, gone: Sequence[int] | np.ndarray,
@@ -780,20 +780,28 @@ def finish_root(con: duckdb.DuckDBPyConnection, res: ScanResult, gone: Sequence[
     the counts to ``scans`` and read the index's files per status into ``res``."""
     scan_id = res.scan_id
     if len(gone):
-        sops: list[str] = []
-        with transaction(con), keeping_if_kept(con, sops) as keep:
-            run_script(con, "ops/scan/gone_begin")
-            for i in range(0, len(gone), GONE_ROWS):
-                run(con, "ops/scan/gone_add", {"rids": [int(r) for r in gone[i:i + GONE_ROWS]]})
+        with transaction(con):
             record = _recording(con)
-            if record:
-                run(con, "ops/scan/dirty_old_keys", {"scan_id": scan_id})
-            if keep:
-                sops.extend(r[0] for r in run(con, "ops/scan/sops_of_gone").fetchall())
-            run(con, "ops/scan/mark_missing", {"scan_id": scan_id})
-            if record:
-                run_script(con, "ops/scan/dirty_overflow", {"max": DIRTY_MAX})
-            run_script(con, "ops/scan/gone_end")
+            if record and len(gone) > DIRTY_MAX:
+                too_many = run(con, "ops/scan/dirty_too_many", {"n": len(gone), "max": DIRTY_MAX}).fetchone()
+                if too_many and too_many[0]:  # the next check is a full one: nothing to record
+                    run_script(con, "ops/scan/dirty_full")
+                    record = False
+        # in slices of GONE_ROWS, a transaction each: DuckDB keeps an update's undo data in memory
+        # (5 M files marked at once did not fit the scan's 128 MB)
+        for i in range(0, len(gone), GONE_ROWS):
+            sops: list[str] = []
+            with transaction(con), keeping_if_kept(con, sops) as keep:
+                run_script(con, "ops/scan/gone_begin")
+                run(con, "ops/scan/gone_add", {"rids": [int(r) for r in gone[i:i + GONE_ROWS]]})
+                if record:
+                    run(con, "ops/scan/dirty_old_keys", {"scan_id": scan_id})
+                if keep:
+                    sops.extend(r[0] for r in run(con, "ops/scan/sops_of_gone").fetchall())
+                run(con, "ops/scan/mark_missing", {"scan_id": scan_id})
+                if record:
+                    run_script(con, "ops/scan/dirty_overflow", {"max": DIRTY_MAX})
+                run_script(con, "ops/scan/gone_end")
     if res.new:  # a corrected copy under a new path: what changed against the content stored
         with transaction(con):
             attrdigest.after_scan(con, scan_id)
