@@ -145,3 +145,22 @@ def test_vanished_files_marked_in_slices_and_too_many_not_recorded(tmp_path, cli
     assert rows(idx, "SELECT status, count(*) FROM files GROUP BY 1") == [("missing", 30)]
     assert rows(idx, "SELECT full_needed FROM check_state") == [(True,)]
     assert rows(idx, "SELECT count(*) FROM check_dirty") == [(0,)]
+
+
+def test_lookups_through_buckets_equal_a_binary_search() -> None:
+    from pacscopy.scan.known import BUCKETS_FROM
+
+    n = BUCKETS_FROM + 4321
+    paths = [f"/r/s{i // 1000:04}/{i:08}.dcm" for i in range(n)]
+    known = Known(n)
+    h = path_hashes(paths)
+    known.key[:] = (h[:, 0] & ~known.mask) | np.arange(n, dtype=np.uint64)
+    known.chk[:] = h[:, 1].astype(np.uint16)
+    known.rids.add(0, np.arange(n) * 2)
+    known.rids.finish()
+    known.key.sort()
+    queries = paths[::7] + [f"/r/new{i}.dcm" for i in range(500)]
+    binary = known.find(queries)
+    known._index_buckets()
+    assert known.starts is not None
+    assert known.find(queries).tolist() == binary.tolist() == list(range(0, n, 7)) + [-1] * 500

@@ -79,8 +79,9 @@ UPSERT_MEMORY_LIMIT = "1GB"
 DIRTY_MAX = 1_000_000
 #: Walked entries are compared with the index's known files in batches of at most this many
 #: (:class:`pacscopy.scan.known.Known`: one vectorised lookup per batch), and at least every
-#: :data:`WAITERS_EVERY` seconds.
-VISIT_BATCH = 1024
+#: :data:`WAITERS_EVERY` seconds. Per entry, 200,000 known: 0.57 us in batches of 1,024, 0.39 us
+#: in 4,096 (a dict's pop: 0.09 us).
+VISIT_BATCH = 4096
 #: Files go to a worker in chunks of at most this many files or bytes.
 CHUNK_FILES = 32
 CHUNK_BYTES = 4 << 20
