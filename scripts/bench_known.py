@@ -1,6 +1,6 @@
 """The known files of one big scan root: what a rescan holds in memory while it walks (issue 12).
 
-    python scripts/bench_known.py --index PATH --root ROOT [--finish]
+    scripts/bench known-files --index PATH --root ROOT [--finish]   (or: python scripts/bench_known.py ...)
 
 Runs the scan's own ``start_root`` on ROOT (every file of the index under ROOT is loaded as the
 rescan's known files), then, as if the walk had found none of them (a share that vanished),
