@@ -53,12 +53,16 @@ def corpus(files: int, size: int) -> Path:
 
 
 def send_args(prog: str, doc: str | None, runs: int, associations: str) -> argparse.ArgumentParser:
-    """The options every send benchmark over a generated corpus takes: --files, --size, --runs, --associations."""
+    """The options every send benchmark over a generated corpus takes: --files, --size, --runs, --associations,
+    --work-dir."""
     ap = argparse.ArgumentParser(prog=prog, description=(doc or "").split("\n\n")[0])
     ap.add_argument("--files", type=int, default=4000, help="instances in the corpus (default 4000)")
     ap.add_argument("--size", type=int, default=20_000, help="bytes per instance (default 20000)")
     ap.add_argument("--runs", type=int, default=runs, help=f"runs per configuration (default {runs})")
     ap.add_argument("--associations", type=int, default=2, help=f"{associations} (default 2)")
+    ap.add_argument("--work-dir", type=Path, default=DATA,
+                    help="where the index copies, their run folders (the send's journal) and storescp's files go "
+                    "(default bench-data; /dev/shm: no disk, so no fsync waits behind other work on the disk)")
     return ap
 
 
@@ -178,7 +182,7 @@ def main(argv: list[str]) -> None:
     args = ap.parse_args(argv)
     root = corpus(args.files, args.size)
     results: list[dict] = []
-    with checked_base(root, "pacscopy-bench-books-") as (tmp, base):
+    with checked_base(root, "pacscopy-bench-books-", args.work_dir) as (tmp, base):
         bases = {h: [base] for h in HOSTS}
         if args.layout == "disjoint":
             bases.update({h: disjoint_bases(root, tmp, h) for h in HOSTS if h > 1})
@@ -204,7 +208,8 @@ def report(results: list[dict], args: argparse.Namespace) -> None:
     lines = [f"### Several hosts sharing one PostgreSQL ({args.layout}): {args.files} × {args.size // 1000} KB into storescp +B --fork",
              "",
              f"`scripts/bench books --files {args.files} --size {args.size} --runs {args.runs} "
-             f"--associations {args.associations} --layout {args.layout}`; "
+             f"--associations {args.associations} --layout {args.layout}"
+             + (f" --work-dir {args.work_dir}" if args.work_dir != DATA else "") + "`; "
              + ("every host's volume holds the whole corpus (every batch contested)" if args.layout == "overlap"
                 else "host i of K holds every K-th file (disjoint volumes, no batch contested)")
              + "; medians of the runs that stored everything exactly once.",

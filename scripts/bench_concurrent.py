@@ -199,9 +199,6 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--variants", default="alone,status,status+query,watch",
                     help=f"comma-separated, of {', '.join(VARIANTS)} (alone is always run)")
     ap.add_argument("--base", type=Path, help="also every variant with the pacscopy and sql in DIR (PYTHONPATH)")
-    ap.add_argument("--work-dir", type=Path, default=DATA,
-                    help="where the index copies, their run folders (the send's journal) and storescp's files go "
-                    "(default bench-data; /dev/shm: no disk, so no fsync waits behind other work on the disk)")
     ap.add_argument("--figures", choices=("kept", "none"), default="kept",
                     help="kept (default): a status before each send, untimed, so that status's figures are kept "
                     "(every merge then keeps them current, alone or polled); none: the first poll counts them")
