@@ -107,7 +107,7 @@ def main() -> int:
             break
         # the benchmark's own SQL (column expressions above), values as parameters
         rows = con.execute(
-            f"SELECT {select} FROM (SELECT *, row_number() OVER (ORDER BY path) AS n FROM files "
+            f"SELECT {select} FROM (SELECT *, rowid AS rowid, row_number() OVER (ORDER BY path) AS n FROM files "
             f"WHERE root = $root AND status = 'ok') WHERE n % $every = 0 ORDER BY path LIMIT $n",
             {"root": root, "every": a.every, "n": left}).fetchall()
         left -= len(rows)
