@@ -117,7 +117,8 @@ def new_database(url: str, name: str) -> str:
 
 
 def disjoint_bases(root: Path, tmp: Path, hosts: int) -> list[Path]:
-    """``hosts`` indexes over disjoint volumes (hard links: file i goes to host i mod ``hosts``)."""
+    """``hosts`` indexes over disjoint volumes (hard links, or copies when ``tmp`` is on another file
+    system such as /dev/shm: file i goes to host i mod ``hosts``)."""
     files = sorted(root.rglob("*.dcm"))
     out = []
     for h in range(hosts):
@@ -126,7 +127,10 @@ def disjoint_bases(root: Path, tmp: Path, hosts: int) -> list[Path]:
             if i % hosts == h:
                 dest = vol / f.relative_to(root)
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                os.link(f, dest)
+                try:
+                    os.link(f, dest)
+                except OSError:  # another file system (--work-dir /dev/shm): a copy
+                    shutil.copyfile(f, dest)
         index = tmp / f"disjoint{hosts}-host{h + 1}.duckdb"
         run([str(PACSCOPY), "scan", str(vol), "--index", str(index), "-q"])
         run([str(PACSCOPY), "check", "--index", str(index), "-q"])
