@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import resource
@@ -129,8 +130,10 @@ def disjoint_bases(root: Path, tmp: Path, hosts: int) -> list[Path]:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 try:
                     os.link(f, dest)
-                except OSError:  # another file system (--work-dir /dev/shm): a copy
-                    shutil.copyfile(f, dest)
+                except OSError as e:
+                    if e.errno != errno.EXDEV:
+                        raise
+                    shutil.copyfile(f, dest)  # another file system (--work-dir /dev/shm): a copy
         index = tmp / f"disjoint{hosts}-host{h + 1}.duckdb"
         run([str(PACSCOPY), "scan", str(vol), "--index", str(index), "-q"])
         run([str(PACSCOPY), "check", "--index", str(index), "-q"])
