@@ -70,7 +70,8 @@ SELECT
     (inst % 10) + 1 AS instance_number,
     512 AS rows, 512 AS columns,
     1000 AS pixel_data_offset, 524288 AS pixel_data_length, false AS encapsulated,
-    now()::TIMESTAMP AS first_seen, now()::TIMESTAMP AS scanned_at, 1 AS scan_id
+    now()::TIMESTAMP AS first_seen, now()::TIMESTAMP AS scanned_at, 1 AS scan_id,
+    sop_hash_of(sop_instance_uid) AS sop_hash   -- the instance's key (schema 0031)
 FROM base;
 """
 

@@ -115,7 +115,8 @@ SELECT
     r.study_instance_uid,
     r.patient_id,
     r.size,
-    CASE WHEN b.refused THEN b.transcode_to END AS transcode_to  -- only what the installed decoders can do
+    CASE WHEN b.refused THEN b.transcode_to END AS transcode_to,  -- only what the installed decoders can do
+    sop_hash_of(r.sop_instance_uid) AS sop_hash  -- schema 0031
 FROM ranked r
 JOIN sop s USING (sop_instance_uid)
 LEFT JOIN holds h USING (sop_instance_uid)

@@ -77,6 +77,15 @@ def rows(index: Path, sql: str, params: dict | None = None) -> list[tuple]:
         con.close()
 
 
+def assert_keys_hold(index: Path, tables: tuple[str, ...] = ("files", "plan_auto", "transfers", "verifications")) -> None:
+    """Every row of ``tables`` (each holding rows) carries its instance's key, as every writer must set it
+    (schema 0031: sop_hash = sop_hash_of(SOPInstanceUID), 0 for a file without a UID)."""
+    for table in tables:
+        n, wrong = rows(index, f"SELECT count(*), count(*) FILTER (WHERE sop_hash <> sop_hash_of(sop_instance_uid)) "
+                               f"FROM {table}")[0]
+        assert n > 0 and wrong == 0, f"{table}: {wrong} of {n} rows with another key"
+
+
 def copy_tree(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst, symlinks=True, ignore=shutil.ignore_patterns("*.sock", "a_fifo.dcm"))
     return dst

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import rows
+from tests.conftest import assert_keys_hold, rows
 from tests.pg import PgServer, own_pg, pg_server, pg_url  # noqa: F401  (fixtures)
 from tests.test_books import make_hosts
 
@@ -110,6 +110,8 @@ def test_three_hosts_one_killed_and_restarted_every_instance_stored_once(pg_url:
         for (sop,) in rows(index, "SELECT DISTINCT sop_instance_uid FROM transfers WHERE outcome IN ('stored', 'warning')"):
             local[sop] += 1
     assert set(local) == sops and set(local.values()) == {1}
+    for index in indexes:  # the transfers merged from each host's journal carry their instance keys
+        assert_keys_hold(index, ("files", "plan_auto", "transfers"))
 
 
 def test_shards_split_by_study_and_overlapping_shares_are_refused(pg_url: str, tmp_path: Path, cli) -> None:

@@ -25,43 +25,43 @@ def _every_state(con) -> None:
     for stmt in split_statements("""
         -- warnings; later failed retries of stored instances; stored retries of failed ones
         UPDATE transfers SET outcome = 'warning' WHERE transfer_id % 50 = 0;
-        INSERT INTO transfers (run_id, target, sop_instance_uid, path, started, finished, outcome, error)
+        INSERT INTO transfers (run_id, target, sop_instance_uid, path, started, finished, outcome, error, sop_hash)
         SELECT 1, target, sop_instance_uid, path, finished + INTERVAL 1 HOUR, finished + INTERVAL 1 HOUR,
-               CASE WHEN outcome = 'failed' THEN 'stored' ELSE 'failed' END, 'timeout'
+               CASE WHEN outcome = 'failed' THEN 'stored' ELSE 'failed' END, 'timeout', sop_hash_of(sop_instance_uid)
         FROM transfers WHERE transfer_id % 70 = 0;
         -- a failed attempt without a status nor an error (no reason: not_sent)
-        INSERT INTO transfers (run_id, target, sop_instance_uid, path, started, finished, outcome)
-        SELECT 1, $t, sop_instance_uid, path, TIMESTAMP '2026-11-04', TIMESTAMP '2026-11-04', 'failed'
+        INSERT INTO transfers (run_id, target, sop_instance_uid, path, started, finished, outcome, sop_hash)
+        SELECT 1, $t, sop_instance_uid, path, TIMESTAMP '2026-11-04', TIMESTAMP '2026-11-04', 'failed', sop_hash_of(sop_instance_uid)
         FROM plan_auto WHERE disposition = 'send' AND hash(sop_instance_uid) % 1000 >= 600
           AND hash(sop_instance_uid) % 53 = 0;
         -- another target's books
-        INSERT INTO transfers (run_id, target, sop_instance_uid, path, started, finished, outcome)
-        SELECT 2, 'OTHER@h:1', sop_instance_uid, path, started, finished, 'stored' FROM transfers
+        INSERT INTO transfers (run_id, target, sop_instance_uid, path, started, finished, outcome, sop_hash)
+        SELECT 2, 'OTHER@h:1', sop_instance_uid, path, started, finished, 'stored', sop_hash_of(sop_instance_uid) FROM transfers
         WHERE transfer_id % 3 = 0;
         -- updates: stored again as updates, some proven by a retrieve, some stale, some unproven
         INSERT INTO transfers (run_id, target, sop_instance_uid, path, started, finished, outcome, source_xxh3,
-                               sent_patient_id, sent_header, is_update)
+                               sent_patient_id, sent_header, is_update, sop_hash)
         SELECT 3, target, sop_instance_uid, path, finished + INTERVAL 3 HOUR, finished + INTERVAL 3 HOUR, 'stored',
-               source_xxh3, sent_patient_id, sent_header, true
+               source_xxh3, sent_patient_id, sent_header, true, sop_hash_of(sop_instance_uid)
         FROM transfers WHERE transfer_id % 29 = 0 AND outcome = 'stored' AND run_id = 1;
-        INSERT INTO verifications (target, sop_instance_uid, mode, verified_at, outcome, detail)
+        INSERT INTO verifications (target, sop_instance_uid, mode, verified_at, outcome, detail, sop_hash)
         SELECT target, sop_instance_uid, 'retrieve', finished + INTERVAL 4 HOUR,
-               CASE WHEN transfer_id % 3 = 0 THEN 'mismatch' ELSE 'verified' END, 'test ' || transfer_id
+               CASE WHEN transfer_id % 3 = 0 THEN 'mismatch' ELSE 'verified' END, 'test ' || transfer_id, sop_hash_of(sop_instance_uid)
         FROM transfers WHERE run_id = 3 AND transfer_id % 2 = 0;
         -- retrieve-backs after the first store, finds and commits after them (disputed), failed checks
-        INSERT INTO verifications (target, sop_instance_uid, mode, verified_at, outcome, detail)
+        INSERT INTO verifications (target, sop_instance_uid, mode, verified_at, outcome, detail, sop_hash)
         SELECT target, sop_instance_uid, 'retrieve', finished + INTERVAL 2 HOUR,
-               CASE WHEN transfer_id % 2 = 0 THEN 'mismatch' ELSE 'verified' END, 'test'
+               CASE WHEN transfer_id % 2 = 0 THEN 'mismatch' ELSE 'verified' END, 'test', sop_hash_of(sop_instance_uid)
         FROM transfers WHERE transfer_id % 41 = 0 AND outcome = 'stored' AND run_id = 1;
-        INSERT INTO verifications (target, sop_instance_uid, mode, verified_at, outcome, detail)
+        INSERT INTO verifications (target, sop_instance_uid, mode, verified_at, outcome, detail, sop_hash)
         SELECT target, sop_instance_uid, 'commit', finished + INTERVAL 5 HOUR,
-               CASE WHEN transfer_id % 2 = 0 THEN 'missing_on_target' ELSE 'verified' END, NULL
+               CASE WHEN transfer_id % 2 = 0 THEN 'missing_on_target' ELSE 'verified' END, NULL, sop_hash_of(sop_instance_uid)
         FROM transfers WHERE transfer_id % 37 = 0 AND outcome = 'stored' AND run_id = 1;
-        INSERT INTO verifications (target, sop_instance_uid, mode, verified_at, outcome, detail)
-        SELECT target, sop_instance_uid, 'find', finished + INTERVAL 6 HOUR, 'missing_on_target', 'gone?'
+        INSERT INTO verifications (target, sop_instance_uid, mode, verified_at, outcome, detail, sop_hash)
+        SELECT target, sop_instance_uid, 'find', finished + INTERVAL 6 HOUR, 'missing_on_target', 'gone?', sop_hash_of(sop_instance_uid)
         FROM transfers WHERE transfer_id % 31 = 0 AND outcome = 'stored' AND run_id = 1;
-        INSERT INTO verifications (target, sop_instance_uid, mode, verified_at, outcome, detail)
-        SELECT target, sop_instance_uid, 'commit', finished + INTERVAL 7 HOUR, 'failed', 'no commitment service'
+        INSERT INTO verifications (target, sop_instance_uid, mode, verified_at, outcome, detail, sop_hash)
+        SELECT target, sop_instance_uid, 'commit', finished + INTERVAL 7 HOUR, 'failed', 'no commitment service', sop_hash_of(sop_instance_uid)
         FROM transfers WHERE transfer_id % 23 = 0 AND outcome = 'stored';
         -- decisions: skip, hold, send, and keep/remove on instances deleted in the source
         INSERT INTO decisions (sop_instance_uid, action, note)

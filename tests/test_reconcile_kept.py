@@ -85,12 +85,12 @@ def _mixed_index(path: Path, rows: int = 6000, manifest: bool = True) -> str:
             SELECT sop_instance_uid, CASE WHEN hash(sop_instance_uid) % 2 = 0 THEN 'skip' ELSE 'hold' END, 'INC-1'
             FROM plan_auto WHERE disposition = 'send' AND hash(sop_instance_uid) % 97 = 0
             ON CONFLICT DO NOTHING;
-            INSERT INTO verifications (target, sop_instance_uid, mode, verified_at, outcome, detail)
+            INSERT INTO verifications (target, sop_instance_uid, mode, verified_at, outcome, detail, sop_hash)
             SELECT '{T}', sop_instance_uid,
                    CASE WHEN hash(sop_instance_uid) % 3 = 0 THEN 'retrieve' ELSE 'find' END,
                    TIMESTAMP '2026-11-07',
                    CASE hash(sop_instance_uid) % 3 WHEN 0 THEN 'mismatch' WHEN 1 THEN 'missing_on_target' ELSE 'failed' END,
-                   'seen in the test'
+                   'seen in the test', sop_hash_of(sop_instance_uid)
             FROM transfers WHERE outcome = 'stored' AND hash(sop_instance_uid) % 53 = 0;
             UPDATE files SET status = 'missing'
             WHERE sop_instance_uid IN (SELECT sop_instance_uid FROM transfers WHERE hash(sop_instance_uid) % 89 = 1);
@@ -211,8 +211,8 @@ def test_kept_evaluated_and_stale_reconcile_alike(mixed: str, tmp_path: Path) ->
     con = open_index(idx)
     try:
         con.execute("""
-            INSERT INTO verifications (target, sop_instance_uid, mode, verified_at, outcome, detail)
-            SELECT target, sop_instance_uid, 'retrieve', TIMESTAMP '2026-11-08', 'mismatch', 'later, unkept'
+            INSERT INTO verifications (target, sop_instance_uid, mode, verified_at, outcome, detail, sop_hash)
+            SELECT target, sop_instance_uid, 'retrieve', TIMESTAMP '2026-11-08', 'mismatch', 'later, unkept', sop_hash_of(sop_instance_uid)
             FROM transfers WHERE outcome = 'stored' AND target = $t ORDER BY sop_instance_uid LIMIT 30""", {"t": T})
     finally:
         con.close()
@@ -247,9 +247,9 @@ def test_kept_states_moved_by_a_writer_reconcile_as_evaluated(mixed: str, tmp_pa
         con.execute("BEGIN TRANSACTION")
         with status_counts.keeping(con, T, sops):
             con.execute("""
-                INSERT INTO transfers (run_id, target, sop_instance_uid, path, started, finished, outcome)
+                INSERT INTO transfers (run_id, target, sop_instance_uid, path, started, finished, outcome, sop_hash)
                 SELECT 1, $t, p.sop_instance_uid, p.path, TIMESTAMP '2026-11-09', TIMESTAMP '2026-11-09',
-                       CASE WHEN hash(p.sop_instance_uid) % 4 = 0 THEN 'failed' ELSE 'stored' END
+                       CASE WHEN hash(p.sop_instance_uid) % 4 = 0 THEN 'failed' ELSE 'stored' END, sop_hash_of(p.sop_instance_uid)
                 FROM plan p WHERE p.sop_instance_uid IN (SELECT unnest($s::VARCHAR[]))""", {"t": T, "s": sops})
         con.execute("COMMIT")
     finally:

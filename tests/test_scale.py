@@ -37,6 +37,7 @@ def _mixed(con) -> None:
         UPDATE files SET sop_instance_uid = (SELECT f2.sop_instance_uid FROM files f2
                                              WHERE f2.mtime_ns = files.mtime_ns - 2)
         WHERE mtime_ns % 100 = 2;
+        UPDATE files SET sop_hash = sop_hash_of(sop_instance_uid) WHERE mtime_ns % 100 = 2;  -- its key (0031)
         UPDATE files SET status = 'suspect', reason = 'zero_block' WHERE mtime_ns % 7 = 1;
         UPDATE files SET status = 'missing' WHERE mtime_ns % 11 = 2;
         UPDATE files SET status = 'corrupt', reason = 'truncated' WHERE mtime_ns % 13 = 0;
@@ -146,12 +147,12 @@ def test_status_equals_the_reference(tmp_path: Path) -> None:
         con.execute("""
             UPDATE transfers SET outcome = 'warning' WHERE transfer_id % 50 = 0;
             -- a later failed retry of a stored instance, a stored retry of a failed one, another target
-            INSERT INTO transfers (run_id, target, sop_instance_uid, path, started, finished, outcome, error)
+            INSERT INTO transfers (run_id, target, sop_instance_uid, path, started, finished, outcome, error, sop_hash)
             SELECT 1, target, sop_instance_uid, path, finished + INTERVAL 1 HOUR, finished + INTERVAL 1 HOUR,
-                   CASE WHEN outcome = 'failed' THEN 'stored' ELSE 'failed' END, 'timeout'
+                   CASE WHEN outcome = 'failed' THEN 'stored' ELSE 'failed' END, 'timeout', sop_hash_of(sop_instance_uid)
             FROM transfers WHERE transfer_id % 70 = 0;
-            INSERT INTO transfers (run_id, target, sop_instance_uid, path, started, finished, outcome)
-            SELECT 2, 'OTHER@h:1', sop_instance_uid, path, started, finished, 'failed' FROM transfers
+            INSERT INTO transfers (run_id, target, sop_instance_uid, path, started, finished, outcome, sop_hash)
+            SELECT 2, 'OTHER@h:1', sop_instance_uid, path, started, finished, 'failed', sop_hash_of(sop_instance_uid) FROM transfers
             WHERE transfer_id % 3 = 0;
         """)
         p = {"target": scale.TARGET}

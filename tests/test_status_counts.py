@@ -30,7 +30,7 @@ from pacscopy.send.queue import progress_from
 from pacscopy.testing import scale
 from pacscopy.testing.synth import make_corpus
 
-from .conftest import rows
+from .conftest import assert_keys_hold, rows
 
 HERE = Path(__file__).parent
 FIGURES = ("in_plan", "stored_current", "verified", "verify_problems", "updates_pending", "stale", "deleted_in_source",
@@ -79,16 +79,16 @@ def _mixed_books(con) -> None:
     decisions, a retrieve-back after the store, a find before it, a vanished file."""
     con.execute("""
         UPDATE transfers SET outcome = 'warning' WHERE transfer_id % 50 = 0;
-        INSERT INTO transfers (run_id, target, sop_instance_uid, path, started, finished, outcome, error)
+        INSERT INTO transfers (run_id, target, sop_instance_uid, path, started, finished, outcome, error, sop_hash)
         SELECT 1, target, sop_instance_uid, path, finished + INTERVAL 1 HOUR, finished + INTERVAL 1 HOUR,
-               CASE WHEN outcome = 'failed' THEN 'stored' ELSE 'failed' END, 'timeout'
+               CASE WHEN outcome = 'failed' THEN 'stored' ELSE 'failed' END, 'timeout', sop_hash_of(sop_instance_uid)
         FROM transfers WHERE transfer_id % 70 = 0;
-        INSERT INTO transfers (run_id, target, sop_instance_uid, path, started, finished, outcome)
-        SELECT 2, 'OTHER@h:1', sop_instance_uid, path, started, finished, 'failed' FROM transfers
+        INSERT INTO transfers (run_id, target, sop_instance_uid, path, started, finished, outcome, sop_hash)
+        SELECT 2, 'OTHER@h:1', sop_instance_uid, path, started, finished, 'failed', sop_hash_of(sop_instance_uid) FROM transfers
         WHERE transfer_id % 3 = 0;
-        INSERT INTO verifications (target, sop_instance_uid, mode, verified_at, outcome, detail)
+        INSERT INTO verifications (target, sop_instance_uid, mode, verified_at, outcome, detail, sop_hash)
         SELECT target, sop_instance_uid, 'retrieve', finished + INTERVAL 2 HOUR,
-               CASE WHEN transfer_id % 2 = 0 THEN 'mismatch' ELSE 'verified' END, 'test'
+               CASE WHEN transfer_id % 2 = 0 THEN 'mismatch' ELSE 'verified' END, 'test', sop_hash_of(sop_instance_uid)
         FROM transfers WHERE transfer_id % 41 = 0 AND outcome = 'stored';
         INSERT INTO decisions (sop_instance_uid, action, note)
         SELECT sop_instance_uid, 'skip', 'test' FROM plan_auto WHERE hash(sop_instance_uid) % 97 = 0;
@@ -208,6 +208,7 @@ def test_the_kept_figures_equal_a_recount_after_every_writer(tmp_path: Path, cli
         assert cli("send", "--target", target, "--index", idx, "-q").code == 0
         assert assert_kept_equals_a_recount(idx, target) == recounted
         assert re.search(r"left:\s+0\b", _status(cli, idx, target))
+        assert_keys_hold(idx)  # every writer above set each row's instance key
     finally:
         rx.stop()
 
@@ -234,8 +235,8 @@ def test_a_writer_that_does_not_keep_the_figures_makes_status_count_again(tmp_pa
     for sql in ("INSERT INTO decisions (sop_instance_uid, action, note) SELECT sop_instance_uid, 'skip', 't' "
                 "FROM plan WHERE disposition = 'send' AND sop_instance_uid NOT IN (SELECT sop_instance_uid "
                 "FROM decisions) LIMIT 1",
-                "INSERT INTO transfers (run_id, target, sop_instance_uid, path, started, finished, outcome) "
-                "SELECT 9, $t, sop_instance_uid, path, now(), now(), 'stored' FROM plan "
+                "INSERT INTO transfers (run_id, target, sop_instance_uid, path, started, finished, outcome, sop_hash) "
+                "SELECT 9, $t, sop_instance_uid, path, now(), now(), 'stored', sop_hash_of(sop_instance_uid) FROM plan "
                 "WHERE disposition = 'send' LIMIT 1",
                 "UPDATE files SET status = 'missing', scanned_at = now() WHERE path = (SELECT min(path) FROM files)"):
         con = open_index(str(idx))

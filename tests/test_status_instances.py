@@ -47,9 +47,9 @@ def _sops(con, sql: str, n: int) -> list[str]:
 def _insert_transfers(con, target: str, sops: list[str], outcome: str, offset: str) -> None:
     con.execute(f"""
         INSERT INTO transfers (run_id, target, sop_instance_uid, path, started, finished, outcome, source_xxh3,
-                               sent_patient_id, is_update, error)
+                               sent_patient_id, is_update, error, sop_hash)
         SELECT 7, $t, p.sop_instance_uid, p.path, now() + INTERVAL {offset}, now() + INTERVAL {offset}, $o,
-               f.dataset_xxh3, f.patient_id, false, CASE WHEN $o = 'failed' THEN 'timeout' END
+               f.dataset_xxh3, f.patient_id, false, CASE WHEN $o = 'failed' THEN 'timeout' END, sop_hash_of(p.sop_instance_uid)
         FROM plan p JOIN files f ON f.path = p.path
         WHERE p.sop_instance_uid IN (SELECT unnest($s::VARCHAR[]))""", {"t": target, "o": outcome, "s": sops})
 
@@ -96,10 +96,10 @@ def test_every_writers_batch_moves_its_instances_and_the_figures_stay_right(book
         # verify's batch: find, commit and retrieve results (verified, missing, a mismatch)
         with transaction(con), status_counts.keeping(con, T, not_sent[:250]):
             con.execute("""
-                INSERT INTO verifications (target, sop_instance_uid, mode, verified_at, outcome, detail)
+                INSERT INTO verifications (target, sop_instance_uid, mode, verified_at, outcome, detail, sop_hash)
                 SELECT $t, s, CASE WHEN i % 3 = 0 THEN 'find' WHEN i % 3 = 1 THEN 'commit' ELSE 'retrieve' END,
                        now() + INTERVAL 2 DAY, CASE WHEN i % 7 = 0 THEN 'missing_on_target'
-                                                   WHEN i % 11 = 0 THEN 'mismatch' ELSE 'verified' END, 'k'
+                                                   WHEN i % 11 = 0 THEN 'mismatch' ELSE 'verified' END, 'k', sop_hash_of(s)
                 FROM unnest($s::VARCHAR[]) WITH ORDINALITY AS u(s, i)""", {"t": T, "s": not_sent[:250]})
         _assert_right(con)
 
@@ -184,8 +184,8 @@ def test_a_kill_in_the_middle_of_the_keeping_leaves_the_figures_right(books: Pat
         con = open_index(sys.argv[1])
         sops = [r[0] for r in con.execute("SELECT sop_instance_uid FROM plan WHERE disposition = 'send' LIMIT 200").fetchall()]
         with transaction(con), status_counts.keeping(con, {T!r}, sops):
-            con.execute("INSERT INTO transfers (run_id, target, sop_instance_uid, path, started, finished, outcome) "
-                        "SELECT 8, $t, sop_instance_uid, path, now(), now(), 'stored' FROM plan "
+            con.execute("INSERT INTO transfers (run_id, target, sop_instance_uid, path, started, finished, outcome, sop_hash) "
+                        "SELECT 8, $t, sop_instance_uid, path, now(), now(), 'stored', sop_hash_of(sop_instance_uid) FROM plan "
                         "WHERE sop_instance_uid IN (SELECT unnest($s::VARCHAR[]))", {{"t": {T!r}, "s": sops}})
     """)
     proc = subprocess.run([sys.executable, "-c", code, str(idx)], capture_output=True, text=True)

@@ -88,6 +88,15 @@ ONE_PASS_UP_TO = 1.4
 #: The schema whose books take a slice (0029: macro in_slice); an older index is evaluated in one pass.
 SLICED_SCHEMA = 29
 
+#: The schema with each instance's 8-byte key in the big tables (0031: column sop_hash), which a
+#: batch's slices select by; an older index (opened read-only, not migrated) is read by UID.
+KEYED_SCHEMA = 31
+
+
+def _applied(con: duckdb.DuckDBPyConnection, version: int) -> bool:
+    row = con.execute("SELECT count(*) FROM schema_migrations WHERE version = $v", {"v": version}).fetchone()
+    return bool(row and row[0])
+
 
 def slice_count(con: duckdb.DuckDBPyConnection) -> int:
     """How many slices a full evaluation of the books takes on ``con``: the plan's size over what
@@ -95,8 +104,7 @@ def slice_count(con: duckdb.DuckDBPyConnection) -> int:
     :data:`SLICED_SCHEMA` (opened read-only or lean, not migrated: its macros know no slice)."""
     from pacscopy.index import memory_mib
 
-    row = con.execute("SELECT count(*) FROM schema_migrations WHERE version = $v", {"v": SLICED_SCHEMA}).fetchone()
-    if not row or not row[0]:
+    if not _applied(con, SLICED_SCHEMA):
         # an index not migrated yet (read-only or lean opens do not migrate): its books ignore the slice
         return 1
     row = con.execute("SELECT count(*) FROM plan_auto").fetchone()
@@ -293,8 +301,10 @@ def _move(con: duckdb.DuckDBPyConnection, targets: list[str], sops: Sequence[str
 
 def _batch(con: duckdb.DuckDBPyConnection, sops: Sequence[str]) -> None:
     """Temporary table ``status_batch``: the instances ``sops`` with their keys (what the slices hold)."""
+    key = "sop_hash_of(s)" if _applied(con, KEYED_SCHEMA) else "NULL::UBIGINT"
     con.execute("CREATE OR REPLACE TEMP TABLE status_batch AS SELECT DISTINCT s AS sop_instance_uid, "
-                "md5_number(s) AS sop_key FROM unnest($sops::VARCHAR[]) AS t(s)", {"sops": list(sops)})
+                f"md5_number(s) AS sop_key, {key} AS sop_hash FROM unnest($sops::VARCHAR[]) AS t(s)",
+                {"sops": list(sops)})
 
 
 @contextmanager
@@ -302,7 +312,7 @@ def _slices(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """Inside the block the books hold only ``status_batch``'s instances (``sql/ops/status/slices.sql``:
     temporary tables shadowing the real ones), dropped after it whatever happens."""
     try:
-        run_script(con, "ops/status/slices")
+        run_script(con, "ops/status/slices" if _applied(con, KEYED_SCHEMA) else "ops/status/slices_uid")
         yield
     except BaseException:
         try:  # an error may abort the writer's transaction, which drops them too; else never leave them

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import duckdb
 
-from pacscopy.index import run_script
+from pacscopy.index import load_sql, split_statements
 
 #: The target the synthetic transfers and verifications name.
 TARGET = "NEWPACS@127.0.0.1:11112"
@@ -25,9 +25,12 @@ def fill(con: duckdb.DuckDBPyConnection, rows: int, *, sent: float = 0.6, verifi
          target: str = TARGET, chunk: int = CHUNK_ROWS) -> None:
     """Fill an empty, migrated index with ``rows`` files, a scan, transfers and verifications, in
     transactions of ``chunk`` files (with their transfers and verifications), each checkpointed.
-    The rows are as the scan writes them for the index's schema (before 0030, or compact since)."""
+    The rows are as the scan writes them for the index's schema (before 0030, or compact since; with
+    their instance keys since 0031)."""
     got = con.execute("SELECT count(*) FROM schema_migrations WHERE version = 30").fetchone()
     compact = bool(got and got[0])
+    got = con.execute("SELECT count(*) FROM schema_migrations WHERE version = 31").fetchone()
+    keyed = bool(got and got[0])
     for start in range(0, rows, chunk):
         params = {"rows": rows, "start": start, "stop": min(rows, start + chunk), "target": target,
                   "sent": sent, "verified": verified, "compact": compact}
@@ -35,10 +38,20 @@ def fill(con: duckdb.DuckDBPyConnection, rows: int, *, sent: float = 0.6, verifi
         try:
             row = con.execute("SELECT coalesce(max(transfer_id), 0) FROM transfers").fetchone()
             params["transfers_before"] = row[0] if row else 0
-            run_script(con, "testing/scale_files", params)
-            run_script(con, "testing/scale_sent", params)
+            _script(con, "testing/scale_files", params, keyed)
+            _script(con, "testing/scale_sent", params, keyed)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
         con.execute("CHECKPOINT")
+
+
+def _script(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, object], keyed: bool) -> None:
+    """Run a fill script; on an index before schema 0031 without its lines marked ``-- schema 0031``
+    (the instances' keys, a column such an index does not have)."""
+    sql = load_sql(name)
+    if not keyed:
+        sql = "\n".join(line for line in sql.splitlines() if not line.rstrip().endswith("-- schema 0031"))
+    for stmt in split_statements(sql):
+        con.execute(stmt, {k: v for k, v in params.items() if f"${k}" in stmt})

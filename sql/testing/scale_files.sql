@@ -2,6 +2,7 @@
 -- Rows start to stop - 1 of the archive (pacscopy.testing.scale.fill writes it in chunks, a
 -- transaction each: the primary key's index of one 50 M-row insert did not fit 2 GB). $compact: the
 -- index has schema 0030 (path_bytes and meta_sop_instance_uid NULL where they repeat another column).
+-- The lines marked "schema 0031" (the instances' keys) are left out for an older index (scale.fill).
 -- i: the row; inst: the instance it holds (1 % of rows duplicate their neighbour's instance,
 -- 0.1 % with other dataset bytes: conflicting); 0.1 % corrupt; 50 instances per series, 3 series
 -- per study, 3 studies per patient, study dates over 20 years, 250,000 files per volume.
@@ -68,7 +69,8 @@ SELECT
     1 + inst % 50 AS instance_number,
     512 AS rows, 512 AS columns,
     1000 AS pixel_data_offset, 524288 AS pixel_data_length, device = 5 AS encapsulated,
-    TIMESTAMP '2026-11-01' AS first_seen, TIMESTAMP '2026-11-01' AS scanned_at, 1 AS scan_id
+    TIMESTAMP '2026-11-01' AS first_seen, TIMESTAMP '2026-11-01' AS scanned_at, 1 AS scan_id,
+    sop_hash_of(sop_instance_uid) AS sop_hash,  -- schema 0031
 FROM u;
 INSERT INTO scans (scan_id, root, volume, started, finished, rehash, files_new, files_changed,
                    files_unchanged, files_missing, bytes_read, version)

@@ -63,7 +63,7 @@ ranked AS (
     -- the chosen copy's columns, joined back by its row id, and whether the probed target takes it
     SELECT f.sop_instance_uid, manifest_sop_key(f.sop_instance_uid) AS sop_key, s.copies, s.sound, s.damaged, s.conflict,
            f.path, f.status, f.reason, f.sop_class_uid, f.transfer_syntax_uid,
-           f.study_instance_uid, f.patient_id, f.size,
+           f.study_instance_uid, f.patient_id, f.size, f.sop_hash,
            (SELECT count(*) FROM probed) > 0 AND ok.sop_class_uid IS NULL AS refused,
            CASE WHEN list_contains($transcodable, f.transfer_syntax_uid) THEN tc.ts END AS transcode_to,
            tc.ts AS uncompressed_ok
@@ -152,7 +152,8 @@ SELECT
     r.study_instance_uid,
     r.patient_id,
     r.size,
-    CASE WHEN r.refused THEN r.transcode_to END AS transcode_to  -- only what the installed decoders can do
+    CASE WHEN r.refused THEN r.transcode_to END AS transcode_to,  -- only what the installed decoders can do
+    r.sop_hash  -- schema 0031: the file's, sop_hash_of(sop_instance_uid)
 FROM ranked r
 LEFT JOIN holds h USING (sop_instance_uid)
 LEFT JOIN sop_classes sc ON sc.uid = r.sop_class_uid

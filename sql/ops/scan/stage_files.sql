@@ -3,10 +3,12 @@
 -- equal length (one element per file); old_rid: the row id of the row a file replaces (NULL if new).
 -- Schema 0030: path_bytes is kept only for a name that is not valid UTF-8 (path is the name itself
 -- otherwise), meta_sop_instance_uid only where it differs from sop_instance_uid (macro meta_sop_uid_stored).
+-- Schema 0031: sop_hash, the UID's key (macro sop_hash_of).
 INSERT INTO scan_batch BY NAME
 SELECT * REPLACE (
     CASE WHEN path_bytes <> encode(path) THEN path_bytes END AS path_bytes,
-    meta_sop_uid_stored(meta_sop_instance_uid, sop_instance_uid) AS meta_sop_instance_uid)
+    meta_sop_uid_stored(meta_sop_instance_uid, sop_instance_uid) AS meta_sop_instance_uid),
+    sop_hash_of(sop_instance_uid) AS sop_hash  -- schema 0031: the instance's key
 FROM (SELECT
         unnest($path) AS path,
         unnest($path_bytes) AS path_bytes,

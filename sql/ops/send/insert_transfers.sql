@@ -5,7 +5,7 @@
 -- held); is_update: the target already had the instance from an earlier store.
 INSERT INTO transfers (run_id, target, sop_instance_uid, path, started, finished, bytes, status, status_hex,
                        status_meaning, outcome, error, wire_xxh3, transfer_syntax_uid, rewritten, association,
-                       source_xxh3, sent_patient_id, sent_header, is_update)
+                       source_xxh3, sent_patient_id, sent_header, is_update, sop_hash)
 WITH n AS (
     SELECT unnest($sop_instance_uid) AS sop_instance_uid, unnest($path) AS path, unnest($started) AS started,
            unnest($finished) AS finished, unnest($bytes) AS bytes, unnest($status) AS status,
@@ -24,7 +24,8 @@ SELECT $run_id, $target, n.sop_instance_uid, n.path, n.started, n.finished, n.by
        n.wire_xxh3, n.transfer_syntax_uid, n.rewritten, n.association,
        f.dataset_xxh3, coalesce(mp.new_patient_id, fc.c.PatientID, f.patient_id), outgoing_header(f, fc.c, mp),
        EXISTS (SELECT 1 FROM transfers o WHERE o.target = $target AND o.sop_instance_uid = n.sop_instance_uid
-                                          AND o.outcome IN ('stored', 'warning'))
+                                          AND o.outcome IN ('stored', 'warning')),
+       sop_hash_of(n.sop_instance_uid)
 FROM n
 LEFT JOIN files f ON f.path = n.path
 LEFT JOIN fc ON fc.path = n.path

@@ -4,7 +4,7 @@
 -- does not change what this attempt sent.
 INSERT INTO transfers (run_id, target, sop_instance_uid, path, started, finished, bytes, status, status_hex,
                        status_meaning, outcome, error, wire_xxh3, transfer_syntax_uid, rewritten, association,
-                       source_xxh3, sent_patient_id, sent_header, is_update)
+                       source_xxh3, sent_patient_id, sent_header, is_update, sop_hash)
 SELECT $run_id, $target, n.sop_instance_uid, n.path, n.started::TIMESTAMP, n.finished::TIMESTAMP, n.bytes, n.status,
        CASE WHEN n.status IS NOT NULL THEN printf('0x%04X', n.status) END, n.status_meaning, n.outcome, n.error,
        n.wire_xxh3, n.transfer_syntax_uid, n.rewritten, n.association,
@@ -15,7 +15,7 @@ SELECT $run_id, $target, n.sop_instance_uid, n.path, n.started::TIMESTAMP, n.fin
            "StudyInstanceUID": "VARCHAR", "SeriesInstanceUID": "VARCHAR", "SOPClassUID": "VARCHAR",
            "TransferSyntaxUID": "VARCHAR", "SeriesNumber": "INTEGER", "InstanceNumber": "INTEGER",
            "Rows": "INTEGER", "Columns": "INTEGER", "NumberOfFrames": "INTEGER", "PixelDataLength": "BIGINT"}'),
-       coalesce(n.is_update, false)
+       coalesce(n.is_update, false), sop_hash_of(n.sop_instance_uid)
 FROM (SELECT unnest($sop_instance_uid) AS sop_instance_uid, unnest($path) AS path, unnest($started) AS started,
              unnest($finished) AS finished, unnest($bytes) AS bytes, unnest($status) AS status,
              unnest($status_meaning) AS status_meaning, unnest($outcome) AS outcome, unnest($error) AS error,
