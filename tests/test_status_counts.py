@@ -282,3 +282,43 @@ def test_status_on_an_index_it_cannot_write_now_still_counts(tmp_path: Path, cli
     assert re.search(r"\d+ instances in the plan", out)
     kept = rows(idx, "SELECT count(*) FROM status_kept")[0][0]
     assert kept == (0 if busy else 1)
+
+
+@pytest.mark.parametrize("many", [False, True])
+def test_a_full_check_moves_the_replanned_instances_or_counts_again_when_many(
+        tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch, many: bool) -> None:
+    """check --full rebuilds the plan: the kept figures move by the instances whose plan row changed
+    (a revised file, an instance whose only file now holds another SOPInstanceUID: it leaves the plan,
+    a new one enters it, a deleted file), equal to a full count after it; beyond a slice's worth of
+    changed instances every target is counted again instead."""
+    files = make_corpus(tmp_path / "corpus", 40, 20_000)
+    idx = tmp_path / "k.duckdb"
+    assert cli("scan", tmp_path / "corpus", "--index", idx, "-q").code == 0
+    assert cli("check", "--index", idx, "-q").code == 0
+    rx = Receiver(tmp_path / "rx")
+    port = rx.start()
+    target = f"PACSCOPY_RX@127.0.0.1:{port}"
+    try:
+        assert cli("send", "--target", target, "--index", idx, "-q", "--limit", "20").code == 0
+        assert "40 instances in the plan" in _status(cli, idx, target)
+        counted = assert_kept_equals_a_recount(idx, target)
+        gone = str(pydicom.dcmread(files[1]).SOPInstanceUID)
+        ds = pydicom.dcmread(files[0])
+        ds.StudyDescription = "REVISED"
+        ds.save_as(files[0])
+        ds = pydicom.dcmread(files[1])
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.8.498.424242"
+        ds.save_as(files[1])
+        files[2].unlink()
+        assert cli("scan", tmp_path / "corpus", "--index", idx, "-q").code == 0
+        if many:
+            monkeypatch.setattr(status_counts, "slice_instances", lambda con: 1)
+        r = cli("check", "--full", "--index", idx)
+        assert r.code == 0 and "full check" in r.out, r.out + r.err
+        after = assert_kept_equals_a_recount(idx, target)
+        assert (after > counted) if many else (after == counted)  # counted again only when many changed
+        assert not rows(idx, "SELECT * FROM plan_auto WHERE sop_instance_uid = $s", {"s": gone})
+        assert rows(idx, "SELECT count(*) FROM plan_auto WHERE sop_instance_uid LIKE '%.424242'") == [(1,)]
+        assert rows(idx, "SELECT count(*) FROM status_instances") == [(40,)]
+    finally:
+        rx.stop()

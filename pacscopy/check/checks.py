@@ -35,7 +35,7 @@ import duckdb
 from pacscopy.digest import content_digest
 from pacscopy.errors import InputError
 from pacscopy.index import fetch, insert_columns, load_sql, run, run_script, split_statements, sql_dir, transaction
-from pacscopy.send.status_counts import keeping_if_kept, recount_kept
+from pacscopy.send.status_counts import keeping_if_kept, replanning
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,8 @@ def _run_full(con: duckdb.DuckDBPyConnection, wanted: list[str], res: CheckResul
     """Every finding of the ``wanted`` checks and the whole plan, rebuilt; with ``fp``, remembered."""
     if {"duplicate_reencoded", "duplicate_conflict"} & set(wanted) or fp is not None:
         res.hashed = compute_content_hashes(con, **hashing)
-    with transaction(con):
+    # the plan is rebuilt: status's kept figures move by the instances whose plan row changed
+    with transaction(con), replanning(con):
         # manifest_compare (a join of every file with the manifest) is read by manifest_mismatch and
         # by the plan: computed once, into a temporary table that shadows the view for both
         row = run(con, "ops/check/manifest_loaded").fetchone()
@@ -250,7 +251,6 @@ def _run_full(con: duckdb.DuckDBPyConnection, wanted: list[str], res: CheckResul
         run_script(con, "ops/check/build_plan", plan_params())
         if kept:
             con.execute("DROP TABLE temp.main.manifest_compare")
-        recount_kept(con)  # the plan changed: status's kept figures are counted again, with it
         if fp is not None:
             _save_state(con, fp, res)
 

@@ -11,8 +11,11 @@ live in table ``status_counts`` (schema 0017), and every writer keeps them:
   insert the batch's instances are evaluated once (``final_states`` over slices of the books holding
   only their rows), their old states are taken out of ``status_instances`` by key and the new ones
   put in, and the summary moves by the difference;
-- a writer that changes the plan (check, decide, map, manifest load) calls :func:`recount_kept`:
-  every kept target is counted again, in the writer's transaction;
+- a full check, which rebuilds the plan, moves the instances whose plan row changed
+  (:func:`replanning`: a digest per plan row before, compared after); an incremental check moves the
+  instances it re-planned (:func:`keeping_if_kept`);
+- a writer that changes what every instance's state means (a PatientID map) calls
+  :func:`recount_kept`: every kept target is counted again, in the writer's transaction;
 - ``status_kept`` records, per target, a fingerprint of the index (``sql/ops/status/fingerprint.sql``:
   the books' table sizes and the marks writers leave). A writer that keeps the figures refreshes it;
   any write that does not (an older pacscopy, a ``duckdb`` session, a writer without the call)
@@ -98,18 +101,23 @@ def _applied(con: duckdb.DuckDBPyConnection, version: int) -> bool:
     return bool(row and row[0])
 
 
+def slice_instances(con: duckdb.DuckDBPyConnection) -> int:
+    """The planned instances one slice of a full evaluation holds on ``con`` (its memory limit)."""
+    from pacscopy.index import memory_mib
+
+    return max(int(memory_mib(con) * SLICE_INSTANCES_PER_MIB), 10_000)
+
+
 def slice_count(con: duckdb.DuckDBPyConnection) -> int:
     """How many slices a full evaluation of the books takes on ``con``: the plan's size over what
     fits in DuckDB's memory limit (:data:`SLICE_INSTANCES_PER_MIB`); 1 on an index without
     :data:`SLICED_SCHEMA` (opened read-only or lean, not migrated: its macros know no slice)."""
-    from pacscopy.index import memory_mib
-
     if not _applied(con, SLICED_SCHEMA):
         # an index not migrated yet (read-only or lean opens do not migrate): its books ignore the slice
         return 1
     row = con.execute("SELECT count(*) FROM plan_auto").fetchone()
     planned = int(row[0]) if row else 0
-    per = max(int(memory_mib(con) * SLICE_INSTANCES_PER_MIB), 10_000)
+    per = slice_instances(con)
     if planned <= per * ONE_PASS_UP_TO:
         return 1
     return -(-planned // per)
@@ -269,9 +277,10 @@ def forget(con: duckdb.DuckDBPyConnection) -> None:
 _STATE_COLS = "(target VARCHAR, sop_key UHUGEINT, final_state VARCHAR, bytes BIGINT, warning BOOLEAN)"
 
 
-def _move(con: duckdb.DuckDBPyConnection, targets: list[str], sops: Sequence[str]) -> dict[str, tuple[Counts, Counts]]:
+def _move(con: duckdb.DuckDBPyConnection, targets: list[str], sops: Sequence[str] | None) -> dict[str, tuple[Counts, Counts]]:
     """Re-evaluate instances ``sops`` for ``targets`` and move them in ``status_instances``; per target
-    the (old, new) figures of the batch's instances.
+    the (old, new) figures of the batch's instances. ``sops`` None: the batch is temporary table
+    ``status_batch`` as the caller made it (:func:`move_replanned`).
 
     The batch's states are evaluated once, after the write, by ``final_states`` over slices of the
     books that hold only the batch's rows (``sql/ops/status/slices.sql``: temporary tables that
@@ -279,7 +288,8 @@ def _move(con: duckdb.DuckDBPyConnection, targets: list[str], sops: Sequence[str
     ``status_instances``.
     """
     _whole(con)
-    _batch(con, sops)
+    if sops is not None:
+        _batch(con, sops)
     con.execute(f"CREATE OR REPLACE TEMP TABLE status_new {_STATE_COLS}")
     sel = _instance_select()
     with _slices(con):
@@ -342,19 +352,65 @@ def keeping(con: duckdb.DuckDBPyConnection, target: str | None, sops: Sequence[s
         return
     after_fp = fingerprint(con)
     if mine and sops:
-        for t, (before, after) in _move(con, mine, sops).items():
-            cur = {r[0]: StateCount(*r) for r in con.execute(
-                "SELECT final_state, instances, bytes, warnings FROM status_counts WHERE target = $t", {"t": t}).fetchall()}
-            for state in set(before) | set(after):
-                b = before.get(state, StateCount(state, 0, 0, 0))
-                a = after.get(state, StateCount(state, 0, 0, 0))
-                c = cur.get(state, StateCount(state, 0, 0, 0))
-                cur[state] = StateCount(state, c.instances - b.instances + a.instances, c.bytes - b.bytes + a.bytes,
-                                        c.warnings - b.warnings + a.warnings)
-            _replace(con, t, cur, after_fp, counted=False)
+        _shift(con, _move(con, mine, sops), after_fp)
     for t in valid:
         if not (mine and sops and t in mine):
             con.execute("UPDATE status_kept SET fingerprint = $fp WHERE target = $t", {"fp": after_fp, "t": t})
+
+
+def _shift(con: duckdb.DuckDBPyConnection, moved: dict[str, tuple[Counts, Counts]], fp: str) -> None:
+    """Move each target's kept figures by its batch's (old, new) figures; the index state is now ``fp``."""
+    for t, (before, after) in moved.items():
+        cur = {r[0]: StateCount(*r) for r in con.execute(
+            "SELECT final_state, instances, bytes, warnings FROM status_counts WHERE target = $t", {"t": t}).fetchall()}
+        for state in set(before) | set(after):
+            b = before.get(state, StateCount(state, 0, 0, 0))
+            a = after.get(state, StateCount(state, 0, 0, 0))
+            c = cur.get(state, StateCount(state, 0, 0, 0))
+            cur[state] = StateCount(state, c.instances - b.instances + a.instances, c.bytes - b.bytes + a.bytes,
+                                    c.warnings - b.warnings + a.warnings)
+        _replace(con, t, cur, fp, counted=False)
+
+
+@contextmanager
+def replanning(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Around a full rebuild of the plan (a full check), in the writer's transaction: the kept figures
+    move by the instances whose plan row the rebuild changed, added or removed, instead of a count
+    of every instance (at 50 M files a full evaluation is 70 slices, each reading the books).
+
+    Before the block each plan row's digest is kept by key (temporary table ``plan_before``:
+    ``sql/ops/status/plan_before.sql``); after it, the rows that differ form the batch
+    (``sql/ops/status/replanned.sql``), moved as :func:`keeping` moves a writer's batch. When more
+    instances changed than one slice of a full evaluation holds (a first check, new rules), every
+    kept target is counted again instead (:func:`recount_kept`), which then costs less. Targets
+    whose figures were stale already stay stale (status counts them when asked).
+    """
+    row = con.execute("SELECT count(*) FROM status_kept").fetchone()
+    if not (row and row[0]):
+        yield
+        return
+    valid = _valid_targets(con, fingerprint(con))
+    if valid:
+        run_script(con, "ops/status/plan_before")
+    try:
+        yield
+        if not valid:
+            return
+        run_script(con, "ops/status/replanned")
+        row = con.execute("SELECT count(*) FROM temp.main.status_batch").fetchone()
+        changed = int(row[0]) if row else 0
+        log.info("the plan changed for %s instances", changed)
+        if changed > slice_instances(con):
+            recount_kept(con)
+            return
+        fp = fingerprint(con)
+        _shift(con, _move(con, valid, None), fp)
+        for t in [r[0] for r in con.execute("SELECT target FROM status_kept ORDER BY 1").fetchall()]:
+            if t not in valid:
+                log.info("status figures of %s were stale before the check: counted when status asks", t)
+    finally:
+        for name in ("plan_before", "status_batch"):
+            con.execute(f"DROP TABLE IF EXISTS temp.main.{name}")
 
 
 def load_count_sql() -> str:
