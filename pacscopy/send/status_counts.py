@@ -280,7 +280,7 @@ _STATE_COLS = "(target VARCHAR, sop_key UHUGEINT, final_state VARCHAR, bytes BIG
 def _move(con: duckdb.DuckDBPyConnection, targets: list[str], sops: Sequence[str] | None) -> dict[str, tuple[Counts, Counts]]:
     """Re-evaluate instances ``sops`` for ``targets`` and move them in ``status_instances``; per target
     the (old, new) figures of the batch's instances. ``sops`` None: the batch is temporary table
-    ``status_batch`` as the caller made it (:func:`move_replanned`).
+    ``status_batch`` as the caller made it (:func:`replanning`).
 
     The batch's states are evaluated once, after the write, by ``final_states`` over slices of the
     books that hold only the batch's rows (``sql/ops/status/slices.sql``: temporary tables that
