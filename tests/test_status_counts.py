@@ -19,11 +19,12 @@ import sys
 import time
 from pathlib import Path
 
+import duckdb
 import pydicom
 import pytest
 
 from pacscopy.check.checks import run_checks
-from pacscopy.index import load_sql, open_index, split_statements
+from pacscopy.index import fetch, load_sql, open_index, split_statements
 from pacscopy.receive import Receiver
 from pacscopy.send import status_counts
 from pacscopy.send.queue import progress_from
@@ -322,3 +323,65 @@ def test_a_full_check_moves_the_replanned_instances_or_counts_again_when_many(
         assert rows(idx, "SELECT count(*) FROM status_instances") == [(40,)]
     finally:
         rx.stop()
+
+
+def _runs(con) -> dict[str, list[tuple[int, int]]]:
+    out: dict[str, list[tuple[int, int]]] = {}
+    for r in fetch(con, "ops/status/slice_runs", status_counts.RowRun,
+                   {"runs": status_counts.SLICE_RUNS, "min_gap": status_counts.SLICE_MIN_GAP}):
+        assert r.slot == len(out.setdefault(r.tbl, []))
+        out[r.tbl].append((r.lo, r.hi))
+    return out
+
+
+def test_a_batch_s_row_ids_become_at_most_eight_runs_cut_at_the_widest_gaps() -> None:
+    con = duckdb.connect()
+    local = 36_028_797_018_960_000  # where DuckDB numbers the rows a transaction has added, not committed yet
+    ids = {"files": [0, 1, 5, 200_000, 200_001, local, local + 3],
+           "plan_auto": [7],
+           "transfers": list(range(0, 20 * 300_000, 300_000)) + [6_000_000 + 10]}
+    con.execute("CREATE TEMP TABLE status_slice_rows (tbl VARCHAR, rid BIGINT)")
+    con.executemany("INSERT INTO status_slice_rows VALUES (?, ?)", [(t, i) for t, v in ids.items() for i in v])
+    runs = _runs(con)
+    # gaps narrower than a row group do not cut; the committed rows and the transaction's own are apart
+    assert runs["files"] == [(0, 5), (200_000, 200_001), (local, local + 3)]
+    assert runs["plan_auto"] == [(7, 7)]
+    assert "verifications" not in runs  # no rows: every slot stays empty (1..0)
+    # 20 equal gaps of 300,000: 8 runs at most, in order, apart, and every row id inside one
+    t = runs["transfers"]
+    assert len(t) == 8
+    assert all(lo <= hi < nxt for (lo, hi), (nxt, _) in zip(t, t[1:]))
+    assert all(any(lo <= i <= hi for lo, hi in t) for i in ids["transfers"])
+    assert t[0][0] == 0 and t[-1][1] == 6_000_010
+
+
+def test_a_batch_s_slices_hold_exactly_its_rows_whatever_the_runs(tmp_path: Path, monkeypatch) -> None:
+    """Every gap cuts (SLICE_MIN_GAP 0), so the eight runs leave rows of other instances between them
+    and outside them; rows the transaction itself added (row ids from ~3.6e16) are found too."""
+    monkeypatch.setattr(status_counts, "SLICE_MIN_GAP", 0)
+    con = open_index(str(tmp_path / "r.duckdb"), create=True)
+    try:
+        scale.fill(con, 3000, sent=0.7, verified=0.5)
+        run_checks(con)
+        con.execute("BEGIN TRANSACTION")
+        # a rescan's batch: some files deleted and written anew within the transaction
+        con.execute("CREATE TEMP TABLE redo AS SELECT * FROM files WHERE rowid % 97 = 5")
+        con.execute("DELETE FROM files WHERE rowid % 97 = 5")
+        con.execute("INSERT INTO files SELECT * REPLACE (size + 1 AS size) FROM redo")
+        sops = [r[0] for r in con.execute(
+            "SELECT sop_instance_uid FROM files WHERE sop_instance_uid IS NOT NULL AND (hash(path) % 11 = 0 "
+            "OR sop_instance_uid IN (SELECT sop_instance_uid FROM redo)) ORDER BY 1").fetchall()]
+        tables = ("files", "plan_auto", "transfers", "verifications")
+        digest = "SELECT count(*), coalesce(sum(hash(t)), 0) FROM (SELECT * FROM {} WHERE {}) t"
+        want = {t: con.execute(digest.format(t, "sop_instance_uid IN (SELECT unnest($s))"), {"s": sops}).fetchone()
+                for t in tables}
+        assert all(w[0] for w in want.values()), want
+        with status_counts.sliced(con, sops):
+            runs = _runs(con)
+            assert max(len(r) for r in runs.values()) == status_counts.SLICE_RUNS, runs
+            assert runs["files"][-1][0] >= 36_028_797_018_960_000  # the transaction's own rows: a run of their own
+            got = {t: con.execute(digest.format(t, "true")).fetchone() for t in tables}
+        assert got == want
+        con.execute("ROLLBACK")
+    finally:
+        con.close()

@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 import duckdb
 
-from pacscopy.index import load_sql, run, run_script
+from pacscopy.index import fetch, load_sql, run, run_script
 
 log = logging.getLogger(__name__)
 
@@ -317,12 +317,49 @@ def _batch(con: duckdb.DuckDBPyConnection, sops: Sequence[str]) -> None:
                 {"sops": list(sops)})
 
 
+#: The big tables a batch's slice reads by row-id runs, and the runs per table
+#: (``sql/ops/status/slices.sql`` has this many ``$<table>_lo<i>``/``_hi<i>`` slots).
+SLICED_TABLES = ("files", "plan_auto", "transfers", "verifications")
+SLICE_RUNS = 8
+
+#: A gap between a batch's rows narrower than this many row ids does not start a new run: DuckDB
+#: skips by row group (122,880 rows), so a narrower gap saves nothing.
+SLICE_MIN_GAP = 122_880
+
+
+class RowRun(NamedTuple):
+    """One run of a batch's row ids in one big table (``sql/ops/status/slice_runs.sql``)."""
+
+    tbl: str
+    slot: int
+    lo: int
+    hi: int
+
+
+def _slice_runs(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """The parameters of ``sql/ops/status/slices.sql``: per big table, the row-id runs that hold
+    ``status_batch``'s rows (found by key: ``sql/ops/status/slice_rows.sql``); an unused run is 1..0.
+
+    Only the row groups inside a run are read. A semi join on row ids alone would skip only what lies
+    outside the lowest and highest id, and the rows the writer's own transaction has just added have
+    ids far above the table's: every row group would be decoded (BENCHMARKS.md, "A writer's batch by
+    row-id runs")."""
+    run_script(con, "ops/status/slice_rows")
+    params = {f"{t}_{end}{i}": v for t in SLICED_TABLES for i in range(SLICE_RUNS) for end, v in (("lo", 1), ("hi", 0))}
+    for r in fetch(con, "ops/status/slice_runs", RowRun, {"runs": SLICE_RUNS, "min_gap": SLICE_MIN_GAP}):
+        params[f"{r.tbl}_lo{r.slot}"], params[f"{r.tbl}_hi{r.slot}"] = r.lo, r.hi
+    return params
+
+
 @contextmanager
 def _slices(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """Inside the block the books hold only ``status_batch``'s instances (``sql/ops/status/slices.sql``:
     temporary tables shadowing the real ones), dropped after it whatever happens."""
     try:
-        run_script(con, "ops/status/slices" if _applied(con, KEYED_SCHEMA) else "ops/status/slices_uid")
+        if _applied(con, KEYED_SCHEMA):
+            run_script(con, "ops/status/slices", _slice_runs(con))
+        else:
+            run_script(con, "ops/status/slices_uid")
         yield
     except BaseException:
         try:  # an error may abort the writer's transaction, which drops them too; else never leave them

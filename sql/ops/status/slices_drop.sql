@@ -6,3 +6,4 @@ DROP TABLE IF EXISTS temp.main.transfers;
 DROP TABLE IF EXISTS temp.main.verifications;
 DROP TABLE IF EXISTS temp.main.manifest;
 DROP TABLE IF EXISTS temp.main.status_slice_keys;
+DROP TABLE IF EXISTS temp.main.status_slice_rows;
