@@ -310,8 +310,10 @@ def status(
         with open_index(_index(index), read_only=True, lean=lean) as con:
             p = progress(con, t, _index(index))
             sends = running(con, _index(index))
-        keep_count(p)  # a full count: kept in the index, and kept current by the writers from now on
+        unkept = keep_count(p)  # a full count: kept in the index, and kept current by the writers from now on
         typer.echo("\n".join(summaries.status_lines(t, p, sends)))
+        if unkept:
+            typer.echo(f"pacscopy: note: {unkept}", err=True)
 
     show(False)
     if watch is None:

@@ -219,29 +219,33 @@ def progress(con: duckdb.DuckDBPyConnection, target: Target, index_path: str | N
     return p
 
 
-def keep_count(p: SendProgress) -> None:
+def keep_count(p: SendProgress) -> str | None:
     """Keep the full count :func:`progress` made on a read-only connection in the index, so that the
-    writers keep it current from now on (best effort: the index busy or not writable, nothing kept)."""
+    writers keep it current from now on (best effort: the index busy or not writable, nothing kept).
+
+    Returns why it could not keep it when the index could be had but keeping failed (one line, for
+    the command to show: the next status counts again); else None."""
     if p.counted is None:
-        return
+        return None
     from pacscopy.errors import PacscopyError
-    from pacscopy.index import open_index
+    from pacscopy.index import failure_message, open_index
     from pacscopy.send import status_counts
 
     index_path, target, counts, fp = p.counted
     if not os.access(index_path, os.W_OK):
-        return
+        return None
     try:
         con = open_index(index_path, wait=0.0, lean=True)
     except (PacscopyError, duckdb.Error) as e:
         log.debug("status figures not kept in the index: %s", e)
-        return
+        return None
     try:
         status_counts.store(con, target, counts, fp)
     except duckdb.Error as e:
-        log.debug("status figures not kept in the index: %s", e)
+        return f"the count was not kept in the index, so the next status counts again: {failure_message(e)}"
     finally:
         con.close()
+    return None
 
 
 def _read_only(con: duckdb.DuckDBPyConnection) -> bool:

@@ -226,10 +226,26 @@ def _instance_select() -> str:
 
 
 def _fill(con: duckdb.DuckDBPyConnection, target: str) -> None:
-    """Every planned instance's state for ``target`` into ``status_instances`` (a full evaluation, in slices)."""
-    con.execute("DELETE FROM status_instances WHERE target = $target", {"target": target})
+    """Every planned instance's state for ``target`` into ``status_instances`` (a full evaluation, in slices).
+
+    The slices are evaluated into a temporary table first and the old states replaced after: at 50 M
+    files a slice evaluated after the transaction had deleted the target's 49 M old states ran out of
+    DuckDB's default 1 GB at once, and status, which keeps its count this way, counted for 15 minutes
+    each time without keeping it (BENCHMARKS.md, "The first count")."""
     sel = _instance_select()
-    in_slices(con, lambda: con.execute(f"INSERT INTO status_instances SELECT * FROM ({sel})", {"target": target}))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE status_fill {_STATE_COLS}")
+    try:
+        in_slices(con, lambda: con.execute(f"INSERT INTO temp.main.status_fill SELECT * FROM ({sel})",
+                                           {"target": target}))
+        con.execute("DELETE FROM status_instances WHERE target = $target", {"target": target})
+        con.execute("INSERT INTO status_instances SELECT * FROM temp.main.status_fill")
+    except BaseException:
+        try:  # an error may have aborted the transaction, whose rollback drops it too
+            con.execute("DROP TABLE IF EXISTS temp.main.status_fill")
+        except duckdb.Error:
+            pass
+        raise
+    con.execute("DROP TABLE IF EXISTS temp.main.status_fill")
 
 
 def _replace(con: duckdb.DuckDBPyConnection, target: str, counts: Counts, fp: str, *, counted: bool) -> None:
