@@ -305,11 +305,17 @@ def status(
             return typer.echo("\n".join(summaries.status_lines(t, *published)))
         from pacscopy.index import open_index
         from pacscopy.journal import running
-        from pacscopy.send.queue import keep_count, progress
+        from pacscopy.send.queue import keep_count, must_count, open_to_count, progress
 
         with open_index(_index(index), read_only=True, lean=lean) as con:
-            p = progress(con, t, _index(index))
-            sends = running(con, _index(index))
+            counting = must_count(con, t, _index(index))
+            if not counting:
+                p = progress(con, t, _index(index))
+                sends = running(con, _index(index))
+        if counting:  # read-write if it can be had at once: the count is kept as it is made
+            with open_to_count(_index(index), lean) or open_index(_index(index), read_only=True, lean=True) as con:
+                p = progress(con, t, _index(index))
+                sends = running(con, _index(index))
         unkept = keep_count(p)  # a full count: kept in the index, and kept current by the writers from now on
         typer.echo("\n".join(summaries.status_lines(t, p, sends)))
         if unkept:

@@ -391,7 +391,8 @@ def test_status_that_cannot_keep_its_count_says_so_and_still_answers(tmp_path: P
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """At 50 M files keeping a count once ran out of memory and status said nothing: every status
     counted for 15 minutes again. Now it answers, then says in one line why the count was not kept.
-    (The fault is DuckDB's at a scale no test builds: raised here where store() would meet it.)"""
+    (The fault is DuckDB's at a scale no test builds: raised here where store() would meet it, after
+    a read-only count, as when the index could not be had read-write at once.)"""
     idx = tmp_path / "s.duckdb"
     con = open_index(str(idx), create=True)
     try:
@@ -404,6 +405,9 @@ def test_status_that_cannot_keep_its_count_says_so_and_still_answers(tmp_path: P
         raise duckdb.OutOfMemoryException("Out of Memory Error: failed to pin block of size 256.0 KiB "
                                           "(953.4 MiB/953.6 MiB used)")
 
+    from pacscopy.send import queue
+
+    monkeypatch.setattr(queue, "open_to_count", lambda *_a: None)  # counted read-only, kept after
     monkeypatch.setattr(status_counts, "store", out_of_memory)
     r = cli("status", "--target", scale.TARGET, "--index", idx)
     assert r.code == 0, r.err
@@ -413,3 +417,27 @@ def test_status_that_cannot_keep_its_count_says_so_and_still_answers(tmp_path: P
     assert "the count was not kept in the index, so the next status counts again" in note[0]
     assert "PACSCOPY_MEMORY_LIMIT=" in note[0] and "953.4 MiB/953.6 MiB used" in note[0]
     assert rows(idx, "SELECT count(*) FROM status_kept")[0][0] == 0
+
+
+def test_status_on_an_index_it_can_write_evaluates_the_books_once(tmp_path: Path, cli,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first status on an index nobody holds counts read-write and keeps what it evaluated: one
+    evaluation, not a read-only count and then another to keep it (at 50 M files 15 minutes each)."""
+    idx = tmp_path / "s.duckdb"
+    con = open_index(str(idx), create=True)
+    try:
+        scale.fill(con, 500)
+        run_checks(con)
+    finally:
+        con.close()
+    evaluations = []
+    real_count, real_fill = status_counts.count, status_counts._fill
+    monkeypatch.setattr(status_counts, "count", lambda *a, **k: evaluations.append("count") or real_count(*a, **k))
+    monkeypatch.setattr(status_counts, "_fill", lambda *a, **k: evaluations.append("fill") or real_fill(*a, **k))
+    out = _status(cli, idx, scale.TARGET)
+    assert re.search(r"\d+ instances in the plan", out)
+    assert evaluations == ["fill"]
+    assert rows(idx, "SELECT count(*) FROM status_kept")[0][0] == 1
+    evaluations.clear()
+    assert _status(cli, idx, scale.TARGET) == out  # kept: no evaluation at all
+    assert evaluations == []

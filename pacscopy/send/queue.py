@@ -219,6 +219,36 @@ def progress(con: duckdb.DuckDBPyConnection, target: Target, index_path: str | N
     return p
 
 
+def must_count(con: duckdb.DuckDBPyConnection, target: Target, index_path: str) -> bool:
+    """Whether :func:`progress` would count ``target``'s figures in full: none kept in the index hold
+    for it, nor any kept beside it (:mod:`pacscopy.send.status_cache`)."""
+    from pacscopy.send import status_cache, status_counts
+
+    if status_counts.kept(con, str(target)) is not None:
+        return False
+    stamp = status_cache.index_stamp(index_path)
+    return status_cache.load(index_path, str(target), status_counts.load_count_sql(), stamp) is None
+
+
+def open_to_count(index_path: str, lean: bool) -> duckdb.DuckDBPyConnection | None:
+    """The index read-write for a full count, if it can be had at once (else None: count read-only).
+
+    A count on a read-write connection keeps what it evaluated (:func:`progress`: one evaluation); a
+    read-only count is kept afterwards by :func:`keep_count`, which evaluates again (at 50 M files
+    ~15 minutes each). Holding the index read-write meanwhile blocks no writer more than a
+    read-only open does: DuckDB lets no process write a file another one has open."""
+    from pacscopy.errors import PacscopyError
+    from pacscopy.index import open_index
+
+    if not os.access(index_path, os.W_OK):
+        return None
+    try:
+        return open_index(index_path, wait=0.0, lean=lean)
+    except (PacscopyError, duckdb.Error) as e:
+        log.debug("counting read-only: %s", e)
+        return None
+
+
 def keep_count(p: SendProgress) -> str | None:
     """Keep the full count :func:`progress` made on a read-only connection in the index, so that the
     writers keep it current from now on (best effort: the index busy or not writable, nothing kept).
