@@ -187,3 +187,31 @@ def test_the_default_temporary_limit_is_half_the_free_disk(tmp_path: Path, monke
         assert 0.49 * min(before, after) <= size <= 0.51 * max(before, after), (got, before, after)
     finally:
         con.close()
+
+
+def test_a_full_check_out_of_memory_with_status_figures_kept_says_so(archive: Path, tmp_path: Path, cli,
+                                                                     monkeypatch) -> None:
+    """With status's figures kept a full check keeps a digest of the plan around its rebuild; a budget
+    too small fails there with the budget line (the cleanup after it once replaced it with DuckDB's
+    'transaction is aborted'), and the plan and the kept figures are as before."""
+    idx = _copy(archive, tmp_path)
+    assert cli("check", "-q", "--index", idx).code == 0
+    assert cli("status", "--target", scale.TARGET, "--index", idx).code == 0
+    con = open_index(str(idx), read_only=True)
+    try:
+        before = con.execute("SELECT count(*), sum(hash(sop_instance_uid, path, disposition)) FROM plan_auto").fetchone()
+        kept = con.execute("SELECT fingerprint FROM status_kept").fetchall()
+    finally:
+        con.close()
+    assert len(kept) == 1
+    monkeypatch.setenv("PACSCOPY_MEMORY_LIMIT", "24MB")
+    r = cli("check", "-q", "--full", "--index", idx)
+    assert r.code == 2, r.err
+    assert len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err
+    assert r.err.startswith("pacscopy: error: the memory budget is too small for this work"), r.err
+    con = open_index(str(idx), read_only=True)
+    try:
+        assert con.execute("SELECT count(*), sum(hash(sop_instance_uid, path, disposition)) FROM plan_auto").fetchone() == before
+        assert con.execute("SELECT fingerprint FROM status_kept").fetchall() == kept
+    finally:
+        con.close()

@@ -133,6 +133,17 @@ def test_the_keyed_books_give_the_rows_of_0010_and_0015(tmp_path: Path) -> None:
         con.close()
 
 
+def _checked_index(idx: Path, files: int) -> Path:
+    """A synthetic index of ``files`` files (scale.fill: sent and verified in part), checked."""
+    con = open_index(str(idx), create=True)
+    try:
+        scale.fill(con, files)
+        run_checks(con)
+    finally:
+        con.close()
+    return idx
+
+
 def _status(cli, idx: Path, target: str) -> str:
     r = cli("status", "--target", target, "--index", idx)
     assert r.code == 0, r.err
@@ -217,13 +228,7 @@ def test_the_kept_figures_equal_a_recount_after_every_writer(tmp_path: Path, cli
 def test_a_writer_that_does_not_keep_the_figures_makes_status_count_again(tmp_path: Path, cli) -> None:
     """A write outside pacscopy's writers (here a duckdb session) changes the fingerprint: status
     never shows the kept figure as current, it counts again (and keeps that count)."""
-    idx = tmp_path / "s.duckdb"
-    con = open_index(str(idx), create=True)
-    try:
-        scale.fill(con, 3000)
-        run_checks(con)
-    finally:
-        con.close()
+    idx = _checked_index(tmp_path / "s.duckdb", 3000)
     out = _status(cli, idx, scale.TARGET)
     n = int(re.search(r"(\d+) instances in the plan", out).group(1))
     assert_kept_equals_a_recount(idx, scale.TARGET)
@@ -271,13 +276,7 @@ def another_reader(idx: Path):
 def test_status_on_an_index_it_cannot_write_now_still_counts(tmp_path: Path, cli, busy: bool) -> None:
     """While another process reads the index, status cannot keep its count in it: it counts, answers,
     and keeps nothing there (the next status after the reader is gone keeps it)."""
-    idx = tmp_path / "s.duckdb"
-    con = open_index(str(idx), create=True)
-    try:
-        scale.fill(con, 2000)
-        run_checks(con)
-    finally:
-        con.close()
+    idx = _checked_index(tmp_path / "s.duckdb", 2000)
     with another_reader(idx) if busy else contextlib.nullcontext():
         out = _status(cli, idx, scale.TARGET)
     assert re.search(r"\d+ instances in the plan", out)
@@ -393,13 +392,7 @@ def test_status_that_cannot_keep_its_count_says_so_and_still_answers(tmp_path: P
     counted for 15 minutes again. Now it answers, then says in one line why the count was not kept.
     (The fault is DuckDB's at a scale no test builds: raised here where store() would meet it, after
     a read-only count, as when the index could not be had read-write at once.)"""
-    idx = tmp_path / "s.duckdb"
-    con = open_index(str(idx), create=True)
-    try:
-        scale.fill(con, 500)
-        run_checks(con)
-    finally:
-        con.close()
+    idx = _checked_index(tmp_path / "s.duckdb", 500)
 
     def out_of_memory(*_a, **_k):
         raise duckdb.OutOfMemoryException("Out of Memory Error: failed to pin block of size 256.0 KiB "
@@ -423,13 +416,7 @@ def test_status_on_an_index_it_can_write_evaluates_the_books_once(tmp_path: Path
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """A first status on an index nobody holds counts read-write and keeps what it evaluated: one
     evaluation, not a read-only count and then another to keep it (at 50 M files 15 minutes each)."""
-    idx = tmp_path / "s.duckdb"
-    con = open_index(str(idx), create=True)
-    try:
-        scale.fill(con, 500)
-        run_checks(con)
-    finally:
-        con.close()
+    idx = _checked_index(tmp_path / "s.duckdb", 500)
     evaluations = []
     real_count, real_fill = status_counts.count, status_counts._fill
     monkeypatch.setattr(status_counts, "count", lambda *a, **k: evaluations.append("count") or real_count(*a, **k))

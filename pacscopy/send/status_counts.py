@@ -463,7 +463,10 @@ def replanning(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
                 log.info("status figures of %s were stale before the check: counted when status asks", t)
     finally:
         for name in ("plan_before", "status_batch"):
-            con.execute(f"DROP TABLE IF EXISTS temp.main.{name}")
+            try:  # after an error the transaction is aborted (its rollback drops them): keep that error
+                con.execute(f"DROP TABLE IF EXISTS temp.main.{name}")
+            except duckdb.Error:
+                pass
 
 
 def load_count_sql() -> str:
