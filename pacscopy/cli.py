@@ -305,17 +305,16 @@ def status(
             return typer.echo("\n".join(summaries.status_lines(t, *published)))
         from pacscopy.index import open_index
         from pacscopy.journal import running
-        from pacscopy.send.queue import keep_count, must_count, open_to_count, progress
+        from pacscopy.send.queue import keep_count, open_to_count, progress
 
         with open_index(_index(index), read_only=True, lean=lean) as con:
-            counting = must_count(con, t, _index(index))
-            if not counting:
-                p = progress(con, t, _index(index))
-                sends = running(con, _index(index))
-        if counting:  # read-write if it can be had at once: the count is kept as it is made
+            p = progress(con, t, _index(index), count=False)
+            sends = running(con, _index(index)) if p is not None else []
+        if p is None:  # a full count: read-write if it can be had at once, so that it is kept as it is made
             with open_to_count(_index(index), lean) or open_index(_index(index), read_only=True, lean=True) as con:
                 p = progress(con, t, _index(index))
                 sends = running(con, _index(index))
+        assert p is not None
         unkept = keep_count(p)  # a full count: kept in the index, and kept current by the writers from now on
         typer.echo("\n".join(summaries.status_lines(t, p, sends)))
         if unkept:

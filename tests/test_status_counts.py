@@ -400,7 +400,13 @@ def test_status_that_cannot_keep_its_count_says_so_and_still_answers(tmp_path: P
 
     from pacscopy.send import queue
 
-    monkeypatch.setattr(queue, "open_to_count", lambda *_a: None)  # counted read-only, kept after
+    real_open, opens = queue.open_to_count, []
+
+    def busy_at_first(*a, **k):  # the count made read-only (the index busy then), kept after
+        opens.append(a)
+        return None if len(opens) == 1 else real_open(*a, **k)
+
+    monkeypatch.setattr(queue, "open_to_count", busy_at_first)
     monkeypatch.setattr(status_counts, "store", out_of_memory)
     r = cli("status", "--target", scale.TARGET, "--index", idx)
     assert r.code == 0, r.err

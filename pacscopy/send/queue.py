@@ -180,14 +180,16 @@ def last_run(con: duckdb.DuckDBPyConnection, target: str) -> tuple[Any, ...] | N
     return run_id, started, finished if finished is not None else ended, instances, nbytes
 
 
-def progress(con: duckdb.DuckDBPyConnection, target: Target, index_path: str | None = None) -> SendProgress:
+def progress(con: duckdb.DuckDBPyConnection, target: Target, index_path: str | None = None, *,
+             count: bool = True) -> SendProgress | None:
     """Every planned instance by its state for ``target``, and the rate of its latest run.
 
     The figures kept in the index (:mod:`pacscopy.send.status_counts`) when they hold for it;
     else counted (minutes at tens of millions of instances). With ``index_path`` (the file ``con``
     has open) a count is kept for the next status: in the index if ``con`` may write (or the
     index can be had read-write at once), else beside it, valid only while the index is byte for
-    byte unchanged (:mod:`pacscopy.send.status_cache`).
+    byte unchanged (:mod:`pacscopy.send.status_cache`). Unless ``count``, None instead of a count
+    (the caller counts on a connection that can keep it: :func:`open_to_count`).
     """
     from pacscopy.send import status_counts
 
@@ -208,6 +210,8 @@ def progress(con: duckdb.DuckDBPyConnection, target: Target, index_path: str | N
             return progress_from(counts, last)
         except (TypeError, ValueError):
             pass  # not this version's fields: count again
+    if not count:
+        return None
     if not _read_only(con):  # count once, keeping every instance's state for the writers to move
         return progress_from(status_counts.recount(con, str(target)), last, as_of=dt.datetime.now())
     fp = status_counts.fingerprint(con)
@@ -219,19 +223,8 @@ def progress(con: duckdb.DuckDBPyConnection, target: Target, index_path: str | N
     return p
 
 
-def must_count(con: duckdb.DuckDBPyConnection, target: Target, index_path: str) -> bool:
-    """Whether :func:`progress` would count ``target``'s figures in full: none kept in the index hold
-    for it, nor any kept beside it (:mod:`pacscopy.send.status_cache`)."""
-    from pacscopy.send import status_cache, status_counts
-
-    if status_counts.kept(con, str(target)) is not None:
-        return False
-    stamp = status_cache.index_stamp(index_path)
-    return status_cache.load(index_path, str(target), status_counts.load_count_sql(), stamp) is None
-
-
 def open_to_count(index_path: str, lean: bool) -> duckdb.DuckDBPyConnection | None:
-    """The index read-write for a full count, if it can be had at once (else None: count read-only).
+    """The index read-write for a full count or to keep one, if it can be had at once (else None).
 
     A count on a read-write connection keeps what it evaluated (:func:`progress`: one evaluation); a
     read-only count is kept afterwards by :func:`keep_count`, which evaluates again (at 50 M files
@@ -245,7 +238,7 @@ def open_to_count(index_path: str, lean: bool) -> duckdb.DuckDBPyConnection | No
     try:
         return open_index(index_path, wait=0.0, lean=lean)
     except (PacscopyError, duckdb.Error) as e:
-        log.debug("counting read-only: %s", e)
+        log.debug("not to be had read-write now: %s", e)
         return None
 
 
@@ -257,17 +250,12 @@ def keep_count(p: SendProgress) -> str | None:
     the command to show: the next status counts again); else None."""
     if p.counted is None:
         return None
-    from pacscopy.errors import PacscopyError
-    from pacscopy.index import failure_message, open_index
+    from pacscopy.index import failure_message
     from pacscopy.send import status_counts
 
     index_path, target, counts, fp = p.counted
-    if not os.access(index_path, os.W_OK):
-        return None
-    try:
-        con = open_index(index_path, wait=0.0, lean=True)
-    except (PacscopyError, duckdb.Error) as e:
-        log.debug("status figures not kept in the index: %s", e)
+    con = open_to_count(index_path, lean=True)
+    if con is None:
         return None
     try:
         status_counts.store(con, target, counts, fp)

@@ -240,12 +240,20 @@ def _fill(con: duckdb.DuckDBPyConnection, target: str) -> None:
         con.execute("DELETE FROM status_instances WHERE target = $target", {"target": target})
         con.execute("INSERT INTO status_instances SELECT * FROM temp.main.status_fill")
     except BaseException:
-        try:  # an error may have aborted the transaction, whose rollback drops it too
-            con.execute("DROP TABLE IF EXISTS temp.main.status_fill")
-        except duckdb.Error:
-            pass
+        _drop(con, "status_fill", quiet=True)
         raise
-    con.execute("DROP TABLE IF EXISTS temp.main.status_fill")
+    _drop(con, "status_fill")
+
+
+def _drop(con: duckdb.DuckDBPyConnection, *names: str, quiet: bool = False) -> None:
+    """Drop temporary tables ``names`` if they exist. ``quiet``: after an error, which may have aborted
+    the transaction (whose rollback drops them too): that error is the one to report, not this."""
+    for name in names:
+        try:
+            con.execute(f"DROP TABLE IF EXISTS temp.main.{name}")
+        except duckdb.Error:
+            if not quiet:
+                raise
 
 
 def _replace(con: duckdb.DuckDBPyConnection, target: str, counts: Counts, fp: str, *, counted: bool) -> None:
@@ -320,8 +328,7 @@ def _move(con: duckdb.DuckDBPyConnection, targets: list[str], sops: Sequence[str
         new = {r[0]: StateCount(*r) for r in con.execute(agg.format("temp.main.status_new", "target = $t"),
                                                           {"t": t}).fetchall()}
         out[t] = (old, new)
-    for name in ("status_batch", "status_new", "status_old"):
-        con.execute(f"DROP TABLE IF EXISTS temp.main.{name}")
+    _drop(con, "status_batch", "status_new", "status_old")
     return out
 
 
@@ -462,11 +469,7 @@ def replanning(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
             if t not in valid:
                 log.info("status figures of %s were stale before the check: counted when status asks", t)
     finally:
-        for name in ("plan_before", "status_batch"):
-            try:  # after an error the transaction is aborted (its rollback drops them): keep that error
-                con.execute(f"DROP TABLE IF EXISTS temp.main.{name}")
-            except duckdb.Error:
-                pass
+        _drop(con, "plan_before", "status_batch", quiet=True)
 
 
 def load_count_sql() -> str:
@@ -488,7 +491,7 @@ def evaluate(con: duckdb.DuckDBPyConnection, target: str) -> None:
 
 def drop_evaluated(con: duckdb.DuckDBPyConnection) -> None:
     """Drop :func:`evaluate`'s temporary table (the kept ``status_instances`` is seen again)."""
-    con.execute("DROP TABLE IF EXISTS temp.main.status_instances")
+    _drop(con, "status_instances")
 
 
 @contextmanager
@@ -503,7 +506,7 @@ def sliced(con: duckdb.DuckDBPyConnection, sops: Sequence[str]) -> Iterator[None
         with _slices(con):
             yield
     finally:
-        con.execute("DROP TABLE IF EXISTS temp.main.status_batch")
+        _drop(con, "status_batch")
 
 
 @contextmanager
