@@ -438,7 +438,7 @@ def check_integrity(con: duckdb.DuckDBPyConnection, path: str) -> None:
             if size is not None and os.path.getsize(path) < size[0] * size[1]:
                 raise damaged(f"the file is {os.path.getsize(path)} bytes, but DuckDB's header counts {size[1]} "
                               f"blocks of {size[0]} bytes in use: it was cut short")
-        done = {r[0] for r in con.execute("SELECT version FROM schema_migrations").fetchall()}
+        done = applied_versions(con)
         known = migrations()
         newest = max((v for v, _, _ in known), default=0)
         if done and max(done) > newest:
@@ -488,7 +488,7 @@ def migrate(con: duckdb.DuckDBPyConnection, path: str = "index") -> list[int]:
                 f"{path} is a DuckDB file with other tables but not a pacscopy index: refusing to touch it"
             )
         con.execute(load_sql("ops/index/create_migrations"))
-    done = {r[0] for r in con.execute("SELECT version FROM schema_migrations").fetchall()}
+    done = applied_versions(con)
     applied = []
     for version, name, sql in migrations():
         if version in done:
@@ -545,9 +545,19 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 
 def run_script(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any] | None = None) -> None:
     """Run a multi-statement SQL file; ``$parameters`` are bound per statement."""
-    for stmt in split_statements(load_sql(name)):
+    run_statements(con, load_sql(name), params)
+
+
+def run_statements(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | None = None) -> None:
+    """Run the statements of a SQL script's text, binding to each the ``$parameters`` it names."""
+    for stmt in split_statements(sql):
         used = {k: v for k, v in (params or {}).items() if f"${k}" in stmt}
         con.execute(stmt, used)
+
+
+def applied_versions(con: duckdb.DuckDBPyConnection) -> set[int]:
+    """The schema versions recorded in the index's ``schema_migrations``."""
+    return {r[0] for r in con.execute(load_sql("ops/index/applied_versions")).fetchall()}
 
 
 def split_statements(sql: str) -> list[str]:

@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 import duckdb
 
-from pacscopy.index import fetch, load_sql, run, run_script
+from pacscopy.index import applied_versions, fetch, load_sql, run, run_script
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +97,7 @@ KEYED_SCHEMA = 31
 
 
 def _applied(con: duckdb.DuckDBPyConnection, version: int) -> bool:
-    row = con.execute("SELECT count(*) FROM schema_migrations WHERE version = $v", {"v": version}).fetchone()
-    return bool(row and row[0])
+    return version in applied_versions(con)
 
 
 def slice_instances(con: duckdb.DuckDBPyConnection) -> int:

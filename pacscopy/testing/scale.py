@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import duckdb
 
-from pacscopy.index import load_sql, split_statements
+from pacscopy.index import applied_versions, load_sql, run_statements
 
 #: The target the synthetic transfers and verifications name.
 TARGET = "NEWPACS@127.0.0.1:11112"
@@ -27,10 +27,8 @@ def fill(con: duckdb.DuckDBPyConnection, rows: int, *, sent: float = 0.6, verifi
     transactions of ``chunk`` files (with their transfers and verifications), each checkpointed.
     The rows are as the scan writes them for the index's schema (before 0030, or compact since; with
     their instance keys since 0031)."""
-    got = con.execute("SELECT count(*) FROM schema_migrations WHERE version = 30").fetchone()
-    compact = bool(got and got[0])
-    got = con.execute("SELECT count(*) FROM schema_migrations WHERE version = 31").fetchone()
-    keyed = bool(got and got[0])
+    versions = applied_versions(con)
+    compact, keyed = 30 in versions, 31 in versions
     for start in range(0, rows, chunk):
         params = {"rows": rows, "start": start, "stop": min(rows, start + chunk), "target": target,
                   "sent": sent, "verified": verified, "compact": compact}
@@ -53,5 +51,4 @@ def _script(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, object]
     sql = load_sql(name)
     if not keyed:
         sql = "\n".join(line for line in sql.splitlines() if not line.rstrip().endswith("-- schema 0031"))
-    for stmt in split_statements(sql):
-        con.execute(stmt, {k: v for k, v in params.items() if f"${k}" in stmt})
+    run_statements(con, sql, params)
