@@ -1,7 +1,7 @@
 """A synthetic index of N `files` rows built by SQL, with the shapes of a hospital archive (issue 12).
 
     python scripts/bench_index.py make-index --rows N --index PATH [--sent 0.6] [--verified 0.4]
-    python scripts/bench_index.py measure --index PATH [--only check,status,report,reconcile] [--runs 1]
+    python scripts/bench_index.py measure --index PATH [--only check,check-full,status,report,reconcile] [--runs 1]
     python scripts/bench_index.py merge-cost --index PATH [--batch 2000] [--runs 3]
     python scripts/bench_index.py bytes --index PATH [--columns files,transfers]
 
@@ -130,6 +130,7 @@ def timed(cmd: list[str], env: dict[str, str] | None = None,
 
 COMMANDS = {
     "check": ["check", "-q"],
+    "check-full": ["check", "-q", "--full"],
     "status": ["status", "--target", TARGET],
     "report": ["report", "--format", "json"],
     "reconcile": ["reconcile", "--target", TARGET, "--no-query", "--format", "json"],
