@@ -311,8 +311,10 @@ def status(
             p = progress(con, t, _index(index), count=False)
             sends = running(con, _index(index)) if p is not None else []
         if p is None:  # a full count: read-write if it can be had at once, so that it is kept as it is made
-            with open_to_count(_index(index), lean) or open_index(_index(index), read_only=True, lean=True) as con:
-                p = progress(con, t, _index(index))
+            # (minutes at tens of millions of instances, once: its slices drawn on stderr after a second)
+            with open_to_count(_index(index), lean) or open_index(_index(index), read_only=True, lean=True) as con, \
+                    terminal.Progress(False, "slice", "status: counting every instance once", delay=1.0) as bar:
+                p = progress(con, t, _index(index), on_total=bar.on_total, on_progress=bar.on_progress)
                 sends = running(con, _index(index))
         assert p is not None
         unkept = keep_count(p)  # a full count: kept in the index, and kept current by the writers from now on
@@ -486,9 +488,10 @@ def reconcile(
             raise typer.Exit(1)
         return
     t = validate.target(target, resolve=not no_query)
-    with rc.open_for(_index(index), t) as con:  # read-write only to keep a full evaluation
-        terminal.note_running(con, _index(index))
-        rec = rc.reconcile(con, t, query_target=False)
+    with rc.open_for(_index(index), t) as con, \
+            terminal.Progress(False, "slice", "reconcile: evaluating every instance once", delay=1.0) as bar:
+        terminal.note_running(con, _index(index))  # read-write only to keep a full evaluation
+        rec = rc.reconcile(con, t, query_target=False, on_total=bar.on_total, on_progress=bar.on_progress)
     if not no_query:  # the index is closed meanwhile: a send merges on
         rc.query_studies(rec, t, calling_ae=calling_ae, timeout=timeout)
     note = ": complete" if rec.complete else ": NOT complete"

@@ -434,3 +434,44 @@ def test_status_on_an_index_it_can_write_evaluates_the_books_once(tmp_path: Path
     evaluations.clear()
     assert _status(cli, idx, scale.TARGET) == out  # kept: no evaluation at all
     assert evaluations == []
+
+
+def test_a_first_count_reports_its_slices_and_a_kept_count_none(tmp_path: Path, cli,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first status on a big index counts for minutes (at 50 M files 70 slices, ~15 minutes):
+    it draws its slices on stderr, not a silent terminal; so does a reconcile that evaluates every
+    instance. A status that reads kept figures draws none."""
+    from pacscopy.output import terminal
+
+    idx = _checked_index(tmp_path / "s.duckdb", 500)
+    monkeypatch.setattr(status_counts, "slice_instances", lambda con: 120)
+    told: list[tuple[str, int]] = []
+    real_total, real_progress = terminal.Progress.on_total, terminal.Progress.on_progress
+
+    def on_total(self, n, nbytes=0):
+        told.append((self.desc, n))
+        real_total(self, n, nbytes)
+
+    def on_progress(self, n):
+        told.append(("done", n))
+        real_progress(self, n)
+
+    monkeypatch.setattr(terminal.Progress, "on_total", on_total)
+    monkeypatch.setattr(terminal.Progress, "on_progress", on_progress)
+    out = _status(cli, idx, scale.TARGET)
+    planned = rows(idx, "SELECT count(*) FROM plan_auto")[0][0]
+    slices = -(-planned // 120)
+    assert slices > 1
+    assert told == [("status: counting every instance once", slices)] + [("done", 1)] * slices
+    told.clear()
+    assert _status(cli, idx, scale.TARGET) == out
+    assert told == []
+    con = duckdb.connect(str(idx))  # the kept figures forgotten: reconcile evaluates (and keeps) again
+    con.execute("DELETE FROM status_kept")
+    con.close()
+    r = cli("reconcile", "--target", scale.TARGET, "--no-query", "--index", idx)
+    assert r.code in (0, 1), r.err
+    assert told == [("reconcile: evaluating every instance once", slices)] + [("done", 1)] * slices
+    told.clear()
+    assert _status(cli, idx, scale.TARGET) == out
+    assert told == []

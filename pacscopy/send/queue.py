@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -181,7 +181,8 @@ def last_run(con: duckdb.DuckDBPyConnection, target: str) -> tuple[Any, ...] | N
 
 
 def progress(con: duckdb.DuckDBPyConnection, target: Target, index_path: str | None = None, *,
-             count: bool = True) -> SendProgress | None:
+             count: bool = True, on_total: Callable[[int], None] | None = None,
+             on_progress: Callable[[int], None] | None = None) -> SendProgress | None:
     """Every planned instance by its state for ``target``, and the rate of its latest run.
 
     The figures kept in the index (:mod:`pacscopy.send.status_counts`) when they hold for it;
@@ -189,7 +190,8 @@ def progress(con: duckdb.DuckDBPyConnection, target: Target, index_path: str | N
     has open) a count is kept for the next status: in the index if ``con`` may write (or the
     index can be had read-write at once), else beside it, valid only while the index is byte for
     byte unchanged (:mod:`pacscopy.send.status_cache`). Unless ``count``, None instead of a count
-    (the caller counts on a connection that can keep it: :func:`open_to_count`).
+    (the caller counts on a connection that can keep it: :func:`open_to_count`). A count's slices
+    are told to ``on_total`` and ``on_progress`` (:func:`pacscopy.send.status_counts.in_slices`).
     """
     from pacscopy.send import status_counts
 
@@ -198,7 +200,7 @@ def progress(con: duckdb.DuckDBPyConnection, target: Target, index_path: str | N
     if k is not None:
         return progress_from(k[0], last, as_of=k[1])
     if index_path is None:
-        return progress_from(status_counts.count(con, str(target)), last)
+        return progress_from(status_counts.count(con, str(target), on_total=on_total, on_progress=on_progress), last)
     from pacscopy.send import status_cache
 
     sql = status_counts.load_count_sql()
@@ -213,9 +215,10 @@ def progress(con: duckdb.DuckDBPyConnection, target: Target, index_path: str | N
     if not count:
         return None
     if not _read_only(con):  # count once, keeping every instance's state for the writers to move
-        return progress_from(status_counts.recount(con, str(target)), last, as_of=dt.datetime.now())
+        return progress_from(status_counts.recount(con, str(target), on_total=on_total,
+                                                           on_progress=on_progress), last, as_of=dt.datetime.now())
     fp = status_counts.fingerprint(con)
-    counts = status_counts.count(con, str(target))
+    counts = status_counts.count(con, str(target), on_total=on_total, on_progress=on_progress)
     if status_cache.index_stamp(index_path) == stamp:
         status_cache.save(index_path, str(target), sql, stamp, {s: list(c) for s, c in counts.items()})
     p = progress_from(counts, last, as_of=dt.datetime.now())

@@ -27,7 +27,7 @@ import json
 import os
 import tempfile
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -168,13 +168,15 @@ def open_for(index_path: str, target: Target) -> duckdb.DuckDBPyConnection:
 
 
 def reconcile(con: duckdb.DuckDBPyConnection, target: Target, *, query_target: bool = True,
-              calling_ae: str = "PACSCOPY", timeout: float = 30, limit: int = 1000) -> Reconciliation:
+              calling_ae: str = "PACSCOPY", timeout: float = 30, limit: int = 1000,
+              on_total: Callable[[int], None] | None = None,
+              on_progress: Callable[[int], None] | None = None) -> Reconciliation:
     """Build the reconciliation for ``target`` (asks the target for study counts unless told not to).
 
     Every instance's state comes from table ``status_instances``: the states status keeps
     (:mod:`pacscopy.send.status_counts`) when they hold for the index now; else evaluated in full
-    once, and kept for the next reconcile and status when ``con`` may write (else into a temporary
-    table of the same name, dropped at the end).
+    once (its slices told to ``on_total`` and ``on_progress``), and kept for the next reconcile and
+    status when ``con`` may write (else into a temporary table of the same name, dropped at the end).
     """
     from pacscopy.send import status_counts
 
@@ -184,10 +186,10 @@ def reconcile(con: duckdb.DuckDBPyConnection, target: Target, *, query_target: b
     if status_counts.kept(con, t) is not None:
         rec.states = "kept"
     elif _read_only(con):
-        status_counts.evaluate(con, t)
+        status_counts.evaluate(con, t, on_total=on_total, on_progress=on_progress)
         shadow, rec.states = True, "counted"
     else:
-        status_counts.recount(con, t)
+        status_counts.recount(con, t, on_total=on_total, on_progress=on_progress)
         rec.states = "counted and kept"
     try:
         _fill(con, rec, target, query_target=query_target, calling_ae=calling_ae, timeout=timeout, limit=limit)
