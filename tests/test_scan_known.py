@@ -164,3 +164,42 @@ def test_lookups_through_buckets_equal_a_binary_search() -> None:
     known._index_buckets()
     assert known.starts is not None
     assert known.find(queries).tolist() == binary.tolist() == list(range(0, n, 7)) + [-1] * 500
+
+
+def test_vanished_files_are_marked_with_the_upserts_budget(tmp_path, cli, monkeypatch) -> None:
+    """Marking vanished files missing changes rows already in the index, as an upsert does, and with
+    status's figures kept evaluates their instances' states: at 50 M files, after 500,000 changed
+    files were written, the scan's 128 MB ran out there. It runs at the upserts' budget, and the
+    scan's own limit is back after it."""
+    import pacscopy.scan.scan as scan_mod
+
+    root = tmp_path / "vol"
+    root.mkdir()
+    for i in range(6):
+        (root / f"f{i}").write_bytes(b"x" * (i + 1))
+    idx = tmp_path / "i.duckdb"
+    assert cli("scan", root, "--index", idx, "-q").code == 0
+    (root / "f0").unlink()
+    monkeypatch.delenv("PACSCOPY_MEMORY_LIMIT", raising=False)
+    limits: dict[str, str] = {}
+    real_script, real_run = scan_mod.run_script, scan_mod.run
+
+    def limit_at(name, con):
+        if name in ("ops/scan/gone_begin", "ops/scan/scan_finish"):
+            limits[name] = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+
+    monkeypatch.setattr(scan_mod, "run_script", lambda con, name, params=None: limit_at(name, con)
+                        or real_script(con, name, params))
+    monkeypatch.setattr(scan_mod, "run", lambda con, name, params=None: limit_at(name, con) or real_run(con, name, params))
+    res = scan([root], str(idx), workers=1).results[0]
+    assert res.missing == 1
+
+    def shown(limit: str) -> str:  # the limit as DuckDB shows it
+        con = open_index(str(idx), memory_limit=limit, read_only=True)
+        try:
+            return con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        finally:
+            con.close()
+
+    assert limits == {"ops/scan/gone_begin": shown(scan_mod.UPSERT_MEMORY_LIMIT),
+                      "ops/scan/scan_finish": shown(scan_mod.SCAN_MEMORY_LIMIT)}

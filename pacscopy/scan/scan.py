@@ -392,16 +392,10 @@ class _Writer:
         rows = self.rows
         upserting = bool(self.upserts) and any(r[0] in self.upserts for r in rows)
         step = max(1, UPSERT_ROWS if upserting else len(rows))
-        raise_limit = upserting and not os.environ.get("PACSCOPY_MEMORY_LIMIT")
-        if raise_limit:
-            con.execute("SET memory_limit = $m", {"m": UPSERT_MEMORY_LIMIT})
-        try:
+        with changing_rows(con, upserting):
             for i in range(0, len(rows), step):
                 self._write(con, rows[i:i + step])
                 self.rows = rows[i + step:]
-        finally:
-            if raise_limit:
-                _lower_limit(con)
         self.last = time.monotonic()
 
     def _write(self, con: duckdb.DuckDBPyConnection, rows: list[Row]) -> None:
@@ -441,6 +435,21 @@ class _Writer:
             run_script(con, "ops/scan/stage_end")
         for r in old:
             self.upserts.pop(r[0], None)
+
+
+@contextmanager
+def changing_rows(con: duckdb.DuckDBPyConnection, changing: bool = True) -> Iterator[None]:
+    """Inside the block DuckDB may use :data:`UPSERT_MEMORY_LIMIT` if ``changing`` (work that changes
+    rows already in the index: upserts, files marked missing), unless ``$PACSCOPY_MEMORY_LIMIT`` sets
+    the limit; back to the scan's after (:func:`_lower_limit`)."""
+    raise_limit = changing and not os.environ.get("PACSCOPY_MEMORY_LIMIT")
+    if raise_limit:
+        con.execute("SET memory_limit = $m", {"m": UPSERT_MEMORY_LIMIT})
+    try:
+        yield
+    finally:
+        if raise_limit:
+            _lower_limit(con)
 
 
 def _lower_limit(con: duckdb.DuckDBPyConnection) -> None:
@@ -789,20 +798,24 @@ def finish_root(con: duckdb.DuckDBPyConnection, res: ScanResult, gone: Sequence[
                     run_script(con, "ops/scan/dirty_full")
                     record = False
         # in slices of GONE_ROWS, a transaction each: DuckDB keeps an update's undo data in memory
-        # (5 M files marked at once did not fit the scan's 128 MB)
-        for i in range(0, len(gone), GONE_ROWS):
-            sops: list[str] = []
-            with transaction(con), keeping_if_kept(con, sops) as keep:
-                run_script(con, "ops/scan/gone_begin")
-                run(con, "ops/scan/gone_add", {"rids": [int(r) for r in gone[i:i + GONE_ROWS]]})
-                if record:
-                    run(con, "ops/scan/dirty_old_keys", {"scan_id": scan_id})
-                if keep:
-                    sops.extend(r[0] for r in run(con, "ops/scan/sops_of_gone").fetchall())
-                run(con, "ops/scan/mark_missing", {"scan_id": scan_id})
-                if record:
-                    run_script(con, "ops/scan/dirty_overflow", {"max": DIRTY_MAX})
-                run_script(con, "ops/scan/gone_end")
+        # (5 M files marked at once did not fit the scan's 128 MB); with the upserts' budget: the
+        # index's pages they changed stay in memory until a checkpoint, and with status's figures
+        # kept each transaction evaluates its instances' states too (at 50 M files, after 500,000
+        # changed files written, marking 1,000 missing ran out of 128 MB)
+        with changing_rows(con):
+            for i in range(0, len(gone), GONE_ROWS):
+                sops: list[str] = []
+                with transaction(con), keeping_if_kept(con, sops) as keep:
+                    run_script(con, "ops/scan/gone_begin")
+                    run(con, "ops/scan/gone_add", {"rids": [int(r) for r in gone[i:i + GONE_ROWS]]})
+                    if record:
+                        run(con, "ops/scan/dirty_old_keys", {"scan_id": scan_id})
+                    if keep:
+                        sops.extend(r[0] for r in run(con, "ops/scan/sops_of_gone").fetchall())
+                    run(con, "ops/scan/mark_missing", {"scan_id": scan_id})
+                    if record:
+                        run_script(con, "ops/scan/dirty_overflow", {"max": DIRTY_MAX})
+                    run_script(con, "ops/scan/gone_end")
     if res.new:  # a corrected copy under a new path: what changed against the content stored
         with transaction(con):
             attrdigest.after_scan(con, scan_id)
