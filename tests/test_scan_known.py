@@ -119,17 +119,23 @@ def test_row_ids_as_runs_and_as_a_plain_array() -> None:
     assert plain.get(np.array([99, 0, 50])).tolist() == [297, 0, 150]
 
 
+def _scanned_volume(tmp_path, cli, files: int):
+    """A folder of ``files`` small files (f00, f01, ...) scanned into a new index: (folder, index)."""
+    root = tmp_path / "vol"
+    root.mkdir()
+    for i in range(files):
+        (root / f"f{i:02}").write_bytes(b"x" * (i + 1))
+    idx = tmp_path / "i.duckdb"
+    assert cli("scan", root, "--index", idx, "-q").code == 0
+    return root, idx
+
+
 def test_vanished_files_marked_in_slices_and_too_many_not_recorded(tmp_path, cli, monkeypatch) -> None:
     """Vanished files are marked missing a slice of row ids per transaction; past the incremental
     check's bound they are not recorded one by one: the next check is a full one."""
     import pacscopy.scan.scan as scan_mod
 
-    root = tmp_path / "vol"
-    root.mkdir()
-    for i in range(30):
-        (root / f"f{i:02}").write_bytes(b"x" * (i + 1))
-    idx = tmp_path / "i.duckdb"
-    assert cli("scan", root, "--index", idx, "-q").code == 0
+    root, idx = _scanned_volume(tmp_path, cli, 30)
     assert cli("check", "--index", idx, "-q").code == 0
     assert rows(idx, "SELECT full_needed FROM check_state") == [(False,)]
     for i in range(2):  # a few: recorded for the incremental check
@@ -173,13 +179,8 @@ def test_vanished_files_are_marked_with_the_upserts_budget(tmp_path, cli, monkey
     scan's own limit is back after it."""
     import pacscopy.scan.scan as scan_mod
 
-    root = tmp_path / "vol"
-    root.mkdir()
-    for i in range(6):
-        (root / f"f{i}").write_bytes(b"x" * (i + 1))
-    idx = tmp_path / "i.duckdb"
-    assert cli("scan", root, "--index", idx, "-q").code == 0
-    (root / "f0").unlink()
+    root, idx = _scanned_volume(tmp_path, cli, 6)
+    (root / "f00").unlink()
     monkeypatch.delenv("PACSCOPY_MEMORY_LIMIT", raising=False)
     limits: dict[str, str] = {}
     real_script, real_run = scan_mod.run_script, scan_mod.run
