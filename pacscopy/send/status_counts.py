@@ -443,6 +443,16 @@ def _shift(con: duckdb.DuckDBPyConnection, moved: dict[str, tuple[Counts, Counts
         _replace(con, t, cur, fp, counted=False)
 
 
+#: Bytes per planned instance that :func:`replanning` holds through a full rebuild of the plan (a
+#: digest of its plan row by key: ``sql/ops/status/plan_before.sql``).
+PLAN_DIGEST_BYTES = 24
+
+#: The share of DuckDB's memory limit those digests may take; beyond it (~11 M instances at the
+#: default 1 GB) a full check forgets the kept figures instead. At 50 M files the 1.2 GB of digests
+#: beside the plan's rebuild ran out of the default 1 GB, so a full check with figures kept failed.
+PLAN_DIGEST_SHARE = 0.25
+
+
 @contextmanager
 def replanning(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """Around a full rebuild of the plan (a full check), in the writer's transaction: the kept figures
@@ -454,10 +464,23 @@ def replanning(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     (``sql/ops/status/replanned.sql``), moved as :func:`keeping` moves a writer's batch. When more
     instances changed than one slice of a full evaluation holds (a first check, new rules), every
     kept target is counted again instead (:func:`recount_kept`), which then costs less. Targets
-    whose figures were stale already stay stale (status counts them when asked).
+    whose figures were stale already stay stale (status counts them when asked). When the digests
+    would take more than :data:`PLAN_DIGEST_SHARE` of DuckDB's memory, the kept figures are
+    forgotten instead (:func:`forget`): the rebuild keeps the whole budget, and the next status
+    counts (at 50 M files ~20 minutes, once, its slices drawn on stderr).
     """
     row = con.execute("SELECT count(*) FROM status_kept").fetchone()
     if not (row and row[0]):
+        yield
+        return
+    from pacscopy.index import memory_mib
+
+    row = con.execute("SELECT count(*) FROM plan_auto").fetchone()
+    planned = int(row[0]) if row else 0
+    if planned * PLAN_DIGEST_BYTES > memory_mib(con) * 2**20 * PLAN_DIGEST_SHARE:
+        log.info("%s planned instances: too many to digest beside the plan's rebuild; status's kept "
+                 "figures are forgotten (the next status counts)", planned)
+        forget(con)
         yield
         return
     valid = _valid_targets(con, fingerprint(con))
