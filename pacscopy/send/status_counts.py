@@ -307,8 +307,9 @@ def forget(con: duckdb.DuckDBPyConnection) -> None:
 
     The kept instances' states (``status_instances``) stay, unread: every reader and writer asks
     ``status_kept`` first (:func:`kept`, :func:`_valid_targets`), and a count replaces a target's
-    states. Deleting them here cost a transaction the undo data of every row: at 50 M files 49 M
-    rows, and a full check that forgot them ran out of the default 1 GB."""
+    states. Deleting them here gave the writer's transaction the undo data of every row: at 50 M
+    files 49 M rows, inside a full check that already works near the default 1 GB (whether this is
+    what made such a check run out of memory there was not established: it still did, later on)."""
     con.execute("DELETE FROM status_kept")
     con.execute("DELETE FROM status_counts")
 
