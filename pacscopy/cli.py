@@ -317,8 +317,13 @@ def status(
                 p = progress(con, t, _index(index), on_total=bar.on_total, on_progress=bar.on_progress)
                 sends = running(con, _index(index))
         assert p is not None
-        unkept = keep_count(p)  # a full count: kept in the index, and kept current by the writers from now on
         typer.echo("\n".join(summaries.status_lines(t, p, sends)))
+        if p.counted is None:
+            return
+        # a count made read-only (a writer held the index): kept in the index now if it can be had, and
+        # kept current by the writers from then on; the figures are shown first, as keeping evaluates again
+        with terminal.Progress(False, "slice", "status: keeping the count for the next status", delay=1.0) as bar:
+            unkept = keep_count(p, on_total=bar.on_total, on_progress=bar.on_progress)
         if unkept:
             typer.echo(f"pacscopy: note: {unkept}", err=True)
 

@@ -483,3 +483,47 @@ def test_a_first_count_reports_its_slices_and_a_kept_count_none(tmp_path: Path, 
     told.clear()
     assert _status(cli, idx, scale.TARGET) == out
     assert told == []
+
+
+def test_a_count_made_read_only_is_shown_before_it_is_kept_and_keeping_draws_its_slices(
+        tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A count made read-only (a writer held the index) is kept afterwards, which evaluates every
+    instance again (at 50 M files another 15 minutes). The figures come first, then the keeping draws
+    its slices on stderr: not a silent terminal for twice as long as the count."""
+    from pacscopy.output import summaries, terminal
+    from pacscopy.send import queue
+
+    idx = _checked_index(tmp_path / "s.duckdb", 500)
+    monkeypatch.setattr(status_counts, "slice_instances", lambda con: 120)
+    events: list[tuple[str, int] | str] = []
+    real_open, real_lines, real_store = queue.open_to_count, summaries.status_lines, status_counts.store
+    real_total, real_progress = terminal.Progress.on_total, terminal.Progress.on_progress
+
+    def on_total(self, n, nbytes=0):
+        events.append((self.desc, n))
+        real_total(self, n, nbytes)
+
+    def on_progress(self, n):
+        events.append(("done", n))
+        real_progress(self, n)
+
+    opens: list[object] = []
+
+    def busy_at_first(*a, **k):  # the count made read-only, the index free again to keep it
+        opens.append(a)
+        return None if len(opens) == 1 else real_open(*a, **k)
+
+    monkeypatch.setattr(terminal.Progress, "on_total", on_total)
+    monkeypatch.setattr(terminal.Progress, "on_progress", on_progress)
+    monkeypatch.setattr(queue, "open_to_count", busy_at_first)
+    monkeypatch.setattr(summaries, "status_lines", lambda *a: events.append("shown") or real_lines(*a))
+    monkeypatch.setattr(status_counts, "store", lambda *a, **k: events.append("keep") or real_store(*a, **k))
+    out = _status(cli, idx, scale.TARGET)
+    slices = -(-rows(idx, "SELECT count(*) FROM plan_auto")[0][0] // 120)
+    assert slices > 1
+    assert events == ([("status: counting every instance once", slices)] + [("done", 1)] * slices + ["shown", "keep"]
+                      + [("status: keeping the count for the next status", slices)] + [("done", 1)] * slices)
+    assert rows(idx, "SELECT count(*) FROM status_kept")[0][0] == 1
+    events.clear()
+    assert _status(cli, idx, scale.TARGET) == out  # kept: the same figures, no evaluation
+    assert events == ["shown"]

@@ -245,9 +245,11 @@ def open_to_count(index_path: str, lean: bool) -> duckdb.DuckDBPyConnection | No
         return None
 
 
-def keep_count(p: SendProgress) -> str | None:
+def keep_count(p: SendProgress, *, on_total: Callable[[int], None] | None = None,
+               on_progress: Callable[[int], None] | None = None) -> str | None:
     """Keep the full count :func:`progress` made on a read-only connection in the index, so that the
     writers keep it current from now on (best effort: the index busy or not writable, nothing kept).
+    Keeping evaluates every instance again; its slices are told to ``on_total`` and ``on_progress``.
 
     Returns why it could not keep it when the index could be had but keeping failed (one line, for
     the command to show: the next status counts again); else None."""
@@ -261,7 +263,7 @@ def keep_count(p: SendProgress) -> str | None:
     if con is None:
         return None
     try:
-        status_counts.store(con, target, counts, fp)
+        status_counts.store(con, target, counts, fp, on_total=on_total, on_progress=on_progress)
     except duckdb.Error as e:
         return f"the count was not kept in the index, so the next status counts again: {failure_message(e)}"
     finally:

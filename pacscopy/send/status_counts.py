@@ -184,8 +184,10 @@ def kept(con: duckdb.DuckDBPyConnection, target: str) -> tuple[Counts, dt.dateti
     return {r[0]: StateCount(*r) for r in rows if r[1]}, row[1]
 
 
-def store(con: duckdb.DuckDBPyConnection, target: str, counts: Counts, fp: str) -> bool:
-    """Keep ``target``'s figures, counted on the index state ``fp``, if the index is still in that state.
+def store(con: duckdb.DuckDBPyConnection, target: str, counts: Counts, fp: str, *,
+          on_total: Callable[[int], None] | None = None, on_progress: Callable[[int], None] | None = None) -> bool:
+    """Keep ``target``'s figures, counted on the index state ``fp``, if the index is still in that state
+    (its slices told to ``on_total`` and ``on_progress``: :func:`in_slices`).
 
     Runs in a transaction of its own: every planned instance's state goes into ``status_instances``
     (a full evaluation) and the figures kept are their sums (``counts``, counted on the same state,
@@ -196,7 +198,7 @@ def store(con: duckdb.DuckDBPyConnection, target: str, counts: Counts, fp: str) 
         if fingerprint(con) != fp:
             con.execute("ROLLBACK")
             return False
-        _fill(con, target)
+        _fill(con, target, on_total=on_total, on_progress=on_progress)
         _replace(con, target, summary(con, target), fp, counted=True)
         con.execute("COMMIT")
     except BaseException:
