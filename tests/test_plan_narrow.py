@@ -60,3 +60,49 @@ def test_one_plan_row_per_instance_without_an_index(tmp_path: Path) -> None:
         assert keys.fetchone() == (0,)
     finally:
         con.close()
+
+
+def test_a_full_check_replaces_the_plan_table_and_a_failed_one_keeps_the_old(tmp_path: Path, monkeypatch) -> None:
+    """A full check writes the plan into a new table that replaces plan_auto (at 50 M instances a
+    DELETE of every row beside the INSERT ran DuckDB's 1 GB out of memory): the same definition
+    (every migration's columns and NOT NULLs), the plan view reading the new rows, nothing set
+    aside left behind. A check that fails while building it changes nothing: the old plan stays."""
+    import duckdb
+    import pytest
+
+    from pacscopy.check import checks
+
+    con = open_index(str(tmp_path / "s.duckdb"), create=True)
+    try:
+        scale.fill(con, 3000)
+        ddl = "SELECT sql FROM duckdb_tables() WHERE table_name = 'plan_auto'"
+        before_ddl = con.execute(ddl).fetchall()
+        run_checks(con)
+        plan = con.execute("SELECT * FROM plan ORDER BY sop_instance_uid").fetchall()
+        assert len(plan) > 2900
+        oid = "SELECT table_oid FROM duckdb_tables() WHERE table_name = 'plan_auto'"
+        first = con.execute(oid).fetchone()
+        con.execute("UPDATE files SET status = 'corrupt', reason = 'truncated' WHERE rowid % 10 = 0")
+        run_checks(con, full=True)
+        assert con.execute(oid).fetchone() != first  # a new table, not the old one emptied
+        assert con.execute(ddl).fetchall() == before_ddl
+        assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE 'plan_auto%'").fetchone() == (1,)
+        replanned = con.execute("SELECT * FROM plan ORDER BY sop_instance_uid").fetchall()
+        assert replanned != plan and len(replanned) == len(plan)
+        assert con.execute(PLAN).fetchall() == _reference_plan(con)
+
+        real = checks.run_script
+
+        def fail_in_build_plan(c, name, params=None):
+            real(c, name, params)
+            if name == "ops/check/build_plan":
+                raise duckdb.OutOfMemoryException("Out of Memory Error: failed to pin block (953.5 MiB/953.6 MiB used)")
+
+        monkeypatch.setattr(checks, "run_script", fail_in_build_plan)
+        con.execute("UPDATE files SET status = 'ok', reason = NULL WHERE rowid % 10 = 0")
+        with pytest.raises(duckdb.OutOfMemoryException):
+            run_checks(con, full=True)
+        assert con.execute("SELECT * FROM plan ORDER BY sop_instance_uid").fetchall() == replanned
+        assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE 'plan_auto%'").fetchone() == (1,)
+    finally:
+        con.close()

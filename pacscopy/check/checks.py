@@ -34,7 +34,7 @@ import duckdb
 
 from pacscopy.digest import content_digest
 from pacscopy.errors import InputError
-from pacscopy.index import fetch, insert_columns, load_sql, run, run_script, split_statements, sql_dir, transaction
+from pacscopy.index import fetch, insert_columns, load_sql, run, run_script, sql_dir, transaction
 from pacscopy.send.status_counts import keeping_if_kept, replanning
 
 log = logging.getLogger(__name__)
@@ -246,13 +246,24 @@ def _run_full(con: duckdb.DuckDBPyConnection, wanted: list[str], res: CheckResul
         for name in wanted:
             con.execute(load_sql("ops/check/delete_findings"), {"check_id": name})
             _insert_findings(con, name)
-        from pacscopy.send.transcode import plan_params
-
-        run_script(con, "ops/check/build_plan", plan_params())
+        _rebuild_plan(con)
         if kept:
             con.execute("DROP TABLE temp.main.manifest_compare")
         if fp is not None:
             _save_state(con, fp, res)
+
+
+def _rebuild_plan(con: duckdb.DuckDBPyConnection) -> None:
+    """plan_auto rebuilt whole: build_plan into a new table that replaces the old one (not a DELETE
+    of every row beside the INSERT: at 50 M instances that ran DuckDB's 1 GB out of memory)."""
+    from pacscopy.send.transcode import plan_params
+
+    row = run(con, "ops/check/plan_auto_ddl").fetchone()
+    assert row is not None, "plan_auto is in every migrated index"
+    run_script(con, "ops/check/plan_rebuild_begin")
+    con.execute(row[0])  # the table's definition as DuckDB recorded it (the package's schema)
+    run_script(con, "ops/check/build_plan", plan_params())
+    run_script(con, "ops/check/plan_rebuild_end")
 
 
 def _check_select(name: str) -> str:
@@ -334,11 +345,7 @@ def _run_delta(con: duckdb.DuckDBPyConnection, wanted: list[str], res: CheckResu
                         "SELECT sop_instance_uid FROM temp.main.check_replan_sops WHERE sop_instance_uid IS NOT NULL"
                     ).fetchall())
                 run_script(con, "ops/check/delta_plan_files")
-                delete, *insert = split_statements(load_sql("ops/check/build_plan"))
-                code = " ".join(ln for ln in delete.splitlines() if not ln.lstrip().startswith("--")).split()
-                assert code == ["DELETE", "FROM", "plan_auto"], delete  # build_plan: the DELETE, then the INSERT
-                for stmt in insert:
-                    con.execute(stmt, {k: v for k, v in plan_params().items() if f"${k}" in stmt})
+                run_script(con, "ops/check/build_plan", plan_params())  # their rows, deleted by delta_replan
                 con.execute("DROP TABLE temp.main.files")
             _save_state(con, fp, res)
     finally:

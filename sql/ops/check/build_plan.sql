@@ -4,7 +4,9 @@
 -- (a row id, a 128-bit sort key, counts), the chosen copy's columns are joined back from files by
 -- row id (8-byte keys, not paths) and the manifest by its 128-bit sop_key (not UID strings); the
 -- wide strings are carried only from there on. DuckDB spills what it must.
-DELETE FROM plan_auto;
+-- It inserts into an empty plan_auto: a full check into a new one that replaces the old table
+-- (plan_rebuild_*: at 50 M instances a DELETE of every row beside this INSERT ran DuckDB's 1 GB out of
+-- memory), an incremental check after deleting its instances' rows (delta_replan).
 INSERT INTO plan_auto
 WITH cand AS (
     -- the copy to send: sound first, then a Part 10 file in explicit VR little endian, then any
