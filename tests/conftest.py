@@ -86,6 +86,19 @@ def assert_keys_hold(index: Path, tables: tuple[str, ...] = ("files", "plan_auto
         assert n > 0 and wrong == 0, f"{table}: {wrong} of {n} rows with another key"
 
 
+def fail_after_script(monkeypatch: pytest.MonkeyPatch, module, script: str, error: Exception) -> None:
+    """``module.run_script`` raises ``error`` once ``script`` has run: a fault (DuckDB out of memory at
+    a scale no test builds) planted where it would strike, inside the caller's transaction."""
+    real = module.run_script
+
+    def failing(con, name, params=None):
+        real(con, name, params)
+        if name == script:
+            raise error
+
+    monkeypatch.setattr(module, "run_script", failing)
+
+
 def copy_tree(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst, symlinks=True, ignore=shutil.ignore_patterns("*.sock", "a_fifo.dcm"))
     return dst

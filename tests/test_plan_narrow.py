@@ -14,6 +14,7 @@ from pathlib import Path
 from pacscopy.check.checks import run_checks
 from pacscopy.index import open_index
 from pacscopy.testing import scale
+from .conftest import fail_after_script
 from tests.test_scale import PLAN, _reference_plan
 
 
@@ -91,14 +92,8 @@ def test_a_full_check_replaces_the_plan_table_and_a_failed_one_keeps_the_old(tmp
         assert replanned != plan and len(replanned) == len(plan)
         assert con.execute(PLAN).fetchall() == _reference_plan(con)
 
-        real = checks.run_script
-
-        def fail_in_build_plan(c, name, params=None):
-            real(c, name, params)
-            if name == "ops/check/build_plan":
-                raise duckdb.OutOfMemoryException("Out of Memory Error: failed to pin block (953.5 MiB/953.6 MiB used)")
-
-        monkeypatch.setattr(checks, "run_script", fail_in_build_plan)
+        fail_after_script(monkeypatch, checks, "ops/check/build_plan", duckdb.OutOfMemoryException(
+            "Out of Memory Error: failed to pin block (953.5 MiB/953.6 MiB used)"))
         con.execute("UPDATE files SET status = 'ok', reason = NULL WHERE rowid % 10 = 0")
         with pytest.raises(duckdb.OutOfMemoryException):
             run_checks(con, full=True)

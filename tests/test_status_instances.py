@@ -24,6 +24,7 @@ from pacscopy.index import open_index, transaction
 from pacscopy.send import status_counts
 from pacscopy.testing import scale
 
+from .conftest import fail_after_script
 from .test_status_counts import _figures, _mixed_books, _reference, assert_instances_equal_a_full_evaluation
 
 T = scale.TARGET
@@ -136,18 +137,11 @@ def test_a_failure_in_the_keeping_rolls_the_write_back_and_leaves_no_shadow(book
             status_counts.recount(con, t)
         sops = _sops(con, f"SELECT sop_instance_uid FROM final_states('{T}') WHERE final_state = 'not_sent'", 100)
         n = con.execute("SELECT count(*) FROM transfers").fetchone()[0]
-        real = status_counts.run_script
-
-        def failing(c, name, params=None):
-            real(c, name, params)
-            if name == "ops/status/slices":
-                raise duckdb.OutOfMemoryException("planted")
-
-        monkeypatch.setattr(status_counts, "run_script", failing)
+        fail_after_script(monkeypatch, status_counts, "ops/status/slices", duckdb.OutOfMemoryException("planted"))
         with pytest.raises(duckdb.OutOfMemoryException, match="planted"):
             with transaction(con), status_counts.keeping(con, T, sops):
                 _insert_transfers(con, T, sops, "stored", "1 DAY")
-        monkeypatch.setattr(status_counts, "run_script", real)
+        monkeypatch.undo()  # the real run_script again
         assert con.execute("SELECT count(*) FROM transfers").fetchone()[0] == n  # the real table, as it was
         _assert_right(con)
         with transaction(con), status_counts.keeping(con, T, sops):  # the same connection writes on, kept
