@@ -204,3 +204,43 @@ def test_vanished_files_are_marked_with_the_upserts_budget(tmp_path, cli, monkey
 
     assert limits == {"ops/scan/gone_begin": shown(scan_mod.UPSERT_MEMORY_LIMIT),
                       "ops/scan/scan_finish": shown(scan_mod.SCAN_MEMORY_LIMIT)}
+
+
+def test_known_files_under_overlapping_roots_are_found_by_their_recorded_root(tmp_path) -> None:
+    """A rescan finds a root's known files by the roots recorded in files (ops/scan/known_roots), not by
+    every file's path: a file recorded under the root or one below it, and one recorded under a root
+    above it whose path lies under it; none of a sibling whose name starts like it. Rescanning a child
+    of an indexed root, and the parent of indexed roots, reads nothing again, duplicates no path and
+    marks only the files gone from under the root scanned missing."""
+    top = tmp_path / "restore"
+    for vol, n in (("tape1", 30), ("tape10", 20)):  # tape10 starts like tape1: not under it
+        for i in range(n):
+            (top / vol / "d").mkdir(parents=True, exist_ok=True)
+            (top / vol / "d" / f"f{i:02}").write_bytes(bytes([i]) * (i + 1))
+    idx = str(tmp_path / "i.duckdb")
+    scan([top], idx, workers=1)  # recorded under the parent
+    con = open_index(idx)
+    try:
+        _, known = start_root(con, str(top / "tape1"), "tape1")  # a child of the recorded root
+        assert len(known) == 30
+        _, known = start_root(con, str(top / "tape10"), "tape10")
+        assert len(known) == 20
+    finally:
+        con.close()
+    (top / "tape1" / "d" / "f00").unlink()
+    res = scan([top / "tape1"], idx, workers=1).results[0]
+    assert (res.files_read, res.unchanged, res.missing) == (0, 29, 1), res
+    assert rows(idx, "SELECT count(*), count(DISTINCT path) FROM files") == [(50, 50)]
+    assert rows(idx, "SELECT path FROM files WHERE status = 'missing'") == [(str(top / "tape1" / "d" / "f00"),)]
+    assert rows(idx, "SELECT count(*) FROM files WHERE root = $r", {"r": str(top)}) == [(50,)]
+    (top / "tape10" / "d" / "new").write_bytes(b"new")
+    scan([top / "tape10"], idx, workers=1)  # a new file is recorded under tape10, the unchanged keep theirs
+    assert rows(idx, "SELECT root, count(*) FROM files GROUP BY 1 ORDER BY 1") == [(str(top), 50), (str(top / "tape10"), 1)]
+    con = open_index(idx)
+    try:
+        _, known = start_root(con, str(top), "restore")  # the parent of a recorded root
+        assert len(known) == 51
+        _, known = start_root(con, str(top / "tape"), "tape")  # no such folder indexed: nothing
+        assert len(known) == 0
+    finally:
+        con.close()

@@ -27,7 +27,7 @@ id it replaces and falls back to the path for any that moved.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from xxhash import xxh3_128_digest
@@ -97,7 +97,10 @@ class Known:
     @classmethod
     def load(cls, con: duckdb.DuckDBPyConnection, root: str) -> Known:
         """The files under ``root`` (the root itself if a file, and every path below it)."""
-        params = {"root": root, "prefix": root.rstrip("/") + "/"}
+        params: dict[str, Any] = {"root": root, "prefix": root.rstrip("/") + "/"}
+        placed = run(con, "ops/scan/known_roots", params).fetchone()
+        assert placed is not None  # an aggregate: one row
+        params.update(inside=placed[0], above=placed[1])
         counted = run(con, "ops/scan/known_count", params).fetchone()
         n, end = (int(counted[0]), int(counted[1])) if counted else (0, 0)
         self = cls(n, wide=end > 1 << 32)
