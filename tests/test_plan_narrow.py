@@ -101,3 +101,38 @@ def test_a_full_check_replaces_the_plan_table_and_a_failed_one_keeps_the_old(tmp
         assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE 'plan_auto%'").fetchone() == (1,)
     finally:
         con.close()
+
+
+def test_the_disposition_summary_equals_the_plan_view_with_every_kind_of_decision(tmp_path: Path) -> None:
+    """check's summary per disposition groups plan_auto alone and moves the decided instances (not a
+    join of every instance with decisions: ~11 s of every check at 50 M); it must equal the plan
+    view's figures, whatever the decisions: each action, on instances of each automatic disposition,
+    one moving every instance out of a disposition (which then is no row at all)."""
+    from pacscopy.check.checks import plan_summary
+
+    def by_view(c) -> list[tuple]:
+        return c.execute("""SELECT disposition, count(*), count(*) FILTER (WHERE decided), coalesce(sum(size), 0)
+                            FROM plan GROUP BY 1 ORDER BY 1""").fetchall()
+
+    con = open_index(str(tmp_path / "s.duckdb"), create=True)
+    try:
+        scale.fill(con, 3000)
+        run_checks(con)
+        assert [tuple(p) for p in sorted(plan_summary(con))] == by_view(con)
+        autos = dict(con.execute("SELECT disposition, count(*) FROM plan_auto GROUP BY 1").fetchall())
+        assert {"send", "hold", "quarantine"} <= set(autos) and autos["hold"] >= 3, autos  # the third held: keep
+        con.execute("""
+            INSERT INTO decisions (sop_instance_uid, action, note)
+            SELECT sop_instance_uid,
+                   CASE WHEN disposition = 'quarantine' THEN 'send'          -- every one of them
+                        ELSE ['send', 'skip', 'hold', 'keep', 'remove'][
+                                 1 + (row_number() OVER (PARTITION BY disposition ORDER BY sop_instance_uid)) % 5]
+                   END, 'test'
+            FROM plan_auto  -- every held instance, each action in turn; every 7th to send
+            WHERE disposition IN ('quarantine', 'hold') OR (disposition = 'send' AND hash(sop_instance_uid) % 7 = 0)""")
+        got = sorted(tuple(p) for p in plan_summary(con))
+        assert got == by_view(con)
+        assert "quarantine" not in {g[0] for g in got} and "skip" in {g[0] for g in got}
+        assert sum(g[2] for g in got) == con.execute("SELECT count(*) FROM decisions").fetchone()[0] > 100
+    finally:
+        con.close()
