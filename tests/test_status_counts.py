@@ -394,6 +394,38 @@ def test_a_batch_s_slices_hold_exactly_its_rows_whatever_the_runs(tmp_path: Path
         con.close()
 
 
+def _record_progress(monkeypatch: pytest.MonkeyPatch, events: list) -> None:
+    """Every progress bar's total (its description, the slices) and steps ("done", n) appended to ``events``."""
+    from pacscopy.output import terminal
+
+    real_total, real_progress = terminal.Progress.on_total, terminal.Progress.on_progress
+
+    def on_total(self, n, nbytes=0):
+        events.append((self.desc, n))
+        real_total(self, n, nbytes)
+
+    def on_progress(self, n):
+        events.append(("done", n))
+        real_progress(self, n)
+
+    monkeypatch.setattr(terminal.Progress, "on_total", on_total)
+    monkeypatch.setattr(terminal.Progress, "on_progress", on_progress)
+
+
+def _busy_at_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """status finds the index busy when it would count read-write (so it counts read-only), and can have
+    it afterwards to keep the count (queue.open_to_count: None the first time only)."""
+    from pacscopy.send import queue
+
+    real_open, opens = queue.open_to_count, []
+
+    def busy_at_first(*a, **k):
+        opens.append(a)
+        return None if len(opens) == 1 else real_open(*a, **k)
+
+    monkeypatch.setattr(queue, "open_to_count", busy_at_first)
+
+
 def test_status_that_cannot_keep_its_count_says_so_and_still_answers(tmp_path: Path, cli,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """At 50 M files keeping a count once ran out of memory and status said nothing: every status
@@ -406,15 +438,7 @@ def test_status_that_cannot_keep_its_count_says_so_and_still_answers(tmp_path: P
         raise duckdb.OutOfMemoryException("Out of Memory Error: failed to pin block of size 256.0 KiB "
                                           "(953.4 MiB/953.6 MiB used)")
 
-    from pacscopy.send import queue
-
-    real_open, opens = queue.open_to_count, []
-
-    def busy_at_first(*a, **k):  # the count made read-only (the index busy then), kept after
-        opens.append(a)
-        return None if len(opens) == 1 else real_open(*a, **k)
-
-    monkeypatch.setattr(queue, "open_to_count", busy_at_first)
+    _busy_at_first(monkeypatch)  # the count made read-only (the index busy then), kept after
     monkeypatch.setattr(status_counts, "store", out_of_memory)
     r = cli("status", "--target", scale.TARGET, "--index", idx)
     assert r.code == 0, r.err
@@ -449,23 +473,10 @@ def test_a_first_count_reports_its_slices_and_a_kept_count_none(tmp_path: Path, 
     """The first status on a big index counts for minutes (at 50 M files 70 slices, ~15 minutes):
     it draws its slices on stderr, not a silent terminal; so does a reconcile that evaluates every
     instance. A status that reads kept figures draws none."""
-    from pacscopy.output import terminal
-
     idx = _checked_index(tmp_path / "s.duckdb", 500)
     monkeypatch.setattr(status_counts, "slice_instances", lambda con: 120)
     told: list[tuple[str, int]] = []
-    real_total, real_progress = terminal.Progress.on_total, terminal.Progress.on_progress
-
-    def on_total(self, n, nbytes=0):
-        told.append((self.desc, n))
-        real_total(self, n, nbytes)
-
-    def on_progress(self, n):
-        told.append(("done", n))
-        real_progress(self, n)
-
-    monkeypatch.setattr(terminal.Progress, "on_total", on_total)
-    monkeypatch.setattr(terminal.Progress, "on_progress", on_progress)
+    _record_progress(monkeypatch, told)
     out = _status(cli, idx, scale.TARGET)
     planned = rows(idx, "SELECT count(*) FROM plan_auto")[0][0]
     slices = -(-planned // 120)
@@ -490,32 +501,14 @@ def test_a_count_made_read_only_is_shown_before_it_is_kept_and_keeping_draws_its
     """A count made read-only (a writer held the index) is kept afterwards, which evaluates every
     instance again (at 50 M files another 15 minutes). The figures come first, then the keeping draws
     its slices on stderr: not a silent terminal for twice as long as the count."""
-    from pacscopy.output import summaries, terminal
-    from pacscopy.send import queue
+    from pacscopy.output import summaries
 
     idx = _checked_index(tmp_path / "s.duckdb", 500)
     monkeypatch.setattr(status_counts, "slice_instances", lambda con: 120)
     events: list[tuple[str, int] | str] = []
-    real_open, real_lines, real_store = queue.open_to_count, summaries.status_lines, status_counts.store
-    real_total, real_progress = terminal.Progress.on_total, terminal.Progress.on_progress
-
-    def on_total(self, n, nbytes=0):
-        events.append((self.desc, n))
-        real_total(self, n, nbytes)
-
-    def on_progress(self, n):
-        events.append(("done", n))
-        real_progress(self, n)
-
-    opens: list[object] = []
-
-    def busy_at_first(*a, **k):  # the count made read-only, the index free again to keep it
-        opens.append(a)
-        return None if len(opens) == 1 else real_open(*a, **k)
-
-    monkeypatch.setattr(terminal.Progress, "on_total", on_total)
-    monkeypatch.setattr(terminal.Progress, "on_progress", on_progress)
-    monkeypatch.setattr(queue, "open_to_count", busy_at_first)
+    real_lines, real_store = summaries.status_lines, status_counts.store
+    _record_progress(monkeypatch, events)
+    _busy_at_first(monkeypatch)  # the count made read-only, the index free again to keep it
     monkeypatch.setattr(summaries, "status_lines", lambda *a: events.append("shown") or real_lines(*a))
     monkeypatch.setattr(status_counts, "store", lambda *a, **k: events.append("keep") or real_store(*a, **k))
     out = _status(cli, idx, scale.TARGET)
