@@ -29,7 +29,8 @@ import re
 import socket
 import sys
 from dataclasses import dataclass
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -205,7 +206,7 @@ def take_lock(index_path: str, kind: str, key: str, what: str, rule: str, **info
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise _busy(path, what, rule) from None
+            raise busy_error(path, what, rule) from None
         # the file may have been released and removed between open and flock: lock the one in place
         try:
             same = os.fstat(fd).st_ino == os.stat(path).st_ino
@@ -221,11 +222,41 @@ def take_lock(index_path: str, kind: str, key: str, what: str, rule: str, **info
     return lock
 
 
-def _busy(path: Path, what: str, rule: str) -> TargetBusyError:
+def busy_error(path: Path, what: str, rule: str) -> TargetBusyError:
+    """'<what> is already running (who holds ``path``): <rule>'."""
     rec = _read_lock(path) or {}
     who = (f"pid {rec.get('pid')} on {rec.get('host')} since {rec.get('since')}"
            + (f", run {rec['run_id']}" if rec.get("run_id") else "")) if rec else "another process"
     return TargetBusyError(f"{what} is already running ({who}): {rule}")
+
+
+@contextmanager
+def serialised(index_path: str, name: str) -> Iterator[None]:
+    """Inside the block, no other process is inside a block of the same ``name`` for this index
+    (``<name>.guard`` in the run folder, ``flock`` waited for): for a take-then-look step that two
+    processes must not interleave."""
+    fd = os.open(run_dir(index_path) / f"{name}.guard", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def held_locks(index_path: str, kind: str) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """The ``<kind>-*.lock`` files of the run folder held now (by this process too), with their records."""
+    d = run_dir(index_path, create=False)
+    for path in sorted(d.glob(f"{kind}-*.lock")):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue  # released and removed meanwhile
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield path, _read_lock(path) or {}
+        finally:
+            os.close(fd)
 
 
 def refuse_if_running(index_path: str, target: str) -> None:
@@ -239,7 +270,7 @@ def refuse_if_running(index_path: str, target: str) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
-        raise _busy(path, f"a send to {target} from index {index_path}",
+        raise busy_error(path, f"a send to {target} from index {index_path}",
                     "one send per target; wait for it to end or stop it (Ctrl-C)") from None
     finally:
         os.close(fd)

@@ -69,6 +69,7 @@ class Clock:
 
 def main() -> int:
     from pacscopy.scan.fileread import ROW_COLUMNS
+    from pacscopy.scan.known import Gone
     from pacscopy.scan.scan import HOP_ROWS, ScanResult, _Hop, _Writer, finish_root, start_root
 
     ap = argparse.ArgumentParser()
@@ -148,7 +149,7 @@ def main() -> int:
                          missing=len(gone))
         writer = _Writer(hop, scan_id, res.volume, root, con)
         writer.upserts = {r[0]: r[-1] for r in rows}
-        gone_rids = [g[1] for g in gone]
+        gone_files = Gone.of_paths([g[1] for g in gone], [g[0] for g in gone])
         for i in range(0, len(rows), a.batch):
             writer.rows = [r[:-1] for r in rows[i:i + a.batch]]
             n = len(writer.rows)
@@ -156,7 +157,7 @@ def main() -> int:
             writes.append(clock.lap())
             print(f"  {root}: batch of {n:,} rows: "
                   f"{writes[-1][0]:.2f} s ({writes[-1][1]:.2f} s CPU)", file=sys.stderr)
-        finish_root(con, res, gone_rids, time.monotonic())
+        finish_root(con, res, gone_files, time.monotonic())
         finishes.append(clock.lap())
         del known
     clock.lap()

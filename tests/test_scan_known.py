@@ -1,15 +1,19 @@
-"""A rescan's known files (pacscopy.scan.known): compact lookups, and rows replaced by row id."""
+"""A rescan's known files (pacscopy.scan.known): compact lookups, rows replaced by row id, and vanished
+files marked missing by row id checked against their paths (rows a checkpoint moved are found again)."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from pacscopy.index import open_index
 from pacscopy.scan.fileread import entry_row
 from pacscopy.scan.known import READ, VISITED, Known, RowIds, file_state, path_hashes
 from pacscopy.scan.scan import _Hop, _Writer, scan, start_root
+from pacscopy.testing import scale
 
 from .conftest import rows
 
@@ -33,7 +37,7 @@ def test_paths_with_equal_high_bits_are_told_apart_by_the_rest_of_their_hash() -
     assert rids == [101] and codes == [READ] and same == [False]
     assert known.take(paths[1:] + paths[1:], [1, 1], [0, 0])[0] == [102, -1]  # a path is taken once
     assert known.take(paths[:1], [1], [0])[0] == [-1]
-    assert known.gone().tolist() == [100]
+    assert known.gone().rids.tolist() == [100]
 
 
 def test_known_files_of_a_root_and_what_the_walk_left(tmp_path) -> None:
@@ -62,7 +66,7 @@ def test_known_files_of_a_root_and_what_the_walk_left(tmp_path) -> None:
     rids, codes, same = known.take(keys[:40], [s.st_size for s in st[:40]], [s.st_mtime_ns for s in st[:40]])
     assert rids == [indexed[k] for k in keys[:40]] and set(codes) == {READ} and all(same)
     assert (known.code[known.find(keys[:40])] & VISITED).all()
-    assert sorted(known.gone().tolist()) == sorted(indexed[k] for k in keys[40:])
+    assert sorted(known.gone().rids.tolist()) == sorted(indexed[k] for k in keys[40:])
     # size or mtime changed: known, not the same
     assert known.take(keys[40:41], [st[40].st_size + 1], [st[40].st_mtime_ns])[2] == [False]
     assert file_state(np.array([1]), np.array([2]))[0] != file_state(np.array([2]), np.array([1]))[0]
@@ -244,3 +248,52 @@ def test_known_files_under_overlapping_roots_are_found_by_their_recorded_root(tm
         assert len(known) == 0
     finally:
         con.close()
+
+
+@pytest.mark.parametrize("shift", ["two row groups dropped", "three row groups merged into two"])
+def test_vanished_files_are_marked_missing_even_when_a_checkpoint_moved_their_rows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shift: str) -> None:
+    """Rows deleted before a root's rows (a rescan's replaced rows, another scan's) are compacted by a
+    checkpoint while the scan runs: the root's rows take lower row ids. The files that vanished are
+    still the ones marked missing, and no other root's file is."""
+    from pacscopy.scan import scan as scanning
+
+    idx = tmp_path / "i.duckdb"
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    for i in range(30):
+        (vol / f"f{i:02}.dcm").write_bytes(b"not dicom %d" % i)
+    con = open_index(str(idx), create=True)
+    try:
+        scale.fill(con, 300_000, sent=0, verified=0)  # rows before the root's: row ids 0 .. 299,999
+    finally:
+        con.close()
+    scanning.scan([vol], str(idx), workers=1)
+    con = open_index(str(idx))
+    try:  # another root's rows after the root's: where the root's old row ids point once rows moved
+        con.execute("INSERT INTO files SELECT * REPLACE ('/after' || path AS path, '/after' AS root) "
+                    "FROM files WHERE rowid < 300000")
+    finally:
+        con.close()
+    for i in (3, 17, 29):
+        (vol / f"f{i:02}.dcm").unlink()
+    # a stretch of rows deleted before the root's, and a checkpoint, while the scan walks
+    doomed = ("rowid < 245760 AND root <> $root" if shift.startswith("two")
+              else "rowid < 368640 AND rowid % 3 = 0 AND root <> $root")
+    real_finish = scanning.finish_root
+    before = {}
+
+    def finish_after_rows_moved(con, res, gone, started):
+        before["rids"] = con.execute("SELECT min(rowid) FROM files WHERE root = $root", {"root": str(vol)}).fetchone()[0]
+        con.execute(f"DELETE FROM files WHERE {doomed}", {"root": str(vol)})
+        con.execute("CHECKPOINT")
+        before["moved_to"] = con.execute("SELECT min(rowid) FROM files WHERE root = $root",
+                                         {"root": str(vol)}).fetchone()[0]
+        real_finish(con, res, gone, started)
+
+    monkeypatch.setattr(scanning, "finish_root", finish_after_rows_moved)
+    got = scanning.scan([vol], str(idx), workers=1)
+    assert before["moved_to"] < before["rids"]  # the rows did move (what the test is about)
+    assert got.results[0].missing == 3
+    missing = rows(idx, "SELECT path FROM files WHERE status = 'missing' ORDER BY path")
+    assert missing == [(str(vol / f"f{i:02}.dcm"),) for i in (3, 17, 29)]

@@ -19,14 +19,17 @@ written as a change: the writer finds no row of that path at the row id and inse
 known path it was taken for is not marked missing by this scan, if it vanished).
 
 Loading reads the root's rows one stretch of row ids at a time (:data:`LOAD_ROWS`), so only the
-stretch's paths are Python strings at any moment. Row ids stay valid while the scan runs (DuckDB
-does not move rows of a table with a primary key); the writer still checks the path at each row
-id it replaces and falls back to the path for any that moved.
+stretch's paths are Python strings at any moment. Row ids may move while the scan runs: a
+checkpoint compacts row groups of which many rows were deleted (DuckDB 2.0 does so with or without
+an index on the table). So the writer checks the path at each row id it replaces and falls back to
+the path for any that moved, and what marks the vanished files missing checks each row id against
+its path's hash and finds a moved one again by it (:class:`Gone`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -97,21 +100,13 @@ class Known:
     @classmethod
     def load(cls, con: duckdb.DuckDBPyConnection, root: str) -> Known:
         """The files under ``root`` (the root itself if a file, and every path below it)."""
-        params: dict[str, Any] = {"root": root, "prefix": root.rstrip("/") + "/"}
-        placed = run(con, "ops/scan/known_roots", params).fetchone()
-        assert placed is not None  # an aggregate: one row
-        params.update(inside=placed[0], above=placed[1])
-        counted = run(con, "ops/scan/known_count", params).fetchone()
-        n, end = (int(counted[0]), int(counted[1])) if counted else (0, 0)
+        n, end, stretches = root_rows(con, root)
         self = cls(n, wide=end > 1 << 32)
         if not n:
             return self
         at = 0
-        for lo in range(0, end, LOAD_ROWS):
-            got = run(con, "ops/scan/known_files", {**params, "lo": lo, "hi": lo + LOAD_ROWS}).fetchnumpy()
+        for got in stretches:
             m = len(got["rid"])
-            if not m:
-                continue
             if at + m > n:  # cannot happen within the transaction; never write past the arrays
                 raise RuntimeError("the index changed while the scan read its known files")
             h = path_hashes(got["path"].tolist())
@@ -213,9 +208,108 @@ class Known:
         rid[known] = self.rids.get(idx[known])
         return rid.tolist(), (code & ~np.uint8(VISITED)).tolist(), (same & known).tolist()
 
-    def gone(self) -> np.ndarray:
-        """Row ids of the files the walk did not find that are not marked missing already."""
-        return self.rids.get(np.flatnonzero(((self.code & VISITED) == 0) & (self.code != MISSING)))
+    def gone(self) -> Gone:
+        """The files the walk did not find that are not marked missing already."""
+        left = ((self.code & VISITED) == 0) & (self.code != MISSING)
+        pos = np.flatnonzero(left)
+        top = np.zeros(len(pos), dtype=_U64)
+        if len(pos):  # each one's key: the keys are sorted, with the position in their low bits
+            for lo in range(0, self.n, LOAD_ROWS):
+                k = self.key[lo:lo + LOAD_ROWS]
+                at = (k & self.mask).astype(np.int64)
+                sel = left[at]
+                top[np.searchsorted(pos, at[sel])] = k[sel] & ~self.mask
+        return Gone(self.rids.get(pos), top, self.chk[pos], self.mask)
+
+
+def root_rows(con: duckdb.DuckDBPyConnection, root: str) -> tuple[int, int, Iterator[dict[str, Any]]]:
+    """How many files are indexed under ``root``, the end of files' row ids, and those files
+    (ops/scan/known_files: path, size, mtime_ns, code, rid as numpy arrays) one stretch of row ids
+    at a time (:data:`LOAD_ROWS`). Read them within one transaction."""
+    params: dict[str, Any] = {"root": root, "prefix": root.rstrip("/") + "/"}
+    placed = run(con, "ops/scan/known_roots", params).fetchone()
+    assert placed is not None  # an aggregate: one row
+    params.update(inside=placed[0], above=placed[1])
+    counted = run(con, "ops/scan/known_count", params).fetchone()
+    n, end = (int(counted[0]), int(counted[1])) if counted else (0, 0)
+
+    def stretches() -> Iterator[dict[str, Any]]:
+        for lo in range(0, end if n else 0, LOAD_ROWS):
+            got = run(con, "ops/scan/known_files", {**params, "lo": lo, "hi": lo + LOAD_ROWS}).fetchnumpy()
+            if len(got["rid"]):
+                yield got
+
+    return n, end, stretches()
+
+
+@dataclass
+class Gone:
+    """The files a scan did not find: the row ids they had when the scan read its known files, and
+    what tells whether a row id still holds that file (its path hash's first word with the low
+    ``mask`` bits cleared, and 16 bits of its second word, as :class:`Known` keeps them).
+
+    A checkpoint may move rows: DuckDB compacts row groups of which many rows were deleted (a
+    rescan replaces a changed file's row by deleting it) and the rows after them take lower row
+    ids. What marks the files missing checks each row id's path (:meth:`holds`) and finds a moved
+    file again by its hash (:func:`find_rows`).
+    """
+
+    rids: np.ndarray
+    top: np.ndarray
+    chk: np.ndarray
+    mask: np.uint64 = _U64(0)
+
+    @classmethod
+    def of_paths(cls, rids: Sequence[int], paths: Sequence[str]) -> Gone:
+        """The gone files at ``rids`` with these paths."""
+        h = path_hashes(paths).reshape(-1, 2)
+        return cls(np.asarray(rids, dtype=np.int64), h[:, 0].copy(), h[:, 1].astype(np.uint16))
+
+    def __len__(self) -> int:
+        return len(self.rids)
+
+    def part(self, sel: slice | np.ndarray) -> Gone:
+        return Gone(self.rids[sel], self.top[sel], self.chk[sel], self.mask)
+
+    @classmethod
+    def joined(cls, parts: Sequence[Gone], mask: np.uint64) -> Gone:
+        if not parts:
+            return cls(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=_U64), np.zeros(0, dtype=np.uint16), mask)
+        return cls(np.concatenate([p.rids for p in parts]), np.concatenate([p.top for p in parts]),
+                   np.concatenate([p.chk for p in parts]), mask)
+
+    def still(self, rids: np.ndarray, paths: Sequence[str]) -> np.ndarray:
+        """Whether each gone file's row id still holds it, given the ``paths`` at ``rids`` now (row
+        ids of this set; one that holds no row is missing from them)."""
+        order = np.argsort(self.rids)
+        at = order[np.searchsorted(self.rids[order], rids)]
+        h = path_hashes(paths).reshape(-1, 2)
+        same = ((h[:, 0] & ~self.mask) == self.top[at]) & (h[:, 1].astype(np.uint16) == self.chk[at])
+        out = np.zeros(len(self), dtype=bool)
+        out[at[same]] = True
+        return out
+
+    def moved_to(self, rids: np.ndarray) -> Gone:
+        """These files at their new row ids ``rids`` (:func:`find_rows`), less those not found (-1)."""
+        found = rids >= 0
+        return Gone(rids[found], self.top[found], self.chk[found], self.mask)
+
+
+def find_rows(con: duckdb.DuckDBPyConnection, root: str, gone: Gone) -> np.ndarray:
+    """The row id of each of the ``gone`` files of ``root`` now (-1 where none holds it): one pass
+    over the root's files (:func:`root_rows`)."""
+    out = np.full(len(gone), -1, dtype=np.int64)
+    if not len(gone):
+        return out
+    want = {(int(t), int(c)): i for i, (t, c) in enumerate(zip(gone.top.tolist(), gone.chk.tolist()))}
+    for got in root_rows(con, root)[2]:
+        h = path_hashes(got["path"].tolist()).reshape(-1, 2)
+        tops, chks = (h[:, 0] & ~gone.mask).tolist(), h[:, 1].astype(np.uint16).tolist()
+        for j, key in enumerate(zip(tops, chks)):
+            i = want.get(key)
+            if i is not None:
+                out[i] = int(got["rid"][j])
+    return out
 
 
 class RowIds:

@@ -24,7 +24,7 @@ from pacscopy.errors import IndexBusyError, InputError
 from pacscopy.index import default_index_path, fetch, insert_columns, open_index, run, run_script, transaction
 from pacscopy import attrdigest
 from pacscopy.scan.fileread import ROW_COLUMNS, SIDE_COLUMNS, display_path, entry_row, read_and_inspect
-from pacscopy.scan.known import ENTRY_CODES, READ, Known
+from pacscopy.scan.known import ENTRY_CODES, READ, Gone, Known, find_rows
 from pacscopy.scan.pool import IO_BYTES, IO_DEPTH, ReadAhead, Workers, scan_workers
 from pacscopy.send.status_counts import keeping_if_kept
 
@@ -783,10 +783,9 @@ def start_root(con: duckdb.DuckDBPyConnection, sroot: str, volume: str,
 GONE_ROWS = 200_000
 
 
-def finish_root(con: duckdb.DuckDBPyConnection, res: ScanResult, gone: Sequence[int] | np.ndarray,
-                started: float) -> None:
-    """Close the scan of one root once its rows are written: mark the files at row ids ``gone`` missing
-    (their keys recorded for the next incremental check), compare new files with stored contents, write
+def finish_root(con: duckdb.DuckDBPyConnection, res: ScanResult, gone: Gone, started: float) -> None:
+    """Close the scan of one root once its rows are written: mark the ``gone`` files missing (their
+    keys recorded for the next incremental check), compare new files with stored contents, write
     the counts to ``scans`` and read the index's files per status into ``res``."""
     scan_id = res.scan_id
     if len(gone):
@@ -801,21 +800,20 @@ def finish_root(con: duckdb.DuckDBPyConnection, res: ScanResult, gone: Sequence[
         # (5 M files marked at once did not fit the scan's 128 MB); with the upserts' budget: the
         # index's pages they changed stay in memory until a checkpoint, and with status's figures
         # kept each transaction evaluates its instances' states too (at 50 M files, after 500,000
-        # changed files written, marking 1,000 missing ran out of 128 MB)
+        # changed files written, marking 1,000 missing ran out of 128 MB). Each row id is checked
+        # against its file's path first (a checkpoint may have moved rows); those that moved are
+        # found again by their paths' hashes in one pass over the root's files, and marked last.
+        moved: list[Gone] = []
         with changing_rows(con):
             for i in range(0, len(gone), GONE_ROWS):
-                sops: list[str] = []
-                with transaction(con), keeping_if_kept(con, sops) as keep:
-                    run_script(con, "ops/scan/gone_begin")
-                    run(con, "ops/scan/gone_add", {"rids": [int(r) for r in gone[i:i + GONE_ROWS]]})
-                    if record:
-                        run(con, "ops/scan/dirty_old_keys", {"scan_id": scan_id})
-                    if keep:
-                        sops.extend(r[0] for r in run(con, "ops/scan/sops_of_gone").fetchall())
-                    run(con, "ops/scan/mark_missing", {"scan_id": scan_id})
-                    if record:
-                        run_script(con, "ops/scan/dirty_overflow", {"max": DIRTY_MAX})
-                    run_script(con, "ops/scan/gone_end")
+                with transaction(con):
+                    moved.append(_mark_missing(con, gone.part(slice(i, i + GONE_ROWS)), scan_id, record))
+            lost = Gone.joined(moved, gone.mask)
+            if len(lost):
+                with transaction(con):  # found and marked in one transaction: no checkpoint between
+                    found = lost.moved_to(find_rows(con, res.root, lost))
+                    log.info("%d vanished files' rows had moved; %d found again", len(lost), len(found))
+                    _mark_missing(con, found, scan_id, record, check=False)
     if res.new:  # a corrected copy under a new path: what changed against the content stored
         with transaction(con):
             attrdigest.after_scan(con, scan_id)
@@ -825,6 +823,33 @@ def finish_root(con: duckdb.DuckDBPyConnection, res: ScanResult, gone: Sequence[
                                      "missing": res.missing, "bytes_read": res.bytes_read, "scan_id": scan_id})
     res.status_counts = fetch(con, "ops/scan/status_counts", StatusCount)
     res.statuses = {c.status: c.files for c in res.status_counts}
+
+
+def _mark_missing(con: duckdb.DuckDBPyConnection, gone: Gone, scan_id: int, record: bool,
+                  check: bool = True) -> Gone:
+    """Mark the ``gone`` files missing within the caller's transaction, those whose row id still holds
+    their path (unless not ``check``); return the others (their rows moved)."""
+    sops: list[str] = []
+    with keeping_if_kept(con, sops) as keep:
+        run_script(con, "ops/scan/gone_begin")
+        run(con, "ops/scan/gone_add", {"rids": gone.rids.tolist()})
+        left = gone.part(slice(0, 0))
+        if check:
+            now = run(con, "ops/scan/gone_paths").fetchnumpy()
+            ok = gone.still(now["rid"], now["path"].tolist())
+            if not ok.all():
+                left = gone.part(~ok)
+                run_script(con, "ops/scan/gone_begin")
+                run(con, "ops/scan/gone_add", {"rids": gone.rids[ok].tolist()})
+        if record:
+            run(con, "ops/scan/dirty_old_keys", {"scan_id": scan_id})
+        if keep:
+            sops.extend(r[0] for r in run(con, "ops/scan/sops_of_gone").fetchall())
+        run(con, "ops/scan/mark_missing", {"scan_id": scan_id})
+        if record:
+            run_script(con, "ops/scan/dirty_overflow", {"max": DIRTY_MAX})
+        run_script(con, "ops/scan/gone_end")
+    return left
 
 
 class StatusCount(NamedTuple):
@@ -907,21 +932,42 @@ def scan(
 
 
 def lock_roots(index: str, roots: Sequence[str | os.PathLike[str]]) -> list[Any]:
-    """Take the run folder's lock of each root (its real path), or refuse naming the scan that holds one.
+    """Take the run folder's lock of each root (its real path), or refuse naming the scan that holds one,
+    or the running scan of a root inside or above one of them.
 
-    Two scans of one root would read the same files and race to record them; scans of
-    different roots into one index take turns at the index (the lock-hopping writer).
+    Two scans of one root would read the same files and race to record them, and so would two scans
+    of roots inside one another (each reads its known files at its start: a file the other records
+    meanwhile would be recorded twice). Scans of disjoint roots into one index take turns at the
+    index (the lock-hopping writer).
     """
-    from pacscopy.runfolder import take_lock
+    from pacscopy.runfolder import busy_error, held_locks, serialised, take_lock
 
+    reals = sorted({os.path.realpath(os.fsdecode(r)) for r in roots})
     locks: list[Any] = []
     try:
-        for real in sorted({os.path.realpath(os.fsdecode(r)) for r in roots}):
-            locks.append(take_lock(index, "scan", real, f"a scan of {real} into index {index}",
-                                   "one scan per root (scans of other roots may run at once); wait for it to end "
-                                   "or stop it (Ctrl-C)", root=real))
+        with serialised(index, "scan-roots"):  # two scans of nested roots starting at once: one wins
+            for real in reals:
+                locks.append(take_lock(index, "scan", real, f"a scan of {real} into index {index}",
+                                       "one scan per root (scans of other roots may run at once); wait for it to end "
+                                       "or stop it (Ctrl-C)", root=real))
+            ours = {lock.path for lock in locks}
+            for path, rec in held_locks(index, "scan"):
+                other = rec.get("root")
+                if path in ours or not isinstance(other, str):
+                    continue
+                mine = next((r for r in reals if _nested(r, other)), None)
+                if mine is not None:
+                    where = "inside" if os.path.commonpath([mine, other]) == other else "above"
+                    raise busy_error(path, f"a scan of {other} into index {index}",
+                                     f"{mine} is {where} its root, and scans of roots inside one another would "
+                                     "record the same files twice; wait for it to end or stop it (Ctrl-C)")
     except BaseException:
         for lock in locks:
             lock.release()
         raise
     return locks
+
+
+def _nested(a: str, b: str) -> bool:
+    """Whether real paths ``a`` and ``b`` are one inside the other (or the same)."""
+    return os.path.commonpath([a, b]) in (a, b)
