@@ -9,6 +9,8 @@ import shutil
 # reasons need them, and every scan worker a test starts inherits this. test_attrdigest checks the
 # default without it.
 os.environ["PACSCOPY_ATTR_DIGESTS"] = "on"
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,6 +99,23 @@ def fail_after_script(monkeypatch: pytest.MonkeyPatch, module, script: str, erro
             raise error
 
     monkeypatch.setattr(module, "run_script", failing)
+
+
+@contextmanager
+def index_before(path: Path, monkeypatch: pytest.MonkeyPatch, version: int) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An index at ``path`` as a pacscopy before schema ``version`` made it (every earlier migration),
+    open for the block; once it ends, the next open applies the rest."""
+    from pacscopy import index
+    from pacscopy.index import open_index
+
+    every = index.migrations()
+    monkeypatch.setattr(index, "migrations", lambda: [m for m in every if m[0] < version])
+    con = open_index(str(path), create=True)
+    try:
+        yield con
+    finally:
+        con.close()
+        monkeypatch.setattr(index, "migrations", lambda: every)
 
 
 def copy_tree(src: Path, dst: Path) -> Path:

@@ -11,12 +11,11 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from pacscopy import index
 from pacscopy.index import load_sql, open_index
 from pacscopy.testing import scale
 from pacscopy.testing.synth import make_archive
 
-from .conftest import counts, rows
+from .conftest import counts, index_before, rows
 from .peers import dcmqrscp
 
 # The two checks reading meta_sop_instance_uid as they were before 0030 (the column as read).
@@ -71,10 +70,7 @@ SPECIAL = [
 
 def _old_index(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An index made by pacscopy before 0030 (every earlier migration), with the SPECIAL rows."""
-    every = index.migrations()
-    monkeypatch.setattr(index, "migrations", lambda: [m for m in every if m[0] < 30])
-    con = open_index(str(path), create=True)
-    try:
+    with index_before(path, monkeypatch, 30) as con:
         scale.fill(con, 300)
         for p, pb, has_meta, status, reason, meta, sop in SPECIAL:
             # None: as the first row (path_bytes: the name's own bytes); '': NULL
@@ -89,9 +85,6 @@ def _old_index(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
                         {"p": p, "pb": pb, "has_meta": has_meta, "status": status, "reason": reason, "meta": meta,
                          "sop": sop})
         assert con.execute("SELECT count(*) FROM files WHERE path_bytes IS NULL").fetchone() == (0,)
-    finally:
-        con.close()
-    monkeypatch.setattr(index, "migrations", lambda: every)
 
 
 def test_an_index_made_before_0030_is_converted_and_its_checks_find_the_same(

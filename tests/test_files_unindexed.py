@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from pacscopy import index
 from pacscopy.index import open_index
 from pacscopy.scan.scan import lock_roots
 from pacscopy.testing import scale
 from pacscopy.testing.synth import make_archive
 
-from .conftest import rows
+from .conftest import index_before, rows
 
 NO_REPEATED_PATH = "SELECT path, count(*) FROM files GROUP BY path HAVING count(*) > 1"
 
@@ -24,18 +23,12 @@ NO_REPEATED_PATH = "SELECT path, count(*) FROM files GROUP BY path HAVING count(
 def test_an_index_made_before_0033_keeps_every_row_in_order_without_the_path_index(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     idx = tmp_path / "old.duckdb"
-    every = index.migrations()
-    monkeypatch.setattr(index, "migrations", lambda: [m for m in every if m[0] < 33])
-    con = open_index(str(idx), create=True)
-    try:
+    with index_before(idx, monkeypatch, 33) as con:
         scale.fill(con, 500)
         con.execute("DELETE FROM files WHERE rowid % 7 = 3")  # gaps in the row ids, as rescans leave them
         before = con.execute("SELECT * FROM files ORDER BY rowid").fetchall()
         keys = con.execute("SELECT constraint_type FROM duckdb_constraints() WHERE table_name = 'files'").fetchall()
-    finally:
-        con.close()
     assert ("PRIMARY KEY",) in keys  # what 0033 removes
-    monkeypatch.setattr(index, "migrations", lambda: every)
     con = open_index(str(idx))
     try:
         after = con.execute("SELECT * FROM files ORDER BY rowid").fetchall()

@@ -15,12 +15,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pacscopy import index
 from pacscopy.index import load_sql, open_index
 from pacscopy.manifest import load_manifest
 from pacscopy.testing import scale
 
-from .conftest import rows
+from .conftest import index_before, rows
 
 # The four checks as they were before migration 0019: joins on the SOPInstanceUID strings.
 REFERENCE = {
@@ -162,10 +161,7 @@ def test_bad_export_named_and_rolled_back(case: str, tmp_path: Path, cli) -> Non
 
 def test_a_manifest_loaded_before_0019_gets_its_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     idx = tmp_path / "old.duckdb"
-    every = index.migrations()
-    monkeypatch.setattr(index, "migrations", lambda: [m for m in every if m[0] < 19])
-    con = open_index(str(idx), create=True)
-    try:
+    with index_before(idx, monkeypatch, 19) as con:
         scale.fill(con, 300)
         # a manifest as the loader before 0019 left it: the files' instances, one row without a file
         con.execute("""
@@ -178,9 +174,6 @@ def test_a_manifest_loaded_before_0019_gets_its_keys(tmp_path: Path, monkeypatch
             WHERE i > 3;
             INSERT INTO manifest (sop_instance_uid, state, location, source_row) VALUES ('1.2.3.4.5', 'offline', 'T', 0);
         """)
-    finally:
-        con.close()
-    monkeypatch.setattr(index, "migrations", lambda: every)
     con = open_index(str(idx))  # applies 0019
     try:
         assert con.execute("SELECT count(*) FROM manifest WHERE sop_key IS NULL OR cmp_hash IS NULL").fetchone() == (0,)
