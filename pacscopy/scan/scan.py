@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pacscopy import __version__
 from pacscopy.errors import IndexBusyError, InputError
-from pacscopy.index import default_index_path, fetch, insert_columns, open_index, run, run_script, transaction
+from pacscopy.index import default_index_path, fetch, insert_frame, open_index, run, run_script, transaction
 from pacscopy import attrdigest
 from pacscopy.scan.fileread import ROW_COLUMNS, SIDE_COLUMNS, display_path, entry_row, read_and_inspect
 from pacscopy.scan.known import ENTRY_CODES, READ, Gone, Known, find_rows
@@ -413,7 +413,7 @@ class _Writer:
             for part in (rows[i:i + INSERT_ROWS] for i in range(0, len(rows), INSERT_ROWS)):
                 cols: dict[str, Sequence[Any]] = {k: v for k, v in zip(COLUMNS, zip(*part)) if k not in SIDE_COLUMNS}
                 cols["old_rid"] = [self.upserts.get(r[0]) for r in part] if old else [None] * len(part)
-                insert_columns(con, "ops/scan/stage_files", cols, **params)
+                insert_frame(con, "ops/scan/stage_files", cols, **params)
             if old:
                 # the rows replaced, found by their row ids (checked against the paths); a row that
                 # moved meanwhile (another scan replaced it) is found by its path
