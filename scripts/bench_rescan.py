@@ -157,6 +157,7 @@ def main() -> int:
             writes.append(clock.lap())
             print(f"  {root}: batch of {n:,} rows: "
                   f"{writes[-1][0]:.2f} s ({writes[-1][1]:.2f} s CPU)", file=sys.stderr)
+        writer.commit()  # as scan_root does: the transaction kept open over batches (figures kept)
         finish_root(con, res, gone_files, time.monotonic())
         finishes.append(clock.lap())
         del known

@@ -520,3 +520,74 @@ def test_a_count_made_read_only_is_shown_before_it_is_kept_and_keeping_draws_its
     events.clear()
     assert _status(cli, idx, scale.TARGET) == out  # kept: the same figures, no evaluation
     assert events == ["shown"]
+
+
+@pytest.mark.parametrize("kept_rows", [1_000, 10])
+def test_a_rescan_moves_the_kept_figures_once_per_transaction_kept_over_its_batches(
+        tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch, kept_rows: int) -> None:
+    """With figures kept, the scan's writer keeps one transaction open over its batches (each move of
+    the figures costs passes over the books' keys): batches of 10 files, and the figures move once
+    for all 30 revised instances, or once per KEPT_ROWS rows; they equal a recount either way."""
+    from pacscopy.scan import scan as scan_mod
+
+    files = make_corpus(tmp_path / "corpus", 40, 20_000)
+    idx = tmp_path / "k.duckdb"
+    target = "NEWPACS@127.0.0.1:11112"
+    assert cli("scan", tmp_path / "corpus", "--index", idx, "-q").code == 0
+    assert cli("check", "--index", idx, "-q").code == 0
+    assert "40 instances in the plan" in _status(cli, idx, target)
+    counted = assert_kept_equals_a_recount(idx, target)
+    for p in files[:30]:
+        ds = pydicom.dcmread(p)
+        ds.StudyDescription = "REVISED"
+        ds.save_as(p)
+    monkeypatch.setattr(scan_mod, "UPSERT_ROWS", 10)
+    monkeypatch.setattr(scan_mod, "KEPT_ROWS", kept_rows)
+    moves: list[int] = []
+    real_move = status_counts._move
+    monkeypatch.setattr(status_counts, "_move",
+                        lambda con, targets, sops: moves.append(len(set(sops or []))) or real_move(con, targets, sops))
+    assert cli("scan", tmp_path / "corpus", "--index", idx, "-q", "--workers", "1").code == 0
+    assert moves == ([30] if kept_rows > 30 else [10, 10, 10]), moves
+    assert assert_kept_equals_a_recount(idx, target) == counted  # kept current, not counted again
+    assert rows(idx, "SELECT count(*) FROM files WHERE study_description = 'REVISED'") == [(30,)]
+
+
+def test_a_rescan_stopped_inside_the_transaction_kept_open_loses_its_rows_and_keeps_the_figures(
+        tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C in the third batch (of 10 files) of the transaction kept open rolls back all three:
+    files as before, the figures still equal a recount; the next scan writes every revised file."""
+    from pacscopy import attrdigest
+    from pacscopy.scan import scan as scan_mod
+
+    files = make_corpus(tmp_path / "corpus", 40, 20_000)
+    idx = tmp_path / "k.duckdb"
+    target = "NEWPACS@127.0.0.1:11112"
+    assert cli("scan", tmp_path / "corpus", "--index", idx, "-q").code == 0
+    assert cli("check", "--index", idx, "-q").code == 0
+    assert "40 instances in the plan" in _status(cli, idx, target)
+    counted = assert_kept_equals_a_recount(idx, target)
+    before = rows(idx, "SELECT path, size, mtime_ns, study_description FROM files ORDER BY path")
+    for p in files[:30]:
+        ds = pydicom.dcmread(p)
+        ds.StudyDescription = "REVISED"
+        ds.save_as(p)
+    monkeypatch.setattr(scan_mod, "UPSERT_ROWS", 10)
+    real_record = attrdigest.record
+    calls: list[int] = []
+
+    def failing_record(con, columns, rows_, old, scan_id):
+        calls.append(len(rows_))
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # Ctrl-C in the third batch
+        return real_record(con, columns, rows_, old, scan_id)
+
+    monkeypatch.setattr(attrdigest, "record", failing_record)
+    r = cli("scan", tmp_path / "corpus", "--index", idx, "-q", "--workers", "1")
+    assert r.code != 0 and len(calls) == 3, (r, calls)
+    assert rows(idx, "SELECT path, size, mtime_ns, study_description FROM files ORDER BY path") == before
+    assert assert_kept_equals_a_recount(idx, target) == counted
+    monkeypatch.setattr(attrdigest, "record", real_record)
+    assert cli("scan", tmp_path / "corpus", "--index", idx, "-q").code == 0
+    assert rows(idx, "SELECT count(*) FROM files WHERE study_description = 'REVISED'") == [(30,)]
+    assert assert_kept_equals_a_recount(idx, target) == counted

@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -26,7 +27,7 @@ from pacscopy import attrdigest
 from pacscopy.scan.fileread import ROW_COLUMNS, SIDE_COLUMNS, display_path, entry_row, read_and_inspect
 from pacscopy.scan.known import ENTRY_CODES, READ, Gone, Known, find_rows
 from pacscopy.scan.pool import IO_BYTES, IO_DEPTH, ReadAhead, Workers, scan_workers
-from pacscopy.send.status_counts import keeping_if_kept
+from pacscopy.send.status_counts import figures_kept, keeping_if_kept
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -67,12 +68,20 @@ HOP_MAX_ROWS = 50_000
 INSERT_ROWS = 5_000
 #: A batch replacing rows already in the index (a rescan's changed files) is written in transactions
 #: of at most this many rows, with DuckDB's memory limit raised to UPSERT_MEMORY_LIMIT meanwhile
-#: (unless $PACSCOPY_MEMORY_LIMIT sets one): replacing a row deletes and inserts its path in the
-#: primary key's index (ops/scan/upsert_files), whose pages a transaction touches stay in memory
-#: until it commits; 5,000 rows spread over a 20 M-file index did not fit the scan's 128 MB. Each
-#: transaction also reads files' path column once (measured at 20 M files, 100,000 rows spread over
-#: the index: 20,000 rows per transaction with 1 GB took 16 s of CPU for the writes).
+#: (unless $PACSCOPY_MEMORY_LIMIT sets one): a transaction keeps the versions of the rows it deletes
+#: and the pages it changes in memory until it commits. Until schema 0033 each replaced row also
+#: deleted and inserted its path in the primary key's index (5,000 rows spread over a 20 M-file index
+#: did not fit the scan's 128 MB; at 50 M one 5,000-row insert took 54.5 s).
 UPSERT_ROWS = 20_000
+#: With status's figures kept, each transaction also moves its instances' figures, and that costs
+#: passes over the books' keys whatever the batch's size (at 50 M files ~5 s a transaction: a
+#: 100,000-file rescan's writes took 29.6 s in transactions of 20,000 rows, 8.1 s in one). The
+#: writer then keeps one transaction open over its batches and commits it once it holds KEPT_ROWS
+#: rows or is KEPT_SECONDS old, when another process waits for the index, or at the root's end.
+#: The rows stay in DuckDB meanwhile, not in Python; a scan stopped before the commit leaves them
+#: unwritten (the next scan reads their files again).
+KEPT_ROWS = 100_000
+KEPT_SECONDS = 30.0
 UPSERT_MEMORY_LIMIT = "1GB"
 #: Changed rows recorded for the next incremental check (``check_dirty``) at most, before the
 #: scan gives up recording and the next check is a full one (also past a quarter of the index).
@@ -323,6 +332,12 @@ class _Writer:
         self.hops = 0
         #: The last stretch: hold the index to the end and write each chunk as it comes.
         self.final = False
+        #: With status's figures kept: the transaction kept open over batches (:meth:`commit`), the
+        #: rows written in it, when it began, and the instances whose rows it changed.
+        self.open: ExitStack | None = None
+        self.open_rows = 0
+        self.open_since = 0.0
+        self.open_sops: list[str] = []
 
     def add(self, rows: list[Row]) -> None:
         self.rows.extend(rows)
@@ -341,6 +356,8 @@ class _Writer:
                 self.let_go()
         if self.rows and (self.final or self.due()):
             self.flush(wait=self.final or len(self.rows) >= HOP_MAX_ROWS)
+        if self.open is not None and now - self.open_since >= KEPT_SECONDS:
+            self.commit()
 
     def due(self) -> bool:
         """Whether the rows buffered are to be written now (:data:`HOP_SECONDS`, :data:`HOP_ROWS`)."""
@@ -351,6 +368,7 @@ class _Writer:
         if self.con is None:
             return
         t0 = time.monotonic()
+        self.commit()
         con, self.con = self.con, None
         con.close()
         self.closing = time.monotonic() - t0
@@ -381,58 +399,106 @@ class _Writer:
         self.write(con)
 
     def close(self) -> None:
-        """Close the index if held (the rows not written stay unwritten)."""
+        """Close the index if held (the rows not written stay unwritten, and so do those of a
+        transaction still open: call :meth:`commit` first to keep them)."""
+        self.abort()
         if self.con is not None:
             con, self.con = self.con, None
             con.close()
 
     def write(self, con: duckdb.DuckDBPyConnection) -> None:
         """Write the rows buffered through ``con``: in one transaction, or in one per
-        :data:`UPSERT_ROWS` rows if some replace rows of the index."""
+        :data:`UPSERT_ROWS` rows if some replace rows of the index; with status's figures kept, into
+        the transaction kept open over batches (:data:`KEPT_ROWS`)."""
         rows = self.rows
+        if self.open is not None or figures_kept(con):
+            for i in range(0, len(rows), UPSERT_ROWS):
+                part = rows[i:i + UPSERT_ROWS]
+                if self.open is None:
+                    self._begin(con)
+                try:
+                    self._write_rows(con, part, self.open_sops)
+                except BaseException:
+                    self.abort()
+                    raise
+                self.rows = rows[i + UPSERT_ROWS:]
+                self.open_rows += len(part)
+                if self.open_rows >= KEPT_ROWS:
+                    self.commit()
+            self.last = time.monotonic()
+            if self.open is not None and self.last - self.open_since >= KEPT_SECONDS:
+                self.commit()
+            return
         upserting = bool(self.upserts) and any(r[0] in self.upserts for r in rows)
         step = max(1, UPSERT_ROWS if upserting else len(rows))
         with changing_rows(con, upserting):
-            for i in range(0, len(rows), step):
-                self._write(con, rows[i:i + step])
+            for i in range(0, len(rows), step):  # figures not kept: nothing to move
+                with transaction(con):
+                    self._write_rows(con, rows[i:i + step], None)
                 self.rows = rows[i + step:]
         self.last = time.monotonic()
 
-    def _write(self, con: duckdb.DuckDBPyConnection, rows: list[Row]) -> None:
-        """Write ``rows`` through ``con`` in one transaction."""
+    def _begin(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Open the transaction kept over batches, status's figures kept current at its commit."""
+        stack = ExitStack()
+        try:
+            stack.enter_context(changing_rows(con))
+            stack.enter_context(transaction(con))
+            self.open_sops = []
+            stack.enter_context(keeping_if_kept(con, self.open_sops))
+        except BaseException:
+            stack.close()
+            raise
+        self.open, self.open_rows, self.open_since = stack, 0, time.monotonic()
+
+    def commit(self) -> None:
+        """Commit the transaction kept open over batches, if any: status's figures move by its
+        instances (one pass over the books' keys for all its batches)."""
+        if self.open is not None:
+            stack, self.open = self.open, None
+            stack.close()
+
+    def abort(self) -> None:
+        """Roll back the transaction kept open over batches, if any (its rows stay unwritten: the
+        next scan reads their files again)."""
+        if self.open is not None:
+            stack, self.open = self.open, None
+            err = sys.exc_info()[1] or RuntimeError("the scan stopped")
+            stack.__exit__(type(err), err, err.__traceback__)  # each context sees it: the transaction rolls back
+
+    def _write_rows(self, con: duckdb.DuckDBPyConnection, rows: list[Row], sops: list[str] | None) -> None:
+        """Write ``rows``; add to ``sops`` (if given) the SOPInstanceUIDs whose rows change."""
         old = [r for r in rows if r[0] in self.upserts] if self.upserts else []
         params = {"scan_id": self.scan_id, "volume": self.volume, "root": self.root}
-        sops: list[str] = []  # the instances whose rows change: status's kept figures move them
-        with transaction(con), keeping_if_kept(con, sops) as keep:
-            record = _recording(con)
-            # the attribute lists, and what changed where a content is replaced (an update's reason)
-            attrdigest.record(con, COLUMNS, rows, old, self.scan_id)
-            # staged in a temporary table, then written in one statement per batch (or a few, with
-            # upserts: ops/scan/upsert_files records the replaced rows' old keys as it goes)
-            run_script(con, "ops/scan/stage_begin")
-            for part in (rows[i:i + INSERT_ROWS] for i in range(0, len(rows), INSERT_ROWS)):
-                cols: dict[str, Sequence[Any]] = {k: v for k, v in zip(COLUMNS, zip(*part)) if k not in SIDE_COLUMNS}
-                cols["old_rid"] = [self.upserts.get(r[0]) for r in part] if old else [None] * len(part)
-                insert_frame(con, "ops/scan/stage_files", cols, **params)
+        record = _recording(con)
+        # the attribute lists, and what changed where a content is replaced (an update's reason)
+        attrdigest.record(con, COLUMNS, rows, old, self.scan_id)
+        # staged in a temporary table, then written in one statement per batch (or a few, with
+        # upserts: ops/scan/upsert_files records the replaced rows' old keys as it goes)
+        run_script(con, "ops/scan/stage_begin")
+        for part in (rows[i:i + INSERT_ROWS] for i in range(0, len(rows), INSERT_ROWS)):
+            cols: dict[str, Sequence[Any]] = {k: v for k, v in zip(COLUMNS, zip(*part)) if k not in SIDE_COLUMNS}
+            cols["old_rid"] = [self.upserts.get(r[0]) for r in part] if old else [None] * len(part)
+            insert_frame(con, "ops/scan/stage_files", cols, **params)
+        if old:
+            # the rows replaced, found by their row ids (checked against the paths); a row that
+            # moved meanwhile (another scan replaced it) is found by its path
+            run_script(con, "ops/scan/upsert_find")
+            moved = run(con, "ops/scan/upsert_moved").fetchone()
+            if moved and moved[0]:
+                run_script(con, "ops/scan/upsert_find_moved")
+            run_script(con, "ops/scan/upsert_files", {"scan_id": self.scan_id, "record": record})
+        else:
+            run_script(con, "ops/scan/insert_files")
+        if sops is not None:
+            i_sop = COLUMNS.index("sop_instance_uid")
+            sops.extend({r[i_sop] for r in rows if r[i_sop] is not None})
             if old:
-                # the rows replaced, found by their row ids (checked against the paths); a row that
-                # moved meanwhile (another scan replaced it) is found by its path
-                run_script(con, "ops/scan/upsert_find")
-                moved = run(con, "ops/scan/upsert_moved").fetchone()
-                if moved and moved[0]:
-                    run_script(con, "ops/scan/upsert_find_moved")
-                run_script(con, "ops/scan/upsert_files", {"scan_id": self.scan_id, "record": record})
-            else:
-                run_script(con, "ops/scan/insert_files")
-            if keep:
-                i_sop = COLUMNS.index("sop_instance_uid")
-                sops.extend({r[i_sop] for r in rows if r[i_sop] is not None})
-                if old:
-                    sops.extend(r[0] for r in run(con, "ops/scan/sops_replaced").fetchall())
-            if record:
-                run(con, "ops/scan/dirty_new_keys", {"scan_id": self.scan_id})
-                run_script(con, "ops/scan/dirty_overflow", {"max": DIRTY_MAX})
-            run_script(con, "ops/scan/stage_end")
+                sops.extend(r[0] for r in run(con, "ops/scan/sops_replaced").fetchall())
+        if record:
+            run(con, "ops/scan/dirty_new_keys", {"scan_id": self.scan_id})
+            run_script(con, "ops/scan/dirty_overflow", {"max": DIRTY_MAX})
+        run_script(con, "ops/scan/stage_end")
         for r in old:
             self.upserts.pop(r[0], None)
 
@@ -453,10 +519,10 @@ def changing_rows(con: duckdb.DuckDBPyConnection, changing: bool = True) -> Iter
 
 
 def _lower_limit(con: duckdb.DuckDBPyConnection) -> None:
-    """Back to the scan's memory limit after upserts, if DuckDB can: the primary key's pages they
-    changed stay in memory until a checkpoint writes them (at 30 M files, after 100,000 spread
-    changes, DuckDB could not free enough for 128 MB); then the raised limit stays for this
-    connection (the next hop or the end of the scan closes it)."""
+    """Back to the scan's memory limit after upserts, if DuckDB can: the pages they changed stay in
+    memory until a checkpoint writes them (at 30 M files, after 100,000 spread changes, DuckDB could
+    not free enough for 128 MB, before schema 0033 dropped the path index); then the raised limit
+    stays for this connection (the next hop or the end of the scan closes it)."""
     import duckdb
 
     try:
@@ -756,6 +822,7 @@ def scan_root(
         assert con is not None
         if writer.rows:
             writer.write(con)
+        writer.commit()
         finish_root(con, res, gone, started)
     finally:
         writer.close()

@@ -558,9 +558,14 @@ def keeping_if_kept(con: duckdb.DuckDBPyConnection, sops: list[str]) -> Iterator
     incremental check), if any target's figures are kept; else nothing. Yields whether it keeps them:
     only then need the block fill ``sops`` (read after the block) with the SOPInstanceUIDs whose
     rows it changed (their values before and after)."""
-    row = con.execute("SELECT count(*) FROM status_kept").fetchone()
-    if not (row and row[0]):
+    if not figures_kept(con):
         yield False
         return
     with keeping(con, None, sops):
         yield True
+
+
+def figures_kept(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether any target's figures are kept (then a writer keeps them current: :func:`keeping_if_kept`)."""
+    row = con.execute("SELECT count(*) FROM status_kept").fetchone()
+    return bool(row and row[0])
