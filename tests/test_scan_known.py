@@ -253,9 +253,9 @@ def test_known_files_under_overlapping_roots_are_found_by_their_recorded_root(tm
 @pytest.mark.parametrize("shift", ["two row groups dropped", "three row groups merged into two"])
 def test_vanished_files_are_marked_missing_even_when_a_checkpoint_moved_their_rows(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shift: str) -> None:
-    """Rows deleted before a root's rows (a rescan's replaced rows, another scan's) are compacted by a
-    checkpoint while the scan runs: the root's rows take lower row ids. The files that vanished are
-    still the ones marked missing, and no other root's file is."""
+    """Rows deleted before a root's rows (a rescan's replaced rows, another scan's) are compacted by
+    another process's checkpoint while the scan has let go of the index: the root's rows take lower
+    row ids. The files that vanished are still the ones marked missing, and no other root's file is."""
     from pacscopy.scan import scan as scanning
 
     idx = tmp_path / "i.duckdb"
@@ -286,7 +286,9 @@ def test_vanished_files_are_marked_missing_even_when_a_checkpoint_moved_their_ro
     def finish_after_rows_moved(con, res, gone, started):
         before["rids"] = con.execute("SELECT min(rowid) FROM files WHERE root = $root", {"root": str(vol)}).fetchone()[0]
         con.execute(f"DELETE FROM files WHERE {doomed}", {"root": str(vol)})
+        con.execute("RESET max_vacuum_tasks")  # as another process's checkpoint would (the scan's own keep rows)
         con.execute("CHECKPOINT")
+        con.execute("SET max_vacuum_tasks = 0")
         before["moved_to"] = con.execute("SELECT min(rowid) FROM files WHERE root = $root",
                                          {"root": str(vol)}).fetchone()[0]
         real_finish(con, res, gone, started)
@@ -297,3 +299,53 @@ def test_vanished_files_are_marked_missing_even_when_a_checkpoint_moved_their_ro
     assert got.results[0].missing == 3
     missing = rows(idx, "SELECT path FROM files WHERE status = 'missing' ORDER BY path")
     assert missing == [(str(vol / f"f{i:02}.dcm"),) for i in (3, 17, 29)]
+
+
+
+def test_rows_moved_under_a_rescan_are_found_again_in_one_pass_for_every_batch(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkpoint moves the rows a rescan still has to replace (whole row groups before them
+    deleted and dropped): the first batch that misses finds every row still to replace by path in one
+    pass, the later batches use those row ids; each changed file keeps one row, with its new content."""
+    from pacscopy.scan import scan as scanning
+
+    idx = tmp_path / "i.duckdb"
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    for i in range(30):
+        (vol / f"f{i:02}.dcm").write_bytes(b"not dicom %d" % i)
+    con = open_index(str(idx), create=True)
+    try:
+        scale.fill(con, 300_000, sent=0, verified=0)  # rows before the root's
+    finally:
+        con.close()
+    scan([vol], str(idx), workers=1)
+    hop = _Hop(str(idx))
+    con = hop.connect()
+    assert con is not None
+    assert con.execute("SELECT current_setting('max_vacuum_tasks')").fetchone() == (0,)  # the scan's own: none
+    passes: list[str] = []
+    real_script = scanning.run_script
+    monkeypatch.setattr(scanning, "run_script",
+                        lambda c, name, params=None: (passes.append(name) if name == "ops/scan/upsert_relocate" else None)
+                        or real_script(c, name, params))
+    try:
+        scan_id, known = start_root(con, str(vol), "vol")
+        paths = sorted(str(p) for p in vol.iterdir())
+        rids, _, _ = known.take(paths, [0] * 30, [0] * 30)
+        con.execute("DELETE FROM files WHERE rowid < 245760 AND root <> $r", {"r": str(vol)})
+        con.execute("RESET max_vacuum_tasks")  # as another process's checkpoint would
+        con.execute("CHECKPOINT")
+        con.execute("SET max_vacuum_tasks = 0")
+        assert con.execute("SELECT min(rowid) FROM files WHERE root = $r", {"r": str(vol)}).fetchone()[0] < min(rids)
+        writer = _Writer(hop, scan_id, "vol", str(vol), con)
+        writer.upserts = dict(zip(paths, rids))
+        for part in (paths[:10], paths[10:20], paths[20:]):  # three batches, one transaction each
+            writer.rows = [entry_row(os.fsencode(p), 99, 1, "skipped", "symlink", "now a link") for p in part]
+            writer.write(con)
+        assert writer.upserts == {}
+    finally:
+        con.close()
+    assert passes == ["ops/scan/upsert_relocate"]  # one pass, for all three batches
+    assert rows(idx, "SELECT count(*), count(DISTINCT path), min(size), max(size) FROM files WHERE root = $r",
+                {"r": str(vol)}) == [(30, 30, 99, 99)]

@@ -107,6 +107,13 @@ SCAN_MEMORY_LIMIT = "128MB"
 #: DuckDB threads during a scan: one writer's inserts need no more, and the cores are the
 #: workers'. A second DuckDB thread took CPU from them (20,000 x 10 KB: 1.12 s -> 1.07 s).
 SCAN_DUCKDB_THREADS = 1
+#: A scan's checkpoints (its commits, its hops) compact no row groups: DuckDB's vacuum moves the rows
+#: after a compacted group to lower row ids, and the row ids a root's known files hold would then
+#: miss; each batch found its rows again by a pass over every path (at 50 M files 7.3 s a batch: a
+#: 250,000-file rescan spent 73.5 s so). The next command's checkpoint compacts them. Another
+#: process's checkpoint while the scan has let go may still move rows: the scan checks every row
+#: id against its path (ops/scan/upsert_find, ops/scan/gone_paths) and falls back to the path.
+SCAN_VACUUM_TASKS = 0
 #: Chunks handed out but not yet taken back, per worker, before the walk waits for the workers.
 BACKLOG_PER_WORKER = 16
 #: A scan begun before its index is open reads this many files, at most, meanwhile.
@@ -282,6 +289,7 @@ class _Hop:
                 raise
             return None
         self.create, self.opened = False, True
+        con.execute("SET max_vacuum_tasks = $n", {"n": SCAN_VACUUM_TASKS})
         return con
 
     @contextmanager
@@ -466,6 +474,17 @@ class _Writer:
             err = sys.exc_info()[1] or RuntimeError("the scan stopped")
             stack.__exit__(type(err), err, err.__traceback__)  # each context sees it: the transaction rolls back
 
+    def _relocate(self, con: duckdb.DuckDBPyConnection) -> None:
+        """The row ids of every row still to replace (``upserts``, the staged batch's included), found
+        again by path in one pass; the staged batch rebound to them."""
+        insert_frame(con, "ops/scan/pending_stage", {"path": list(self.upserts)})
+        run_script(con, "ops/scan/upsert_relocate")
+        now = dict(run(con, "ops/scan/relocated").fetchall())
+        log.info("scan: rows moved in the index; %d of %d rows still to replace found again by path",
+                 len(now), len(self.upserts))
+        self.upserts.update((p, rid) for p, rid in now.items() if p in self.upserts)
+        run_script(con, "ops/scan/upsert_rebind")
+
     def _write_rows(self, con: duckdb.DuckDBPyConnection, rows: list[Row], sops: list[str] | None) -> None:
         """Write ``rows``; add to ``sops`` (if given) the SOPInstanceUIDs whose rows change."""
         old = [r for r in rows if r[0] in self.upserts] if self.upserts else []
@@ -481,12 +500,13 @@ class _Writer:
             cols["old_rid"] = [self.upserts.get(r[0]) for r in part] if old else [None] * len(part)
             insert_frame(con, "ops/scan/stage_files", cols, **params)
         if old:
-            # the rows replaced, found by their row ids (checked against the paths); a row that
-            # moved meanwhile (another scan replaced it) is found by its path
+            # the rows replaced, found by their row ids (checked against the paths); if rows moved
+            # meanwhile (a checkpoint), every row still to replace is found again by its path
             run_script(con, "ops/scan/upsert_find")
-            moved = run(con, "ops/scan/upsert_moved").fetchone()
-            if moved and moved[0]:
-                run_script(con, "ops/scan/upsert_find_moved")
+            ((moved,),) = run(con, "ops/scan/upsert_moved").fetchall()
+            if moved:
+                self._relocate(con)
+                run_script(con, "ops/scan/upsert_find")
             run_script(con, "ops/scan/upsert_files", {"scan_id": self.scan_id, "record": record})
         else:
             run_script(con, "ops/scan/insert_files")
