@@ -250,6 +250,22 @@ def test_known_files_under_overlapping_roots_are_found_by_their_recorded_root(tm
         con.close()
 
 
+def _root_after_other_rows(tmp_path: Path) -> tuple[Path, Path]:
+    """An index of 300,000 synthetic rows (row ids 0 .. 299,999) and a root ``vol`` of 30 small files
+    not scanned yet: its rows will come after them."""
+    idx = tmp_path / "i.duckdb"
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    for i in range(30):
+        (vol / f"f{i:02}.dcm").write_bytes(b"not dicom %d" % i)
+    con = open_index(str(idx), create=True)
+    try:
+        scale.fill(con, 300_000, sent=0, verified=0)
+    finally:
+        con.close()
+    return idx, vol
+
+
 @pytest.mark.parametrize("shift", ["two row groups dropped", "three row groups merged into two"])
 def test_vanished_files_are_marked_missing_even_when_a_checkpoint_moved_their_rows(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shift: str) -> None:
@@ -258,16 +274,7 @@ def test_vanished_files_are_marked_missing_even_when_a_checkpoint_moved_their_ro
     row ids. The files that vanished are still the ones marked missing, and no other root's file is."""
     from pacscopy.scan import scan as scanning
 
-    idx = tmp_path / "i.duckdb"
-    vol = tmp_path / "vol"
-    vol.mkdir()
-    for i in range(30):
-        (vol / f"f{i:02}.dcm").write_bytes(b"not dicom %d" % i)
-    con = open_index(str(idx), create=True)
-    try:
-        scale.fill(con, 300_000, sent=0, verified=0)  # rows before the root's: row ids 0 .. 299,999
-    finally:
-        con.close()
+    idx, vol = _root_after_other_rows(tmp_path)
     scanning.scan([vol], str(idx), workers=1)
     con = open_index(str(idx))
     try:  # another root's rows after the root's: where the root's old row ids point once rows moved
@@ -309,16 +316,7 @@ def test_rows_moved_under_a_rescan_are_found_again_in_one_pass_for_every_batch(
     pass, the later batches use those row ids; each changed file keeps one row, with its new content."""
     from pacscopy.scan import scan as scanning
 
-    idx = tmp_path / "i.duckdb"
-    vol = tmp_path / "vol"
-    vol.mkdir()
-    for i in range(30):
-        (vol / f"f{i:02}.dcm").write_bytes(b"not dicom %d" % i)
-    con = open_index(str(idx), create=True)
-    try:
-        scale.fill(con, 300_000, sent=0, verified=0)  # rows before the root's
-    finally:
-        con.close()
+    idx, vol = _root_after_other_rows(tmp_path)
     scan([vol], str(idx), workers=1)
     hop = _Hop(str(idx))
     con = hop.connect()

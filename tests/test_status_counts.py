@@ -522,6 +522,24 @@ def test_a_count_made_read_only_is_shown_before_it_is_kept_and_keeping_draws_its
     assert events == ["shown"]
 
 
+def _kept_corpus(tmp_path: Path, cli, idx: Path, target: str) -> dt.datetime:
+    """A corpus of 40 files scanned and checked into ``idx``, status's figures for ``target`` kept;
+    returns when they were counted."""
+    make_corpus(tmp_path / "corpus", 40, 20_000)
+    assert cli("scan", tmp_path / "corpus", "--index", idx, "-q").code == 0
+    assert cli("check", "--index", idx, "-q").code == 0
+    assert "40 instances in the plan" in _status(cli, idx, target)
+    return assert_kept_equals_a_recount(idx, target)
+
+
+def _revise(corpus: Path, n: int) -> None:
+    """A revised StudyDescription in the first ``n`` files of ``corpus`` (a rescan's updates)."""
+    for p in sorted(p for p in corpus.rglob("*") if p.is_file())[:n]:
+        ds = pydicom.dcmread(p)
+        ds.StudyDescription = "REVISED"
+        ds.save_as(p)
+
+
 @pytest.mark.parametrize("kept_rows", [1_000, 10])
 def test_a_rescan_moves_the_kept_figures_once_per_transaction_kept_over_its_batches(
         tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch, kept_rows: int) -> None:
@@ -530,17 +548,9 @@ def test_a_rescan_moves_the_kept_figures_once_per_transaction_kept_over_its_batc
     for all 30 revised instances, or once per KEPT_ROWS rows; they equal a recount either way."""
     from pacscopy.scan import scan as scan_mod
 
-    files = make_corpus(tmp_path / "corpus", 40, 20_000)
-    idx = tmp_path / "k.duckdb"
-    target = "NEWPACS@127.0.0.1:11112"
-    assert cli("scan", tmp_path / "corpus", "--index", idx, "-q").code == 0
-    assert cli("check", "--index", idx, "-q").code == 0
-    assert "40 instances in the plan" in _status(cli, idx, target)
-    counted = assert_kept_equals_a_recount(idx, target)
-    for p in files[:30]:
-        ds = pydicom.dcmread(p)
-        ds.StudyDescription = "REVISED"
-        ds.save_as(p)
+    idx, target = tmp_path / "k.duckdb", "NEWPACS@127.0.0.1:11112"
+    counted = _kept_corpus(tmp_path, cli, idx, target)
+    _revise(tmp_path / "corpus", 30)
     monkeypatch.setattr(scan_mod, "UPSERT_ROWS", 10)
     monkeypatch.setattr(scan_mod, "KEPT_ROWS", kept_rows)
     moves: list[int] = []
@@ -560,18 +570,10 @@ def test_a_rescan_stopped_inside_the_transaction_kept_open_loses_its_rows_and_ke
     from pacscopy import attrdigest
     from pacscopy.scan import scan as scan_mod
 
-    files = make_corpus(tmp_path / "corpus", 40, 20_000)
-    idx = tmp_path / "k.duckdb"
-    target = "NEWPACS@127.0.0.1:11112"
-    assert cli("scan", tmp_path / "corpus", "--index", idx, "-q").code == 0
-    assert cli("check", "--index", idx, "-q").code == 0
-    assert "40 instances in the plan" in _status(cli, idx, target)
-    counted = assert_kept_equals_a_recount(idx, target)
+    idx, target = tmp_path / "k.duckdb", "NEWPACS@127.0.0.1:11112"
+    counted = _kept_corpus(tmp_path, cli, idx, target)
     before = rows(idx, "SELECT path, size, mtime_ns, study_description FROM files ORDER BY path")
-    for p in files[:30]:
-        ds = pydicom.dcmread(p)
-        ds.StudyDescription = "REVISED"
-        ds.save_as(p)
+    _revise(tmp_path / "corpus", 30)
     monkeypatch.setattr(scan_mod, "UPSERT_ROWS", 10)
     real_record = attrdigest.record
     calls: list[int] = []
