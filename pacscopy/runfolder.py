@@ -243,37 +243,36 @@ def serialised(index_path: str, name: str) -> Iterator[None]:
         os.close(fd)  # releases the flock
 
 
+def _held(path: Path) -> bool:
+    """Whether a process (this one too) holds the lock file ``path``, without taking or touching it."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False  # no lock file (or released and removed): nobody holds it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 def held_locks(index_path: str, kind: str) -> Iterator[tuple[Path, dict[str, Any]]]:
     """The ``<kind>-*.lock`` files of the run folder held now (by this process too), with their records."""
     d = run_dir(index_path, create=False)
     for path in sorted(d.glob(f"{kind}-*.lock")):
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            continue  # released and removed meanwhile
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if _held(path):
             yield path, _read_lock(path) or {}
-        finally:
-            os.close(fd)
 
 
 def refuse_if_running(index_path: str, target: str) -> None:
     """Refuse now (:class:`TargetBusyError`, as :func:`lock_target` would) if a send to ``target`` from this index
     runs, without taking or touching its lock: a second send is refused before it waits for the index."""
     path = _lock_file(run_dir(index_path, create=False), "send", target)
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return  # no lock file: no send
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
+    if _held(path):
         raise busy_error(path, f"a send to {target} from index {index_path}",
-                    "one send per target; wait for it to end or stop it (Ctrl-C)") from None
-    finally:
-        os.close(fd)
+                         "one send per target; wait for it to end or stop it (Ctrl-C)")
 
 
 @dataclass
@@ -293,25 +292,8 @@ class RunningSend:
 
 def running_sends(index_path: str) -> list[RunningSend]:
     """The sends running from this index now (their target lock is held), read without disturbing them."""
-    d = run_dir(index_path, create=False)
     out: list[RunningSend] = []
-    if not d.is_dir():
-        return out
-    for p in sorted(d.glob("send-*.lock")):
-        try:
-            fd = os.open(p, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                continue  # nobody holds it: a send that ended
-            except BlockingIOError:
-                pass
-        finally:
-            os.close(fd)
-        rec = _read_lock(p) or {}
+    for p, rec in held_locks(index_path, "send"):  # held: a lock nobody holds is a send that ended
         out.append(RunningSend(rec.get("target", p.stem[5:]), rec.get("pid"), rec.get("host"), rec.get("since"),
                                rec.get("run_id"), rec.get("journal")))
     return out

@@ -61,6 +61,13 @@ def path_hashes(keys: Sequence[str]) -> np.ndarray:
     return np.frombuffer(raw, dtype="<u8").reshape(-1, 2)
 
 
+def path_marks(keys: Sequence[str], mask: np.uint64) -> tuple[np.ndarray, np.ndarray]:
+    """What :class:`Known` keeps of each path's hash: its first word with the low ``mask`` bits
+    cleared (the rest of a key holds the position) and 16 bits of its second word."""
+    h = path_hashes(keys)
+    return h[:, 0] & ~mask, h[:, 1].astype(np.uint16)
+
+
 def file_state(size: np.ndarray, mtime_ns: np.ndarray) -> np.ndarray:
     """A 64-bit mix of (size, mtime_ns) (splitmix64's finaliser): equal for a file that did not change."""
     x = size.astype(np.int64).view(_U64) * _U64(0x9E3779B97F4A7C15)
@@ -109,11 +116,11 @@ class Known:
             m = len(got["rid"])
             if at + m > n:  # cannot happen within the transaction; never write past the arrays
                 raise RuntimeError("the index changed while the scan read its known files")
-            h = path_hashes(got["path"].tolist())
+            top, chk = path_marks(got["path"].tolist(), self.mask)
             del got["path"]
             sl = slice(at, at + m)
-            self.key[sl] = (h[:, 0] & ~self.mask) | np.arange(at, at + m, dtype=_U64)
-            self.chk[sl] = h[:, 1].astype(np.uint16)
+            self.key[sl] = top | np.arange(at, at + m, dtype=_U64)
+            self.chk[sl] = chk
             self.state[sl] = file_state(np.ma.filled(got["size"], -1), np.ma.filled(got["mtime_ns"], -1))
             self.code[sl] = got["code"]
             self.rids.add(at, got["rid"])
@@ -164,9 +171,7 @@ class Known:
         out = np.full(len(keys), -1, dtype=np.int64)
         if not self.n or not keys:
             return out
-        h = path_hashes(keys)
-        top = h[:, 0] & ~self.mask
-        chk = h[:, 1].astype(np.uint16)
+        top, chk = path_marks(keys, self.mask)
         pos = self._first_at_or_above(top)
         inside = pos < self.n
         cand = self.key[np.where(inside, pos, 0)]
@@ -250,7 +255,7 @@ class Gone:
 
     A checkpoint may move rows: DuckDB compacts row groups of which many rows were deleted (a
     rescan replaces a changed file's row by deleting it) and the rows after them take lower row
-    ids. What marks the files missing checks each row id's path (:meth:`holds`) and finds a moved
+    ids. What marks the files missing checks each row id's path (:meth:`still`) and finds a moved
     file again by its hash (:func:`find_rows`).
     """
 
@@ -262,8 +267,8 @@ class Gone:
     @classmethod
     def of_paths(cls, rids: Sequence[int], paths: Sequence[str]) -> Gone:
         """The gone files at ``rids`` with these paths."""
-        h = path_hashes(paths).reshape(-1, 2)
-        return cls(np.asarray(rids, dtype=np.int64), h[:, 0].copy(), h[:, 1].astype(np.uint16))
+        top, chk = path_marks(paths, _U64(0))
+        return cls(np.asarray(rids, dtype=np.int64), top, chk)
 
     def __len__(self) -> int:
         return len(self.rids)
@@ -283,8 +288,8 @@ class Gone:
         ids of this set; one that holds no row is missing from them)."""
         order = np.argsort(self.rids)
         at = order[np.searchsorted(self.rids[order], rids)]
-        h = path_hashes(paths).reshape(-1, 2)
-        same = ((h[:, 0] & ~self.mask) == self.top[at]) & (h[:, 1].astype(np.uint16) == self.chk[at])
+        top, chk = path_marks(paths, self.mask)
+        same = (top == self.top[at]) & (chk == self.chk[at])
         out = np.zeros(len(self), dtype=bool)
         out[at[same]] = True
         return out
@@ -303,9 +308,8 @@ def find_rows(con: duckdb.DuckDBPyConnection, root: str, gone: Gone) -> np.ndarr
         return out
     want = {(int(t), int(c)): i for i, (t, c) in enumerate(zip(gone.top.tolist(), gone.chk.tolist()))}
     for got in root_rows(con, root)[2]:
-        h = path_hashes(got["path"].tolist()).reshape(-1, 2)
-        tops, chks = (h[:, 0] & ~gone.mask).tolist(), h[:, 1].astype(np.uint16).tolist()
-        for j, key in enumerate(zip(tops, chks)):
+        top, chk = path_marks(got["path"].tolist(), gone.mask)
+        for j, key in enumerate(zip(top.tolist(), chk.tolist())):
             i = want.get(key)
             if i is not None:
                 out[i] = int(got["rid"][j])

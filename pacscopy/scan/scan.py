@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
 
     import duckdb
-    import numpy as np
 
     from pacscopy.scan.fileread import Row
 
