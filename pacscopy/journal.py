@@ -117,10 +117,19 @@ FINISHES = ("finish", "verify_finish")
 KEYED = ("transfers", "verifications")
 
 
+def record_transfers(con: duckdb.DuckDBPyConnection, name: str, cols: dict[str, list[Any]], run_id: int,
+                     target: str) -> None:
+    """Write a batch of C-STORE attempts of run ``run_id`` with the SQL file ``name`` (one list per column),
+    and add them to the run's totals so far (``send_runs.recorded_*``, what status shows of the run)."""
+    insert_columns(con, name, cols, run_id=run_id, target=target)
+    run(con, "ops/send/run_recorded", {"run_id": run_id, "outcome": list(cols["outcome"]),
+                                         "bytes": list(cols["bytes"]), "finished": list(cols["finished"])})
+
+
 def _apply(con: duckdb.DuckDBPyConnection, line: dict[str, Any]) -> None:
     kind = line["k"]
     if kind == "transfers":
-        insert_columns(con, "ops/send/merge_transfers", line["cols"], run_id=line["run_id"], target=line["target"])
+        record_transfers(con, "ops/send/merge_transfers", line["cols"], line["run_id"], line["target"])
     elif kind == "source_changed":
         insert_columns(con, "ops/send/insert_source_changed", line["cols"])
     elif kind == "finish":

@@ -88,6 +88,18 @@ def assert_keys_hold(index: Path, tables: tuple[str, ...] = ("files", "plan_auto
         assert n > 0 and wrong == 0, f"{table}: {wrong} of {n} rows with another key"
 
 
+def assert_run_totals(index: Path) -> None:
+    """Every send run's totals so far (``send_runs.recorded_*``, schema 0034, kept by the writers of
+    ``transfers``) equal what its transfers say: status reads them instead of the run's rows."""
+    got = rows(index, "SELECT run_id, coalesce(finished, recorded_until), recorded_stored, recorded_bytes "
+                      "FROM send_runs ORDER BY 1")
+    want = rows(index, "SELECT r.run_id, coalesce(r.finished, max(t.finished)), "
+                       "count(t.outcome) FILTER (WHERE t.outcome IN ('stored', 'warning')), "
+                       "coalesce(sum(t.bytes) FILTER (WHERE t.outcome IN ('stored', 'warning')), 0) "
+                       "FROM send_runs r LEFT JOIN transfers t USING (run_id) GROUP BY r.run_id, r.finished ORDER BY 1")
+    assert got and got == want
+
+
 def fail_after_script(monkeypatch: pytest.MonkeyPatch, module, script: str, error: Exception) -> None:
     """``module.run_script`` raises ``error`` once ``script`` has run: a fault (DuckDB out of memory at
     a scale no test builds) planted where it would strike, inside the caller's transaction."""

@@ -191,7 +191,7 @@ def test_a_second_send_is_refused_at_once_while_the_first_holds_the_index(planne
 from pacscopy.journal import Journal  # noqa: E402
 from pacscopy.testing.synth import make_archive  # noqa: E402
 
-from .conftest import rows  # noqa: E402
+from .conftest import assert_run_totals, rows  # noqa: E402
 from .peers import orthanc, storescp  # noqa: E402
 
 
@@ -260,6 +260,9 @@ def test_kill_9_at_any_moment_then_resume_stores_every_instance_exactly_once(big
     assert not list(Path(str(bigger) + ".run").glob("spool-*"))
     merged = rows(bigger, "SELECT count(*), count(*) FILTER (WHERE merged_by <> pid) FROM journal_merges")[0]
     assert merged[0] >= kills, merged  # every killed send that got as far as its journal, and the last
+    # each run's totals so far, as status shows them, kept by the merges (those of killed runs by another process)
+    assert_run_totals(bigger)
+    assert rows(bigger, "SELECT count(*) FROM send_runs WHERE finished IS NULL AND recorded_stored > 0")[0][0] > 0
     # the header of what was sent is the file row's, as after a send that held the index
     bad = rows(bigger, "SELECT count(*) FROM transfers t JOIN files f USING (path) WHERE t.outcome = 'stored' "
                        "AND (t.source_xxh3 IS DISTINCT FROM f.dataset_xxh3 OR t.sent_patient_id IS DISTINCT FROM "

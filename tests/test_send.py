@@ -18,7 +18,7 @@ from pacscopy.receive import Receiver
 from pacscopy.send.options import Window, parse_rate, wait_for_window
 from pacscopy.testing.synth import make_archive, make_corpus
 
-from .conftest import rows
+from .conftest import assert_run_totals, rows
 from .peers import faulty_scp, orthanc, orthanc_get, orthanc_json, storescp
 
 
@@ -150,6 +150,7 @@ def test_out_of_resources_then_success(planned, tmp_path, cli) -> None:
     got = rows(planned, "SELECT status_hex, outcome, count(*) FROM transfers GROUP BY ALL ORDER BY 1")
     assert got == [("0x0000", "stored", 15), ("0xA700", "retry", 15)]
     assert_all_stored_once(planned, peer.target, set(want))
+    assert_run_totals(planned)  # the retries count for nothing
 
 
 def test_the_same_failure_for_the_first_instances_stops_the_run(planned, tmp_path, cli) -> None:
@@ -165,6 +166,8 @@ def test_the_same_failure_for_the_first_instances_stops_the_run(planned, tmp_pat
     assert len(got) == 1 and got[0][0] == "failed" and got[0][1] == 0xC000 and got[0][3] == STREAK
     assert "cannot understand" in got[0][2].lower()
     assert rows(planned, "SELECT not_sent FROM send_runs") == [(15,)]
+    assert_run_totals(planned)
+    assert rows(planned, "SELECT recorded_stored, recorded_bytes FROM send_runs") == [(0, 0)]
 
 
 def test_no_answer_is_not_success(planned, tmp_path, cli) -> None:

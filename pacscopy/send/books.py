@@ -33,7 +33,7 @@ import duckdb
 
 from pacscopy.errors import IndexBusyError
 from pacscopy.index import insert_columns, lock_wait, run, transaction
-from pacscopy.journal import MERGE_EVERY, Journal, Merger, remove, writer_record
+from pacscopy.journal import MERGE_EVERY, Journal, Merger, record_transfers, remove, writer_record
 from pacscopy.runfolder import run_dir, write_private
 from pacscopy.send.status_counts import keeping
 
@@ -143,7 +143,7 @@ class LocalBooks(_OneHost):
     def _record(self, rows: list[dict[str, Any]]) -> None:
         cols = {c: [r[c] for r in rows] for c in TRANSFER_COLS}
         with transaction(self.con), keeping(self.con, self.target, cols["sop_instance_uid"]):
-            insert_columns(self.con, "ops/send/insert_transfers", cols, run_id=self.run_id, target=self.target)
+            record_transfers(self.con, "ops/send/insert_transfers", cols, self.run_id, self.target)
 
     def _record_source_changed(self, cols: dict[str, list[Any]]) -> None:
         insert_columns(self.con, "ops/send/insert_source_changed", cols)

@@ -171,13 +171,10 @@ def dry_run(con: duckdb.DuckDBPyConnection, target: Target, opts: SendOptions) -
 def last_run(con: duckdb.DuckDBPyConnection, target: str) -> tuple[Any, ...] | None:
     """The latest send run to ``target``: (run_id, started, ended, instances stored, bytes), or None.
 
-    Ended is the run's end, or while it runs (or after it was killed) its latest attempt's."""
+    Ended is the run's end, or while it runs (or after it was killed) its latest attempt's. The totals are
+    kept as the run's attempts are recorded (schema 0034), so this reads one row however long the run."""
     r = run(con, "ops/status/last_run", {"target": target}).fetchone()
-    if r is None:
-        return None
-    run_id, started, finished = r
-    ended, instances, nbytes = run(con, "ops/status/run_stored", {"run_id": run_id}).fetchone() or (None, 0, 0)
-    return run_id, started, finished if finished is not None else ended, instances, nbytes
+    return tuple(r) if r is not None else None
 
 
 def progress(con: duckdb.DuckDBPyConnection, target: Target, index_path: str | None = None, *,
