@@ -16,7 +16,8 @@ dataset hash). Per volume, the scan of its root is replayed with pacscopy.scan.s
 keys; the scan writes HOP_ROWS rows or a second's worth at a time), then ``finish_root`` (the last
 volume's ``--missing`` files marked missing, the scans row, the files per status). Prints the wall
 and CPU seconds of each part and the process's peak RSS while it replays the scan (sampled every
-20 ms; it includes the ~0.5 KB per changed row the benchmark selected up front), with the load average.
+20 ms; it includes the rows the benchmark selected up front, held in Python, and says how much they
+take: the RSS they added before the replay began), with the load average.
 """
 
 from __future__ import annotations
@@ -89,6 +90,9 @@ def main() -> int:
     con = hop.connect()
     assert con is not None
     t_open = clock.lap()
+    from bench_index import _tree_rss
+
+    rss_open = _tree_rss(os.getpid())
     files = con.execute("SELECT count(*) FROM files").fetchone()
     recording = con.execute("SELECT count(*) FROM check_state WHERE NOT full_needed").fetchone()
     volumes = [r[0] for r in con.execute("SELECT DISTINCT root FROM files ORDER BY 1").fetchall()]
@@ -123,13 +127,12 @@ def main() -> int:
     con = hop.connect()
     assert con is not None
     t_select = clock.lap()
+    held = max(0, _tree_rss(os.getpid()) - rss_open)  # the rows the benchmark selected, held in Python
     changed = sum(len(p[1]) for p in plan)
     print(f"{files[0] if files else 0:,} files; {changed:,} changed in {len(plan)} volume(s), {len(gone):,} gone; "
           f"recording for the incremental check: {bool(recording and recording[0])}; "
           f"rows selected in {t_select[0]:.1f} s", file=sys.stderr)
     import threading
-
-    from bench_index import _tree_rss
 
     peak_rss, done = 0, threading.Event()
 
@@ -172,12 +175,13 @@ def main() -> int:
 
     write_wall = sum(w[0] for w in writes)
     print(f"| rows in files | changed | gone | batch | open | start of each root (known files) | writes | "
-          f"median batch | finish (missing, counts) | close (checkpoint) | rescan total | peak RSS (rescan; the rows selected included) | load (1/5/15 min) |")
-    print("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+          f"median batch | finish (missing, counts) | close (checkpoint) | rescan total | peak RSS (rescan; the rows selected included) | "
+          f"of it the rows selected | load (1/5/15 min) |")
+    print("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     every = starts + writes + finishes + [t_close]
     print(f"| {files[0] if files else 0:,} | {changed:,} | {len(plan[-1][2]):,} | {a.batch:,} | {t_open[0]:.1f} s | "
           f"{total(starts)} | {total(writes)} | {statistics.median(w[0] for w in writes):.2f} s | {total(finishes)} | "
-          f"{t_close[0]:.1f} s | {total(every)} | {peak / 2**20:.0f} MB | "
+          f"{t_close[0]:.1f} s | {total(every)} | {peak / 2**20:.0f} MB | {held / 2**20:.0f} MB | "
           f"{load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f} |")
     print(f"\n{changed / write_wall:,.0f} changed rows written per second (writes alone).", file=sys.stderr)
     return 0

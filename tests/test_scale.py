@@ -13,6 +13,8 @@ from pacscopy.index import open_index, run_script
 from pacscopy.send.transcode import plan_params
 from pacscopy.testing import scale
 
+from .conftest import assert_run_totals
+
 REFERENCE = Path(__file__).with_name("build_plan_reference.sql")
 PLAN = "SELECT * FROM plan_auto ORDER BY sop_instance_uid"
 
@@ -88,7 +90,7 @@ def test_plan_equals_the_reference_on_the_planted_archive(scanned: Path, tmp_pat
 def test_generated_archive_has_the_shapes(tmp_path: Path) -> None:
     con = open_index(str(tmp_path / "s.duckdb"), create=True)
     try:
-        scale.fill(con, 3000)
+        scale.fill(con, 3000, chunk=1000)  # three transactions, as make-index fills 5 M files each
         n, path_len, uid_len, dups, corrupt, studies, series = con.execute("""
             SELECT count(*), avg(length(path)), avg(length(sop_instance_uid)),
                    count(*) - count(DISTINCT sop_instance_uid), count(*) FILTER (WHERE status = 'corrupt'),
@@ -101,6 +103,7 @@ def test_generated_archive_has_the_shapes(tmp_path: Path) -> None:
         assert con.execute("SELECT count(*) FROM verifications").fetchone()[0] > 500
     finally:
         con.close()
+    assert_run_totals(tmp_path / "s.duckdb")  # the run's totals so far, added chunk by chunk
 
 
 def test_reconcile_holds_only_what_it_shows_in_memory(tmp_path: Path) -> None:

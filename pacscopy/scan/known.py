@@ -307,10 +307,11 @@ def find_rows(con: duckdb.DuckDBPyConnection, root: str, gone: Gone) -> np.ndarr
     if not len(gone):
         return out
     want = {(int(t), int(c)): i for i, (t, c) in enumerate(zip(gone.top.tolist(), gone.chk.tolist()))}
+    tops = np.unique(gone.top)
     for got in root_rows(con, root)[2]:
         top, chk = path_marks(got["path"].tolist(), gone.mask)
-        for j, key in enumerate(zip(top.tolist(), chk.tolist())):
-            i = want.get(key)
+        for j in np.flatnonzero(np.isin(top, tops, assume_unique=False)).tolist():  # the few that may be one
+            i = want.get((int(top[j]), int(chk[j])))
             if i is not None:
                 out[i] = int(got["rid"][j])
     return out

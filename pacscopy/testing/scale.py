@@ -27,7 +27,7 @@ def fill(con: duckdb.DuckDBPyConnection, rows: int, *, sent: float = 0.6, verifi
     """Fill an empty, migrated index with ``rows`` files, a scan, transfers and verifications, in
     transactions of ``chunk`` files (with their transfers and verifications), each checkpointed.
     The rows are as the scan writes them for the index's schema (before 0030, or compact since; with
-    their instance keys since 0031)."""
+    their instance keys since 0031; the run's totals since 0034)."""
     versions = applied_versions(con)
     compact, keyed = 30 in versions, 31 in versions
     for start in range(0, rows, chunk):
@@ -39,6 +39,8 @@ def fill(con: duckdb.DuckDBPyConnection, rows: int, *, sent: float = 0.6, verifi
             params["transfers_before"] = row[0] if row else 0
             _script(con, "testing/scale_files", params, keyed)
             _script(con, "testing/scale_sent", params, keyed)
+            if 34 in versions:
+                _script(con, "testing/scale_run_totals", params, keyed)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")

@@ -36,9 +36,3 @@ SELECT $target AS target, sop_instance_uid, 'find' AS mode, TIMESTAMP '2026-11-0
 FROM transfers
 WHERE outcome = 'stored' AND hash(sop_instance_uid) % 1000 < $verified * 1000
   AND transfer_id > $transfers_before;
-UPDATE send_runs SET recorded_stored = recorded_stored + t.stored, recorded_bytes = recorded_bytes + t.bytes,
-                     recorded_until = greatest(recorded_until, t.ended)   -- schema 0034, as a send keeps them
-FROM (SELECT count(*) FILTER (WHERE outcome IN ('stored', 'warning')) AS stored,
-             coalesce(sum(bytes) FILTER (WHERE outcome IN ('stored', 'warning')), 0) AS bytes, max(finished) AS ended
-      FROM transfers WHERE transfer_id > $transfers_before) t
-WHERE run_id = 1;
