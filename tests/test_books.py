@@ -84,8 +84,6 @@ def test_init_join_publish_status_over_the_whole_migration(pg_url: str, tmp_path
     assert f"left:{len(sops):>26}" in r.out.replace(" " * 0, "")
     r = cli("reconcile", "--target", TARGET, "--books", pg_url, "--format", "json")
     assert r.code == 1  # nothing sent yet: not complete
-    import json
-
     doc = json.loads(r.out)
     assert doc["in_plan"] == len(sops) and doc["states"]["left"] == len(sops) and not doc["complete"]
     r = cli("report", "--books", pg_url, "--format", "json")

@@ -7,7 +7,7 @@ import pytest
 
 from .conftest import rows
 from .peers import orthanc, orthanc_get, orthanc_json, qrscp, tiny_pacs
-from .test_send import assert_all_stored_once, dataset_of, to_send
+from .test_send import assert_all_stored_once, to_send
 
 
 def test_qrscp_probe_send_and_retrieve(planned, tmp_path, cli) -> None:

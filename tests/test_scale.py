@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from pacscopy.check.checks import run_checks
-from pacscopy.index import open_index, run_script
+from pacscopy.index import open_index
 from pacscopy.send.transcode import plan_params
 from pacscopy.testing import scale
 

@@ -16,7 +16,7 @@ import pytest
 from pacscopy.scan.parse import inspect_bytes
 from pacscopy.receive import Receiver
 from pacscopy.send.options import Window, parse_rate, wait_for_window
-from pacscopy.testing.synth import make_archive, make_corpus
+from pacscopy.testing.synth import make_corpus
 
 from .conftest import assert_run_totals, rows
 from .peers import faulty_scp, orthanc, orthanc_get, orthanc_json, storescp

@@ -8,10 +8,9 @@ import urllib.request
 
 import pytest
 
-from pacscopy.testing.synth import make_archive
 
 from .conftest import counts, rows
-from .peers import PEER_ENV, dcmqrscp, faulty_scp, free_port, orthanc, orthanc_json
+from .peers import PEER_ENV, dcmqrscp, faulty_scp, free_port, orthanc
 
 
 @pytest.fixture

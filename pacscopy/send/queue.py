@@ -18,7 +18,7 @@ import duckdb
 
 from pacscopy.dicom.peer import Target
 from pacscopy.errors import InputError, PacscopyError
-from pacscopy.index import fetch, load_sql, row_reader, run
+from pacscopy.index import load_sql, row_reader, run
 from pacscopy.send.options import SendOptions
 from pacscopy.send.progress import SendProgress, progress_from  # re-exported: status's figures
 from pacscopy.send.worker import Item

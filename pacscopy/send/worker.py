@@ -190,7 +190,6 @@ def worker(wid: int, target: Target, opts: WorkerOptions, tasks: Any, results: A
 
     def post(msg: dict[str, Any], now: bool = False) -> None:
         """Queue a result for the main process; sent in batches (one pickle and pipe write per batch)."""
-        nonlocal last_post
         out.append(msg)
         if now or msg["kind"] != "transfer" or len(out) >= RESULTS_EVERY \
                 or time.monotonic() - last_post > RESULTS_SECONDS:
