@@ -235,27 +235,31 @@ def _run_full(con: duckdb.DuckDBPyConnection, wanted: list[str], res: CheckResul
     """Every finding of the ``wanted`` checks and the whole plan, rebuilt; with ``fp``, remembered."""
     if {"duplicate_reencoded", "duplicate_conflict"} & set(wanted) or fp is not None:
         res.hashed = compute_content_hashes(con, **hashing)
-    # the plan is rebuilt: status's kept figures move by the instances whose plan row changed
-    with transaction(con), replanning(con):
-        # manifest_compare (a join of every file with the manifest) is read by manifest_mismatch and
-        # by the plan: computed once, into a temporary table that shadows the view for both
-        row = run(con, "ops/check/manifest_loaded").fetchone()
-        kept = bool(row and row[0])
-        if kept:
-            run(con, "ops/check/manifest_compare_keep")
-        for name in wanted:
-            con.execute(load_sql("ops/check/delete_findings"), {"check_id": name})
-            _insert_findings(con, name)
-        _rebuild_plan(con)
-        if kept:
-            con.execute("DROP TABLE temp.main.manifest_compare")
-        if fp is not None:
-            _save_state(con, fp, res)
+    # the plan is rebuilt: status's kept figures move by the instances whose plan row changed, found by
+    # comparing the new plan with the old one, which the rebuild sets aside and is dropped once compared
+    with transaction(con):
+        with replanning(con):
+            # manifest_compare (a join of every file with the manifest) is read by manifest_mismatch and
+            # by the plan: computed once, into a temporary table that shadows the view for both
+            row = run(con, "ops/check/manifest_loaded").fetchone()
+            kept = bool(row and row[0])
+            if kept:
+                run(con, "ops/check/manifest_compare_keep")
+            for name in wanted:
+                con.execute(load_sql("ops/check/delete_findings"), {"check_id": name})
+                _insert_findings(con, name)
+            _rebuild_plan(con)
+            if kept:
+                con.execute("DROP TABLE temp.main.manifest_compare")
+            if fp is not None:
+                _save_state(con, fp, res)
+        run_script(con, "ops/check/plan_rebuild_end")
 
 
 def _rebuild_plan(con: duckdb.DuckDBPyConnection) -> None:
     """plan_auto rebuilt whole: build_plan into a new table that replaces the old one (not a DELETE
-    of every row beside the INSERT: at 50 M instances that ran DuckDB's 1 GB out of memory)."""
+    of every row beside the INSERT: at 50 M instances that ran DuckDB's 1 GB out of memory). The old
+    one stays as ``plan_auto_replaced`` for the caller to compare and drop (``plan_rebuild_end``)."""
     from pacscopy.send.transcode import plan_params
 
     row = run(con, "ops/check/plan_auto_ddl").fetchone()
@@ -263,7 +267,6 @@ def _rebuild_plan(con: duckdb.DuckDBPyConnection) -> None:
     run_script(con, "ops/check/plan_rebuild_begin")
     con.execute(row[0])  # the table's definition as DuckDB recorded it (the package's schema)
     run_script(con, "ops/check/build_plan", plan_params())
-    run_script(con, "ops/check/plan_rebuild_end")
 
 
 def _check_select(name: str) -> str:

@@ -12,7 +12,7 @@ live in table ``status_counts`` (schema 0017), and every writer keeps them:
   only their rows), their old states are taken out of ``status_instances`` by key and the new ones
   put in, and the summary moves by the difference;
 - a full check, which rebuilds the plan, moves the instances whose plan row changed
-  (:func:`replanning`: a digest per plan row before, compared after); an incremental check moves the
+  (:func:`replanning`: each plan row's digest, the old plan's against the new); an incremental check moves the
   instances it re-planned (:func:`keeping_if_kept`);
 - a writer that changes what every instance's state means (a PatientID map) calls
   :func:`recount_kept`: every kept target is counted again, in the writer's transaction;
@@ -450,53 +450,27 @@ def _shift(con: duckdb.DuckDBPyConnection, moved: dict[str, tuple[Counts, Counts
         _replace(con, t, cur, fp, counted=False)
 
 
-#: Bytes per planned instance that :func:`replanning` holds through a full rebuild of the plan (a
-#: digest of its plan row by key: ``sql/ops/status/plan_before.sql``).
-PLAN_DIGEST_BYTES = 24
-
-#: The share of DuckDB's memory limit those digests may take; beyond it (~11 M instances at the
-#: default 1 GB) a full check forgets the kept figures instead. At 50 M files the 1.2 GB of digests
-#: beside the plan's rebuild ran out of the default 1 GB, so a full check with figures kept failed.
-PLAN_DIGEST_SHARE = 0.25
-
-
 @contextmanager
 def replanning(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """Around a full rebuild of the plan (a full check), in the writer's transaction: the kept figures
     move by the instances whose plan row the rebuild changed, added or removed, instead of a count
     of every instance (at 50 M files a full evaluation is 70 slices, each reading the books).
 
-    Before the block each plan row's digest is kept by key (temporary table ``plan_before``:
-    ``sql/ops/status/plan_before.sql``); after it, the rows that differ form the batch
-    (``sql/ops/status/replanned.sql``), moved as :func:`keeping` moves a writer's batch. When more
-    instances changed than one slice of a full evaluation holds (a first check, new rules), every
-    kept target is counted again instead (:func:`recount_kept`), which then costs less. Targets
-    whose figures were stale already stay stale (status counts them when asked). When the digests
-    would take more than :data:`PLAN_DIGEST_SHARE` of DuckDB's memory, the kept figures are
-    forgotten instead (:func:`forget`): the rebuild keeps the whole budget, and the next status
-    counts (at 50 M files ~20 minutes, once, its slices drawn on stderr).
+    The rebuild sets the old plan aside as table ``plan_auto_replaced`` (``sql/ops/check/
+    plan_rebuild_begin.sql``) and leaves it for the end of this block, which compares the two
+    (``sql/ops/status/replanned.sql``: a digest of each row by its instance's key, on both tables on
+    disk, joined and spilled as DuckDB needs) and moves the instances that differ as :func:`keeping`
+    moves a writer's batch. The caller drops the old plan after the block. When more instances
+    changed than one slice of a full evaluation holds (a first check, new rules), every kept target
+    is counted again instead (:func:`recount_kept`), which then costs less. Targets whose figures
+    were stale already stay stale (status counts them when asked).
     """
-    row = con.execute("SELECT count(*) FROM status_kept").fetchone()
-    if not (row and row[0]):
-        yield
-        return
-    from pacscopy.index import memory_mib
-
-    row = con.execute("SELECT count(*) FROM plan_auto").fetchone()
-    planned = int(row[0]) if row else 0
-    if planned * PLAN_DIGEST_BYTES > memory_mib(con) * 2**20 * PLAN_DIGEST_SHARE:
-        log.info("%s planned instances: too many to digest beside the plan's rebuild; status's kept "
-                 "figures are forgotten (the next status counts)", planned)
-        forget(con)
-        yield
-        return
     valid = _valid_targets(con, fingerprint(con))
-    if valid:
-        run_script(con, "ops/status/plan_before")
+    if not valid:
+        yield
+        return
     try:
         yield
-        if not valid:
-            return
         run_script(con, "ops/status/replanned")
         row = con.execute("SELECT count(*) FROM temp.main.status_batch").fetchone()
         changed = int(row[0]) if row else 0
@@ -510,7 +484,7 @@ def replanning(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
             if t not in valid:
                 log.info("status figures of %s were stale before the check: counted when status asks", t)
     finally:
-        _drop(con, "plan_before", "status_batch", quiet=True)
+        _drop(con, "replanned_keys", "status_batch", quiet=True)
 
 
 def load_count_sql() -> str:
